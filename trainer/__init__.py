@@ -1,0 +1,16 @@
+"""Framework-agnostic epoch-by-epoch trainer: config, data preparation, the epoch loop and artifacts.
+
+Never imports UI or server code; torch and TensorFlow are imported only by their backends.
+"""
+from .artifacts import TrainedModel, load_model
+from .backends import BackendUnavailable, available_backends
+from .config import ConfigError, FieldSpec, TrainingConfig, config_fields
+from .events import Callback
+from .run import FINAL_STATES, StateError, Trainer, TrainingFailure, TrainingState
+from .schedules import preview_schedule
+
+__version__ = "0.1.0"
+
+__all__ = ["TrainingConfig", "ConfigError", "FieldSpec", "config_fields", "Trainer", "TrainingState",
+           "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "load_model", "TrainedModel",
+           "BackendUnavailable", "available_backends", "preview_schedule", "__version__"]

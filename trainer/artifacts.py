@@ -1,0 +1,129 @@
+"""What a run leaves at ``output_path`` and how it loads back for predictions.
+
+Layout (every file written atomically)::
+
+    output_path/
+      config.json          the effective TrainingConfig
+      preprocessing.json   scaler, categories, classes, window length, task
+      history.json         per-epoch metrics, plus the run's state and reason
+      history.csv          the same metrics as a table
+      metadata.json        backend, versions, files, best metrics
+      model.pt | model.keras ...   the weights, in the backend's own format
+"""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_json, atomic_write_text
+from .backends import backend_module
+from .config import TrainingConfig
+from .data import Preprocessor, windows
+
+if TYPE_CHECKING:
+    from .run import Trainer, TrainingState
+
+FORMAT_VERSION = 1
+
+
+def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
+    """Write the run's model, preprocessing, config and history to its ``output_path``."""
+    out = Path(run.config.output_path).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    model_meta = run.backend.save_model(out)
+    atomic_write_json(out / "config.json", run.config.to_dict())
+    atomic_write_json(out / "preprocessing.json", run.data.preprocessor.to_dict())
+    atomic_write_json(out / "history.json", {"state": state.value, "reason": reason,
+                                             "best_metrics": run.best_metrics, "history": run.history})
+    atomic_write_text(out / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
+    atomic_write_json(out / "metadata.json", {
+        "format_version": FORMAT_VERSION, "backend": run.config.backend, "model": model_meta,
+        "seed": run.seed, "state": state.value, "epochs_completed": run.current_epoch,
+        "best_metrics": run.best_metrics, "restored_best_weights": bool(run.config.restore_best_weights
+                                                                        and run.early_stopping.best_epoch),
+        "python": platform.python_version()})
+    return out
+
+
+class TrainedModel:
+    """A saved model with its preprocessing: raw DataFrame columns in, predictions out."""
+
+    def __init__(self, path: Path, config: TrainingConfig, preprocessor: Preprocessor,
+                 predict_fn: Any, metadata: dict[str, Any], history: list[dict[str, Any]]):
+        self.path = path
+        self.config = config
+        self.preprocessor = preprocessor
+        self.metadata = metadata
+        self.history = history
+        self._predict_fn = predict_fn
+
+    @property
+    def task(self) -> str:
+        return self.preprocessor.task
+
+    @property
+    def classes_(self) -> list[Any]:
+        return list(self.preprocessor.classes)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.preprocessor.feature_columns)
+
+    def _samples(self, df: pd.DataFrame) -> np.ndarray:
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"predict expects a pandas DataFrame with columns {self.feature_columns}, got {type(df).__name__}")
+        x = self.preprocessor.transform(df)
+        window = self.preprocessor.sequence_length
+        if window is None:
+            return x
+        if len(x) < window:
+            raise ValueError(f"a {self.config.model_type} model needs at least sequence_length={window} rows, got {len(x)}")
+        return windows(x, window)
+
+    def decision_function(self, df: pd.DataFrame) -> np.ndarray:
+        """Raw outputs: logits for classes, scaled values for regression."""
+        return self._predict_fn(self._samples(df))
+
+    def predict(self, df: pd.DataFrame) -> np.ndarray:
+        """Labels (classification) or values (regression) in the target's own units.
+
+        For ``cnn``/``lstm``/``gru`` there is one prediction per window: ``len(df) -
+        sequence_length + 1`` of them, the first for the row at position ``sequence_length - 1``.
+        """
+        out = self.decision_function(df)
+        if self.task == "classification":
+            return self.preprocessor.decode_target(out.argmax(axis=1))
+        return self.preprocessor.decode_target(out.reshape(-1).astype(np.float64))
+
+    def predict_proba(self, df: pd.DataFrame) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        if self.task != "classification":
+            raise ValueError("predict_proba is for classification models; this one does regression")
+        z = self.decision_function(df).astype(np.float64)
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def __repr__(self) -> str:
+        return f"<TrainedModel {self.config.model_type} {self.task} from {str(self.path)!r}>"
+
+
+def load_model(path: Union[str, Path], model: Optional[Any] = None) -> TrainedModel:
+    """Load what a run saved at ``path``. Pass ``model`` to supply your own module's instance."""
+    path = Path(path).expanduser()
+    meta_file = path / "metadata.json"
+    if not meta_file.exists():
+        raise FileNotFoundError(f"no trained model at {str(path)!r} (metadata.json is missing); "
+                                f"is this the output_path of a finished run?")
+    metadata = json.loads(meta_file.read_text())
+    config = TrainingConfig.from_dict(json.loads((path / "config.json").read_text()))
+    pre = Preprocessor.from_dict(json.loads((path / "preprocessing.json").read_text()))
+    history_file = path / "history.json"
+    history = json.loads(history_file.read_text())["history"] if history_file.exists() else []
+    predict_fn = backend_module(metadata["backend"]).load_predict_fn(path, metadata["model"], model)
+    return TrainedModel(path, config, pre, predict_fn, metadata, history)

@@ -1,0 +1,77 @@
+"""What the epoch loop needs from a framework. The loop in ``trainer.run`` owns the schedule,
+early stopping, pause/resume and events; a backend owns tensors, the model and the optimiser."""
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from ..config import TrainingConfig
+from ..data import PreparedData
+
+
+class BackendUnavailable(ImportError):
+    """The chosen framework is not installed; the message names the package to install."""
+
+
+class Backend(ABC):
+    name: str = ""
+
+    def __init__(self, config: TrainingConfig, data: PreparedData, seed: int, model: Any = None):
+        self.config = config
+        self.data = data
+        self.seed = seed
+
+    @property
+    @abstractmethod
+    def device_name(self) -> str: ...
+
+    @abstractmethod
+    def set_learning_rate(self, lr: float) -> None: ...
+
+    @abstractmethod
+    def begin_epoch(self, order: np.ndarray) -> int:
+        """Start an epoch visiting training samples in ``order`` (positions); return the batch count."""
+
+    @abstractmethod
+    def train_batches(self, start: int, end: int, deadline: float,
+                      interrupted: Callable[[], bool]) -> int:
+        """Train batches ``start..end-1``, returning early (after a whole batch) once ``deadline``
+        (a ``time.perf_counter`` value) passes or ``interrupted()`` is true. Returns the next batch."""
+
+    @abstractmethod
+    def running_loss(self) -> float:
+        """Mean training loss of the current epoch so far (one host sync)."""
+
+    @abstractmethod
+    def end_epoch(self) -> dict[str, float]:
+        """Training metrics of the finished epoch: train_loss and train_accuracy or train_mae."""
+
+    @abstractmethod
+    def evaluate(self) -> dict[str, float]:
+        """Validation metrics: val_loss and val_accuracy or val_mae."""
+
+    @abstractmethod
+    def snapshot(self) -> Any:
+        """A copy of the weights, for restoring the best epoch."""
+
+    @abstractmethod
+    def restore(self, snapshot: Any) -> None: ...
+
+    @abstractmethod
+    def save_model(self, directory: Path) -> dict[str, Any]:
+        """Write the model into ``directory`` atomically; return metadata for ``load_predict_fn``."""
+
+    @abstractmethod
+    def predict_outputs(self, samples: np.ndarray) -> np.ndarray:
+        """Raw model outputs (logits or scaled values), shape (n, n_outputs)."""
+
+
+def deadline_after(seconds: float) -> float:
+    return time.perf_counter() + seconds
+
+
+LoadFn = Callable[[Path, dict[str, Any], Optional[Any]], Callable[[np.ndarray], np.ndarray]]

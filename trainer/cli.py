@@ -1,0 +1,116 @@
+"""Headless training from the command line, with a console progress display.
+
+    epoch-train --demo                                   # generated data, 20 epochs
+    epoch-train --data data.csv --config config.json --set epochs=50 --set model_type=lstm
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import pandas as pd
+
+from .config import ConfigError, TrainingConfig
+from .events import Callback
+from .run import Trainer
+
+
+class ConsoleProgress(Callback):
+    """One line per epoch plus an in-place batch counter when the output is a terminal."""
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def _print(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def on_train_begin(self, run: Trainer, data: dict) -> None:
+        self._print(f"Training {run.config.model_type} ({run.data.task}, backend {run.config.backend} on "
+                    f"{run.backend.device_name}) for {data['total_epochs']} epochs\n")
+
+    def on_batch_end(self, run: Trainer, data: dict) -> None:
+        if self.tty:
+            self._print(f"\r  epoch {data['epoch']}: batch {data['batch']}/{data['num_batches']} "
+                        f"loss {data['loss']:.4f}")
+
+    def on_epoch_end(self, run: Trainer, data: dict) -> None:
+        m = data["metrics"]
+        score = (f"acc {m['train_accuracy']:.3f}/{m['val_accuracy']:.3f}" if "val_accuracy" in m
+                 else f"mae {m['train_mae']:.4g}/{m['val_mae']:.4g}")
+        mark = " *" if data["improved"] else ""
+        self._print(("\r" if self.tty else "") +
+                    f"epoch {m['epoch']:>4}/{run.total_epochs}  loss {m['train_loss']:.4f}/{m['val_loss']:.4f}  "
+                    f"{score}  lr {m['learning_rate']:.3g}  {m['time_per_epoch']:.2f}s{mark}\n")
+
+    def on_train_end(self, run: Trainer, data: dict) -> None:
+        self._print(f"{data['state']}: {data['reason']}\nbest: {data['best_metrics']}\n")
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _demo(kind: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    from . import datasets
+    if kind == "regression":
+        return datasets.make_regression(4000), {"target_column": "target", "learning_rate_scheduler": "cosine", "T_max": 20}
+    if kind == "timeseries":
+        return datasets.make_time_series(3000), {"target_column": "direction", "feature_columns": ["signal", "driver"],
+                                                "model_type": "lstm", "sequence_length": 20}
+    return datasets.make_classification(4000), {"target_column": "label", "learning_rate_scheduler": "plateau"}
+
+
+def _read_data(path: str) -> pd.DataFrame:
+    p = Path(path)
+    if p.suffix.lower() in (".parquet", ".pq"):
+        return pd.read_parquet(p)
+    return pd.read_csv(p)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="epoch-train", description="Train a model epoch by epoch, headless.")
+    ap.add_argument("--demo", nargs="?", const="classification", choices=["classification", "regression", "timeseries"],
+                    help="train on generated data")
+    ap.add_argument("--data", help="CSV or Parquet file")
+    ap.add_argument("--config", help="JSON file with the training config")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
+    args = ap.parse_args(argv)
+
+    settings: dict[str, Any] = {"epochs": 20, "seed": 0}
+    if args.demo:
+        df, demo_settings = _demo(args.demo)
+        settings.update(demo_settings)
+    if args.config:
+        settings.update(json.loads(Path(args.config).read_text()))
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            ap.error(f"--set expects KEY=VALUE, got {item!r}")
+        settings[key] = _parse_value(value)
+    data_path = args.data or settings.get("data_path")
+    if not args.demo:
+        if not data_path:
+            ap.error("give --demo, or --data FILE (or data_path in the config)")
+        df = _read_data(data_path)
+    try:
+        run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()])
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    run.fit()
+    print(f"{time.perf_counter() - started:.1f}s" + (f"; artifacts in {run.artifacts_path}" if run.artifacts_path else ""))
+    return 0 if run.state.value != "failed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,278 @@
+"""The one training-config schema: SPEC.md's fields and defaults, validated by pydantic.
+
+The panel's controls, the HTTP API's validation and the saved artifacts are all built from
+:class:`TrainingConfig`; :func:`config_fields` is the introspection face they use.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Literal, Optional
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+
+MODEL_TYPES = ("mlp", "cnn", "lstm", "gru")
+SEQUENCE_MODELS = ("cnn", "lstm", "gru")
+SCHEDULERS = ("step", "plateau", "cosine", "none")
+# Which config fields belong to which scheduler: the panel shows only the chosen one's.
+SCHEDULER_PARAMS: dict[str, tuple[str, ...]] = {
+    "step": ("step_size", "gamma"),
+    "plateau": ("patience", "factor"),
+    "cosine": ("T_max", "eta_min"),
+    "none": (),
+}
+
+
+class ConfigError(ValueError):
+    """A config (or config-vs-data) problem; ``errors`` lists each as field/value/message."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        self.errors = errors
+        lines = [f"  - {e['field']}: {e['message']}" for e in errors]
+        noun = "problem" if len(errors) == 1 else "problems"
+        super().__init__(f"Invalid training config ({len(errors)} {noun}):\n" + "\n".join(lines))
+
+    @classmethod
+    def single(cls, field: str, value: Any, message: str) -> "ConfigError":
+        return cls([{"field": field, "value": value, "message": message}])
+
+
+def _g(group: str, help: str, **extra: Any) -> dict[str, Any]:
+    return {"group": group, "help": help, **extra}
+
+
+class TrainingConfig(BaseModel):
+    """Every setting of one training run. Unknown keys are refused."""
+
+    # strict: "10" for an int or true for a float is a wrong type, not something to coerce.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True,
+                              protected_namespaces=())
+
+    # --- run identity (SPEC.md "other fields") ---
+    name: str = Field("Deep learning model training", json_schema_extra=_g("run", "Name kept with the run and its artifacts."))
+    algorithm_type: Literal["deep_learning"] = Field("deep_learning", json_schema_extra=_g("run", "Only 'deep_learning' is supported."))
+
+    # --- data ---
+    feature_columns: list[str] = Field(default_factory=list, json_schema_extra=_g("data", "Input columns; empty means every column except the target."))
+    target_column: Optional[str] = Field(None, json_schema_extra=_g("data", "The column to predict."))
+    task: Literal["auto", "classification", "regression"] = Field("auto", json_schema_extra=_g("data", "auto: strings, booleans, categories and integers with at most 20 distinct values are classes; otherwise regression."))
+    validation_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_g("data", "Fraction held out for validation (the last rows for sequence models)."))
+    missing_values: Literal["error", "impute"] = Field("error", json_schema_extra=_g("data", "error: refuse features with missing values; impute: training median / an 'unknown' category."))
+    sequence_length: int = Field(10, ge=2, le=10_000, json_schema_extra=_g("data", "Rows per window for cnn/lstm/gru; the window predicts its last row's target."))
+    data_path: Optional[str] = Field(None, json_schema_extra=_g("data", "CSV or Parquet file with the data (HTTP API and command line)."))
+
+    # --- model ---
+    model_type: Literal["mlp", "cnn", "lstm", "gru"] = Field("mlp", json_schema_extra=_g("model", "mlp works on rows; cnn, lstm and gru on windows of sequence_length rows."))
+    hidden_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1, max_length=16, json_schema_extra=_g("model", "Units (channels for cnn) of each hidden layer."))
+    dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, json_schema_extra=_g("model", "Dropout after each hidden layer."))
+
+    # --- training ---
+    epochs: int = Field(100, ge=1, le=1_000_000, json_schema_extra=_g("training", "Number of passes over the training data."))
+    batch_size: int = Field(32, ge=1, le=1_048_576, json_schema_extra=_g("training", "Samples per optimisation step."))
+    learning_rate: float = Field(0.001, gt=0.0, le=10.0, json_schema_extra=_g("training", "Initial learning rate."))
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", json_schema_extra=_g("training", "Optimiser."))
+    seed: Optional[int] = Field(None, ge=0, le=2**32 - 1, json_schema_extra=_g("training", "Random seed; a seeded run is reproducible, also across pause/resume."))
+    backend: Literal["torch", "tensorflow"] = Field("torch", json_schema_extra=_g("training", "Deep-learning framework."))
+    device: str = Field("auto", json_schema_extra=_g("training", "auto, cpu, cuda or cuda:N."))
+
+    # --- early stopping ---
+    early_stopping: bool = Field(True, json_schema_extra=_g("early_stopping", "Stop when val_loss stops improving."))
+    early_stopping_patience: int = Field(10, ge=1, le=1_000_000, json_schema_extra=_g("early_stopping", "Epochs without improvement before stopping."))
+    min_delta: float = Field(0.001, ge=0.0, json_schema_extra=_g("early_stopping", "An epoch improves only if val_loss < best - min_delta."))
+    restore_best_weights: bool = Field(True, json_schema_extra=_g("early_stopping", "Keep the weights of the best epoch at the end."))
+
+    # --- learning-rate schedule ---
+    learning_rate_scheduler: Literal["step", "plateau", "cosine", "none"] = Field("step", json_schema_extra=_g("scheduler", "step, plateau, cosine or none."))
+    step_size: int = Field(30, ge=1, json_schema_extra=_g("scheduler", "step: epochs between decays.", scheduler="step"))
+    gamma: float = Field(0.1, gt=0.0, le=1.0, json_schema_extra=_g("scheduler", "step: decay factor.", scheduler="step"))
+    patience: int = Field(5, ge=0, json_schema_extra=_g("scheduler", "plateau: epochs without val_loss improvement before reducing.", scheduler="plateau"))
+    factor: float = Field(0.5, gt=0.0, lt=1.0, json_schema_extra=_g("scheduler", "plateau: multiply the rate by this.", scheduler="plateau"))
+    T_max: int = Field(100, ge=1, json_schema_extra=_g("scheduler", "cosine: epochs of a half period.", scheduler="cosine"))
+    eta_min: float = Field(0.0001, ge=0.0, json_schema_extra=_g("scheduler", "cosine: lowest rate.", scheduler="cosine"))
+
+    # --- artifacts ---
+    output_path: Optional[str] = Field(None, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing."))
+
+    @field_validator("hidden_units")
+    @classmethod
+    def _positive_units(cls, v: list[int]) -> list[int]:
+        bad = [u for u in v if u < 1 or u > 65536]
+        if bad:
+            raise ValueError(f"every layer needs 1..65536 units, got {bad}")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return v
+
+    @field_validator("feature_columns")
+    @classmethod
+    def _unique_features(cls, v: list[str]) -> list[str]:
+        dup = sorted({c for c in v if v.count(c) > 1})
+        if dup:
+            raise ValueError(f"columns listed twice: {dup}")
+        return v
+
+    @field_validator("target_column")
+    @classmethod
+    def _target_not_feature(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if v is not None and v in info.data.get("feature_columns", ()):
+            raise ValueError(f"{v!r} is also in feature_columns; remove it from one of them")
+        return v
+
+    # ------------------------------------------------------------------ construction
+    def __init__(self, **data: Any):
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _to_config_error(exc, data) from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
+        """Build from a plain dict (SPEC.md's JSON), refusing unknown keys."""
+        if not isinstance(data, dict):
+            raise ConfigError.single("<config>", data, f"expected a JSON object, got {type(data).__name__}")
+        return cls(**data)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainingConfig":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError.single("<config>", text[:80], f"not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def replace(self, **changes: Any) -> "TrainingConfig":
+        """A validated copy with some fields changed."""
+        return TrainingConfig(**{**self.to_dict(), **changes})
+
+    @property
+    def is_sequence_model(self) -> bool:
+        return self.model_type in SEQUENCE_MODELS
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        try:
+            super().__setattr__(name, value)
+        except ValidationError as exc:
+            raise _to_config_error(exc, {name: value}) from None
+
+
+# ---------------------------------------------------------------------- errors
+
+def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
+    known = list(TrainingConfig.model_fields)
+    errors = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        field = loc[0] if loc else "<config>"
+        value = err.get("input")
+        if err["type"] == "extra_forbidden":
+            close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
+            errors.append({"field": field, "value": value, "message": f"unknown field{hint}"})
+            continue
+        if field in TrainingConfig.model_fields:
+            value = data.get(field, value)
+        where = field + "".join(f"[{p}]" for p in loc[1:])
+        allowed = _allowed(field)
+        msg = err["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        text = f"got {value!r}: {msg}"
+        if allowed and allowed not in text:
+            text += f" (allowed: {allowed})"
+        errors.append({"field": where, "value": value, "message": text})
+    return ConfigError(errors)
+
+
+def _allowed(name: str) -> str:
+    spec = FIELD_SPECS.get(name) if "FIELD_SPECS" in globals() else None
+    if spec is None:
+        return ""
+    if spec.choices:
+        return " | ".join(repr(c) for c in spec.choices)
+    lo = f"{'>' if spec.exclusive_min else '>='} {spec.minimum}" if spec.minimum is not None else ""
+    hi = f"{'<' if spec.exclusive_max else '<='} {spec.maximum}" if spec.maximum is not None else ""
+    bounds = " and ".join(b for b in (lo, hi) if b)
+    return f"{spec.type} {bounds}" if bounds else ""
+
+
+# ---------------------------------------------------------------------- introspection
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """What a UI or API needs to know about one config field."""
+
+    name: str
+    type: str            # "int" | "float" | "bool" | "str" | "choice" | "list[int]" | "list[str]"
+    default: Any
+    help: str
+    group: str
+    choices: tuple[Any, ...] = ()
+    minimum: Optional[float] = None
+    maximum: Optional[float] = None
+    exclusive_min: bool = False
+    exclusive_max: bool = False
+    optional: bool = False
+    scheduler: Optional[str] = None   # set for a scheduler's own parameters
+
+
+def _field_spec(name: str) -> FieldSpec:
+    info = TrainingConfig.model_fields[name]
+    ann = info.annotation
+    text = str(ann)
+    optional = "Optional" in text or "None" in text
+    choices: tuple[Any, ...] = ()
+    if "Literal" in text:
+        choices = tuple(ann.__args__) if not optional else tuple(a for a in ann.__args__[0].__args__)
+        kind = "choice"
+    elif "list[int]" in text:
+        kind = "list[int]"
+    elif "list[str]" in text:
+        kind = "list[str]"
+    elif "bool" in text:
+        kind = "bool"
+    elif "int" in text:
+        kind = "int"
+    elif "float" in text:
+        kind = "float"
+    else:
+        kind = "str"
+    lo = hi = None
+    ex_lo = ex_hi = False
+    for m in info.metadata:
+        if isinstance(m, annotated_types.Ge):
+            lo = m.ge
+        elif isinstance(m, annotated_types.Gt):
+            lo, ex_lo = m.gt, True
+        elif isinstance(m, annotated_types.Le):
+            hi = m.le
+        elif isinstance(m, annotated_types.Lt):
+            hi, ex_hi = m.lt, True
+    extra = info.json_schema_extra or {}
+    default = info.get_default(call_default_factory=True)
+    return FieldSpec(name=name, type=kind, default=default, help=extra.get("help", ""),
+                     group=extra.get("group", "other"), choices=choices, minimum=lo, maximum=hi,
+                     exclusive_min=ex_lo, exclusive_max=ex_hi, optional=optional,
+                     scheduler=extra.get("scheduler"))
+
+
+FIELD_SPECS: dict[str, FieldSpec] = {n: _field_spec(n) for n in TrainingConfig.model_fields}
+
+
+def config_fields() -> list[FieldSpec]:
+    """Every config field with its type, default, range, choices and help, in schema order."""
+    return list(FIELD_SPECS.values())
+
+
+def defaults() -> dict[str, Any]:
+    return {f.name: f.default for f in FIELD_SPECS.values()}
