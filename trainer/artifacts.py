@@ -53,7 +53,7 @@ def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
 class TrainedModel:
     """A saved model with its preprocessing: raw DataFrame columns in, predictions out."""
 
-    def __init__(self, path: Path, config: TrainingConfig, preprocessor: Preprocessor,
+    def __init__(self, path: Optional[Path], config: TrainingConfig, preprocessor: Preprocessor,
                  predict_fn: Any, metadata: dict[str, Any], history: list[dict[str, Any]]):
         self.path = path
         self.config = config
@@ -61,6 +61,13 @@ class TrainedModel:
         self.metadata = metadata
         self.history = history
         self._predict_fn = predict_fn
+
+    @classmethod
+    def from_run(cls, run: "Trainer") -> "TrainedModel":
+        """The model a run holds in memory, with the same prediction API as a loaded one."""
+        path = Path(run.config.output_path).expanduser() if run.config.output_path else None
+        return cls(path, run.config, run.data.preprocessor, run.backend.predict_outputs,
+                   {"backend": run.config.backend, "state": run.state.value}, list(run.history))
 
     @property
     def task(self) -> str:
@@ -110,7 +117,8 @@ class TrainedModel:
         return e / e.sum(axis=1, keepdims=True)
 
     def __repr__(self) -> str:
-        return f"<TrainedModel {self.config.model_type} {self.task} from {str(self.path)!r}>"
+        where = f"from {str(self.path)!r}" if self.path else "in memory"
+        return f"<TrainedModel {self.config.model_type} {self.task} {where}>"
 
 
 def load_model(path: Union[str, Path], model: Optional[Any] = None) -> TrainedModel:

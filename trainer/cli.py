@@ -69,11 +69,33 @@ def _demo(kind: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     return datasets.make_classification(4000), {"target_column": "label", "learning_rate_scheduler": "plateau"}
 
 
+class UsageError(Exception):
+    """A bad file or argument: printed as one line, exit status 2."""
+
+
 def _read_data(path: str) -> pd.DataFrame:
-    p = Path(path)
-    if p.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(p)
-    return pd.read_csv(p)
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UsageError(f"data file {str(p)!r} does not exist")
+    try:
+        if p.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(p)
+        return pd.read_csv(p)
+    except (ImportError, ValueError, OSError) as exc:
+        raise UsageError(f"cannot read data file {str(p)!r}: {exc}") from None
+
+
+def _read_config(path: str) -> dict[str, Any]:
+    p = Path(path).expanduser()
+    try:
+        settings = json.loads(p.read_text())
+    except OSError as exc:
+        raise UsageError(f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"config file {str(p)!r} is not valid JSON: {exc}") from None
+    if not isinstance(settings, dict):
+        raise UsageError(f"config file {str(p)!r} must hold a JSON object, got {type(settings).__name__}")
+    return settings
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -86,25 +108,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     settings: dict[str, Any] = {"epochs": 20, "seed": 0}
-    if args.demo:
-        df, demo_settings = _demo(args.demo)
-        settings.update(demo_settings)
-    if args.config:
-        settings.update(json.loads(Path(args.config).read_text()))
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            ap.error(f"--set expects KEY=VALUE, got {item!r}")
-        settings[key] = _parse_value(value)
-    data_path = args.data or settings.get("data_path")
-    if not args.demo:
-        if not data_path:
-            ap.error("give --demo, or --data FILE (or data_path in the config)")
-        df = _read_data(data_path)
     try:
+        if args.demo:
+            df, demo_settings = _demo(args.demo)
+            settings.update(demo_settings)
+        if args.config:
+            settings.update(_read_config(args.config))
+        for item in args.set:
+            key, sep, value = item.partition("=")
+            if not sep:
+                ap.error(f"--set expects KEY=VALUE, got {item!r}")
+            settings[key] = _parse_value(value)
+        data_path = args.data or settings.get("data_path")
+        if not args.demo:
+            if not data_path:
+                ap.error("give --demo, or --data FILE (or data_path in the config)")
+            df = _read_data(data_path)
         run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()])
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    except (UsageError, ConfigError) as exc:
+        print(f"epoch-train: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     run.fit()

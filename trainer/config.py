@@ -9,7 +9,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
@@ -77,6 +77,13 @@ class TrainingConfig(BaseModel):
     seed: Optional[int] = Field(None, ge=0, le=2**32 - 1, json_schema_extra=_g("training", "Random seed; a seeded run is reproducible, also across pause/resume."))
     backend: Literal["torch", "tensorflow"] = Field("torch", json_schema_extra=_g("training", "Deep-learning framework."))
     device: str = Field("auto", json_schema_extra=_g("training", "auto, cpu, cuda or cuda:N."))
+    devices: Union[int, list[int], str] = Field(1, json_schema_extra=_g(
+        "training", "How many devices train the model: a count (2), GPU indices ([0, 1] or '0,1'), or 'auto' "
+        "(every visible GPU; 1 without a GPU). With several, batch_size is the global batch, split evenly "
+        "between them (it must divide by their number) and learning_rate is unchanged. torch runs one "
+        "process per device (DistributedDataParallel; with device='cpu' a count starts that many CPU "
+        "processes); tensorflow uses MirroredStrategy.", kind="str"))
+    mixed_precision: bool = Field(False, json_schema_extra=_g("training", "Compute in 16-bit floats where safe: TensorFlow's mixed_float16 policy; PyTorch autocast (bfloat16 on CPU, bfloat16 or float16 on GPU). Faster on recent GPUs."))
 
     # --- early stopping ---
     early_stopping: bool = Field(True, json_schema_extra=_g("early_stopping", "Stop when val_loss stops improving."))
@@ -96,6 +103,13 @@ class TrainingConfig(BaseModel):
     # --- artifacts ---
     output_path: Optional[str] = Field(None, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing."))
 
+    # --- checkpoints (written only with an output_path; see trainer/checkpoints.py) ---
+    checkpoints: bool = Field(True, json_schema_extra=_g("output", "Write checkpoints to output_path/checkpoints while training, so Trainer.resume continues a run after a crash or restart."))
+    checkpoint_every_epochs: int = Field(1, ge=1, le=1_000_000, json_schema_extra=_g("output", "Checkpoint after every N-th epoch (also when the run pauses, stops or ends)."))
+    checkpoint_every_batches: Optional[int] = Field(None, ge=1, le=1_000_000_000, json_schema_extra=_g("output", "Also checkpoint every N batches within an epoch; empty: only at epoch ends."))
+    checkpoint_every_seconds: Optional[float] = Field(None, gt=0.0, json_schema_extra=_g("output", "Also checkpoint once this many seconds of training passed since the last one; empty: no time cadence."))
+    checkpoint_keep: int = Field(2, ge=1, le=1000, json_schema_extra=_g("output", "How many recent checkpoints to keep; the best epoch's weights are kept besides them."))
+
     @field_validator("hidden_units")
     @classmethod
     def _positive_units(cls, v: list[int]) -> list[int]:
@@ -111,6 +125,11 @@ class TrainingConfig(BaseModel):
             raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return v
 
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices(cls, v: Any) -> Union[int, list[int], str]:
+        return parse_devices(v)
+
     @field_validator("feature_columns")
     @classmethod
     def _unique_features(cls, v: list[str]) -> list[str]:
@@ -124,6 +143,15 @@ class TrainingConfig(BaseModel):
     def _target_not_feature(cls, v: Optional[str], info: ValidationInfo) -> Optional[str]:
         if v is not None and v in info.data.get("feature_columns", ()):
             raise ValueError(f"{v!r} is also in feature_columns; remove it from one of them")
+        return v
+
+    @field_validator("feature_columns")
+    @classmethod
+    def _features_without_target(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        # At construction the target is validated later (above); this catches assigning features.
+        target = info.data.get("target_column")
+        if target is not None and target in v:
+            raise ValueError(f"the target column {target!r} cannot also be a feature; remove it")
         return v
 
     # ------------------------------------------------------------------ construction
@@ -166,6 +194,36 @@ class TrainingConfig(BaseModel):
             raise _to_config_error(exc, {name: value}) from None
 
 
+# ---------------------------------------------------------------------- devices
+
+_DEVICES_HELP = "give a device count (e.g. 2), a list of GPU indices (e.g. [0, 1] or '0,1'), or 'auto'"
+
+
+def parse_devices(value: Any) -> Union[int, list[int], str]:
+    """``devices`` as a count, a list of distinct GPU indices or "auto"; strings ("2", "0,1",
+    "[0, 1]", "auto") are accepted too, as typed in a text box or on a command line."""
+    if isinstance(value, str):
+        text = value.strip().strip("[]").strip()
+        if text.lower() == "auto":
+            return "auto"
+        parts = [p.strip() for p in text.split(",")]
+        if not all(p.isdigit() for p in parts):
+            raise ValueError(_DEVICES_HELP)
+        value = int(parts[0]) if "," not in text and not value.strip().startswith("[") else [int(p) for p in parts]
+    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
+        raise ValueError(_DEVICES_HELP)
+    if isinstance(value, int):
+        if not 1 <= value <= 4096:
+            raise ValueError(f"a device count must be at least 1; {_DEVICES_HELP}")
+        return value
+    indices = list(value)
+    if not indices or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices):
+        raise ValueError(f"a device list holds GPU indices 0, 1, ...; {_DEVICES_HELP}")
+    if len(set(indices)) != len(indices):
+        raise ValueError(f"GPU indices listed twice: {sorted({i for i in indices if indices.count(i) > 1})}")
+    return indices
+
+
 # ---------------------------------------------------------------------- errors
 
 def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
@@ -188,10 +246,16 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
         text = f"got {value!r}: {msg}"
-        if allowed and allowed not in text:
+        # Our own validators' messages already say what is wrong and what to do.
+        if allowed and allowed not in text and err["type"] != "value_error":
             text += f" (allowed: {allowed})"
         errors.append({"field": where, "value": value, "message": text})
     return ConfigError(errors)
+
+
+# What a field without choices or bounds accepts, for error messages.
+_TYPE_HINTS = {"list[int]": "a list of integers, e.g. [64, 32]", "list[str]": "a list of column names",
+               "bool": "true or false", "str": "a string"}
 
 
 def _allowed(name: str) -> str:
@@ -200,6 +264,8 @@ def _allowed(name: str) -> str:
         return ""
     if spec.choices:
         return " | ".join(repr(c) for c in spec.choices)
+    if spec.type in _TYPE_HINTS:
+        return _TYPE_HINTS[spec.type] + (" or null" if spec.optional else "")
     lo = f"{'>' if spec.exclusive_min else '>='} {spec.minimum}" if spec.minimum is not None else ""
     hi = f"{'<' if spec.exclusive_max else '<='} {spec.maximum}" if spec.maximum is not None else ""
     bounds = " and ".join(b for b in (lo, hi) if b)
@@ -259,6 +325,8 @@ def _field_spec(name: str) -> FieldSpec:
         elif isinstance(m, annotated_types.Lt):
             hi, ex_hi = m.lt, True
     extra = info.json_schema_extra or {}
+    # A field accepting several JSON types (devices) names the one its controls edit.
+    kind = extra.get("kind", kind)
     default = info.get_default(call_default_factory=True)
     return FieldSpec(name=name, type=kind, default=default, help=extra.get("help", ""),
                      group=extra.get("group", "other"), choices=choices, minimum=lo, maximum=hi,

@@ -57,7 +57,11 @@ class Preprocessor:
             raise ValueError(f"the data lacks feature columns {missing}; the model was trained on {self.feature_columns}")
         parts = []
         if self.numeric:
-            num = df[self.numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+            num = df[self.numeric].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            inf = np.isinf(num).any(axis=0)
+            if inf.any():
+                cols = [c for c, bad in zip(self.numeric, inf) if bad]
+                raise ValueError(f"infinite values in columns {cols}; replace them before predicting")
             nan = np.isnan(num)
             if nan.any():
                 if not self.impute:
@@ -161,6 +165,10 @@ def resolve_columns(config: TrainingConfig, df: pd.DataFrame) -> tuple[list[str]
     return features, target
 
 
+def _count_infinite(col: pd.Series) -> int:
+    return int(np.isinf(col.to_numpy(dtype=np.float64, na_value=np.nan)).sum())
+
+
 def infer_task(config: TrainingConfig, y: pd.Series) -> str:
     if config.task != "auto":
         return config.task
@@ -205,7 +213,7 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
     if n_samples < 2:
         errors.append({"field": "sequence_length" if window else "data", "value": window or n_rows,
                        "message": f"the data has {n_rows} rows, too few for training" + (f" windows of {window} rows" if window else "")})
-    numeric, categorical, missing = [], [], {}
+    numeric, categorical, missing, infinite = [], [], {}, {}
     for c in features:
         col = df[c]
         n_missing = int(col.isna().sum())
@@ -213,12 +221,24 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
             missing[c] = n_missing
         if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             numeric.append(c)
+            # An infinity would make the scaling statistics and every loss NaN.
+            n_inf = _count_infinite(col)
+            if n_inf:
+                infinite[c] = n_inf
         elif (isinstance(col.dtype, pd.CategoricalDtype) or pd.api.types.is_object_dtype(col)
               or pd.api.types.is_string_dtype(col)):
             categorical.append(c)
         else:
             errors.append({"field": "feature_columns", "value": c,
                            "message": f"column {c!r} has type {col.dtype}, which cannot be used as a feature; convert it to numbers or drop it"})
+    if infinite:
+        listed = ", ".join(f"{c!r} ({n})" for c, n in infinite.items())
+        errors.append({"field": "feature_columns", "value": list(infinite),
+                       "message": f"infinite values in feature columns {listed}; replace them, e.g. "
+                                  f"df.replace([np.inf, -np.inf], np.nan) with missing_values='impute'"})
+    if task == "regression" and pd.api.types.is_numeric_dtype(y_raw) and _count_infinite(y_raw):
+        errors.append({"field": "target_column", "value": target,
+                       "message": f"{_count_infinite(y_raw)} rows have an infinite target; drop or fix them"})
     if missing and config.missing_values == "error":
         listed = ", ".join(f"{c!r} ({n})" for c, n in missing.items())
         errors.append({"field": "missing_values", "value": "error",

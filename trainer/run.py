@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from .backends import create_backend
+from .checkpoints import Checkpoint
 from .config import ConfigError, TrainingConfig
 from .data import prepare_data
 from .early_stopping import EarlyStopping
 from .events import EventBus, Observer
+from .resume import RunCheckpoints, continue_epoch, resume_run
 from .schedules import LRSchedule
 
 log = logging.getLogger("trainer")
@@ -67,6 +69,14 @@ class Trainer:
     ``fit()`` trains to the end (blocking), ``start()`` schedules training on the running event loop.
     """
 
+    def __new__(cls, config: Any = None, *args: Any, **kwargs: Any) -> "Trainer":
+        # With several torch devices the ranks train in worker processes; the launcher subclass
+        # presents this same interface from here (trainer/distributed/launcher.py).
+        if cls is Trainer and config is not None:
+            from .distributed import launcher_class
+            cls = launcher_class(config) or cls
+        return super().__new__(cls)
+
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
                  model: Any = None, callbacks: Iterable[Observer] = ()):
         if isinstance(config, dict):
@@ -76,7 +86,7 @@ class Trainer:
         self.config = config
         self.seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         self.data = prepare_data(config, data, seed=self.seed)
-        self.backend = create_backend(config.backend, config, self.data, self.seed, model)
+        self.backend = self._create_backend(model)
         self.schedule = LRSchedule(config)
         self.early_stopping = EarlyStopping(config.early_stopping_patience, config.min_delta, config.early_stopping)
         self.events = EventBus(self)
@@ -101,6 +111,16 @@ class Trainer:
         self._done = threading.Event()
         self._best_snapshot: Any = None
         self._paused_seconds = 0.0
+        self._epoch_started = 0.0
+        self._resume_from: Optional[Checkpoint] = None       # set by Trainer.resume
+        self._checkpoints: Optional[RunCheckpoints] = None   # while running with checkpoints
+
+    def _create_backend(self, model: Any) -> Any:
+        """The framework backend; with ``devices`` other than 1, trainer.distributed picks it."""
+        if self.config.devices != 1:
+            from .distributed import create_backend as create_distributed_backend
+            return create_distributed_backend(self.config, self.data, self.seed, model)
+        return create_backend(self.config.backend, self.config, self.data, self.seed, model)
 
     # ------------------------------------------------------------------ public state
     @property
@@ -164,6 +184,7 @@ class Trainer:
         if self._state == TrainingState.PAUSED or self._pause_requested:
             raise StateError("cannot pause: the run is already paused")
         self._pause_requested = True
+        self.backend.interrupt()
 
     def resume(self) -> None:
         """Continue a paused run. Safe from any thread."""
@@ -179,6 +200,7 @@ class Trainer:
         if self._state in FINAL_STATES:
             raise StateError(f"cannot stop: the run has already ended ({self._state.value})")
         self._stop_requested = True
+        self.backend.interrupt()
         self._wake_up()
 
     def _wake_up(self) -> None:
@@ -258,12 +280,14 @@ class Trainer:
         final, reason = TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs"
         try:
             self._set_state(TrainingState.RUNNING)
+            self._checkpoints = await asyncio.to_thread(RunCheckpoints.open, self)
             self.events.emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch})
             while self.current_epoch < self.total_epochs:
                 outcome = await self._run_epoch()
                 if outcome is not None:
                     final, reason = outcome
                     break
+            await self._checkpoint_at_end(final, reason)
         except asyncio.CancelledError:
             final, reason = TrainingState.STOPPED, "cancelled"
             await self._finish(final, reason)
@@ -278,18 +302,22 @@ class Trainer:
         """Train one epoch; return (final state, reason) when the run must end after it."""
         index = self.current_epoch
         epoch = index + 1
+        # The epoch's time includes gathering its shuffled batches, not just the batches.
+        started = time.perf_counter()
+        self._paused_seconds = 0.0
         lr = self.schedule.lr(index)
         self.backend.set_learning_rate(lr)
         order = epoch_order(self.seed, index, len(self.data.train_index))
         self.num_batches = await asyncio.to_thread(self.backend.begin_epoch, order)
         self.batch = 0
+        started -= continue_epoch(self)     # a run resumed mid-epoch goes on at its batch
+        self._epoch_started = started
         self.events.emit("epoch_begin", {"epoch": epoch, "learning_rate": lr})
-        started = time.perf_counter()
-        self._paused_seconds = 0.0
         while self.batch < self.num_batches:
             if self._stop_requested:
                 return TrainingState.STOPPED, f"stopped by the user during epoch {epoch}"
             if self._pause_requested:
+                await self._checkpoint_on_pause()
                 await self._hold_paused(epoch)
                 continue
             self.batch, loss = await asyncio.to_thread(self._train_slice)
@@ -299,6 +327,7 @@ class Trainer:
                     f"lower learning_rate (now {lr:g}) or check the data for extreme values")
             self.events.emit("batch_end", {"epoch": epoch, "batch": self.batch,
                                            "num_batches": self.num_batches, "loss": loss})
+            await self._checkpoint_mid_epoch()
         metrics = self.backend.end_epoch()
         metrics.update(await asyncio.to_thread(self.backend.evaluate))
         if not math.isfinite(metrics["val_loss"]):
@@ -312,6 +341,7 @@ class Trainer:
         self.schedule.observe(metrics["val_loss"])
         self.history.append(entry)
         self.current_epoch = epoch
+        await self._checkpoint_epoch_end(improved)
         self.events.emit("epoch_end", {"metrics": dict(entry), "improved": improved})
         if stop:
             return TrainingState.EARLY_STOPPED, "early stopping: " + self.early_stopping.reason()
@@ -321,7 +351,8 @@ class Trainer:
 
     def _train_slice(self) -> tuple[int, float]:
         deadline = time.perf_counter() + SLICE_SECONDS
-        batch = self.backend.train_batches(self.batch, self.num_batches, deadline, self._interrupted)
+        end = self._checkpoints.slice_end(self.batch, self.num_batches) if self._checkpoints else self.num_batches
+        batch = self.backend.train_batches(self.batch, end, deadline, self._interrupted)
         return batch, self.backend.running_loss()
 
     async def _hold_paused(self, epoch: int) -> None:
@@ -353,6 +384,77 @@ class Trainer:
         self._set_state(final, reason)
         self.events.emit("train_end", {"state": final.value, "best_metrics": self.best_metrics, "reason": reason})
         self._done.set()
+
+    # ------------------------------------------------------------------ checkpoints and resuming
+    # When and what to write is trainer.resume.RunCheckpoints' business; these are the loop's hooks.
+    # A checkpoint that cannot be written fails the run (it says where and why): nobody should
+    # train for hours believing they are protected. Only the end-of-run one is best effort.
+    @classmethod
+    def from_checkpoint(cls, output_path: Union[str, Path], data: pd.DataFrame, *,
+                        config: Union[TrainingConfig, dict[str, Any], None] = None, model: Any = None,
+                        callbacks: Iterable[Observer] = (), **changes: Any) -> "Trainer":
+        """A run continuing from the newest usable checkpoint in ``output_path`` (also reachable as
+        ``Trainer.resume(output_path, df)``); start it with ``fit()`` or ``start()``.
+
+        ``data`` must be the DataFrame the run trained on. ``config`` (optional) is checked against
+        the checkpoint's; ``changes`` may set only fields that cannot change the results (``epochs``,
+        ``name``, ``device``, ``data_path`` and the checkpoint settings; see
+        ``trainer.resume.CHANGEABLE``). A custom model needs a fresh instance as ``model``. Raises
+        ``CheckpointError`` when there is nothing usable to resume (a corrupt newest checkpoint is
+        skipped with a RuntimeWarning) and ``ResumeMismatch`` listing what differs.
+        """
+        return resume_run(cls, output_path, data, config=config, model=model, callbacks=callbacks, **changes)
+
+    @property
+    def last_checkpoint(self) -> Optional[Path]:
+        """The checkpoint file this run wrote last (None before the first)."""
+        return self._checkpoints.last_path if self._checkpoints else None
+
+    async def _checkpoint_mid_epoch(self) -> None:
+        ckpt = self._checkpoints
+        if ckpt is not None and ckpt.due_mid_epoch(self.batch, self.num_batches):
+            await asyncio.to_thread(ckpt.write)
+
+    async def _checkpoint_on_pause(self) -> None:
+        # A paused notebook may well be closed or restarted next.
+        if self._checkpoints is not None:
+            await asyncio.to_thread(self._checkpoints.write)
+
+    async def _checkpoint_epoch_end(self, improved: bool) -> None:
+        ckpt = self._checkpoints
+        if ckpt is None:
+            return
+        if improved:
+            snapshot = self._best_snapshot if self.config.restore_best_weights else self.backend.snapshot()
+            await asyncio.to_thread(ckpt.write_best, snapshot)
+        if ckpt.due_epoch_end(self.current_epoch):
+            await asyncio.to_thread(ckpt.write)
+
+    async def _checkpoint_at_end(self, final: TrainingState, reason: str) -> None:
+        if self._checkpoints is None:
+            return
+        try:
+            await asyncio.to_thread(self._checkpoints.write, final.value, reason)
+        except Exception:
+            log.warning("could not write the final checkpoint to %s", self._checkpoints.writer.directory,
+                        exc_info=True)
+
+
+class _ClassOrInstance:
+    """A method that is ``on_class`` when looked up on the class and ``on_instance`` on an instance:
+    ``Trainer.resume(output_path, df)`` continues a checkpointed run, ``run.resume()`` a paused one."""
+
+    def __init__(self, on_class: Any, on_instance: Any):
+        self._on_class, self._on_instance = on_class, on_instance
+        self.__doc__ = (f"On the class: {on_class.__doc__}\n\nOn a run: {on_instance.__doc__}")
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self._on_class.__get__(owner, owner)
+        return self._on_instance.__get__(obj, owner)
+
+
+Trainer.resume = _ClassOrInstance(Trainer.__dict__["from_checkpoint"].__func__, Trainer.__dict__["resume"])  # type: ignore[method-assign]
 
 
 def _ordered(metrics: dict[str, float]) -> dict[str, float]:

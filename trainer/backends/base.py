@@ -32,6 +32,10 @@ class Backend(ABC):
     @abstractmethod
     def set_learning_rate(self, lr: float) -> None: ...
 
+    def interrupt(self) -> None:
+        """Called from any thread right after a pause or stop request. A backend that runs several
+        batches per call into the framework ends that call after the batch in progress."""
+
     @abstractmethod
     def begin_epoch(self, order: np.ndarray) -> int:
         """Start an epoch visiting training samples in ``order`` (positions); return the batch count."""
@@ -68,6 +72,32 @@ class Backend(ABC):
     @abstractmethod
     def predict_outputs(self, samples: np.ndarray) -> np.ndarray:
         """Raw model outputs (logits or scaled values), shape (n, n_outputs)."""
+
+    # ------------------------------------------------------------------ checkpoints
+    # Called between slices only (never while train_batches runs). See trainer/checkpoints.py.
+    def checkpoint_state(self) -> dict[str, bytes]:
+        """Model, optimiser and RNG state as named files, everything training depends on."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot write checkpoints; set checkpoints=False")
+
+    def load_checkpoint_state(self, members: dict[str, bytes]) -> None:
+        """Restore what :meth:`checkpoint_state` wrote; ValueError when it does not fit this model."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot resume from checkpoints")
+
+    def epoch_totals(self) -> dict[str, Any]:
+        """The running epoch's partial metric sums (JSON-safe, exact), for a mid-epoch checkpoint."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot write checkpoints; set checkpoints=False")
+
+    def restore_epoch_totals(self, totals: dict[str, Any]) -> None:
+        """Continue the epoch begun with :meth:`begin_epoch` from :meth:`epoch_totals`' sums."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot resume from checkpoints")
+
+    def encode_weights(self, snapshot: Any) -> bytes:
+        """A :meth:`snapshot` as bytes (the best epoch's weights file)."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot write checkpoints; set checkpoints=False")
+
+    def decode_weights(self, data: bytes) -> Any:
+        """The snapshot :meth:`encode_weights` encoded, ready for :meth:`restore`."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot resume from checkpoints")
 
 
 def deadline_after(seconds: float) -> float:

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import math
+import pickle
 import threading
 import time
 from pathlib import Path
@@ -52,6 +54,37 @@ def _make_optimizer(name: str, params: Any, lr: float, device: torch.device) -> 
         return cls(params, lr=lr)
 
 
+# ---------------------------------------------------------------------- mixed precision
+class MixedPrecision:
+    """``config.mixed_precision`` for torch: autocast the forward pass and the loss to bfloat16
+    (CPU, and GPUs that support it: no loss scaling needed) or float16 (older GPUs, with a
+    GradScaler so small gradients do not underflow). Disabled, it adds nothing to a batch."""
+
+    def __init__(self, device: torch.device, enabled: bool):
+        self.device_type = device.type
+        self.dtype: Optional[torch.dtype] = None
+        self.scaler: Optional[torch.amp.GradScaler] = None
+        if enabled:
+            bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
+            self.dtype = torch.bfloat16 if bf16 else torch.float16
+            if self.dtype == torch.float16:
+                self.scaler = torch.amp.GradScaler(device.type)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)
+            self.scaler.update()
+
+
 class TorchBackend(Backend):
     name = "torch"
 
@@ -63,7 +96,8 @@ class TorchBackend(Backend):
         self.batch_size = config.batch_size
         self.window = data.window
         self.spec = {"model_type": config.model_type, "n_features": pre.n_features, "n_outputs": pre.n_outputs,
-                     "hidden_units": list(config.hidden_units), "dropout_rate": config.dropout_rate}
+                     "hidden_units": list(config.hidden_units), "dropout_rate": config.dropout_rate,
+                     "sequence_length": data.window}
         self.custom_model = model is not None
         if model is not None and not isinstance(model, nn.Module):
             raise ConfigError.single("model", type(model).__name__, "expected a torch.nn.Module for the torch backend")
@@ -92,6 +126,7 @@ class TorchBackend(Backend):
         self._check_model_output()
         self.optimizer = _make_optimizer(config.optimizer, self.model.parameters(), config.learning_rate, self.device)
         self._acc_dtype = torch.float64 if self.device.type != "mps" else torch.float32
+        self.amp = MixedPrecision(self.device, config.mixed_precision)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -167,11 +202,11 @@ class TorchBackend(Backend):
                 lo, hi = b * bs, min((b + 1) * bs, self._n)
                 xb = ex[lo:hi] if ex is not None else self.samples[self._epoch_ids[lo:hi]]
                 yb = ey[lo:hi]
-                out = model(xb)
-                loss = self._loss(out, yb)
+                with self.amp.autocast():
+                    out = model(xb)
+                    loss = self._loss(out, yb)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
+                self.amp.backward_step(loss, opt)
                 n = hi - lo
                 loss_sum += loss.detach() * n
                 if self.classification:
@@ -201,9 +236,10 @@ class TorchBackend(Backend):
         score_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         for lo in range(0, len(self.val_ids), _EVAL_CHUNK):
             ids = self.val_ids[lo:lo + _EVAL_CHUNK]
-            out = self.model(self.samples[ids])
             yb = self.sample_targets[ids]
-            loss_sum += self._loss(out, yb, reduction="sum")
+            with self.amp.autocast():
+                out = self.model(self.samples[ids])
+                loss_sum += self._loss(out, yb, reduction="sum")
             if self.classification:
                 score_sum += (out.argmax(1) == yb).sum()
             else:
@@ -228,13 +264,21 @@ class TorchBackend(Backend):
         meta: dict[str, Any] = {"framework": "torch", "torch_version": torch.__version__,
                                 "weights": "model.pt", "custom_model": self.custom_model}
         if self.custom_model:
-            # A user's own module is pickled whole; loading it needs its class importable.
-            buf = io.BytesIO()
-            torch.save(self.model.cpu() if self.device.type != "cpu" else self.model, buf)
-            self.model.to(self.device)
-            atomic_write_bytes(directory / "model_module.pt", buf.getvalue())
-            meta["module"] = "model_module.pt"
+            # A user's own module is pickled whole; loading it needs its class importable. A class
+            # that cannot be pickled (defined inside a function) still leaves weights, history and
+            # config behind: load_model then needs an instance passed in.
             meta["module_class"] = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
+            meta["module"] = None
+            buf = io.BytesIO()
+            try:
+                torch.save(self.model.cpu() if self.device.type != "cpu" else self.model, buf)
+            except (AttributeError, TypeError, pickle.PicklingError) as exc:
+                meta["module_error"] = f"{type(exc).__name__}: {exc}"
+            else:
+                atomic_write_bytes(directory / "model_module.pt", buf.getvalue())
+                meta["module"] = "model_module.pt"
+            finally:
+                self.model.to(self.device)
         else:
             meta["spec"] = self.spec
         return meta
@@ -242,6 +286,55 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def predict_outputs(self, samples: np.ndarray) -> np.ndarray:
         return _predict(self.model, samples, self.device)
+
+    # ------------------------------------------------------------------ checkpoints
+    def checkpoint_state(self) -> dict[str, bytes]:
+        state: dict[str, Any] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                 "rng_cpu": self._rng_cpu}
+        if self._rng_cuda is not None:
+            state["rng_cuda"] = self._rng_cuda
+        if self.amp.scaler is not None:
+            state["grad_scaler"] = self.amp.scaler.state_dict()
+        return {"torch_state.pt": _to_bytes(state)}
+
+    def load_checkpoint_state(self, members: dict[str, bytes]) -> None:
+        if "torch_state.pt" not in members:
+            raise ValueError(f"the checkpoint holds no PyTorch state (members: {sorted(members)}); "
+                             f"was it written by another backend?")
+        # Everything loads to the CPU first: RNG states must be CPU tensors, and load_state_dict
+        # copies weights and optimiser state onto the parameters' device (also a different one).
+        state = torch.load(io.BytesIO(members["torch_state.pt"]), map_location="cpu", weights_only=True)
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise ValueError(f"the checkpoint's model or optimiser state does not fit this model: {exc}") from None
+        self._rng_cpu = state["rng_cpu"]
+        if self._rng_cuda is not None and "rng_cuda" in state:
+            self._rng_cuda = state["rng_cuda"]
+        if self.amp.scaler is not None and "grad_scaler" in state:
+            self.amp.scaler.load_state_dict(state["grad_scaler"])
+
+    def epoch_totals(self) -> dict[str, Any]:
+        # float() of a float64 sum is exact, so a resumed epoch adds to the very same values.
+        return {"loss_sum": float(self._loss_sum), "score_sum": float(self._score_sum), "seen": self._seen}
+
+    def restore_epoch_totals(self, totals: dict[str, Any]) -> None:
+        self._loss_sum.fill_(totals["loss_sum"])
+        self._score_sum.fill_(totals["score_sum"])
+        self._seen = int(totals["seen"])
+
+    def encode_weights(self, snapshot: dict[str, torch.Tensor]) -> bytes:
+        return _to_bytes({k: v.cpu() for k, v in snapshot.items()})
+
+    def decode_weights(self, data: bytes) -> dict[str, torch.Tensor]:
+        return torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
+
+
+def _to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
 
 
 def _predict(model: nn.Module, samples: np.ndarray, device: torch.device) -> np.ndarray:
@@ -264,6 +357,10 @@ def load_predict_fn(directory: Path, meta: dict[str, Any], model: Optional[nn.Mo
     device = torch.device("cpu")
     weights = torch.load(directory / meta["weights"], map_location=device, weights_only=True)
     if model is None and meta.get("custom_model"):
+        if not meta.get("module"):
+            raise RuntimeError(
+                f"the saved model is a custom {meta.get('module_class')} that could not be saved whole "
+                f"({meta.get('module_error')}); pass an instance: load_model(path, model=YourModule(...))")
         try:
             model = torch.load(directory / meta["module"], map_location=device, weights_only=False)
         except (AttributeError, ModuleNotFoundError) as exc:

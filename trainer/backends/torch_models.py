@@ -21,10 +21,11 @@ class MLP(nn.Sequential):
 
 
 class ConvNet(nn.Module):
-    """1-D convolutions over time. The head sees the last step (recency matters for a window
-    that predicts its last row) and the mean over the window."""
+    """1-D convolutions over time, then a linear head over the whole flattened window, so any
+    step of the window can matter (a head on the last step alone sees only a few rows back)."""
 
-    def __init__(self, n_features: int, n_outputs: int, hidden_units: list[int], dropout_rate: float):
+    def __init__(self, n_features: int, n_outputs: int, hidden_units: list[int], dropout_rate: float,
+                 sequence_length: int):
         super().__init__()
         blocks: list[nn.Module] = []
         width = n_features
@@ -34,11 +35,11 @@ class ConvNet(nn.Module):
                 blocks.append(nn.Dropout(dropout_rate))
             width = channels
         self.body = nn.Sequential(*blocks)
-        self.head = nn.Linear(2 * width, n_outputs)
+        self.head = nn.Linear(width * sequence_length, n_outputs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.body(x.transpose(1, 2))          # (batch, channels, time)
-        return self.head(torch.cat([h[:, :, -1], h.mean(dim=2)], dim=1))
+        return self.head(h.flatten(1))
 
 
 class RecurrentNet(nn.Module):
@@ -63,13 +64,16 @@ class RecurrentNet(nn.Module):
 
 
 def build_model(spec: dict[str, Any]) -> nn.Module:
-    """Build from a spec: model_type, n_features, n_outputs, hidden_units, dropout_rate."""
+    """Build from a spec: model_type, n_features, n_outputs, hidden_units, dropout_rate (and
+    sequence_length for cnn)."""
     kind = spec["model_type"]
     args = (spec["n_features"], spec["n_outputs"], list(spec["hidden_units"]), float(spec["dropout_rate"]))
     if kind == "mlp":
         return MLP(*args)
     if kind == "cnn":
-        return ConvNet(*args)
+        if not spec.get("sequence_length"):
+            raise ValueError("a cnn spec needs its sequence_length")
+        return ConvNet(*args, int(spec["sequence_length"]))
     if kind in ("lstm", "gru"):
         return RecurrentNet(kind, *args)
     raise ValueError(f"unknown model_type {kind!r}")

@@ -1,0 +1,26 @@
+"""Serve the epoch-training API on its own: ``python -m epoch_widgets.server [--port 8000] [options]``.
+
+Any Jupyter Server option works (``--IdentityProvider.token=...``, ``--ServerApp.root_dir=...``,
+``--EpochTrainingApp.models_dir=...``); the port defaults to 8000 (SPEC.md's base URL) and no
+browser is opened. Without a token option, ``JUPYTER_TOKEN`` or a generated token is used (the
+server prints it).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Optional, Sequence
+
+DEFAULT_PORT = 8000
+
+
+def main(argv: Optional[Sequence[str]] = None) -> None:
+    from .app import EpochTrainingApp
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not any(a == "--port" or a.startswith(("--port=", "--ServerApp.port")) for a in args):
+        args.insert(0, f"--ServerApp.port={DEFAULT_PORT}")
+    EpochTrainingApp.launch_instance(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""The registry of a server's training tasks: start, list, control, delete, persistence, shutdown."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from trainer import ConfigError, TrainingConfig
+
+from .errors import ApiProblem, BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
+from .ids import TaskIdAllocator
+from .paths import resolve_data_path, resolve_output_path
+from .store import TaskStore
+from .tasks import Settings, Task
+
+log = logging.getLogger("epoch_widgets.server")
+
+
+class TaskRegistry:
+    """All tasks of this server: starting, listing, control, deletion, persistence, shutdown."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.store = TaskStore(settings.tasks_dir)
+        self.tasks: dict[str, Task] = {}
+        for record in self.store.load_all():
+            try:
+                task = Task.from_record(record, self.store, settings)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("skipping task record %s: %s", record.get("task_id"), exc)
+                continue
+            self.tasks[task.task_id] = task
+        self.ids = TaskIdAllocator(taken=self.tasks)
+        self._starting: dict[str, Task] = {}
+        self._closing = False
+
+    def get(self, task_id: str) -> Task:
+        task = self.tasks.get(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id!r}; GET tasks lists the known ones")
+        return task
+
+    def list(self) -> list[dict[str, Any]]:
+        return [t.summary() for t in sorted(self.tasks.values(), key=lambda t: (t.created_at, t.task_id))]
+
+    def live(self) -> list[Task]:
+        return [t for t in [*self.tasks.values(), *self._starting.values()] if not t.done]
+
+    async def start(self, body: Any) -> tuple[Task, dict[str, Any]]:
+        """Validate ``body`` (SPEC.md's config), start its worker, and return the task once the
+        worker has checked the config against the data. A refused request changes nothing."""
+        if self._closing:
+            raise WorkerProblem("the server is shutting down", status=503)
+        if not isinstance(body, dict):
+            raise BadRequest("send the training config as a JSON object",
+                             [{"field": "<config>", "value": None, "message": "expected a JSON object"}])
+        try:
+            config = TrainingConfig.from_dict(body)
+        except ConfigError as exc:
+            raise BadRequest(str(exc), exc.errors) from None
+        errors: list[dict[str, Any]] = []
+        data_file = output_dir = None
+        try:
+            data_file = resolve_data_path(config.data_path, self.settings.root_dir)
+        except BadRequest as exc:
+            errors += exc.errors or []
+        if config.output_path is not None:
+            try:
+                output_dir = resolve_output_path(config.output_path, self.settings.models_dir)
+            except BadRequest as exc:
+                errors += exc.errors or []
+        if errors:
+            raise BadRequest(str(ConfigError(errors)), errors)
+        assert data_file is not None
+        live = self.live()
+        if len(live) >= self.settings.max_running_tasks:
+            raise TooManyTasks(f"{len(live)} tasks are running, the most this server allows "
+                               f"(EpochTrainingApp.max_running_tasks); wait for one to finish or stop one")
+        clash = next((t for t in live if output_dir is not None and t.output_dir == output_dir), None)
+        if clash is not None:
+            raise Conflict(f"output_path: running task {clash.task_id} writes to the same folder; "
+                           f"choose another output_path or stop that task")
+
+        task_id = self.ids.allocate()
+        effective = config.to_dict()
+        task = Task(task_id, effective, data_file, output_dir, self.store, self.settings)
+        self._starting[task_id] = task
+        try:
+            task.launch({**effective, "data_path": str(data_file),
+                         "output_path": str(output_dir) if output_dir else None})
+            ready = await task.wait_ready(self.settings.start_timeout)
+        except BaseException as exc:
+            if task.worker is not None:
+                task.worker.kill()
+                await task.wait_exit(10.0)     # reaped before the refusal goes out
+            self.ids.release(task_id)
+            if not isinstance(exc, ApiProblem) and isinstance(exc, Exception):
+                log.exception("could not start task %s", task_id)
+                raise WorkerProblem(f"could not start the worker process: {type(exc).__name__}: {exc}") from None
+            raise
+        finally:
+            self._starting.pop(task_id, None)
+        if config.seed is None:
+            effective["seed"] = ready.get("seed")     # the effective config reproduces the run
+        task.accepted = True
+        self.tasks[task_id] = task
+        task.save()
+        return task, ready
+
+    async def control(self, task_id: str, action: str) -> tuple[Task, str]:
+        task = self.get(task_id)
+        return task, await task.control(action)
+
+    def delete(self, task_id: str) -> Task:
+        task = self.get(task_id)
+        if not task.done:
+            raise Conflict(f"task {task_id} is still {task.state}; stop it first (POST stop/{task_id}), "
+                           f"then delete it")
+        del self.tasks[task_id]
+        task.accepted = False          # nothing may write its record again
+        self.store.delete(task_id)
+        return task
+
+    async def shutdown(self) -> None:
+        """Stop every worker (each saves its artifacts if it can), record those tasks as interrupted."""
+        self._closing = True
+        live = self.live()
+        for task in live:
+            if task.worker is not None:
+                task.worker.close_input()
+        deadline = time.monotonic() + self.settings.shutdown_timeout
+        for task in live:
+            if not await task.wait_exit(max(0.0, deadline - time.monotonic())) and task.worker is not None:
+                task.worker.kill()
+                await task.wait_exit(2.0)
+        for task in live:
+            if task.task_id in self.tasks:
+                task.interrupt(f"the Jupyter server shut down while the task was running (after epoch "
+                               f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
+                               f"start it again to train")
+        await asyncio.to_thread(self.store.close)

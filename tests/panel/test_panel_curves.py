@@ -1,0 +1,127 @@
+"""Curves: downsampling keeps long runs cheap, renders send only what changed, old runs fade."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import trainer
+from epoch_widgets.curves import GHOST_OPACITY, MAX_POINTS, Curves, downsample_indices, lr_preview
+
+
+def entry(epoch: int, loss: float) -> dict:
+    return {"epoch": epoch, "train_loss": loss * 1.1, "train_accuracy": 1 - loss / 2, "val_loss": loss,
+            "val_accuracy": 1 - loss / 3, "learning_rate": 0.01 / math.sqrt(epoch), "time_per_epoch": 0.01}
+
+
+def fill(curves: Curves, epochs: int) -> None:
+    curves.begin_run(classification=True)
+    for e in range(1, epochs + 1):
+        curves.add_epoch(entry(e, 1 / e + 0.01 * math.sin(e)), improved=e % 7 == 0)
+
+
+def test_short_series_are_kept_whole() -> None:
+    assert list(downsample_indices(50, [np.arange(50.0)])) == list(range(50))
+
+
+def test_long_series_keep_ends_and_extremes_within_the_budget() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(10_000)
+    b = rng.standard_normal(10_000)
+    a[6_543] = 100.0      # a spike must survive
+    b[1_234] = -100.0
+    idx = downsample_indices(10_000, [a, b], 500)
+    assert len(idx) <= 500
+    assert idx[0] == 0 and idx[-1] == 9_999
+    assert np.all(np.diff(idx) > 0)
+    assert {6_543, 1_234, int(a.argmin()), int(b.argmax())} <= set(idx.tolist())
+
+
+def test_nan_values_do_not_break_downsampling() -> None:
+    a = np.full(2_000, np.nan)
+    a[::3] = np.arange(0, 2_000, 3)
+    idx = downsample_indices(2_000, [a, np.full(2_000, np.nan)], 100)
+    assert len(idx) <= 100 and idx[-1] == 1_999
+
+
+def test_ten_thousand_epochs_cost_a_render_what_fifty_cost(comm_counter) -> None:
+    sent = {}
+    for epochs in (50, 10_000):
+        curves = Curves()
+        fill(curves, epochs)
+        curves.render()                      # first render of the series
+        comm_counter.sent.clear()
+        comm_counter.bytes_sent.clear()
+        curves.add_epoch(entry(epochs + 1, 0.001), improved=True)
+        curves.render()
+        sent[epochs] = (comm_counter.sent["comm_msg"], comm_counter.bytes_sent["comm_msg"])
+        for mark in curves.marks:
+            assert np.shape(mark.x)[-1] <= MAX_POINTS
+    assert sent[10_000][0] == sent[50][0]                          # the same messages...
+    assert sent[10_000][1] <= sent[50][1] * (MAX_POINTS / 50) * 1.1  # ...each capped at MAX_POINTS
+
+
+def test_render_sends_nothing_when_nothing_changed(comm_counter) -> None:
+    curves = Curves()
+    fill(curves, 20)
+    curves.render()
+    comm_counter.sent.clear()
+    curves.render()
+    assert comm_counter.sent["comm_msg"] == 0
+    curves.add_batch(21, 3, 10, 0.5)
+    curves.render()
+    assert comm_counter.sent["comm_msg"] == 1          # the in-epoch line only
+
+
+def test_curves_hold_every_epoch_and_mark_the_best() -> None:
+    curves = Curves()
+    fill(curves, 30)
+    curves.render()
+    assert list(curves.loss_lines.x) == list(range(1, 31))
+    np.testing.assert_allclose(curves.loss_lines.y[1], curves.series.val_loss)
+    np.testing.assert_allclose(curves.metric_lines.y[0], curves.series.train_metric)
+    assert list(curves.loss_best.x) == [28] and curves.loss_best.y[0] == curves.series.val_loss[27]
+
+
+def test_a_new_run_fades_the_previous_ones_curves() -> None:
+    curves = Curves()
+    fill(curves, 12)
+    curves.render()
+    first_val = np.array(curves.series.val_loss)
+    curves.begin_run(classification=True)
+    curves.render()
+    assert list(curves.loss_ghost.x) == list(range(1, 13))
+    np.testing.assert_allclose(curves.loss_ghost.y[1], first_val)
+    assert curves.loss_ghost.opacities == [GHOST_OPACITY, GHOST_OPACITY]
+    assert len(curves.loss_lines.x) == 0 and len(curves.lr_ghost.x) == 12
+    curves.begin_run(classification=False)       # MAE is not comparable to accuracy: no faded copy
+    assert len(curves.metric_ghost.x) == 0
+    assert curves.metric_figure.title == "Accuracy"
+    curves.render()
+    assert curves.metric_figure.title == "Mean absolute error"
+
+
+def test_early_stop_note_goes_into_the_loss_title() -> None:
+    curves = Curves()
+    fill(curves, 5)
+    curves.end_run("early stopped at 5, best 3")
+    curves.render()
+    assert curves.loss_figure.title == "Loss: early stopped at 5, best 3"
+
+
+@pytest.mark.parametrize("scheduler", ["step", "cosine", "plateau", "none"])
+def test_lr_preview_matches_the_trainers_schedule(scheduler: str) -> None:
+    cfg = trainer.TrainingConfig(epochs=80, learning_rate=0.1, learning_rate_scheduler=scheduler, step_size=20,
+                                 T_max=40)
+    x, y = lr_preview(cfg)
+    assert list(x) == list(range(1, 81))
+    np.testing.assert_allclose(y, trainer.preview_schedule(cfg))
+
+
+def test_lr_preview_of_a_million_epochs_stays_small() -> None:
+    cfg = trainer.TrainingConfig(epochs=1_000_000, learning_rate=0.1, learning_rate_scheduler="cosine",
+                                 T_max=1_000_000)
+    x, y = lr_preview(cfg)
+    assert len(x) <= MAX_POINTS and x[0] == 1 and x[-1] == 1_000_000
+    assert y[0] == pytest.approx(0.1) and y[-1] == pytest.approx(cfg.eta_min, rel=1e-3)

@@ -1,0 +1,276 @@
+"""Data preparation: column checks, encoding, missing values, labels, scaling, windows."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainer import ConfigError, TrainingConfig
+from trainer.data import Preprocessor, prepare_data, windows
+
+
+def prep(df: pd.DataFrame, **cfg):
+    return prepare_data(TrainingConfig(**cfg), df, seed=0)
+
+
+def error_fields(df: pd.DataFrame, **cfg) -> dict[str, dict]:
+    with pytest.raises(ConfigError) as info:
+        prep(df, **cfg)
+    return {e["field"]: e for e in info.value.errors}
+
+
+@pytest.fixture
+def mixed_df() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    n = 200
+    return pd.DataFrame({"num": rng.normal(5, 2, n), "flag": rng.random(n) > 0.5,
+                         "colour": rng.choice(["red", "green", "blue"], n),
+                         "size": pd.Categorical(rng.choice(["S", "M"], n)),
+                         "label": rng.choice(["cat", "dog", "bird"], n)})
+
+
+# ---------------------------------------------------------------------- features
+
+def test_categorical_columns_are_one_hot_encoded(mixed_df):
+    d = prep(mixed_df, target_column="label")
+    pre = d.preprocessor
+    assert pre.numeric == ["num", "flag"]
+    assert pre.categorical == {"colour": ["blue", "green", "red"], "size": ["M", "S"]}
+    assert pre.n_features == 2 + 3 + 2 == d.x.shape[1]
+    assert d.x.dtype == np.float32
+    onehot = d.x[:, 2:5]
+    assert (onehot.sum(axis=1) == 1).all()
+    expected = (mixed_df["colour"].to_numpy()[:, None] == np.array(["blue", "green", "red"])).astype(np.float32)
+    np.testing.assert_array_equal(onehot, expected)
+
+
+def test_an_unseen_category_encodes_as_all_zeros(mixed_df):
+    pre = prep(mixed_df, target_column="label").preprocessor
+    row = mixed_df.head(1).assign(colour="purple")
+    assert pre.transform(row)[0, 2:5].tolist() == [0, 0, 0]
+
+
+def test_categories_come_from_the_training_split_only():
+    df = pd.DataFrame({"c": ["a", "b"] * 50, "y": [0, 1] * 50})
+    d0 = prep(df, target_column="y", validation_split=0.2)
+    val_only = df.copy()
+    val_only.loc[d0.val_index, "c"] = "only_in_validation"
+    assert "only_in_validation" not in prep(val_only, target_column="y", validation_split=0.2).preprocessor.categorical["c"]
+
+
+def test_too_many_categories_is_refused():
+    df = pd.DataFrame({"id": [f"user{i}" for i in range(300)], "y": [0, 1] * 150})
+    err = error_fields(df, target_column="y")["feature_columns"]
+    assert err["value"] == "id" and "too many" in err["message"]
+
+
+def test_unusable_column_types_are_refused_by_name():
+    df = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=20), "x": np.arange(20.0), "y": [0, 1] * 10})
+    err = error_fields(df, target_column="y")["feature_columns"]
+    assert err["value"] == "when" and "datetime" in err["message"] and "convert" in err["message"]
+
+
+def test_all_columns_but_the_target_are_features_by_default(mixed_df):
+    assert prep(mixed_df, target_column="label").preprocessor.feature_columns == ["num", "flag", "colour", "size"]
+
+
+# ---------------------------------------------------------------------- missing values
+
+def test_missing_values_are_reported_by_column_with_counts(mixed_df):
+    df = mixed_df.copy()
+    df.loc[[3, 7, 9], "num"] = np.nan
+    df.loc[[4], "colour"] = None
+    err = error_fields(df, target_column="label")["missing_values"]
+    assert "'num' (3)" in err["message"] and "'colour' (1)" in err["message"]
+    assert "impute" in err["message"]
+
+
+def test_impute_uses_training_medians_and_zero_for_unknown_category(mixed_df):
+    df = mixed_df.copy()
+    df.loc[[3, 7], "num"] = np.nan
+    df.loc[[4], "colour"] = None
+    d = prep(df, target_column="label", missing_values="impute")
+    pre = d.preprocessor
+    train = df.iloc[d.train_index]
+    assert pre.medians[0] == pytest.approx(train["num"].median())
+    scaled_median = (pre.medians[0] - pre.means[0]) / pre.stds[0]
+    assert d.x[3, 0] == pytest.approx(scaled_median) and d.x[7, 0] == pytest.approx(scaled_median)
+    assert d.x[4, 2:5].tolist() == [0, 0, 0]
+    assert np.isfinite(d.x).all()
+
+
+def test_nullable_integer_columns_can_be_imputed():
+    df = pd.DataFrame({"a": pd.array([1, 2, None, 4] * 10, dtype="Int64"), "y": [0, 1] * 20})
+    d = prep(df, target_column="y", missing_values="impute")
+    assert np.isfinite(d.x).all()
+    assert "'a' (10)" in error_fields(df, target_column="y")["missing_values"]["message"]
+
+
+def test_infinite_values_are_refused_by_column(clf_df):
+    df = clf_df.copy()
+    df.loc[5, "f2"] = np.inf
+    df.loc[[7, 8], "f3"] = -np.inf
+    err = error_fields(df, target_column="label")["feature_columns"]
+    assert "'f2' (1)" in err["message"] and "'f3' (2)" in err["message"] and "replace" in err["message"]
+    pre = prep(clf_df, target_column="label").preprocessor
+    with pytest.raises(ValueError, match=r"infinite values in columns \['f2', 'f3'\]"):
+        pre.transform(df)
+
+
+def test_infinite_regression_targets_are_refused(reg_df):
+    df = reg_df.copy()
+    df.loc[3, "target"] = np.inf
+    assert "infinite target" in error_fields(df, target_column="target")["target_column"]["message"]
+
+
+def test_missing_targets_are_refused(clf_df):
+    df = clf_df.astype({"label": float})
+    df.loc[[1, 2], "label"] = np.nan
+    err = error_fields(df, target_column="label")["target_column"]
+    assert "2 rows" in err["message"] and "dropna" in err["message"]
+
+
+def test_prediction_time_missing_values_are_named():
+    df = pd.DataFrame({"a": np.arange(50.0), "y": [0, 1] * 25})
+    pre = prep(df, target_column="y").preprocessor
+    with pytest.raises(ValueError, match=r"\['a'\]"):
+        pre.transform(pd.DataFrame({"a": [1.0, np.nan]}))
+    with pytest.raises(ValueError, match="lacks feature columns"):
+        pre.transform(pd.DataFrame({"b": [1.0]}))
+
+
+# ---------------------------------------------------------------------- targets
+
+def test_string_labels_binary():
+    df = pd.DataFrame({"x": np.arange(40.0), "y": ["no", "yes"] * 20})
+    d = prep(df, target_column="y")
+    assert d.task == "classification" and d.preprocessor.classes == ["no", "yes"]
+    assert d.y.tolist() == [0, 1] * 20
+    assert d.preprocessor.decode_target(np.array([1, 0])).tolist() == ["yes", "no"]
+
+
+def test_string_labels_multiclass(mixed_df):
+    d = prep(mixed_df, target_column="label")
+    assert d.preprocessor.classes == ["bird", "cat", "dog"] and d.preprocessor.n_outputs == 3
+    decoded = d.preprocessor.decode_target(d.y)
+    assert decoded.tolist() == mixed_df["label"].tolist()
+
+
+def test_integer_and_boolean_labels_keep_their_type(clf_df):
+    d = prep(clf_df, target_column="label")
+    assert d.task == "classification" and d.preprocessor.classes == [0, 1]
+    assert d.preprocessor.decode_target(np.array([1, 0])).dtype == np.int64
+    df = pd.DataFrame({"x": np.arange(20.0), "y": [True, False] * 10})
+    pre = prep(df, target_column="y").preprocessor
+    assert pre.classes == [False, True] and pre.decode_target(np.array([1])).tolist() == [True]
+
+
+def test_regression_target_is_scaled_with_training_statistics(reg_df):
+    d = prep(reg_df, target_column="target")
+    pre = d.preprocessor
+    assert d.task == "regression" and pre.n_outputs == 1
+    train_y = reg_df["target"].iloc[d.train_index]
+    assert pre.target_mean == pytest.approx(train_y.mean())
+    assert pre.target_std == pytest.approx(train_y.std(ddof=0))
+    np.testing.assert_allclose(pre.decode_target(d.y.astype(np.float64)), reg_df["target"], rtol=1e-5, atol=1e-5)
+
+
+def test_task_auto_and_override(reg_df):
+    few_ints = pd.DataFrame({"x": np.arange(60.0), "y": np.arange(60) % 3})
+    many_ints = pd.DataFrame({"x": np.arange(60.0), "y": np.arange(60)})
+    assert prep(few_ints, target_column="y").task == "classification"
+    assert prep(many_ints, target_column="y").task == "regression"
+    assert prep(few_ints, target_column="y", task="regression").task == "regression"
+    assert prep(many_ints, target_column="y", task="classification").preprocessor.n_outputs == 60
+
+
+def test_regression_on_a_string_target_is_refused():
+    df = pd.DataFrame({"x": np.arange(20.0), "y": ["a", "b"] * 10})
+    err = error_fields(df, target_column="y", task="regression")["task"]
+    assert "numeric target" in err["message"] and "classification" in err["message"]
+
+
+def test_a_single_class_is_refused():
+    df = pd.DataFrame({"x": np.arange(20.0), "y": ["a"] * 20})
+    assert "at least 2 classes" in error_fields(df, target_column="y")["target_column"]["message"]
+
+
+# ---------------------------------------------------------------------- split and scaling
+
+def test_scaling_statistics_come_from_the_training_split_only():
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"a": rng.normal(0, 1, 500), "y": rng.integers(0, 2, 500)})
+    d0 = prep(df, target_column="y")
+    df.loc[d0.val_index, "a"] += 100.0       # validation rows far away: must not move the stats
+    d = prep(df, target_column="y")
+    train = df["a"].iloc[d.train_index]
+    assert d.preprocessor.means[0] == pytest.approx(train.mean())
+    assert d.preprocessor.stds[0] == pytest.approx(train.std(ddof=0))
+    assert abs(d.preprocessor.means[0]) < 0.5 and df["a"].mean() > 10
+    assert abs(d.x[d.train_index, 0].mean()) < 1e-5
+
+
+def test_split_is_seeded_disjoint_and_complete(clf_df):
+    d = prepare_data(TrainingConfig(target_column="label", validation_split=0.25), clf_df, seed=3)
+    assert len(d.val_index) == 300 and len(d.train_index) == 900
+    assert sorted(np.concatenate([d.train_index, d.val_index]).tolist()) == list(range(1200))
+    again = prepare_data(TrainingConfig(target_column="label", validation_split=0.25), clf_df, seed=3)
+    other = prepare_data(TrainingConfig(target_column="label", validation_split=0.25), clf_df, seed=4)
+    assert (again.val_index == d.val_index).all() and not (other.val_index == d.val_index).all()
+
+
+def test_too_little_data_is_refused():
+    df = pd.DataFrame({"x": [1.0], "y": [1.0]})
+    assert "too few" in error_fields(df, target_column="y")["data"]["message"]
+
+
+# ---------------------------------------------------------------------- windows
+
+def test_windows_view_holds_consecutive_rows_ending_at_each_sample():
+    x = np.arange(12, dtype=np.float32).reshape(6, 2)
+    w = windows(x, 3)
+    assert w.shape == (4, 3, 2)
+    np.testing.assert_array_equal(w[0], x[0:3])
+    np.testing.assert_array_equal(w[3], x[3:6])
+
+
+@pytest.mark.parametrize("model_type", ["cnn", "lstm", "gru"])
+def test_sequence_models_validate_on_the_latest_windows(seq_df, model_type):
+    d = prep(seq_df, target_column="label", feature_columns=["x", "noise"], model_type=model_type,
+             sequence_length=8, validation_split=0.2)
+    n_samples = len(seq_df) - 7
+    assert d.window == 8 and d.preprocessor.sequence_length == 8
+    assert d.train_index[0] == 7                          # first window ends at row 7
+    assert len(d.train_index) + len(d.val_index) == n_samples
+    assert d.train_index.max() < d.val_index.min()        # time order: validate on the future
+    assert d.val_index[-1] == len(seq_df) - 1
+    # Scaling statistics use only rows that training windows cover.
+    rows = seq_df["x"].iloc[: d.train_index.max() + 1]
+    assert d.preprocessor.means[0] == pytest.approx(rows.mean())
+
+
+def test_mlp_has_no_window(seq_df):
+    d = prep(seq_df, target_column="label", model_type="mlp", sequence_length=8)
+    assert d.window is None and d.preprocessor.sequence_length is None
+
+
+def test_sequence_shorter_than_a_window_is_refused():
+    df = pd.DataFrame({"x": np.arange(5.0), "y": [0, 1, 0, 1, 0]})
+    err = error_fields(df, target_column="y", model_type="lstm", sequence_length=10)["sequence_length"]
+    assert "5 rows" in err["message"]
+
+
+def test_validation_split_leaving_no_training_data_is_refused():
+    df = pd.DataFrame({"x": np.arange(3.0), "y": [0, 1, 0]})
+    with pytest.raises(ConfigError, match="validation_split"):
+        prep(df, target_column="y", validation_split=0.9)
+
+
+# ---------------------------------------------------------------------- persistence
+
+def test_preprocessor_round_trips_through_json(mixed_df):
+    import json
+    pre = prep(mixed_df, target_column="label").preprocessor
+    back = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    np.testing.assert_array_equal(back.transform(mixed_df), pre.transform(mixed_df))
+    assert back.classes == pre.classes
