@@ -23,6 +23,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from trainer.datasets import make_benchmark  # noqa: E402
+
 ROWS = int(os.environ.get("ROWS", 100_000))
 EPOCHS = int(os.environ.get("EPOCHS", 4))
 BATCH_SIZES = [int(b) for b in os.environ.get("BATCH_SIZES", "32,256").split(",")]
@@ -32,11 +34,8 @@ TARGET = 1.0
 
 
 def make_data() -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((ROWS, F)).astype(np.float32)
-    w = rng.standard_normal(F).astype(np.float32)
-    y = ((x @ w + 0.3 * rng.standard_normal(ROWS)) > 0).astype(np.int64)
-    return x, y
+    df = make_benchmark(ROWS, F)
+    return df.drop(columns="label").to_numpy(), df["label"].to_numpy()
 
 
 def median_rate(n_train: int, epoch_seconds: list[float]) -> float:

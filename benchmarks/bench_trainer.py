@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer import Trainer
+from trainer.datasets import make_benchmark
 
 FEATURES = 20
 HIDDEN = [128, 64, 32]
@@ -39,12 +40,8 @@ LR = 1e-3
 
 
 def make_data(rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """peers.py's data: a noisy linear boundary in 20 standard-normal features."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((rows, FEATURES)).astype(np.float32)
-    w = rng.standard_normal(FEATURES).astype(np.float32)
-    y = ((x @ w + 0.3 * rng.standard_normal(rows)) > 0).astype(np.int64)
-    return x, y
+    df = make_benchmark(rows, FEATURES)
+    return df.drop(columns="label").to_numpy(), df["label"].to_numpy()
 
 
 def reference_epochs(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterator[None]:

@@ -15,7 +15,7 @@ import ipywidgets as W
 import pandas as pd
 
 import trainer
-from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError, FieldSpec
+from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError, FieldSpec, parse_devices
 from trainer.data import resolve_columns
 
 GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",
@@ -64,6 +64,8 @@ class _TextCodec:
                 raise ValueError(f"got {text!r}: enter whole numbers separated by commas, e.g. 128, 64") from None
         if kind == "list[str]":
             return [p.strip() for p in text.split(",") if p.strip()]
+        if self.spec.name == "devices":
+            return parse_devices(text)     # "2", "0, 1" or "auto": a count, GPU indices or auto
         if text == "" and self.spec.optional:
             return None
         if kind == "int":

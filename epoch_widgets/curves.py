@@ -58,11 +58,12 @@ def lr_preview(config: trainer.TrainingConfig, max_points: int = MAX_POINTS) -> 
     return idx + 1.0, np.array([schedule.lr(int(e)) for e in idx])
 
 
-def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale) -> bq.Figure:
+def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale,
+            legend_location: str = "top-right") -> bq.Figure:
     axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", num_ticks=6),
             bq.Axis(scale=y, label=y_label, side="left", grid_lines="dashed", tick_format=".3~g",
                     label_offset="48px")]
-    return bq.Figure(marks=marks, axes=axes, title=title, animation_duration=0, legend_location="top-right",
+    return bq.Figure(marks=marks, axes=axes, title=title, animation_duration=0, legend_location=legend_location,
                      title_style={"font-size": "14px"},
                      fig_margin={"top": 40, "bottom": 40, "left": 66, "right": 15},
                      layout=W.Layout(flex="1 1 0%", height="280px", min_width="240px"))
@@ -134,7 +135,10 @@ class Curves:
         self._epoch_version = self._batch_version = self._title_version = 0
         self._pushed: dict[str, int] = {}
 
-        sx, sy = bq.LinearScale(), bq.LinearScale()
+        # The epoch axis starts at 0 (where the in-epoch line starts): with num_ticks, a bqplot axis
+        # whose domain collapses to one value (one point, at an epoch boundary) stays unlabelled and
+        # draws every later point at one x for the rest of the run.
+        sx, sy = bq.LinearScale(min=0.0), bq.LinearScale()
         self.loss_ghost = _lines(sx, sy, [TRAIN_COLOR, VAL_COLOR], ["previous train", "previous val"],
                                  opacities=[GHOST_OPACITY, GHOST_OPACITY])
         self.loss_lines = _lines(sx, sy, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], display_legend=True,
@@ -144,14 +148,16 @@ class Curves:
         self.loss_figure = _figure("Loss", "loss", [self.loss_ghost, self.loss_lines, self.batch_line,
                                                     self.loss_best], sx, sy)
 
-        mx, my = bq.LinearScale(), bq.LinearScale()
+        # min=0 for the same reason as the loss figure's x scale: a single x value must not collapse it.
+        mx, my = bq.LinearScale(min=0.0), bq.LinearScale()
         self.metric_ghost = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["previous train", "previous val"],
                                    opacities=[GHOST_OPACITY, GHOST_OPACITY])
         self.metric_lines = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], display_legend=True,
                                    marker="circle", marker_size=12)
         self.metric_best = _best_marker(mx, my)
         self.metric_figure = _figure("Accuracy", "accuracy", [self.metric_ghost, self.metric_lines,
-                                                              self.metric_best], mx, my)
+                                                              self.metric_best], mx, my,
+                                     legend_location="bottom-right")   # accuracy rises: keep its corner free
 
         lx, ly = bq.LinearScale(), bq.LinearScale()
         self.lr_ghost = _lines(lx, ly, [LR_COLOR], ["previous"], opacities=[GHOST_OPACITY])

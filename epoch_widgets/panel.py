@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import warnings
 from html import escape
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -18,7 +19,8 @@ import pandas as pd
 from traitlets import Bool, Dict, Instance, Int, List, Unicode
 
 import trainer
-from trainer import FINAL_STATES, ConfigError, StateError, Trainer, TrainingState
+from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
+from trainer.checkpoints import has_checkpoints, saved_config
 from trainer.data import infer_task
 
 from ._loop import LoopBinding, Throttle
@@ -87,8 +89,12 @@ class TrainingPanel(W.VBox):
         self.start_button.on_click(lambda _b: self._from_ui(self._start_now))
         self.pause_button.on_click(lambda _b: self._from_ui(self._toggle_pause_now))
         self.stop_button.on_click(lambda _b: self._from_ui(self._stop_now))
+        self.resume_button = W.Button(description="Resume from checkpoint", icon="history", disabled=True,
+                                      tooltip="Continue the run whose checkpoints are in output_path",
+                                      layout=W.Layout(width="auto"))
+        self.resume_button.on_click(lambda _b: self._from_ui(lambda: self._resume_from_now(None, {})))
         super().__init__([self.controls.view,
-                          W.HBox([self.start_button, self.pause_button, self.stop_button]),
+                          W.HBox([self.start_button, self.pause_button, self.stop_button, self.resume_button]),
                           self.message, self.progress.view, self.curves.view])
         try:
             self._prefill(config)
@@ -139,6 +145,17 @@ class TrainingPanel(W.VBox):
         """Stop after the batch in progress; finished epochs and artifacts are kept."""
         self._programmatic(self._stop_now)
 
+    def resume_from(self, output_path: Optional[str] = None, **changes: Any) -> Optional["asyncio.Task[None]"]:
+        """Continue the run checkpointed in ``output_path`` (default: the output_path control), like
+        the Resume-from-checkpoint button; the controls then show that run's config.
+
+        Uses the panel's data, or the run's data_path when the panel has none. ``changes`` may set
+        what cannot change the results (``epochs``, ...: see ``Trainer.from_checkpoint``). On the
+        loop's thread this returns the run's task (CheckpointError, ResumeMismatch or StateError when
+        it cannot resume; the panel shows why as well); from another thread it returns None.
+        """
+        return self._programmatic(lambda: self._resume_from_now(output_path, changes))
+
     async def wait(self) -> Trainer:
         """Wait for the run to end and the panel to show its end; returns the run."""
         if self._task is None or self.run is None:
@@ -179,7 +196,7 @@ class TrainingPanel(W.VBox):
     def _guarded(self, action: Callable[[], Any]) -> None:
         try:
             action()
-        except (ConfigError, StateError):
+        except (ConfigError, StateError, CheckpointError):
             pass    # already shown in the panel by the action
         except Exception as exc:
             self._set_notice(f"{type(exc).__name__}: {exc}")
@@ -207,11 +224,63 @@ class TrainingPanel(W.VBox):
             raise self._fail(exc)
         except Exception as exc:
             raise self._fail(exc)
+        return self._launch(run)
+
+    def _resume_from_now(self, output_path: Optional[str], changes: dict[str, Any]) -> "asyncio.Task[None]":
+        if not self._binding.bind_running():
+            raise self._fail(StateError("resume_from() needs a running asyncio event loop: use the panel in a "
+                                        "Jupyter notebook, or call it from async code"))
+        if self._active():
+            raise self._fail(StateError("a run is in progress; stop it before resuming another"))
+        path = output_path or self.controls["output_path"].value.strip()
+        if not path:
+            raise self._fail(CheckpointError("set output_path to the folder of the run to resume"))
+        try:
+            if self.data is None:
+                self._use_saved_data_path(path)
+            if self.data is None:
+                raise CheckpointError("the panel has no data: pass data=DataFrame, or set data_path to the run's data")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", RuntimeWarning)
+                run = Trainer.resume(path, self.data, **changes)
+        except Exception as exc:
+            raise self._fail(exc)
+        task = self._launch(run)
+        self._show_config(run.config)
+        if caught:
+            self._set_notice("; ".join(str(w.message) for w in caught))
+        return task
+
+    def _use_saved_data_path(self, output_path: str) -> None:
+        """Without a DataFrame, load the data file the checkpointed run named (if any)."""
+        try:
+            data_path = saved_config(output_path).get("data_path")
+        except CheckpointError:
+            return          # Trainer.resume says why, below
+        if data_path:
+            self.controls.set_value("data_path", data_path)
+            self._load_data_path()
+
+    def _show_config(self, config: trainer.TrainingConfig) -> None:
+        """Put a resumed run's config into the controls (they are disabled while it trains)."""
+        for name, value in config.to_dict().items():
+            if name == "data_path" and self._data_given:
+                continue
+            try:
+                self.controls.set_value(name, value)
+            except ConfigError:
+                pass        # a column the controls do not offer: the run still has it
+
+    def _launch(self, run: Trainer) -> "asyncio.Task[None]":
+        """Follow ``run`` (a new one, or one resumed with its history so far) and start it."""
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._unsubscribe = run.add_callback(self._on_run_event)
         self.curves.begin_run(run.is_classification)
         self.curves.set_preview(run.config)
+        best = run.best_metrics.get("epoch")
+        for entry in run.history:
+            self.curves.add_epoch(entry, entry["epoch"] == best)
         self._pause_requested = False
         self._notice = ""
         self.set_trait("run", run)
@@ -250,7 +319,7 @@ class TrainingPanel(W.VBox):
     def _fail(self, exc: Exception, notice: bool = True) -> Exception:
         """Show why an action failed in the panel, and hand back the exception to raise."""
         if notice:
-            text = str(exc) if isinstance(exc, (StateError, ConfigError)) else f"{type(exc).__name__}: {exc}"
+            text = str(exc) if isinstance(exc, (StateError, ConfigError, CheckpointError)) else f"{type(exc).__name__}: {exc}"
             self._set_notice(text)
         return exc
 
@@ -262,10 +331,11 @@ class TrainingPanel(W.VBox):
     def _reset_traits(self, run: Trainer) -> None:
         with self.hold_trait_notifications():
             self.state = run.state.value
-            self.current_epoch = 0
+            self.current_epoch = run.current_epoch        # > 0 for a run resumed from a checkpoint
             self.total_epochs = run.total_epochs
-            self.current_batch = self.total_batches = 0
-            self.latest_metrics, self.best_metrics, self.history = {}, {}, []
+            self.current_batch, self.total_batches = run.batch, run.num_batches
+            self.history = list(run.history)
+            self.latest_metrics, self.best_metrics = run.latest_metrics, run.best_metrics
             self.reason = self.error = ""
 
     def _on_run_event(self, event: str, data: dict[str, Any]) -> None:
@@ -339,6 +409,8 @@ class TrainingPanel(W.VBox):
         self.start_button.disabled = active or not self.valid
         self.pause_button.disabled = not active
         self.stop_button.disabled = not active
+        output_path = self.controls["output_path"].value.strip()
+        self.resume_button.disabled = active or not has_checkpoints(output_path)
         paused = active and self._pause_requested
         self.pause_button.description = "Resume" if paused else "Pause"
         self.pause_button.icon = "play" if paused else "pause"

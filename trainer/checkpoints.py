@@ -86,6 +86,13 @@ def has_checkpoints(output_path: str | Path | None) -> bool:
         return False
 
 
+def saved_config(output_path: str | Path) -> dict[str, Any]:
+    """The config of the run checkpointed in ``output_path`` (from its newest readable checkpoint)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return dict(load_latest(checkpoint_dir(output_path)).state["config"])
+
+
 def data_fingerprint(x: np.ndarray, y: np.ndarray, train_index: np.ndarray, val_index: np.ndarray) -> str:
     """SHA-256 of the prepared arrays and the split: equal only for the same data, encoded alike."""
     h = hashlib.sha256()

@@ -2,6 +2,7 @@
 
     epoch-train --demo                                   # generated data, 20 epochs
     epoch-train --data data.csv --config config.json --set epochs=50 --set model_type=lstm
+    epoch-train --data data.csv --resume models/run1          # continue from its last checkpoint
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any, Optional, Sequence
 
 import pandas as pd
 
+from .checkpoints import CheckpointError
 from .config import ConfigError, TrainingConfig
 from .events import Callback
 from .run import Trainer
@@ -105,6 +107,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--data", help="CSV or Parquet file")
     ap.add_argument("--config", help="JSON file with the training config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
+    ap.add_argument("--resume", metavar="OUTPUT_PATH",
+                    help="continue the run checkpointed at OUTPUT_PATH on the same data (--set may change epochs)")
     args = ap.parse_args(argv)
 
     settings: dict[str, Any] = {"epochs": 20, "seed": 0}
@@ -114,18 +118,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             settings.update(demo_settings)
         if args.config:
             settings.update(_read_config(args.config))
+        overrides: dict[str, Any] = {}
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep:
                 ap.error(f"--set expects KEY=VALUE, got {item!r}")
-            settings[key] = _parse_value(value)
+            overrides[key] = _parse_value(value)
+        settings.update(overrides)
         data_path = args.data or settings.get("data_path")
         if not args.demo:
             if not data_path:
                 ap.error("give --demo, or --data FILE (or data_path in the config)")
             df = _read_data(data_path)
-        run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()])
-    except (UsageError, ConfigError) as exc:
+        if args.resume:
+            run = Trainer.from_checkpoint(args.resume, df, callbacks=[ConsoleProgress()], **overrides)
+        else:
+            run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()])
+    except (UsageError, ConfigError, CheckpointError) as exc:
         print(f"epoch-train: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()

@@ -37,3 +37,15 @@ def make_time_series(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
     df["next_value"] = signal[1:]
     df["direction"] = np.where(signal[1:] > signal[:-1], "up", "down")
     return df
+
+
+def make_benchmark(rows: int = 200_000, features: int = 20, seed: int = 0) -> pd.DataFrame:
+    """The benchmarks' data (DESIGN.md's peers): a noisy linear boundary in standard-normal
+    features ``x0..x{features-1}``, binary ``label``; float32 features as the peers use."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((rows, features)).astype(np.float32)
+    w = rng.standard_normal(features).astype(np.float32)
+    y = ((x @ w + 0.3 * rng.standard_normal(rows)) > 0).astype(np.int64)
+    df = pd.DataFrame(x, columns=[f"x{i}" for i in range(features)])
+    df["label"] = y
+    return df

@@ -110,9 +110,15 @@ class ControlHandler(TrainingHandler):
 
     @tornado.web.authenticated
     async def post(self, task_id: str) -> None:
-        task, state = await self.registry.control(task_id, self.action)
+        note = None
+        if self.action == "resume":     # also continues an ended task from its last checkpoint
+            task, state, note = await self.registry.resume(task_id)
+        else:
+            task, state = await self.registry.control(task_id, self.action)
         done = {"pause": "paused", "resume": "running"}.get(self.action)
-        if self.action == "stop":
+        if note is not None:
+            message = note
+        elif self.action == "stop":
             if not task.done:
                 message = "Stop requested; the run is finishing"
             else:

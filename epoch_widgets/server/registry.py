@@ -4,15 +4,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import Any, Optional
 
-from trainer import ConfigError, TrainingConfig
+from trainer import ConfigError, TrainingConfig, has_checkpoints
 
 from .errors import ApiProblem, BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
 from .ids import TaskIdAllocator
 from .paths import resolve_data_path, resolve_output_path
 from .store import TaskStore
-from .tasks import Settings, Task
+from .tasks import RESUMABLE, Settings, Task
 
 log = logging.getLogger("epoch_widgets.server")
 
@@ -112,6 +112,40 @@ class TaskRegistry:
         task = self.get(task_id)
         return task, await task.control(action)
 
+    async def resume(self, task_id: str) -> tuple[Task, str, Optional[str]]:
+        """Resume a paused task; or continue an interrupted, stopped or failed one from its last
+        checkpoint in a new worker. Returns (task, state, a note when it came from a checkpoint)."""
+        task = self.get(task_id)
+        if not task.done or task.state not in RESUMABLE:
+            return task, await task.control("resume"), None
+        if self._closing:
+            raise WorkerProblem("the server is shutting down", status=503)
+        ended = f"cannot resume: the task has already ended ({task.state})"
+        if task.output_dir is None:
+            raise Conflict(f"{ended} and was started without output_path, so it has no checkpoint to continue "
+                           f"from; start it again to train")
+        if not has_checkpoints(task.output_dir):
+            raise Conflict(f"{ended} and wrote no checkpoint to continue from (checkpoints=False, or it ended "
+                           f"before its first one); start it again to train")
+        if not task.data_file.is_file():
+            raise Conflict(f"{ended} and its data file {task.data_file.name!r} is no longer there; put it back "
+                           f"to resume")
+        live = self.live()
+        if len(live) >= self.settings.max_running_tasks:
+            raise TooManyTasks(f"{len(live)} tasks are running, the most this server allows "
+                               f"(EpochTrainingApp.max_running_tasks); wait for one to finish or stop one")
+        clash = next((t for t in live if t.output_dir == task.output_dir), None)
+        if clash is not None:
+            raise Conflict(f"cannot resume: running task {clash.task_id} writes to the same output_path; stop it first")
+        ready = await task.resume_from_checkpoint(self.settings.start_timeout)
+        where = ready.get("resumed_from") or {}
+        epoch, batch = where.get("epoch", 0), where.get("batch", 0)
+        note = f"Training resumed from its checkpoint after epoch {epoch}" + (f", batch {batch} of epoch {epoch + 1}"
+                                                                             if batch else "")
+        if ready.get("warnings"):
+            note += " (" + "; ".join(ready["warnings"]) + ")"
+        return task, task.state, note
+
     def delete(self, task_id: str) -> Task:
         task = self.get(task_id)
         if not task.done:
@@ -138,5 +172,5 @@ class TaskRegistry:
             if task.task_id in self.tasks:
                 task.interrupt(f"the Jupyter server shut down while the task was running (after epoch "
                                f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
-                               f"start it again to train")
+                               f"{task.restart_hint()}")
         await asyncio.to_thread(self.store.close)

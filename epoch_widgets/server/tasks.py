@@ -26,6 +26,9 @@ FINAL = frozenset({"completed", "stopped", "early_stopped", "failed", "interrupt
 # A client reading a stream stops at "complete"; "error" ends a run that did not finish normally.
 ERROR_STATES = frozenset({"failed", "interrupted"})
 ACTIONS = {"pause": "paused", "resume": "resumed", "stop": "stopped"}
+# Ended tasks that POST resume/{id} continues from their last checkpoint (a completed or
+# early-stopped run has nothing left to do).
+RESUMABLE = frozenset({"interrupted", "stopped", "failed"})
 
 
 @dataclass
@@ -140,7 +143,8 @@ class Task:
             task.state = "interrupted"
             task.reason = task.error = (
                 f"the Jupyter server stopped while the task was {was} (after epoch "
-                f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); start it again to train")
+                f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
+                f"{task.restart_hint()}")
             task.finished_at = task.finished_at or time.time()
             task.save()
         return task
@@ -162,11 +166,46 @@ class Task:
         self.store.save(self.to_record())
 
     # ------------------------------------------------------------------ worker
-    def launch(self, worker_config: dict[str, Any]) -> None:
+    def launch(self, worker_config: dict[str, Any], resume: bool = False) -> None:
+        """Start the worker; with ``resume`` it continues from the checkpoints in output_path."""
         loop = asyncio.get_running_loop()
         self._ready, self._exited = loop.create_future(), loop.create_future()
         self.worker = WorkerProcess(self.task_id, self.handle_message, self.handle_exit, python=self.settings.python)
-        self.worker.start({"task_id": self.task_id, "config": worker_config})
+        self.worker.start({"task_id": self.task_id, "config": worker_config, "resume": resume})
+
+    def restart_hint(self) -> str:
+        """What a user can do about a task that ended before its time."""
+        if self.output_dir is not None and self.config.get("checkpoints", True):
+            return f"POST resume/{self.task_id} continues it from its last checkpoint, or start it again to train"
+        return "start it again to train"
+
+    async def resume_from_checkpoint(self, timeout: float) -> dict[str, Any]:
+        """Continue an ended task in a new worker from its last checkpoint; returns the worker's
+        ``ready`` message. On failure the task is left as it was."""
+        assert self.output_dir is not None
+        # The last worker may still be writing its artifacts; its exit must not reach the new one.
+        if not await self.wait_exit(self.settings.stop_timeout):
+            raise Conflict("cannot resume: the task's last worker process is still finishing; try again shortly")
+        before = (self.state, self.reason, self.error, self.finished_at, dict(self.progress), list(self.history))
+        self.state, self.reason, self.error, self.finished_at, self.kill_reason = "pending", None, None, None, None
+        # Until the worker is ready, its exit must not turn the task into a failed one (see handle_exit).
+        self.accepted = False
+        try:
+            self.launch({**self.config, "data_path": str(self.data_file), "output_path": str(self.output_dir)},
+                        resume=True)
+            ready = await self.wait_ready(timeout)
+        except BaseException:
+            self.state, self.reason, self.error, self.finished_at, self.progress, self.history = before
+            if self.worker is not None:
+                self.worker.kill()
+                await self.wait_exit(10.0)
+            raise
+        finally:
+            self.accepted = True
+        # The checkpoint may be older than the last epoch the record saw: its history is the truth.
+        self.history = list(ready.get("history", self.history))
+        self.save()
+        return ready
 
     async def wait_ready(self, timeout: float) -> dict[str, Any]:
         assert self._ready is not None
@@ -198,13 +237,16 @@ class Task:
             fut = self._replies.pop(msg.get("seq"), None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
-        elif kind in ("ready", "config_error", "start_error") and self._ready is not None and not self._ready.done():
+        elif kind in ("ready", "config_error", "start_error", "resume_error") and self._ready is not None \
+                and not self._ready.done():
             if kind == "ready":
                 self.seed, self.samples = msg.get("seed"), msg.get("samples", {})
                 self.progress.update(msg.get("progress") or {})
                 self._ready.set_result(msg)
             elif kind == "config_error":
                 self._ready.set_exception(BadRequest(msg.get("message", "invalid config"), msg.get("errors")))
+            elif kind == "resume_error":
+                self._ready.set_exception(Conflict(f"cannot resume from the checkpoint: {msg.get('message')}"))
             else:
                 self._ready.set_exception(WorkerProblem(f"the training could not start: {msg.get('message')}"))
 

@@ -16,12 +16,13 @@ import os
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
 import pandas as pd
 
-from trainer import FINAL_STATES, ConfigError, StateError, Trainer, TrainingState
+from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
 from trainer.events import Callback
 
 from .paths import data_format
@@ -172,18 +173,33 @@ def main() -> int:
         channel.send({"kind": "start_error", "message": f"bad start message: {exc}"})
         return 3
     relay = Relay(channel)
+    resuming = bool(spec.get("resume"))
+    caught: list[warnings.WarningMessage] = []
     try:
         data = read_table(config["data_path"])
-        run = Trainer(config, data, callbacks=[relay])
+        if resuming:
+            # A damaged newest checkpoint is skipped with a warning: the server tells the client.
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                run = Trainer.resume(config["output_path"], data, config=config, callbacks=[relay])
+        else:
+            run = Trainer(config, data, callbacks=[relay])
     except ConfigError as exc:
         channel.send({"kind": "config_error", "message": str(exc), "errors": exc.errors})
+        return 2
+    except CheckpointError as exc:
+        channel.send({"kind": "resume_error", "message": str(exc)})
         return 2
     except Exception as exc:  # e.g. the framework is not installed: the server reports it
         channel.send({"kind": "start_error", "message": f"{type(exc).__name__}: {exc}"})
         return 3
-    channel.send({"kind": "ready", "task_id": task_id, "pid": os.getpid(), "seed": run.seed,
-                  "task": run.data.task, "progress": run.progress(),
-                  "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)}})
+    ready: dict[str, Any] = {"kind": "ready", "task_id": task_id, "pid": os.getpid(), "seed": run.seed,
+                             "task": run.data.task, "progress": run.progress(),
+                             "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)}}
+    if resuming:
+        ready.update(history=run.history, resumed_from={"epoch": run.current_epoch, "batch": run.batch},
+                     warnings=[str(w.message) for w in caught])
+    channel.send(ready)
     busy = threading.Lock()
     threading.Thread(target=serve_commands, args=(run, relay, commands, channel, busy),
                      name="commands", daemon=True).start()

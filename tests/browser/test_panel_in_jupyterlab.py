@@ -2,7 +2,7 @@
 
 Open the notebook, run its cells down to the panel, press Start, watch the curves and the epoch
 counter grow, Pause (state and counters hold still), Resume, and see the run finish. Screenshots go
-to ``test-artifacts/browser/``; with ``UPDATE_SCREENSHOT=1`` the mid-training one also replaces
+to ``test-artifacts/browser/``; with ``UPDATE_SCREENSHOT=1`` a mid-training one also replaces
 ``docs/panel.png``, the README's picture.
 """
 from __future__ import annotations
@@ -53,12 +53,19 @@ def prepare_quickstart(dest: Path) -> int:
 class PanelView:
     """Reads the rendered panel the way a person reads it: texts, buttons and the curves' points."""
 
+    # The loss figure's epoch points: where bqplot drew them (distinct x positions, legend glyphs
+    # left out), and the labels of its epoch axis. A broken scale draws every point at one x.
     _READ = """root => {
         const texts = Array.from(root.querySelectorAll('.widget-html'))
             .map(e => e.innerText.trim()).filter(t => t.length > 0);
         const loss = Array.from(root.querySelectorAll('.bqplot.figure'))
             .find(f => (f.querySelector('.mainheading') || {}).textContent?.startsWith('Loss'));
-        return {texts, lossPoints: loss ? loss.querySelectorAll('.dot').length : -1};
+        if (!loss) return {texts, xs: [], xLabels: []};
+        const xs = Array.from(loss.querySelectorAll('.dot')).filter(d => !d.closest('.legend'))
+            .map(d => d.getBoundingClientRect()).map(r => Math.round(r.x + r.width / 2));
+        const xLabels = Array.from(loss.querySelectorAll('g.axis')[0].querySelectorAll('.tick'))
+            .map(t => t.textContent.trim());
+        return {texts, xs, xLabels};
     }"""
 
     def __init__(self, output: Any):
@@ -75,7 +82,8 @@ class PanelView:
         assert epochs, f"no epoch counter after the state line: {texts[at:]}"
         batch = re.match(r"(\d+)/(\d+)$", texts[at + 2]) if at + 2 < len(texts) else None
         return {"state": state, "line": texts[at], "epoch": int(epochs.group(1)), "total": int(epochs.group(2)),
-                "batch": int(batch.group(1)) if batch else None, "loss_points": raw["lossPoints"]}
+                "batch": int(batch.group(1)) if batch else None, "loss_points": len(set(raw["xs"])),
+                "x_labels": raw["xLabels"]}
 
     def button(self, label: str) -> Any:
         return self.output.locator("button", has_text=re.compile(rf"^\s*{label}\s*$"))
@@ -117,16 +125,17 @@ def test_quickstart_panel_trains_pauses_and_resumes_in_jupyterlab(jupyter_lab: L
         expect(view.button("Start")).to_be_enabled()
         before = view.read()
         assert before["state"] == "pending" and before["loss_points"] == 0, before
-        page.screenshot(path=str(artifacts / "1-panel-ready.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "1-panel-ready.png"))
 
         # Start: the state turns to running, and the counter and the curves grow epoch by epoch.
         view.button("Start").click()
         first = wait_for(view, lambda s: s["state"] == "running" and s["epoch"] >= 1, "the first epoch")
         assert first["total"] == PARAMETERS["EPOCHS"], first
-        grown = wait_for(view, lambda s: s["epoch"] >= first["epoch"] + 2 or s["state"] not in ("running",),
+        grown = wait_for(view, lambda s: s["epoch"] >= first["epoch"] + 2 or s["state"] != "running",
                          "two more epochs")
         assert grown["state"] == "running", f"the run ended before it could be paused: {grown}"
         assert grown["loss_points"] > first["loss_points"] > 0, (first, grown)
+        assert all(grown["x_labels"]), f"the loss figure's epoch axis lost its labels: {grown}"
         output.screenshot(path=str(artifacts / "2-training.png"))
         page.screenshot(path=str(artifacts / "2-training-page.png"))
 
@@ -144,17 +153,28 @@ def test_quickstart_panel_trains_pauses_and_resumes_in_jupyterlab(jupyter_lab: L
         # Resume: training goes on from where it stopped, to the end of the run.
         view.button("Resume").click()
         wait_for(view, lambda s: s["state"] != "paused", "the run to leave the paused state", timeout=60)
+        later = wait_for(view, lambda s: s["epoch"] >= held["epoch"] + 5 or s["state"] != "running",
+                         "five more epochs")
+        if later["state"] == "running":     # the README's picture: well into the run, still going
+            page.mouse.move(0, 0)           # no hover toolbar over the figures
+            output.screenshot(path=str(artifacts / "5-training-later.png"))
         end = wait_for(view, lambda s: s["state"] in ("completed", "early stopped"), "the end of the run")
         assert end["epoch"] > held["epoch"] and end["loss_points"] > held["loss_points"], (held, end)
+        # Every epoch has its own place on the epoch axis, and the axis is labelled.
+        assert end["loss_points"] >= end["epoch"] and all(end["x_labels"]), end
         if end["state"] == "completed":
             assert end["epoch"] == end["total"], end
         expect(view.button("Start")).to_be_enabled()
         expect(view.button("Pause")).to_be_disabled()
         page.screenshot(path=str(artifacts / "4-finished.png"))
     except BaseException:
-        page.screenshot(path=str(artifacts / "failure.png"), full_page=True)
+        page.screenshot(path=str(artifacts / "failure.png"))
+        panel = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
+        if panel.count() == 1:
+            panel.screenshot(path=str(artifacts / "failure-panel.png"))
         raise
 
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
         README_SCREENSHOT.parent.mkdir(exist_ok=True)
-        shutil.copy(artifacts / "2-training.png", README_SCREENSHOT)
+        later = artifacts / "5-training-later.png"
+        shutil.copy(later if later.exists() else artifacts / "2-training.png", README_SCREENSHOT)

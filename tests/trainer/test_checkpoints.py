@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 import numpy as np
-import pandas as pd
 import pytest
 
 import trainer.run

@@ -90,3 +90,17 @@ def test_module_entry_point_runs_in_a_fresh_process(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "completed: finished all 1 epochs" in proc.stdout
+
+
+def test_resume_continues_a_checkpointed_run_and_refuses_other_settings(capsys, tmp_path):
+    out = json.dumps(str(tmp_path / "run"))
+    assert main(["--demo", "--set", "epochs=2", "--set", "hidden_units=[8]", "--set", f"output_path={out}"]) == 0
+    capsys.readouterr()
+    assert main(["--demo", "--resume", str(tmp_path / "run"), "--set", "epochs=4"]) == 0
+    text = capsys.readouterr().out
+    assert "epoch    1/4" not in text and "epoch    3/4" in text and "epoch    4/4" in text
+    assert len(load_model(tmp_path / "run").history) == 4
+
+    assert main(["--demo", "--resume", str(tmp_path / "run"), "--set", "epochs=6", "--set", "batch_size=8"]) == 2
+    err = capsys.readouterr().err
+    assert "batch_size" in err and "cannot change when resuming" in err

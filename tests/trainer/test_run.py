@@ -206,10 +206,12 @@ def run_with_pauses(run: Trainer, pause_at: set[tuple[int, int]], hold: float = 
         def on_event(event, data):
             if event == "batch_end" and (data["epoch"], data["batch"]) in pause_at:
                 run.pause()
-                loop.call_later(hold, run.resume)
             elif event == "state_change" and data["new"] == "paused":
                 # Paused right after the batch that asked for it, before any further batch.
                 rec.events.append(("paused_at", {"epoch": run.current_epoch + 1, "batch": run.batch}))
+                # Resume only once the pause has landed: a timer started at the request could fire
+                # first when an epoch's end (validation) outlasts it on a busy machine.
+                loop.call_later(hold, run.resume)
 
         run.add_callback(rec)
         run.add_callback(on_event)

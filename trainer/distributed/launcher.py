@@ -19,7 +19,7 @@ import asyncio
 import io
 import logging
 import multiprocessing
-import queue as queue_module
+import multiprocessing.connection
 import signal
 import threading
 import time
@@ -41,6 +41,7 @@ log = logging.getLogger("trainer")
 
 _END_GRACE_SECONDS = 30.0     # ranks that finished need a moment to leave the process group
 _FAIL_GRACE_SECONDS = 1.0
+_CAUSE_GRACE_SECONDS = 10.0   # how long to wait for the rank that broke a collective to report
 
 
 class MirrorBackend(TorchBackend):
@@ -62,10 +63,11 @@ class MirrorBackend(TorchBackend):
 
 
 def oom_advice(config: TrainingConfig, world_size: int) -> str:
+    """What a GPU out-of-memory error means with several devices, and a batch size that keeps working."""
     per = config.batch_size // world_size
     smaller = max(world_size, (config.batch_size // 2) // world_size * world_size)
     return (f" With {world_size} devices each trains on batch_size / {world_size} = {per} samples per step; "
-            f"try batch_size={smaller} (a multiple of {world_size}), fewer hidden_units, or mixed_precision=True")
+            f"a smaller batch_size must stay a multiple of {world_size} (e.g. batch_size={smaller}).")
 
 
 class LaunchedTrainer(Trainer):
@@ -81,15 +83,12 @@ class LaunchedTrainer(Trainer):
         self._store: Any = None
         self._summary: dict[str, Any] = {}
         self._reader_done = threading.Event()
+        self._deferred: list[tuple] = []     # messages set aside while collecting a failure's cause
         super().__init__(config, data, model=model, callbacks=callbacks)
 
     def _create_backend(self, model: Any) -> MirrorBackend:
         self.plan = plan_devices(self.config)
-        check_spawnable(model, self.plan.world_size)
-        if model is not None:
-            buf = io.BytesIO()
-            torch.save(model, buf)
-            self._model_bytes = buf.getvalue()
+        self._model_bytes = check_spawnable(model, self.plan.world_size)
         config = self.config.replace(device="cpu", devices=1)
         return MirrorBackend(config, self.data, self.seed, model, self.plan, self._sync_request)
 
@@ -106,10 +105,11 @@ class LaunchedTrainer(Trainer):
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         inbox: asyncio.Queue = asyncio.Queue()
+        self._inbox = inbox
         try:
             self._set_state(TrainingState.RUNNING, f"starting {self.plan.describe()}")
             await asyncio.to_thread(self._launch, inbox)
-            while not await self._handle(await inbox.get()):
+            while not await self._handle(self._deferred.pop(0) if self._deferred else await inbox.get()):
                 pass
         except asyncio.CancelledError:
             self._stop_requested = True
@@ -129,21 +129,26 @@ class LaunchedTrainer(Trainer):
 
         # The kernel hosts the rendezvous store on a free port: no port to choose, none to clash.
         self._store = dist.TCPStore("127.0.0.1", 0, None, True, wait_for_workers=False)
-        messages = self._mp.Queue()
         job = SpawnJob(config=self.config.replace(seed=self.seed).to_dict(), data=self._frame,
                        model=self._model_bytes, plan=self.plan, store_port=self._store.port,
                        resume_from=self.config.output_path if self._resume_from is not None else None)
+        pipes = []
         for rank in range(self.plan.world_size):
-            proc = self._mp.Process(target=spawn_main, args=(rank, job, self._request, messages),
+            receive, send = self._mp.Pipe(duplex=False)
+            proc = self._mp.Process(target=spawn_main, args=(rank, job, self._request, send),
                                     name=f"epoch-widgets-rank-{rank}", daemon=True)
             proc.start()
+            send.close()        # the rank holds the only writing end: its exit reads as end-of-file
             self._procs.append(proc)
-        threading.Thread(target=self._read, args=(messages, inbox, self._loop),
+            pipes.append(receive)
+        threading.Thread(target=self._read, args=(pipes, inbox, self._loop),
                          name="epoch-widgets-ranks", daemon=True).start()
 
-    def _read(self, messages: Any, inbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
-        """Relay the ranks' messages to the event loop; report ranks that die without a word."""
-        reported: set[int] = set()
+    def _read(self, pipes: list[Any], inbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
+        """Relay the ranks' messages to the event loop, and report ranks that exit with an error
+        (after their last message: a dead rank's pipe is read to its end first)."""
+        open_pipes = dict(zip(pipes, range(len(pipes))))
+        sentinels = {proc.sentinel: rank for rank, proc in enumerate(self._procs)}
 
         def post(msg: Any) -> bool:
             try:
@@ -152,33 +157,34 @@ class LaunchedTrainer(Trainer):
             except RuntimeError:    # the loop is gone
                 return False
 
-        def drain() -> bool:
-            # A message sent just before an exit may still be in the pipe: deliver it first.
-            while True:
+        def read(pipe: Any, until_end: bool) -> bool:
+            while pipe in open_pipes and (until_end or pipe.poll()):
                 try:
-                    if not post(messages.get_nowait()):
-                        return False
-                except queue_module.Empty:
-                    return True
+                    msg = pipe.recv()
+                except (EOFError, OSError):
+                    del open_pipes[pipe]
+                    pipe.close()
+                    break
+                if not post(msg):
+                    return False
+            return True
 
-        while not self._reader_done.is_set():
-            try:
-                msg = messages.get(timeout=0.1)
-            except queue_module.Empty:
-                dead = [(r, p.exitcode) for r, p in enumerate(self._procs)
-                        if p.exitcode not in (None, 0) and r not in reported]
-                all_exited = all(p.exitcode is not None for p in self._procs)
-                if (dead or all_exited) and not drain():
-                    return
-                for rank, code in dead:
-                    reported.add(rank)
-                    post(("exited", rank, code))
-                if all_exited:
-                    post(("exited", None, 0))
-                    return
-                continue
-            if not post(msg):
-                return
+        while sentinels and not self._reader_done.is_set():
+            for ready in multiprocessing.connection.wait([*open_pipes, *sentinels], timeout=0.5):
+                if ready in open_pipes:
+                    if not read(ready, until_end=False):
+                        return
+                elif ready in sentinels:
+                    rank = sentinels.pop(ready)
+                    if not read(pipes[rank], until_end=True):
+                        return
+                    proc = self._procs[rank]
+                    proc.join(5)      # the sentinel can turn ready a moment before the exit status exists
+                    code = proc.exitcode
+                    if code:
+                        post(("exited", rank, code))
+        if not self._reader_done.is_set():
+            post(("exited", None, 0))
 
     async def _handle(self, msg: tuple) -> bool:
         """Apply one message from the ranks; True once the run has ended."""
@@ -194,18 +200,46 @@ class LaunchedTrainer(Trainer):
             return await self._replay("train_end", {"state": self._state.value, "best_metrics": self.best_metrics,
                                                     "reason": self.reason}, self._position())
         elif kind in ("failed", "exited") and self._state not in FINAL_STATES:
-            rank, detail = msg[1], msg[2]
-            if kind == "failed":
-                reason = f"rank {rank} of {self.plan.world_size} failed: {detail}"
-                if "out of memory" in str(detail).lower():
-                    reason += "." + oom_advice(self.config, self.plan.world_size)
-            elif rank is None:
-                reason = "the worker processes ended without reporting the end of training"
-            else:
-                reason = f"rank {rank} of {self.plan.world_size} exited unexpectedly ({_exit_text(detail)})"
-            await self._end(TrainingState.FAILED, reason)
+            reason = await self._root_cause(self._describe_rank_failure(msg))
+            await self._end(TrainingState.FAILED, self._with_advice(reason))
             return True
         return False
+
+    def _describe_rank_failure(self, msg: tuple) -> str:
+        kind, rank, detail = msg
+        if kind == "failed":
+            return f"rank {rank} of {self.plan.world_size} failed: {detail}"
+        if rank is None:
+            return "the worker processes ended without reporting the end of training"
+        return f"rank {rank} of {self.plan.world_size} exited unexpectedly ({_exit_text(detail)})"
+
+    async def _root_cause(self, first: str) -> str:
+        """``first``, or when it reads like a collective broken by a rank that went away, the
+        failure of the rank that did: a rank that dies breaks its peers' next all-reduce, and
+        their reports may arrive first. Waits briefly for the ranks to end while looking."""
+        if not _broken_group(first):
+            return first
+        deadline = time.monotonic() + _CAUSE_GRACE_SECONDS
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                msg = await asyncio.wait_for(self._inbox.get(), left)
+            except asyncio.TimeoutError:
+                break
+            if msg == ("exited", None, 0):
+                break
+            if msg[0] in ("failed", "exited"):
+                text = self._describe_rank_failure(msg) if msg[1] is not None else None
+            else:
+                self._deferred.append(msg)
+                text = msg[1].get("error") if msg[0] == "summary" else None
+            if text and not _broken_group(text):
+                return text
+        return first
+
+    def _with_advice(self, text: str) -> str:
+        if "out of memory" in text.lower() and "per step" not in text:
+            text = text.rstrip(".") + "." + oom_advice(self.config, self.plan.world_size)
+        return text
 
     async def _replay(self, event: str, data: dict[str, Any], position: dict[str, Any]) -> bool:
         self.batch, self.num_batches = position["batch"], position["num_batches"]
@@ -213,7 +247,10 @@ class LaunchedTrainer(Trainer):
             new = TrainingState(data["new"])
             if new in FINAL_STATES:
                 self._take_summary(new)
-            self._set_state(new, data["reason"])
+                if new == TrainingState.FAILED:
+                    own = f"rank 0 of {self.plan.world_size} failed: {self.reason}"
+                    self.reason = self.error = self._with_advice(await self._root_cause(own))
+            self._set_state(new, self.reason if new in FINAL_STATES else data["reason"])
             return False
         if event == "epoch_end":
             entry = dict(data["metrics"])
@@ -223,7 +260,7 @@ class LaunchedTrainer(Trainer):
         if event == "train_end":
             await asyncio.to_thread(self._reap, _END_GRACE_SECONDS)
             self._pause_requested = False
-            self.events.emit("train_end", dict(data))
+            self.events.emit("train_end", {**data, "state": self._state.value, "reason": self.reason})
             self._done.set()
             return True
         self.events.emit(event, data)
@@ -236,8 +273,6 @@ class LaunchedTrainer(Trainer):
         s = self._summary
         self.reason = s.get("reason")
         self.error = s.get("error")
-        if final == TrainingState.FAILED and self.error and "out of memory" in self.error.lower():
-            self.error = self.reason = self.error + oom_advice(self.config, self.plan.world_size)
         self.artifacts_path = Path(s["artifacts_path"]) if s.get("artifacts_path") else None
         self._last_checkpoint = Path(s["last_checkpoint"]) if s.get("last_checkpoint") else None
         self.finished_at = s.get("finished_at") or time.time()
@@ -278,6 +313,15 @@ class LaunchedTrainer(Trainer):
                 proc.kill()
                 proc.join()
         self._reader_done.set()
+
+
+_BROKEN_GROUP = ("connection closed by peer", "connection reset by peer", "remote worker", "broken pipe",
+                 "nccl communicator was aborted", "socket timeout")
+
+
+def _broken_group(text: str) -> bool:
+    """Whether a failure reads like a collective that broke because another rank went away."""
+    return any(words in text.lower() for words in _BROKEN_GROUP)
 
 
 def _exit_text(code: int) -> str:

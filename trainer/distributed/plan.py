@@ -48,7 +48,7 @@ class DevicePlan:
         return f"{self.world_size} processes on {where} (DistributedDataParallel, {self.comm_backend})"
 
 
-def _gpu_count(framework: str) -> tuple[int, str]:
+def gpu_count(framework: str) -> tuple[int, str]:
     """(GPUs the framework sees, why none when 0)."""
     if framework == "torch":
         import torch
@@ -68,9 +68,10 @@ def _gpu_count(framework: str) -> tuple[int, str]:
     return count, why
 
 
-def plan_devices(config: TrainingConfig, gpu_count: Optional[tuple[int, str]] = None) -> DevicePlan:
+def plan_devices(config: TrainingConfig, visible: Optional[tuple[int, str]] = None) -> DevicePlan:
     """Resolve ``devices`` for ``config``; ConfigError naming the field and the fix when the
-    devices are not there or ``batch_size`` does not split evenly. ``gpu_count`` overrides the probe."""
+    devices are not there or ``batch_size`` does not split evenly. ``visible`` (GPU count, why
+    none) is used instead of asking the framework."""
     requested, device, framework = config.devices, config.device, config.backend
     if requested == 1:
         return DevicePlan(framework, 1, "cpu" if device == "cpu" else "auto")
@@ -87,7 +88,7 @@ def plan_devices(config: TrainingConfig, gpu_count: Optional[tuple[int, str]] = 
         world = 1 if requested == "auto" else int(requested)
         return _checked(config, DevicePlan(framework, world, "cpu"))
 
-    gpus, why = gpu_count if gpu_count is not None else _gpu_count(framework)
+    gpus, why = visible if visible is not None else gpu_count(framework)
     if gpus == 0:
         if requested == "auto" and device == "auto":
             return DevicePlan(framework, 1, "cpu")
@@ -138,19 +139,6 @@ def single_device_config(config: TrainingConfig, plan: DevicePlan, rank: int = 0
 
 # ---------------------------------------------------------------------- what spawn can carry
 
-class _MainReferences(pickle.Pickler):
-    """A pickler that records classes and functions it would reference in ``__main__``."""
-
-    def __init__(self, file: Any):
-        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
-        self.found: list[str] = []
-
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__":
-            self.found.append(getattr(obj, "__qualname__", repr(obj)))
-        return NotImplemented
-
-
 def _main_is_importable() -> bool:
     """Whether a spawned process can re-create ``__main__`` (a script or ``-m`` module can;
     a notebook kernel or an interactive session cannot)."""
@@ -158,23 +146,39 @@ def _main_is_importable() -> bool:
     return bool(getattr(getattr(main, "__spec__", None), "name", None) or getattr(main, "__file__", None))
 
 
-def check_spawnable(model: Any, world_size: int) -> None:
-    """ConfigError when ``model`` cannot be sent to ``world_size`` fresh worker processes."""
+def check_spawnable(model: Any, world_size: int) -> Optional[bytes]:
+    """``model`` serialised (``torch.save``) for ``world_size`` fresh worker processes, or
+    ConfigError saying why they could not rebuild it and what to do. None without a model."""
     if model is None:
-        return
+        return None
+    import torch
+
+    found: list[str] = []
+
+    class Pickler(pickle.Pickler):
+        # Records what the pickle would import from __main__ (torch.save subclasses this class).
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, (type, types.FunctionType)) and getattr(obj, "__module__", None) == "__main__":
+                found.append(getattr(obj, "__qualname__", repr(obj)))
+            return NotImplemented
+
+    recording = types.ModuleType("pickle_recording_main")
+    recording.__dict__.update({k: getattr(pickle, k) for k in ("dump", "dumps", "load", "loads", "Unpickler")})
+    recording.Pickler = Pickler
     name = type(model).__name__
-    pickler = _MainReferences(io.BytesIO())
+    buf = io.BytesIO()
     try:
-        pickler.dump(model)
+        torch.save(model, buf, pickle_module=recording)
     except Exception as exc:
         raise ConfigError.single(
             "model", name, f"cannot be sent to the {world_size} worker processes ({type(exc).__name__}: {exc}); "
                            f"define the model's class at the top level of a .py module and import it, or use devices=1") from None
-    if pickler.found and not _main_is_importable():
-        listed = ", ".join(sorted(set(pickler.found)))
+    if found and not _main_is_importable():
+        listed = ", ".join(sorted(set(found)))
         raise ConfigError.single(
             "model", name,
             f"uses {listed}, defined in the notebook (__main__); the {world_size} worker processes start fresh "
             f"(the 'spawn' method, so a CUDA context in the kernel cannot break them) and cannot import it. "
             f"Move it into a .py file beside the notebook and import it from there "
-            f"(e.g. `from mymodels import {pickler.found[0].split('.')[0]}`), or use devices=1")
+            f"(e.g. `from mymodels import {found[0].split('.')[0]}`), or use devices=1")
+    return buf.getvalue()

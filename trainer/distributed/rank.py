@@ -145,18 +145,18 @@ class SpawnJob:
 class Forwarder(Callback):
     """Rank 0's observer: every event, with the loop position, goes to the launching process."""
 
-    def __init__(self, queue: Any):
-        self.queue = queue
+    def __init__(self, conn: Any):
+        self.conn = conn
 
     def on_event(self, run: Any, event: str, data: dict[str, Any]) -> None:
         if event == "state_change" and data["new"] in {s.value for s in FINAL_STATES}:
             # What the launcher needs before it shows the end: the reason, the files, the weights.
-            self.queue.put(("summary", {"reason": run.reason, "error": run.error, "finished_at": run.finished_at,
+            self.conn.send(("summary", {"reason": run.reason, "error": run.error, "finished_at": run.finished_at,
                                         "artifacts_path": str(run.artifacts_path) if run.artifacts_path else None,
                                         "last_checkpoint": str(run.last_checkpoint) if run.last_checkpoint else None}))
-            self.queue.put(("weights", _state_dict_bytes(run.backend.model)))
+            self.conn.send(("weights", _state_dict_bytes(run.backend.model)))
         position = {"batch": run.batch, "num_batches": run.num_batches, "current_epoch": run.current_epoch}
-        self.queue.put(("event", event, data, position))
+        self.conn.send(("event", event, data, position))
 
 
 def _state_dict_bytes(model: Any) -> bytes:
@@ -204,8 +204,9 @@ def _init_process_group(plan_backend: str, rank: int, world_size: int, device: s
     return dist.new_group(backend="gloo") if plan_backend != "gloo" else None
 
 
-def spawn_main(rank: int, job: SpawnJob, request: Any, queue: Any) -> None:
-    """Entry point of a rank process started by :class:`~trainer.distributed.launcher.LaunchedTrainer`."""
+def spawn_main(rank: int, job: SpawnJob, request: Any, conn: Any) -> None:
+    """Entry point of a rank process started by :class:`~trainer.distributed.launcher.LaunchedTrainer`;
+    ``request`` is the shared control value, ``conn`` this rank's pipe to the launcher."""
     import signal
 
     import torch
@@ -224,7 +225,7 @@ def spawn_main(rank: int, job: SpawnJob, request: Any, queue: Any) -> None:
         cpu_group = _init_process_group(plan.comm_backend, rank, plan.world_size, device, store)
         set_context(RankContext(rank, plan.world_size, device, lambda: request.value, cpu_group))
         model = torch.load(io.BytesIO(job.model), weights_only=False) if job.model is not None else None
-        callbacks = [Forwarder(queue)] if rank == 0 else []
+        callbacks = [Forwarder(conn)] if rank == 0 else []
         if job.resume_from:
             run = RankTrainer.from_checkpoint(job.resume_from, job.data, config=job.config, model=model,
                                               callbacks=callbacks)
@@ -233,19 +234,23 @@ def spawn_main(rank: int, job: SpawnJob, request: Any, queue: Any) -> None:
         run.agree_now()
         run.fit()
         if run.state == TrainingState.FAILED and rank != 0:
-            queue.put(("failed", rank, run.error or run.reason))
+            conn.send(("failed", rank, run.error or run.reason))
         code = 0 if run.state != TrainingState.FAILED else 1
     except BaseException as exc:  # reported to the launcher, which ends the other ranks
         log.debug("rank %d failed", rank, exc_info=True)
-        queue.put(("failed", rank, f"{type(exc).__name__}: {exc}"))
+        try:
+            conn.send(("failed", rank, f"{type(exc).__name__}: {exc}"))
+        except OSError:
+            pass
     finally:
+        # The message is in the pipe before this rank leaves the group, so the launcher hears the
+        # cause before the other ranks' collectives fail for want of this one.
+        conn.close()
         if dist.is_initialized():
             try:
                 dist.destroy_process_group()
             except Exception:
                 pass
-        queue.close()
-        queue.join_thread()
     os._exit(code)
 
 
