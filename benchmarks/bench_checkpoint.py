@@ -2,7 +2,7 @@
 the same run without checkpoints, measured in one process on the same data.
 
 Both sides train the benchmark MLP (20 -> 128 -> 64 -> 32 -> 2, dropout 0.2, Adam 1e-3) on
-``/work/shared/bench/peers.py``'s data (200k rows x 20 features, 80 % for training) with the default
+the data of ``shared/bench/peers.py`` (DESIGN.md's peers) (200k rows x 20 features, 80 % for training) with the default
 config otherwise, and both write their artifacts to an ``output_path``: the only difference is
 ``checkpoints=True`` / ``False``. They take turns epoch by epoch (off, on, on, off, ...): each run
 holds at the end of every epoch (after that epoch's checkpoint is on disk) until its next turn, so a

@@ -1,6 +1,6 @@
 """TensorFlow backend throughput against Keras's own ``model.fit``, with the PyTorch backend beside it.
 
-Same data and model as DESIGN.md's peers table (``/work/shared/bench/peers.py``, keras mode): an MLP
+Same data and model as DESIGN.md's peers table (``shared/bench/peers.py``, keras mode): an MLP
 20->128->64->32->2 with dropout 0.2, Adam 1e-3, synthetic linearly separable rows. Each figure is
 training samples per second over the median epoch after the first (validation included, as in
 ``fit``'s epoch), measured in this one process, one trainer after the other, so the ratio compares

@@ -1,6 +1,6 @@
 """Trainer throughput against a hand-written PyTorch loop, measured in one run on the same data.
 
-The reference is the loop most users write (``/work/shared/bench/peers.py`` "raw" mode): shuffle
+The reference is the loop most users write (``shared/bench/peers.py`` "raw" mode): shuffle
 with ``randperm``, slice the shuffled tensors per batch, default Adam, validate once per epoch.
 Both train the same MLP (20 -> 128 -> 64 -> 32 -> 2, dropout 0.2, Adam 1e-3) on the same synthetic
 data (200k rows x 20 features, 80 % for training). The two take turns epoch by epoch (reference,

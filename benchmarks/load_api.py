@@ -112,7 +112,7 @@ def _scenario(server: BackgroundServer, n_tasks: int, n_clients: int, epochs: in
     run_seconds = time.perf_counter() - t0
 
     # Every client must hold, after its first (current) progress, each later epoch exactly once.
-    lost = repeated = incomplete = 0
+    lost = repeated = incomplete = expected_events = 0
     arrival: dict[tuple[str, int], list[float]] = defaultdict(list)
     for w in watchers:
         progress = [(ts, e) for ts, e in w.events if e["type"] == "progress"]
@@ -122,6 +122,9 @@ def _scenario(server: BackgroundServer, n_tasks: int, n_clients: int, epochs: in
             continue
         later = got[1:]
         expected = list(range(got[0] + 1, epochs + 1))
+        # The first (current) progress, each later epoch, the states running and completed, complete.
+        # A task may finish an epoch before its start-then-pause lands, so got[0] can be 1, not 0.
+        expected_events += 1 + len(expected) + 2 + 1
         lost += len(set(expected) - set(later))
         repeated += len(later) - len(set(later))
         for ts, e in progress[1:]:
@@ -135,7 +138,8 @@ def _scenario(server: BackgroundServer, n_tasks: int, n_clients: int, epochs: in
     figures = {
         "tasks": n_tasks, "clients": n_clients, "epochs": epochs, "clients_connected": connected,
         "client_errors": [w.error for w in watchers if w.error], "clients_incomplete": incomplete,
-        "events_received": sum(len(w.events) for w in watchers), "lost_events": lost, "repeated_events": repeated,
+        "events_received": sum(len(w.events) for w in watchers), "events_expected": expected_events,
+        "lost_events": lost, "repeated_events": repeated,
         "final_states": states, "start_seconds": [round(s, 2) for s in start_seconds],
         "run_seconds": round(run_seconds, 2),
         "events_per_second": round(sum(len(w.events) for w in watchers) / max(run_seconds, 1e-9), 1),

@@ -25,6 +25,7 @@ def test_three_tasks_and_fifty_stream_clients_lose_no_events_and_leak_nothing(ca
         print("\nload figures:", {k: figures[k] for k in ("events_received", "run_seconds", "events_per_second",
                                                          "max_fanout_spread_ms", "server_fds", "server_threads")})
     assert figures["clients_connected"] == 50
-    # Every client held from before epoch 1: its first progress, one per epoch, two states, complete.
-    assert figures["events_received"] == 50 * (1 + 20 + 2 + 1)
+    # Every client got its first progress, one per later epoch, two states and complete: nothing more
+    # or less. (A task may have finished epoch 1 before its pause landed, so not always 50 * 24.)
+    assert figures["events_received"] == figures["events_expected"] >= 50 * (1 + 19 + 2 + 1)
     assert load.problems(figures) == []
