@@ -35,7 +35,7 @@ TARGET = 1.0
 
 def make_data() -> tuple[np.ndarray, np.ndarray]:
     df = make_benchmark(ROWS, F)
-    return df.drop(columns="label").to_numpy(), df["label"].to_numpy()
+    return df.drop(columns="label").to_numpy(copy=True), df["label"].to_numpy(copy=True)
 
 
 def median_rate(n_train: int, epoch_seconds: list[float]) -> float:

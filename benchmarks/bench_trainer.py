@@ -41,7 +41,7 @@ LR = 1e-3
 
 def make_data(rows: int) -> tuple[np.ndarray, np.ndarray]:
     df = make_benchmark(rows, FEATURES)
-    return df.drop(columns="label").to_numpy(), df["label"].to_numpy()
+    return df.drop(columns="label").to_numpy(copy=True), df["label"].to_numpy(copy=True)
 
 
 def reference_epochs(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Iterator[None]:
