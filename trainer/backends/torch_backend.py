@@ -180,17 +180,21 @@ class TorchBackend(Backend):
     # ------------------------------------------------------------------ training
     def begin_epoch(self, order: np.ndarray) -> int:
         ids = self.train_ids[torch.from_numpy(order).to(self.device)]
+        self._gather_epoch(ids)
+        self._n = len(ids)
+        return math.ceil(self._n / self.batch_size)
+
+    def _gather_epoch(self, ids: torch.Tensor) -> None:
+        """Gather the epoch's samples in visiting order and zero its metric sums."""
         self._epoch_ids = ids
         per_sample = self.samples[0].numel() * self.samples.element_size()
         # Gathering the shuffled epoch once and slicing it beats indexing per batch (DESIGN.md).
         self._epoch_x = self.samples[ids] if per_sample * len(ids) <= _EPOCH_GATHER_LIMIT else None
         self._epoch_y = self.sample_targets[ids]
-        self._n = len(ids)
         self._loss_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         self._score_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         self._seen = 0
         self.model.train()
-        return math.ceil(self._n / self.batch_size)
 
     def train_batches(self, start: int, end: int, deadline: float, interrupted: Callable[[], bool]) -> int:
         bs = self.batch_size

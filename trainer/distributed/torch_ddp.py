@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..backends.torch_backend import _EPOCH_GATHER_LIMIT, _EVAL_CHUNK, TorchBackend
+from ..backends.torch_backend import _EVAL_CHUNK, TorchBackend
 from ..config import TrainingConfig
 from ..data import PreparedData
 from .control import RUN, ControlAgreement
@@ -81,18 +81,10 @@ class DDPBackend(TorchBackend):
         def to_ids(pos: np.ndarray) -> torch.Tensor:
             return self.train_ids[torch.from_numpy(np.ascontiguousarray(order[pos])).to(self.device)]
 
-        ids = to_ids(positions)
         # A rank with no sample in a short last batch still runs the batch's first one, weighted 0.
         self._fallback_ids = to_ids(np.arange(len(self._sizes), dtype=np.int64) * self.batch_size)
-        self._epoch_ids = ids
-        per_sample = self.samples[0].numel() * self.samples.element_size()
-        self._epoch_x = self.samples[ids] if per_sample * len(ids) <= _EPOCH_GATHER_LIMIT else None
-        self._epoch_y = self.sample_targets[ids]
+        self._gather_epoch(to_ids(positions))
         self._n = len(order)
-        self._loss_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
-        self._score_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
-        self._seen = 0
-        self.model.train()
         return len(self._sizes)
 
     def train_batches(self, start: int, end: int, deadline: float, interrupted: Callable[[], bool]) -> int:
