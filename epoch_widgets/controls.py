@@ -68,18 +68,13 @@ class _TextCodec:
             return parse_devices(text)     # "2", "0, 1" or "auto": a count, GPU indices or auto
         if text == "" and self.spec.optional:
             return None
-        if kind == "int":
+        if kind in ("int", "float"):
+            convert, what = (int, "a whole number") if kind == "int" else (float, "a number")
             try:
-                return int(text)
+                return convert(text)
             except ValueError:
                 hint = " or leave it empty" if self.spec.optional else ""
-                raise ValueError(f"got {text!r}: enter a whole number{hint}") from None
-        if kind == "float":
-            try:
-                return float(text)
-            except ValueError:
-                hint = " or leave it empty" if self.spec.optional else ""
-                raise ValueError(f"got {text!r}: enter a number{hint}") from None
+                raise ValueError(f"got {text!r}: enter {what}{hint}") from None
         return text
 
 

@@ -178,13 +178,7 @@ class Curves:
     def begin_run(self, classification: bool) -> None:
         """Start a new run's curves; the previous run's stay behind, faded."""
         if len(self.series):
-            a = self.series.arrays(self.max_points)
-            with self.loss_ghost.hold_sync():
-                self.loss_ghost.x, self.loss_ghost.y = a["epoch"], np.vstack([a["train_loss"], a["val_loss"]])
-            with self.metric_ghost.hold_sync():
-                self.metric_ghost.x, self.metric_ghost.y = a["epoch"], np.vstack([a["train_metric"], a["val_metric"]])
-            with self.lr_ghost.hold_sync():
-                self.lr_ghost.x, self.lr_ghost.y = a["epoch"], a["lr"]
+            self._push_epochs((self.loss_ghost, self.metric_ghost, self.lr_ghost))
             self._ghost_classification = self.series.classification
         if self._ghost_classification != classification and len(self.metric_ghost.x):
             # Accuracy and MAE share no scale: drop a faded curve of the other kind.
@@ -254,14 +248,17 @@ class Curves:
             self._pushed["title"] = self._title_version
             self._render_titles()
 
-    def _render_epochs(self) -> None:
+    def _push_epochs(self, marks: tuple[bq.Lines, bq.Lines, bq.Lines]) -> None:
+        """Send the (downsampled) per-epoch series to a loss, a metric and a learning-rate mark."""
         a = self.series.arrays(self.max_points)
-        with self.loss_lines.hold_sync():
-            self.loss_lines.x, self.loss_lines.y = a["epoch"], np.vstack([a["train_loss"], a["val_loss"]])
-        with self.metric_lines.hold_sync():
-            self.metric_lines.x, self.metric_lines.y = a["epoch"], np.vstack([a["train_metric"], a["val_metric"]])
-        with self.lr_line.hold_sync():
-            self.lr_line.x, self.lr_line.y = a["epoch"], a["lr"]
+        loss, metric, lr = marks
+        for mark, y in ((loss, np.vstack([a["train_loss"], a["val_loss"]])),
+                        (metric, np.vstack([a["train_metric"], a["val_metric"]])), (lr, a["lr"])):
+            with mark.hold_sync():
+                mark.x, mark.y = a["epoch"], y
+
+    def _render_epochs(self) -> None:
+        self._push_epochs((self.loss_lines, self.metric_lines, self.lr_line))
         best = self.best_epoch
         bx = np.array([best], dtype=float) if best else np.empty(0)
         for marker, values in ((self.loss_best, self.series.val_loss), (self.metric_best, self.series.val_metric)):
