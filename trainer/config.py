@@ -84,6 +84,7 @@ class TrainingConfig(BaseModel):
         "process per device (DistributedDataParallel; with device='cpu' a count starts that many CPU "
         "processes); tensorflow uses MirroredStrategy.", kind="str"))
     mixed_precision: bool = Field(False, json_schema_extra=_g("training", "Compute in 16-bit floats where safe: TensorFlow's mixed_float16 policy; PyTorch autocast (bfloat16 on CPU, bfloat16 or float16 on GPU). Faster on recent GPUs."))
+    cuda_graphs: bool = Field(False, json_schema_extra=_g("training", "PyTorch on one GPU: replay each batch's forward and backward pass as CUDA graphs (torch.compile's reduce-overhead mode), which removes most per-batch launch overhead of small models. A seeded run repeats itself but differs from one without (other dropout masks). Needs backend='torch', device='cuda' and devices=1."))
 
     # --- early stopping ---
     early_stopping: bool = Field(True, json_schema_extra=_g("early_stopping", "Stop when val_loss stops improving."))
@@ -129,6 +130,18 @@ class TrainingConfig(BaseModel):
     @classmethod
     def _devices(cls, v: Any) -> Union[int, list[int], str]:
         return parse_devices(v)
+
+    @field_validator("cuda_graphs")
+    @classmethod
+    def _cuda_graphs(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("backend") == "tensorflow":
+            raise ValueError("CUDA graphs are a PyTorch option (the tensorflow backend compiles its own graphs); "
+                             "set cuda_graphs=False or backend='torch'")
+        devices = info.data.get("devices", 1)
+        if v and not (devices == 1 or isinstance(devices, list) and len(devices) == 1):
+            raise ValueError(f"CUDA graphs train on one device, and devices is {devices!r}; set devices=1 "
+                             f"or cuda_graphs=False")
+        return v
 
     @field_validator("feature_columns")
     @classmethod

@@ -1,7 +1,14 @@
-"""PyTorch backend: pre-shuffled tensor slices, device-side metric sums, one sync per slice."""
+"""PyTorch backend: pre-shuffled tensor slices, device-side metric sums, one sync per slice.
+
+Per batch the loop runs the model, the loss, backward, the optimiser and two metric additions, all
+on the device; nothing reads a value back until the slice ends (``running_loss``). On the CPU the
+intra-op thread count is chosen per run (``torch_threads``); on a GPU ``cuda_graphs=True`` replays
+the forward and backward pass as CUDA graphs.
+"""
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import math
@@ -21,6 +28,7 @@ from ..config import ConfigError, TrainingConfig
 from ..data import PreparedData
 from .base import Backend
 from .torch_models import build_model
+from .torch_threads import TrainThreads
 
 # torch's RNG is process-global. Each run keeps its own RNG state and swaps it in while it
 # computes, so concurrent runs in one kernel stay reproducible; the lock serialises the swaps.
@@ -28,6 +36,10 @@ _RNG_LOCK = threading.RLock()
 # Above this many bytes an epoch's windows are gathered per batch instead of all at once.
 _EPOCH_GATHER_LIMIT = 512 * 2**20
 _EVAL_CHUNK = 8192
+# Full batches a thread-count trial trains (fewer when steps are slow); see TrainThreads.choose.
+_PROBE_BATCHES = 16
+# Above this many bytes of weights and optimiser state a model is not copied for thread trials.
+_PROBE_COPY_LIMIT = 64 * 2**20
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -46,12 +58,41 @@ def _make_optimizer(name: str, params: Any, lr: float, device: torch.device) -> 
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.9)
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    # The fused kernel is the largest single speed-up on CPU and GPU (DESIGN.md); older builds
-    # without it for this device fall back to the default implementation.
+    # The fused kernel is the largest single speed-up on CPU and GPU (one kernel for every
+    # parameter instead of several per parameter); older builds without it for this device fall
+    # back to the default implementation.
     try:
         return cls(params, lr=lr, fused=True)
     except (RuntimeError, TypeError, ValueError):
         return cls(params, lr=lr)
+
+
+def _loss(out: torch.Tensor, target: torch.Tensor, classification: bool, reduction: str = "mean") -> torch.Tensor:
+    if classification:
+        return F.cross_entropy(out, target, reduction=reduction)
+    return F.mse_loss(out.reshape(-1), target, reduction=reduction)
+
+
+class _ForwardLoss(nn.Module):
+    """The model and its loss as one module, so that ``torch.compile`` captures both together."""
+
+    def __init__(self, model: nn.Module, classification: bool):
+        super().__init__()
+        self.model = model
+        self.classification = classification
+
+    def forward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(xb)
+        return out, _loss(out, yb, self.classification)
+
+
+def _cuda_graph_step(model: nn.Module, classification: bool) -> Callable[[torch.Tensor, torch.Tensor], Any]:
+    """``cuda_graphs=True``: forward, loss and backward replayed as CUDA graphs, one launch each
+    instead of one per op. torch.compile's "reduce-overhead" mode records them (after a first
+    eager call) and keeps one graph per batch shape: the full batches and the shorter last one.
+    Dropout masks then come from the compiled kernels' random stream: a seeded run repeats
+    itself, but differs from the same run with cuda_graphs=False."""
+    return torch.compile(_ForwardLoss(model, classification), mode="reduce-overhead", dynamic=False)
 
 
 # ---------------------------------------------------------------------- mixed precision
@@ -127,6 +168,14 @@ class TorchBackend(Backend):
         self.optimizer = _make_optimizer(config.optimizer, self.model.parameters(), config.learning_rate, self.device)
         self._acc_dtype = torch.float64 if self.device.type != "mps" else torch.float32
         self.amp = MixedPrecision(self.device, config.mixed_precision)
+        self.threads = TrainThreads(self.device)
+        self._forward_loss: Callable[[torch.Tensor, torch.Tensor], Any] = self._eager_forward_loss
+        if config.cuda_graphs:
+            if self.device.type != "cuda":
+                raise ConfigError.single("cuda_graphs", True,
+                                         f"CUDA graphs need a CUDA device, and this run trains on {self.device}; "
+                                         f"set device='cuda' on a machine with an NVIDIA GPU, or cuda_graphs=False")
+            self._forward_loss = _cuda_graph_step(self.model, self.classification)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -169,9 +218,11 @@ class TorchBackend(Backend):
                     torch.cuda.set_rng_state(saved_cuda, self.device)
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        if self.classification:
-            return F.cross_entropy(out, target, reduction=reduction)
-        return F.mse_loss(out.reshape(-1), target, reduction=reduction)
+        return _loss(out, target, self.classification, reduction)
+
+    def _eager_forward_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(xb)
+        return out, self._loss(out, yb)
 
     def set_learning_rate(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -188,7 +239,8 @@ class TorchBackend(Backend):
         """Gather the epoch's samples in visiting order and zero its metric sums."""
         self._epoch_ids = ids
         per_sample = self.samples[0].numel() * self.samples.element_size()
-        # Gathering the shuffled epoch once and slicing it beats indexing per batch (DESIGN.md).
+        # Gathering the shuffled epoch once and slicing it beats indexing per batch: one gather
+        # instead of one per batch, and each batch a contiguous view.
         self._epoch_x = self.samples[ids] if per_sample * len(ids) <= _EPOCH_GATHER_LIMIT else None
         self._epoch_y = self.sample_targets[ids]
         self._loss_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
@@ -196,32 +248,96 @@ class TorchBackend(Backend):
         self._seen = 0
         self.model.train()
 
+    def _batch(self, b: int) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, self._n)
+        xb = self._epoch_x[lo:hi] if self._epoch_x is not None else self.samples[self._epoch_ids[lo:hi]]
+        return xb, self._epoch_y[lo:hi]
+
     def train_batches(self, start: int, end: int, deadline: float, interrupted: Callable[[], bool]) -> int:
-        bs = self.batch_size
-        model, opt, ex, ey = self.model, self.optimizer, self._epoch_x, self._epoch_y
-        loss_sum, score_sum = self._loss_sum, self._score_sum
+        bs, n = self.batch_size, self._n
+        forward_loss, opt, ex, ey, amp = self._forward_loss, self.optimizer, self._epoch_x, self._epoch_y, self.amp
+        loss_sum, score_sum, classification = self._loss_sum, self._score_sum, self.classification
         b = start
         with self._rng():
-            while b < end:
-                lo, hi = b * bs, min((b + 1) * bs, self._n)
-                xb = ex[lo:hi] if ex is not None else self.samples[self._epoch_ids[lo:hi]]
-                yb = ey[lo:hi]
+            if not self.threads.decided:
+                self._choose_threads(interrupted)
+            with self.threads.applied():
+                while b < end:
+                    lo, hi = b * bs, min((b + 1) * bs, n)
+                    xb = ex[lo:hi] if ex is not None else self.samples[self._epoch_ids[lo:hi]]
+                    yb = ey[lo:hi]
+                    with amp.autocast():
+                        out, loss = forward_loss(xb, yb)
+                    opt.zero_grad(set_to_none=True)
+                    amp.backward_step(loss, opt)
+                    # Sums stay on the device: adding to them queues work, it never waits for it.
+                    loss_sum += loss.detach() * (hi - lo)
+                    if classification:
+                        score_sum += (out.argmax(1) == yb).sum()
+                    else:
+                        score_sum += (out.detach().reshape(-1) - yb).abs().sum()
+                    self._seen += hi - lo
+                    b += 1
+                    if interrupted() or time.perf_counter() >= deadline:
+                        break
+        return b
+
+    # ------------------------------------------------------------------ intra-op threads
+    def _choose_threads(self, interrupted: Callable[[], bool]) -> None:
+        """Decide the run's thread count by training copies of the model (see TrainThreads.choose).
+
+        Runs inside ``_rng()`` and leaves the random stream, the model and the optimiser as they
+        were, so the run's results do not depend on whether or how the trials ran."""
+        nb = math.ceil(self._n / self.batch_size)
+        full = [b for b in range(min(nb, _PROBE_BATCHES + 1)) if (b + 1) * self.batch_size <= self._n]
+        size = sum(t.numel() * t.element_size() for t in self.model.state_dict().values()) * 4
+        if len(full) < 3 or size > _PROBE_COPY_LIMIT:
+            self.threads.keep(self.threads.base, "too few batches or too large a model to time")
+            return
+        tail = [nb - 1] if self._n % self.batch_size else []
+        rng = torch.get_rng_state()
+        plan: dict[str, list[int]] = {}
+
+        def trial(count: int) -> tuple[float, list[torch.Tensor]]:
+            model, opt = copy.deepcopy((self.model, self.optimizer))
+            torch.set_rng_state(rng)
+            produced: list[torch.Tensor] = []
+
+            def step(b: int) -> None:
+                xb, yb = self._batch(b)
                 with self.amp.autocast():
                     out = model(xb)
                     loss = self._loss(out, yb)
                 opt.zero_grad(set_to_none=True)
                 self.amp.backward_step(loss, opt)
-                n = hi - lo
-                loss_sum += loss.detach() * n
-                if self.classification:
-                    score_sum += (out.argmax(1) == yb).sum()
-                else:
-                    score_sum += (out.detach().reshape(-1) - yb).abs().sum()
-                self._seen += n
-                b += 1
-                if interrupted() or time.perf_counter() >= deadline:
-                    break
-        return b
+                produced.extend((out.detach(), loss.detach()))
+
+            began = time.perf_counter()
+            step(full[0])                       # first calls allocate and dispatch more than later ones
+            if not plan:
+                first = time.perf_counter() - began
+                plan["timed"] = full[1:1 + max(2, min(_PROBE_BATCHES, int(0.015 / max(first, 1e-6))))]
+            began = time.perf_counter()
+            for b in plan["timed"]:
+                step(b)
+            seconds = (time.perf_counter() - began) / len(plan["timed"])
+            for b in tail:
+                step(b)
+            produced.extend(p.detach() for p in model.parameters())
+            produced.extend(v for state in opt.state.values() for v in state.values() if torch.is_tensor(v))
+            return seconds, produced
+
+        try:
+            self.threads.choose(trial, interrupted)
+        except Exception as exc:   # a model deepcopy cannot copy, say: train as the user set up
+            self.threads.keep(self.threads.base, f"no trial possible ({type(exc).__name__}: {exc})")
+        finally:
+            torch.set_rng_state(rng)
+
+    @property
+    def train_threads(self) -> int:
+        """Intra-op threads the training slices run with (the user's count until decided)."""
+        return self.threads.count
 
     def running_loss(self) -> float:
         return float(self._loss_sum) / max(self._seen, 1)
