@@ -119,12 +119,12 @@ def test_peers_that_are_not_installed_are_skipped_and_named():
 def test_the_real_sides_run_the_throughput_benchmark_end_to_end(tmp_path):
     pytest.importorskip("torch")
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_trainer.py"), "--rows", "2000",
-                          "--epochs", "2", "--rounds", "2", "--batch-sizes", "128", "--sides", "raw,torch",
+                          "--epochs", "2", "--rounds", "2", "--batch-sizes", "32", "--sides", "raw,torch",
                           "--no-check", "--json", str(tmp_path / "runs.json")],
                          capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert re.search(r"^\| 128 \| hand-written torch loop \(\d threads?\) \| [\d.]+k? \|", out.stdout, re.M)
-    assert re.search(r"^\| 128 \| trainer, torch backend \(\d threads?\) \| .* \| [\d.]+ vs hand-written torch loop \|",
+    assert re.search(r"^\| 32 \| hand-written torch loop \(\d threads?\) \| [\d.]+k? \|", out.stdout, re.M)
+    assert re.search(r"^\| 32 \| trainer, torch backend \(\d threads?\) \| .* \| [\d.]+ vs hand-written torch loop \|",
                      out.stdout, re.M)
     runs = json.loads((tmp_path / "runs.json").read_text())["runs"]
     assert [r["side"] for r in runs] == ["raw", "torch", "torch", "raw"]

@@ -108,7 +108,7 @@ def test_a_users_count_is_never_second_guessed(monkeypatch):
 
 @needs_threads
 def test_a_run_trains_with_its_count_and_leaves_the_callers_count_alone(tunable, monkeypatch, base_config, clf_df):
-    monkeypatch.setattr(TrainThreads, "choose", lambda self, trial: self.keep(1, "chosen by the test"))
+    monkeypatch.setattr(TrainThreads, "choose", lambda self, trial, interrupted: self.keep(1, "chosen by the test"))
     seen: dict[bool, set] = {True: set(), False: set()}
 
     class Spy(torch.nn.Module):
