@@ -24,6 +24,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -86,6 +87,7 @@ class Results:
     skipped: dict[str, str] = field(default_factory=dict)
     started: str = ""
     load: list[tuple[float, float, float]] = field(default_factory=list)   # at start and end
+    threads: Optional[int] = None                 # --threads: every side pinned to this count
 
     def rates(self, side: str, batch_size: int) -> list[float]:
         return [r["samples_per_s"] for r in self.runs if r["side"] == side and r["batch_size"] == batch_size]
@@ -113,6 +115,10 @@ def parser(plan: Plan, description: str) -> argparse.ArgumentParser:
                     help="a short run for development: " + ", ".join(f"{k} {v}" for k, v in plan.quick.items()))
     ap.add_argument("--no-check", action="store_true", help="report only: exit 0 even when a target is missed")
     ap.add_argument("--json", type=Path, help="also write every process's figures to this file")
+    ap.add_argument("--threads", type=int, help="pin every side to this many intra-op threads (OMP_NUM_THREADS, "
+                    "MKL_NUM_THREADS, TF_NUM_INTRAOP_THREADS); the targets are defined without it. On a machine "
+                    "other jobs keep busy, sides on several threads slow down by orders of magnitude (a thread "
+                    "waits for a descheduled one at every op); --threads 1 still compares the loops")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds one process may take (default 1800)")
     ap.add_argument("--verbose", action="store_true", help="print each process's epoch times as it ends")
     return ap
@@ -138,21 +144,28 @@ def resolve(plan: Plan, args: argparse.Namespace) -> tuple[list[str], list[int],
 
 # ---------------------------------------------------------------------- running
 
-def child_env() -> dict[str, str]:
-    """The children's environment: this checkout first on the path, quiet TensorFlow."""
-    env = dict(os.environ)
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def child_env(threads: Optional[int] = None) -> dict[str, str]:
+    """The children's environment: this checkout first on the path, quiet TensorFlow, and the
+    thread count pinned only when asked."""
+    env = {k: v for k, v in os.environ.items() if threads is None or k not in THREAD_ENV}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("KERAS_BACKEND", "tensorflow")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if threads:
+        env.update({k: str(threads) for k in THREAD_ENV})
     return env
 
 
-def run_side(params: dict[str, Any], script: Path = SIDES_SCRIPT, timeout: float = 1800.0) -> dict[str, Any]:
+def run_side(params: dict[str, Any], script: Path = SIDES_SCRIPT, timeout: float = 1800.0,
+             threads: Optional[int] = None) -> dict[str, Any]:
     """Run one side in a fresh process; its reported figures (``epoch_seconds``, ``train_samples``,
     ``pid``, optional ``extras``)."""
     cmd = [sys.executable, str(script), json.dumps(params)]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(),
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env(threads),
                               cwd=str(REPO_ROOT))
     except subprocess.TimeoutExpired as exc:
         tail = (exc.stderr or b"")[-2000:]
@@ -189,9 +202,9 @@ def available(plan: Plan, sides: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def measure(plan: Plan, sides: list[str], batch_sizes: list[int], rows: int, epochs: int, rounds: int,
             script: Path = SIDES_SCRIPT, timeout: float = 1800.0,
-            log: Callable[[str], None] = print, verbose: bool = False) -> Results:
+            log: Callable[[str], None] = print, verbose: bool = False, threads: Optional[int] = None) -> Results:
     """Run every side ``rounds`` times per batch size, alternating; raises SideFailed."""
-    results = Results(plan, sides, batch_sizes, rows, epochs, rounds,
+    results = Results(plan, sides, batch_sizes, rows, epochs, rounds, threads=threads,
                       started=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), load=[_load()])
     for r in range(rounds):
         for bs in batch_sizes:
@@ -199,7 +212,7 @@ def measure(plan: Plan, sides: list[str], batch_sizes: list[int], rows: int, epo
                 params = {"side": side, "rows": rows, "batch_size": bs, "epochs": epochs}
                 began = time.perf_counter()
                 try:
-                    out = run_side(params, script, timeout)
+                    out = run_side(params, script, timeout, threads)
                 except SideFailed as exc:
                     raise SideFailed(f"side {side!r} (round {r + 1}, batch {bs}) {exc}") from None
                 rate = median_rate(out["train_samples"], out["epoch_seconds"])
@@ -267,7 +280,8 @@ def markdown(results: Results) -> str:
              f"{plan.workload}; {results.rows:,} rows ({int(results.rows * 0.8):,} for training); "
              f"{results.epochs} epochs per process, median epoch after the first; {results.rounds} alternating "
              f"round(s), each side in its own process; load average {results.load[0][0]:.1f} at the start, "
-             f"{results.load[-1][0]:.1f} at the end",
+             f"{results.load[-1][0]:.1f} at the end"
+             + (f"; every side pinned to {results.threads} intra-op thread(s) (--threads)" if results.threads else ""),
              ", ".join(f"{k} {v}" for k, v in sorted(versions.items())), "",
              "| batch | side | train samples/s | min–max | ratio | min–max | target |",
              "|---:|---|---:|---:|---:|---:|---|"]
@@ -309,12 +323,16 @@ def main(plan: Plan, argv: Optional[list[str]] = None, description: str = "",
     sides, skipped = available(plan, sides)
     print(f"{plan.title}: {len(sides)} sides x {len(sizes)} batch sizes x {rounds} rounds, "
           f"one process each ({rows:,} rows, {epochs} epochs)", flush=True)
+    # A terminated benchmark ends the side it is running too (subprocess.run kills it on the way out).
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         results = measure(plan, sides, sizes, rows, epochs, rounds, script, args.timeout,
-                          verbose=args.verbose, log=lambda s: print(s, flush=True))
+                          verbose=args.verbose, log=lambda s: print(s, flush=True), threads=args.threads)
     except SideFailed as exc:
         print(f"FAILED: {exc}", flush=True)
         return EXIT_SIDE_FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     results.skipped = skipped
     print()
     print(markdown(results))
