@@ -88,6 +88,7 @@ class Results:
     started: str = ""
     load: list[tuple[float, float, float]] = field(default_factory=list)   # at start and end
     threads: Optional[int] = None                 # --threads: every side pinned to this count
+    clock: str = "wall"                           # --clock: which seconds the rates divide by
 
     def rates(self, side: str, batch_size: int) -> list[float]:
         return [r["samples_per_s"] for r in self.runs if r["side"] == side and r["batch_size"] == batch_size]
@@ -119,6 +120,10 @@ def parser(plan: Plan, description: str) -> argparse.ArgumentParser:
                     "MKL_NUM_THREADS, TF_NUM_INTRAOP_THREADS); the targets are defined without it. On a machine "
                     "other jobs keep busy, sides on several threads slow down by orders of magnitude (a thread "
                     "waits for a descheduled one at every op); --threads 1 still compares the loops")
+    ap.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                    help="wall: elapsed seconds (the figures the targets mean); cpu: the process's CPU seconds, "
+                         "which other jobs do not inflate: use with --threads 1 on a busy machine (spinning "
+                         "threads burn CPU time)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds one process may take (default 1800)")
     ap.add_argument("--verbose", action="store_true", help="print each process's epoch times as it ends")
     return ap
@@ -202,9 +207,11 @@ def available(plan: Plan, sides: list[str]) -> tuple[list[str], dict[str, str]]:
 
 def measure(plan: Plan, sides: list[str], batch_sizes: list[int], rows: int, epochs: int, rounds: int,
             script: Path = SIDES_SCRIPT, timeout: float = 1800.0,
-            log: Callable[[str], None] = print, verbose: bool = False, threads: Optional[int] = None) -> Results:
+            log: Callable[[str], None] = print, verbose: bool = False, threads: Optional[int] = None,
+            clock: str = "wall") -> Results:
     """Run every side ``rounds`` times per batch size, alternating; raises SideFailed."""
-    results = Results(plan, sides, batch_sizes, rows, epochs, rounds, threads=threads,
+    key = "epoch_cpu_seconds" if clock == "cpu" else "epoch_seconds"
+    results = Results(plan, sides, batch_sizes, rows, epochs, rounds, threads=threads, clock=clock,
                       started=_dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), load=[_load()])
     for r in range(rounds):
         for bs in batch_sizes:
@@ -215,12 +222,14 @@ def measure(plan: Plan, sides: list[str], batch_sizes: list[int], rows: int, epo
                     out = run_side(params, script, timeout, threads)
                 except SideFailed as exc:
                     raise SideFailed(f"side {side!r} (round {r + 1}, batch {bs}) {exc}") from None
-                rate = median_rate(out["train_samples"], out["epoch_seconds"])
+                if key not in out:
+                    raise SideFailed(f"side {side!r} reports no {key}")
+                rate = median_rate(out["train_samples"], out[key])
                 results.runs.append({"round": r + 1, "batch_size": bs, "side": side, "samples_per_s": rate,
                                      "process_seconds": time.perf_counter() - began, **out})
                 if verbose:
                     log(f"  round {r + 1} batch {bs:>5} {side:<20} {rate:>10,.0f} samples/s  pid {out['pid']}  "
-                        f"epochs {[round(s, 3) for s in out['epoch_seconds']]}")
+                        f"epochs {[round(s, 3) for s in out[key]]} ({clock})")
     results.load.append(_load())
     return results
 
@@ -278,7 +287,8 @@ def markdown(results: Results) -> str:
             threads.setdefault((r["side"], r["batch_size"]), set()).add(r["extras"]["threads"])
     lines = [f"**{plan.title}** — {results.started}; {machine()}",
              f"{plan.workload}; {results.rows:,} rows ({int(results.rows * 0.8):,} for training); "
-             f"{results.epochs} epochs per process, median epoch after the first; {results.rounds} alternating "
+             f"{results.epochs} epochs per process, median epoch after the first"
+             f"{' in CPU seconds (--clock cpu)' if results.clock == 'cpu' else ''}; {results.rounds} alternating "
              f"round(s), each side in its own process; load average {results.load[0][0]:.1f} at the start, "
              f"{results.load[-1][0]:.1f} at the end"
              + (f"; every side pinned to {results.threads} intra-op thread(s) (--threads)" if results.threads else ""),
@@ -308,6 +318,11 @@ def markdown(results: Results) -> str:
                     cells[6] = f"≥ {target:g}: {'met' if met else '**missed**'}"
             lines.append("| " + " | ".join(cells) + " |")
     notes = list(plan.notes)
+    busiest, cpus = max(load[0] for load in results.load), os.cpu_count() or 1
+    if busiest > 0.25 * cpus and not results.threads and results.clock == "wall":
+        notes.insert(0, f"**busy machine** (load average up to {busiest:.1f} on {cpus} CPUs): a side on several "
+                        f"intra-op threads waits for a descheduled thread at every op and slows down far more than a "
+                        f"side on one; rerun on a quiet machine (or compare loops with --threads 1)")
     notes += [f"{plan.labels.get(s, s)}: skipped, {why}" for s, why in results.skipped.items()]
     if notes:
         lines.append("")
@@ -327,7 +342,8 @@ def main(plan: Plan, argv: Optional[list[str]] = None, description: str = "",
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
         results = measure(plan, sides, sizes, rows, epochs, rounds, script, args.timeout,
-                          verbose=args.verbose, log=lambda s: print(s, flush=True), threads=args.threads)
+                          verbose=args.verbose, log=lambda s: print(s, flush=True), threads=args.threads,
+                          clock=args.clock)
     except SideFailed as exc:
         print(f"FAILED: {exc}", flush=True)
         return EXIT_SIDE_FAILED
@@ -336,10 +352,13 @@ def main(plan: Plan, argv: Optional[list[str]] = None, description: str = "",
     results.skipped = skipped
     print()
     print(markdown(results))
-    for line in (after(results) if after else []):
-        print(line)
+    extra = after(results) if after else []
+    if extra:
+        print()
+        print("\n".join(extra))
     if args.json:
         args.json.write_text(json.dumps({"plan": plan.title, "rows": rows, "epochs": epochs, "rounds": rounds,
+                                         "clock": args.clock, "threads": args.threads,
                                          "started": results.started, "load": results.load,
                                          "runs": results.runs}, indent=2))
     missed = [(c, bs, ratio, t) for c, bs, ratio, t in verdicts(results) if t is not None and ratio < t]

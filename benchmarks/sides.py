@@ -5,8 +5,8 @@
 Every side trains the same MLP (20 -> 128 -> 64 -> 32 -> 2, ReLU, dropout 0.2 after each hidden
 layer, Adam with learning rate 1e-3, cross-entropy) on ``trainer.datasets.make_benchmark`` data
 (80 % of the rows for training, the rest validated after every epoch, as every side does), and
-prints one line ``BENCH-RESULT {json}`` with each epoch's seconds, the training-sample count, its
-process id and versions. Nothing else is shared between sides: each imports only what it uses.
+prints one line ``BENCH-RESULT {json}`` with each epoch's wall and CPU seconds, the training-sample
+count, its process id and versions. Nothing else is shared between sides: each imports only what it uses.
 
 Sides:
   raw                 the loop a competent PyTorch user writes: shuffled tensor slices (randperm),
@@ -60,6 +60,31 @@ def torch_mlp() -> Any:
     return nn.Sequential(*layers, nn.Linear(width, 2))
 
 
+class EpochClock:
+    """Each epoch's wall seconds and this process's CPU seconds (``--clock cpu``)."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def begin(self) -> None:
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+
+    def end(self) -> None:
+        self.wall.append(time.perf_counter() - self._wall)
+        self.cpu.append(time.process_time() - self._cpu)
+
+    def on_event(self, event: str, data: Any) -> None:
+        """As a Trainer callback: CPU seconds from one epoch end to the next (the first from
+        train_begin), so that gathering the epoch and validating it count as they do in the
+        history's time_per_epoch."""
+        if event == "train_begin":
+            self.begin()
+        elif event == "epoch_end":
+            self.end()
+            self.begin()
+
+
 # ---------------------------------------------------------------------- sides
 
 def raw(p: dict[str, Any]) -> dict[str, Any]:
@@ -69,9 +94,9 @@ def raw(p: dict[str, Any]) -> dict[str, Any]:
     torch.manual_seed(SEED)
     model = torch_mlp()
     opt = torch.optim.Adam(model.parameters(), LR)
-    bs, times = p["batch_size"], []
+    bs, clock = p["batch_size"], EpochClock()
     for _ in range(p["epochs"]):
-        began = time.perf_counter()
+        clock.begin()
         model.train()
         total = torch.zeros(())
         correct = torch.zeros((), dtype=torch.long)
@@ -91,8 +116,9 @@ def raw(p: dict[str, Any]) -> dict[str, Any]:
             vo = model(xv)
             val_loss, val_acc = F.cross_entropy(vo, yv).item(), (vo.argmax(1) == yv).float().mean().item()
         train_loss, train_acc = float(total) / len(xt), int(correct) / len(xt)   # the epoch's metrics on the host
-        times.append(time.perf_counter() - began)
-    return {"epoch_seconds": times, "train_samples": len(xt), "versions": {"torch": torch.__version__},
+        clock.end()
+    return {"epoch_seconds": clock.wall, "epoch_cpu_seconds": clock.cpu, "train_samples": len(xt),
+            "versions": {"torch": torch.__version__},
             "extras": {"threads": torch.get_num_threads(), "val_loss": val_loss, "val_accuracy": val_acc,
                        "train_loss": train_loss, "train_accuracy": train_acc}}
 
@@ -104,11 +130,12 @@ def trainer_config(p: dict[str, Any], backend: str, **overrides: Any) -> dict[st
             "validation_split": 0.2, "target_column": "label", **overrides}
 
 
-def _trainer_result(run: Any, versions: dict[str, str], **extras: Any) -> dict[str, Any]:
+def _trainer_result(run: Any, clock: EpochClock, versions: dict[str, str], **extras: Any) -> dict[str, Any]:
     if run.state.value != "completed":
         raise RuntimeError(f"the run ended {run.state.value}: {run.reason}")
     last = run.history[-1]
-    return {"epoch_seconds": [h["time_per_epoch"] for h in run.history], "train_samples": len(run.data.train_index),
+    return {"epoch_seconds": [h["time_per_epoch"] for h in run.history], "epoch_cpu_seconds": clock.cpu,
+            "train_samples": len(run.data.train_index),
             "versions": versions, "extras": {"val_loss": last["val_loss"], "val_accuracy": last["val_accuracy"],
                                              **extras}}
 
@@ -121,16 +148,20 @@ def _torch_versions() -> dict[str, str]:
 def trainer_torch(p: dict[str, Any]) -> dict[str, Any]:
     from trainer import Trainer
     from trainer.datasets import make_benchmark
-    run = Trainer(trainer_config(p, "torch"), make_benchmark(p["rows"], FEATURES, seed=SEED)).fit()
-    return _trainer_result(run, _torch_versions(), threads=run.backend.train_threads)
+    clock = EpochClock()
+    run = Trainer(trainer_config(p, "torch"), make_benchmark(p["rows"], FEATURES, seed=SEED),
+                  callbacks=[clock.on_event]).fit()
+    return _trainer_result(run, clock, _torch_versions(), threads=run.backend.train_threads)
 
 
 def trainer_tensorflow(p: dict[str, Any]) -> dict[str, Any]:
     import tensorflow as tf
     from trainer import Trainer
     from trainer.datasets import make_benchmark
-    run = Trainer(trainer_config(p, "tensorflow"), make_benchmark(p["rows"], FEATURES, seed=SEED)).fit()
-    return _trainer_result(run, {"tensorflow": tf.__version__})
+    clock = EpochClock()
+    run = Trainer(trainer_config(p, "tensorflow"), make_benchmark(p["rows"], FEATURES, seed=SEED),
+                  callbacks=[clock.on_event]).fit()
+    return _trainer_result(run, clock, {"tensorflow": tf.__version__})
 
 
 def keras_fit(p: dict[str, Any]) -> dict[str, Any]:
@@ -143,18 +174,19 @@ def keras_fit(p: dict[str, Any]) -> dict[str, Any]:
     model = keras.Sequential(layers + [keras.layers.Dense(2)])
     model.compile(optimizer=keras.optimizers.Adam(LR),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
-    times: list[float] = []
+    clock = EpochClock()
 
     class Timer(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-            self.began = time.perf_counter()
+            clock.begin()
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-            times.append(time.perf_counter() - self.began)
+            clock.end()
 
     history = model.fit(xt, yt, batch_size=p["batch_size"], epochs=p["epochs"], validation_data=(xv, yv),
                         callbacks=[Timer()], verbose=0)
-    return {"epoch_seconds": times, "train_samples": len(xt), "versions": {"keras": keras.__version__},
+    return {"epoch_seconds": clock.wall, "epoch_cpu_seconds": clock.cpu, "train_samples": len(xt),
+            "versions": {"keras": keras.__version__},
             "extras": {"val_loss": history.history["val_loss"][-1]}}
 
 
@@ -167,20 +199,20 @@ def skorch_fit(p: dict[str, Any]) -> dict[str, Any]:
     from skorch.helper import predefined_split
     xt, yt, xv, yv = arrays(p["rows"])
     torch.manual_seed(SEED)
-    times: list[float] = []
+    clock = EpochClock()
 
     class Timer(Callback):
         def on_epoch_begin(self, net: Any, **kw: Any) -> None:
-            self.began = time.perf_counter()
+            clock.begin()
 
         def on_epoch_end(self, net: Any, **kw: Any) -> None:
-            times.append(time.perf_counter() - self.began)
+            clock.end()
 
     net = NeuralNetClassifier(torch_mlp(), criterion=torch.nn.CrossEntropyLoss, optimizer=torch.optim.Adam, lr=LR,
                               batch_size=p["batch_size"], max_epochs=p["epochs"], callbacks=[Timer()], verbose=0,
                               train_split=predefined_split(Dataset(xv, yv)), iterator_train__shuffle=True)
     net.fit(xt, yt)
-    return {"epoch_seconds": times, "train_samples": len(xt),
+    return {"epoch_seconds": clock.wall, "epoch_cpu_seconds": clock.cpu, "train_samples": len(xt),
             "versions": {"skorch": skorch.__version__, "torch": torch.__version__}}
 
 
@@ -191,7 +223,7 @@ def lightning_fit(p: dict[str, Any]) -> dict[str, Any]:
     from torch.utils.data import DataLoader, TensorDataset
     xt, yt, xv, yv = (torch.from_numpy(a) for a in arrays(p["rows"]))
     torch.manual_seed(SEED)
-    times: list[float] = []
+    clock = EpochClock()
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
@@ -217,11 +249,11 @@ def lightning_fit(p: dict[str, Any]) -> dict[str, Any]:
 
     class Timer(L.Callback):
         def on_train_epoch_start(self, trainer: Any, module: Any) -> None:
-            self.began = time.perf_counter()
+            clock.begin()
 
         def on_validation_epoch_end(self, trainer: Any, module: Any) -> None:
-            if hasattr(self, "began") and not trainer.sanity_checking:
-                times.append(time.perf_counter() - self.began)
+            if not trainer.sanity_checking:
+                clock.end()
 
     train = DataLoader(TensorDataset(xt, yt), batch_size=p["batch_size"], shuffle=True)
     val = DataLoader(TensorDataset(xv, yv), batch_size=4096)
@@ -229,7 +261,7 @@ def lightning_fit(p: dict[str, Any]) -> dict[str, Any]:
                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
                         accelerator="cpu")
     trainer.fit(Module(), train, val)
-    return {"epoch_seconds": times, "train_samples": len(xt),
+    return {"epoch_seconds": clock.wall, "epoch_cpu_seconds": clock.cpu, "train_samples": len(xt),
             "versions": {"lightning": L.__version__, "torch": torch.__version__}}
 
 
@@ -255,12 +287,14 @@ def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
     config = trainer_config(p, "torch")
     config.pop("backend")
     marks: dict[int, tuple[float, int, int]] = {}
+    clock = EpochClock()
 
     async def go() -> Any:
         panel = TrainingPanel(data=make_benchmark(p["rows"], FEATURES, seed=SEED), **config)
         panel.observe(lambda ch: marks.setdefault(ch["new"], (time.perf_counter(), sent["comm_msg"],
                                                               _flushes(panel))), "current_epoch")
-        panel.start()
+        panel.start()                        # builds the run and schedules it; it starts at the await
+        panel.run.add_callback(clock.on_event)
         await panel.wait()
         return panel
 
@@ -271,7 +305,7 @@ def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
     if last > first:
         (t0, m0, f0), (t1, m1, f1) = marks[first], marks[last]
         extras.update(messages_per_s=(m1 - m0) / (t1 - t0), refreshes_per_s=(f1 - f0) / (t1 - t0))
-    return _trainer_result(panel.run, _torch_versions(), **extras)
+    return _trainer_result(panel.run, clock, _torch_versions(), **extras)
 
 
 def _flushes(panel: Any) -> int:
@@ -324,7 +358,8 @@ def _checkpoint_side(checkpoints: bool) -> Callable[[dict[str, Any]], dict[str, 
         from trainer.datasets import make_benchmark
         with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as tmp:
             config = trainer_config(p, "torch", output_path=str(Path(tmp) / "run"), checkpoints=checkpoints)
-            run = Trainer(config, make_benchmark(p["rows"], FEATURES, seed=SEED)).fit()
+            clock = EpochClock()
+            run = Trainer(config, make_benchmark(p["rows"], FEATURES, seed=SEED), callbacks=[clock.on_event]).fit()
             extras: dict[str, Any] = {"threads": run.backend.train_threads}
             writer = run._checkpoints
             if writer is not None:
@@ -338,7 +373,7 @@ def _checkpoint_side(checkpoints: bool) -> Callable[[dict[str, Any]], dict[str, 
                 files = sorted((Path(tmp) / "run" / "checkpoints").glob("ckpt-*.zip"))
                 extras.update(write_ms=statistics.median(times) * 1000,
                               checkpoint_bytes=files[-1].stat().st_size if files else 0)
-            return _trainer_result(run, _torch_versions(), **extras)
+            return _trainer_result(run, clock, _torch_versions(), **extras)
     return side
 
 

@@ -20,5 +20,6 @@ if side == "silent":
 per_epoch = {"fast": 1.0, "slow": 2.0}[side]
 print("BENCH-RESULT " + json.dumps({
     "epoch_seconds": [10.0] + [per_epoch] * (params["epochs"] - 1), "train_samples": 1000, "pid": os.getpid(),
+    "epoch_cpu_seconds": [10.0] + [per_epoch / 2] * (params["epochs"] - 1),
     "extras": {"trainer": importlib.util.find_spec("trainer").origin,   # the checkout it would import
                 "batch_size": params["batch_size"]}}))

@@ -100,6 +100,13 @@ def test_a_side_that_hangs_is_ended_at_the_timeout(capsys):
     assert "FAILED: side 'hang' (round 1, batch 32) timed out after 2 s" in capsys.readouterr().out
 
 
+def test_the_cpu_clock_divides_by_each_process_cpu_seconds():
+    results = harness.measure(plan(), ["fast", "slow"], [32], rows=100, epochs=3, rounds=1, script=FAKE_SIDES,
+                              log=lambda s: None, clock="cpu")
+    assert results.rates("fast", 32) == [2000.0] and results.rates("slow", 32) == [1000.0]
+    assert "in CPU seconds (--clock cpu)" in harness.markdown(results)
+
+
 def test_options_select_sides_and_refuse_what_cannot_be_measured(capsys):
     p = plan()
     args = harness.parser(p, "").parse_args(["--quick", "--sides", "slow", "--batch-sizes", "64"])
