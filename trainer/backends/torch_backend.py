@@ -1,9 +1,10 @@
 """PyTorch backend: pre-shuffled tensor slices, device-side metric sums, one sync per slice.
 
-Per batch the loop runs the model, the loss, backward, the optimiser and two metric additions, all
-on the device; nothing reads a value back until the slice ends (``running_loss``). On the CPU the
-intra-op thread count is chosen per run (``torch_threads``); on a GPU ``cuda_graphs=True`` replays
-the forward and backward pass as CUDA graphs.
+Per batch the loop runs the model, the loss, backward, the fused optimiser step
+(``torch_fused_step``), adds the loss to a device-side sum and keeps the predicted classes; nothing
+reads a value back until the slice ends (``running_loss``). On the CPU the intra-op thread count is
+chosen per run (``torch_threads``); on a GPU ``cuda_graphs=True`` replays the forward and backward
+pass as CUDA graphs.
 """
 from __future__ import annotations
 

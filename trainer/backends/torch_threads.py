@@ -1,10 +1,10 @@
 """How many intra-op threads the torch backend trains with on the CPU, and keeping that choice
 inside the training slices.
 
-Small batches train faster on one intra-op thread than on several: each op is too small to split,
-and waking the other threads costs more than it saves (on a 2-core machine, batch 32: about 1.3x
-faster on one thread). Larger batches gain from the threads. So a run times one thread against
-torch's count on copies of its model and keeps the faster, unless the user chose a count.
+Small ops gain nothing from several intra-op threads and pay for waking them at every op, the more
+so on a machine other jobs keep busy; large ones gain. Which wins depends on the model, the batch
+and the machine, so a run times one thread against torch's count on copies of its model and keeps
+the faster, unless the user chose a count.
 
 How torch's setting behaves (OpenMP build): ``torch.set_num_threads`` sets the count of the calling
 thread and the count a thread takes when it first runs torch code; threads that ran torch code
