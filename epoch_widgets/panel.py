@@ -242,7 +242,7 @@ class TrainingPanel(W.VBox):
                 raise CheckpointError("the panel has no data: pass data=DataFrame, or set data_path to the run's data")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
-                run = Trainer.resume(path, self.data, **changes)
+                run = Trainer.from_checkpoint(path, self.data, **changes)
         except Exception as exc:
             raise self._fail(exc)
         task = self._launch(run)
@@ -256,7 +256,7 @@ class TrainingPanel(W.VBox):
         try:
             data_path = saved_config(output_path).get("data_path")
         except CheckpointError:
-            return          # Trainer.resume says why, below
+            return          # Trainer.from_checkpoint says why, below
         if data_path:
             self.controls.set_value("data_path", data_path)
             self._load_data_path()

@@ -7,12 +7,15 @@ from .backends import BackendUnavailable, available_backends
 from .checkpoints import CheckpointError, ResumeMismatch, has_checkpoints
 from .config import ConfigError, FieldSpec, TrainingConfig, config_fields
 from .events import Callback
-from .run import FINAL_STATES, StateError, Trainer, TrainingFailure, TrainingState
+from .follower import RunFollower
+from .handle import RunHandle
+from .run import Trainer
+from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
 from .schedules import preview_schedule
 
 __version__ = "0.1.0"
 
 __all__ = ["TrainingConfig", "ConfigError", "FieldSpec", "config_fields", "Trainer", "TrainingState",
-           "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "load_model", "TrainedModel",
+           "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "RunHandle", "RunState", "RunFollower", "load_model", "TrainedModel",
            "BackendUnavailable", "available_backends", "preview_schedule", "CheckpointError", "ResumeMismatch",
            "has_checkpoints", "__version__"]

@@ -26,12 +26,13 @@ from .config import TrainingConfig
 from .data import Preprocessor, windows
 
 if TYPE_CHECKING:
-    from .run import Trainer, TrainingState
+    from .handle import RunHandle
+    from .state import TrainingState
 
 FORMAT_VERSION = 1
 
 
-def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
+def save_run(run: "RunHandle", state: "TrainingState", reason: str) -> Path:
     """Write the run's model, preprocessing, config and history to its ``output_path``."""
     out = Path(run.config.output_path).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -45,7 +46,7 @@ def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
         "format_version": FORMAT_VERSION, "backend": run.config.backend, "model": model_meta,
         "seed": run.seed, "state": state.value, "epochs_completed": run.current_epoch,
         "best_metrics": run.best_metrics, "restored_best_weights": bool(run.config.restore_best_weights
-                                                                        and run.early_stopping.best_epoch),
+                                                                        and run.run_state.best_epoch),
         "python": platform.python_version()})
     return out
 
@@ -63,7 +64,7 @@ class TrainedModel:
         self._predict_fn = predict_fn
 
     @classmethod
-    def from_run(cls, run: "Trainer") -> "TrainedModel":
+    def from_run(cls, run: "RunHandle") -> "TrainedModel":
         """The model a run holds in memory, with the same prediction API as a loaded one."""
         path = Path(run.config.output_path).expanduser() if run.config.output_path else None
         return cls(path, run.config, run.data.preprocessor, run.backend.predict_outputs,

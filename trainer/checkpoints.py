@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .atomic import _json_default, atomic_write_bytes
+from .atomic import json_default, atomic_write_bytes
 
 log = logging.getLogger("trainer")
 
@@ -111,7 +111,7 @@ def encode(state: dict[str, Any], members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(f"backend/{name}", data)
         # state.json goes last: a file cut short anywhere lacks it, its directory, or a valid CRC.
-        text = json.dumps({"format_version": FORMAT_VERSION, **state}, allow_nan=True, default=_json_default)
+        text = json.dumps({"format_version": FORMAT_VERSION, **state}, allow_nan=True, default=json_default)
         zf.writestr("state.json", text)
     return buf.getvalue()
 

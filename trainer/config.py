@@ -104,7 +104,7 @@ class TrainingConfig(BaseModel):
     output_path: Optional[str] = Field(None, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing."))
 
     # --- checkpoints (written only with an output_path; see trainer/checkpoints.py) ---
-    checkpoints: bool = Field(True, json_schema_extra=_g("output", "Write checkpoints to output_path/checkpoints while training, so Trainer.resume continues a run after a crash or restart."))
+    checkpoints: bool = Field(True, json_schema_extra=_g("output", "Write checkpoints to output_path/checkpoints while training, so Trainer.from_checkpoint continues a run after a crash or restart."))
     checkpoint_every_epochs: int = Field(1, ge=1, le=1_000_000, json_schema_extra=_g("output", "Checkpoint after every N-th epoch (also when the run pauses, stops or ends)."))
     checkpoint_every_batches: Optional[int] = Field(None, ge=1, le=1_000_000_000, json_schema_extra=_g("output", "Also checkpoint every N batches within an epoch; empty: only at epoch ends."))
     checkpoint_every_seconds: Optional[float] = Field(None, gt=0.0, json_schema_extra=_g("output", "Also checkpoint once this many seconds of training passed since the last one; empty: no time cadence."))
@@ -341,6 +341,3 @@ def config_fields() -> list[FieldSpec]:
     """Every config field with its type, default, range, choices and help, in schema order."""
     return list(FIELD_SPECS.values())
 
-
-def defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in FIELD_SPECS.values()}

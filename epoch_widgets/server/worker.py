@@ -181,7 +181,7 @@ def main() -> int:
             # A damaged newest checkpoint is skipped with a warning: the server tells the client.
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                run = Trainer.resume(config["output_path"], data, config=config, callbacks=[relay])
+                run = Trainer.from_checkpoint(config["output_path"], data, config=config, callbacks=[relay])
         else:
             run = Trainer(config, data, callbacks=[relay])
     except ConfigError as exc:

@@ -1,11 +1,10 @@
-"""What the epoch loop needs from a framework. The loop in ``trainer.run`` owns the schedule,
+"""What the epoch loop needs from a framework. The loop in ``trainer.loop`` owns the schedule,
 early stopping, pause/resume and events; a backend owns tensors, the model and the optimiser."""
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
@@ -99,9 +98,3 @@ class Backend(ABC):
         """The snapshot :meth:`encode_weights` encoded, ready for :meth:`restore`."""
         raise NotImplementedError(f"the {self.name!r} backend cannot resume from checkpoints")
 
-
-def deadline_after(seconds: float) -> float:
-    return time.perf_counter() + seconds
-
-
-LoadFn = Callable[[Path, dict[str, Any], Optional[Any]], Callable[[np.ndarray], np.ndarray]]

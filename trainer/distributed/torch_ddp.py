@@ -1,7 +1,7 @@
 """One rank of a DistributedDataParallel run: the PyTorch backend on a shard of every batch.
 
 Batches are global: batch ``b`` of an epoch is positions ``b*batch_size ..`` of
-``trainer.run.epoch_order``, exactly as on one device, and rank ``r`` of ``N`` trains on the
+``trainer.loop.epoch_order``, exactly as on one device, and rank ``r`` of ``N`` trains on the
 ``r``-th of ``N`` equal slices of it. Each rank's loss is its samples' summed loss times
 ``N / global_batch``, so DDP's gradient average is the mean gradient of the whole global batch,
 the same step a single process takes (a short last batch splits as evenly as it can; a rank left
