@@ -10,6 +10,7 @@ import numpy as np
 
 from ..config import TrainingConfig
 from ..data import PreparedData
+from ..metrics import split_metrics
 
 
 class BackendUnavailable(ImportError):
@@ -48,6 +49,11 @@ class Backend(ABC):
     @abstractmethod
     def running_loss(self) -> float:
         """Mean training loss of the current epoch so far (one host sync)."""
+
+    def split_metrics(self, split: str, loss_sum: float, score_sum: float, count: int) -> dict[str, float]:
+        """``<split>_loss`` and ``<split>_accuracy``/``<split>_mae`` from the sums over ``count`` samples."""
+        pre = self.data.preprocessor
+        return split_metrics(split, loss_sum, score_sum, count, pre.task, pre.target_std)
 
     @abstractmethod
     def end_epoch(self) -> dict[str, float]:

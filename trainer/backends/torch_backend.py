@@ -227,11 +227,7 @@ class TorchBackend(Backend):
         return float(self._loss_sum) / max(self._seen, 1)
 
     def end_epoch(self) -> dict[str, float]:
-        n = max(self._seen, 1)
-        loss = float(self._loss_sum) / n
-        if self.classification:
-            return {"train_loss": loss, "train_accuracy": float(self._score_sum) / n}
-        return {"train_loss": loss, "train_mae": float(self._score_sum) / n * self.data.preprocessor.target_std}
+        return self.split_metrics("train", float(self._loss_sum), float(self._score_sum), self._seen)
 
     @torch.inference_mode()
     def evaluate(self) -> dict[str, float]:
@@ -248,10 +244,7 @@ class TorchBackend(Backend):
                 score_sum += (out.argmax(1) == yb).sum()
             else:
                 score_sum += (out.reshape(-1) - yb).abs().sum()
-        n = max(len(self.val_ids), 1)
-        if self.classification:
-            return {"val_loss": float(loss_sum) / n, "val_accuracy": float(score_sum) / n}
-        return {"val_loss": float(loss_sum) / n, "val_mae": float(score_sum) / n * self.data.preprocessor.target_std}
+        return self.split_metrics("val", float(loss_sum), float(score_sum), len(self.val_ids))
 
     # ------------------------------------------------------------------ weights
     def snapshot(self) -> dict[str, torch.Tensor]:

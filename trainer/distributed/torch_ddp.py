@@ -140,10 +140,7 @@ class DDPBackend(TorchBackend):
                 sums[1] += (out.reshape(-1).float() - yb).abs().sum()
         dist.all_reduce(sums)
         dist.broadcast(sums, src=0)
-        loss, score = float(sums[0]) / max(n, 1), float(sums[1]) / max(n, 1)
-        if self.classification:
-            return {"val_loss": loss, "val_accuracy": score}
-        return {"val_loss": loss, "val_mae": score * self.data.preprocessor.target_std}
+        return self.split_metrics("val", float(sums[0]), float(sums[1]), n)
 
     # ------------------------------------------------------------------ checkpoints
     def load_checkpoint_state(self, members: dict[str, bytes]) -> None:
