@@ -19,6 +19,7 @@ from .checkpoints import CheckpointError
 from .config import ConfigError, TrainingConfig
 from .events import Callback
 from .handle import RunHandle
+from .metrics import score_name
 from .run import Trainer
 
 
@@ -44,8 +45,9 @@ class ConsoleProgress(Callback):
 
     def on_epoch_end(self, run: RunHandle, data: dict) -> None:
         m = data["metrics"]
-        score = (f"acc {m['train_accuracy']:.3f}/{m['val_accuracy']:.3f}" if "val_accuracy" in m
-                 else f"mae {m['train_mae']:.4g}/{m['val_mae']:.4g}")
+        key = score_name(run.run_state.task)
+        fmt = ".3f" if key == "accuracy" else ".4g"
+        score = f"{key[:3]} {m[f'train_{key}']:{fmt}}/{m[f'val_{key}']:{fmt}}"
         mark = " *" if data["improved"] else ""
         self._print(("\r" if self.tty else "") +
                     f"epoch {m['epoch']:>4}/{run.total_epochs}  loss {m['train_loss']:.4f}/{m['val_loss']:.4f}  "
