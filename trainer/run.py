@@ -24,6 +24,7 @@ from .config import ConfigError, TrainingConfig
 from .data import prepare_data
 from .early_stopping import EarlyStopping
 from .events import EventBus, Observer
+from .model_size import check_fits
 from .resume import RunCheckpoints, continue_epoch, resume_run
 from .schedules import LRSchedule
 
@@ -86,6 +87,7 @@ class Trainer:
         self.config = config
         self.seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         self.data = prepare_data(config, data, seed=self.seed)
+        check_fits(config, self.data, model)
         self.backend = self._create_backend(model)
         self.schedule = LRSchedule(config)
         self.early_stopping = EarlyStopping(config.early_stopping_patience, config.min_delta, config.early_stopping)
