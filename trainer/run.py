@@ -27,6 +27,7 @@ from .events import EventBus, Observer
 from .model_size import check_fits
 from .resume import RunCheckpoints, continue_epoch, resume_run
 from .schedules import LRSchedule
+from .summary import ModelSummary, run_summary
 
 log = logging.getLogger("trainer")
 
@@ -169,6 +170,10 @@ class Trainer:
 
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
+
+    def summary(self) -> ModelSummary:
+        """Layers, output shapes, parameter counts and the training-memory estimate of this run's model."""
+        return run_summary(self)
 
     def add_callback(self, observer: Observer) -> Any:
         """Subscribe an observer (a Callback or ``fn(event, data)``); returns an unsubscribe function."""
