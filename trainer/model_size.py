@@ -35,6 +35,9 @@ _DROPOUT_SAVED = 1.25           # the output plus a one-byte mask per element
 CHECKPOINT_COPIES = 2           # a checkpoint's state is serialised into a buffer, then copied out of it
 PROCESS_OVERHEAD = 256 * 2**20  # what the framework allocates for itself in a process (kernels, threads)
 GPU_OVERHEAD = 256 * 2**20      # library workspaces on a GPU (cuBLAS, cuDNN)
+# A model whose own training needs less than this is never refused: that much is within what the
+# rest of the process comes and goes by, and refusing it on a nearly full machine helps no one.
+NEVER_REFUSED_BELOW = 256 * 2**20
 # A suggested fix should leave room for everything else running: it aims at half of what is available.
 SUGGESTION_SHARE = 0.5
 
@@ -382,7 +385,7 @@ def placements(config: TrainingConfig) -> list[Placement]:
             return [Placement("RAM", "on the CPU")]
         gpu = Placement(device, f"on GPU {device}", start_cuda=framework == "torch")
         # torch builds the model on the CPU before moving it to the GPU.
-        return [Placement("RAM", "to build the model", weights_only=True), gpu] if framework == "torch" else [gpu]
+        return [Placement("RAM", "to build the model before moving it to the GPU", weights_only=True), gpu] if framework == "torch" else [gpu]
     from .distributed import plan_devices
 
     try:
@@ -452,6 +455,12 @@ def _shorter_window(placement: Placement, spec: ModelSpec, shape: DataShape,
     return None
 
 
+def too_big(need: MemoryEstimate, budget: Optional[Budget]) -> bool:
+    """Whether ``need`` does not fit ``budget`` (never for a small model, or an unknown budget)."""
+    return (budget is not None and need.total > budget.bytes
+            and need.total - need.overhead >= NEVER_REFUSED_BELOW)
+
+
 def refusal(config: TrainingConfig, shape: DataShape, placement: Placement, need: MemoryEstimate,
             budget: Budget) -> list[dict[str, Any]]:
     """ConfigError entries for a run that needs ``need`` where only ``budget`` is available:
@@ -459,9 +468,14 @@ def refusal(config: TrainingConfig, shape: DataShape, placement: Placement, need
     spec = ModelSpec.of(config)
     per_device = f" ({need.batch_size} per device)" if placement.world_size > 1 else ""
     where = "the RAM" if placement.where == "RAM" else f"GPU {placement.where}"
-    message = (f"the {config.model_type} has {need.parameters:,} parameters; training it {placement.label} with "
-               f"batch_size={config.batch_size}{per_device} needs about {gib(need.total)} ({need.breakdown()}), "
-               f"but {where} has {gib(budget.bytes)} available ({budget.source})")
+    if placement.weights_only:
+        message = (f"the {config.model_type} has {need.parameters:,} parameters; the RAM needs about "
+                   f"{gib(need.total)} ({need.breakdown()}) {placement.label}, but has {gib(budget.bytes)} "
+                   f"available ({budget.source})")
+    else:
+        message = (f"the {config.model_type} has {need.parameters:,} parameters; training it {placement.label} "
+                   f"with batch_size={config.batch_size}{per_device} needs about {gib(need.total)} "
+                   f"({need.breakdown()}), but {where} has {gib(budget.bytes)} available ({budget.source})")
     activations_dominate = need.activations > need.model_state
     if activations_dominate and need.evaluation:
         message += (f". Most of it is evaluation, which runs {min(max(shape.n_val, 1), EVAL_CHUNK)} validation "
@@ -501,6 +515,6 @@ def check_fits(config: TrainingConfig, data: Any, model: Any = None) -> Optional
         if not placement.weights_only:
             main = main or need
         budget = placement.budget(config.backend)
-        if budget is not None and need.total > budget.bytes:
+        if too_big(need, budget):
             raise ConfigError(refusal(config, shape, placement, need, budget))
     return main

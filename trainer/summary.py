@@ -26,7 +26,7 @@ from .available_memory import Budget
 from .config import ConfigError, TrainingConfig
 from .data import PreparedData, prepare_data
 from .model_size import (DataShape, LayerSize, MemoryEstimate, ModelSpec, Placement, builtin_layers, gib,
-                         placements, refusal)
+                         placements, refusal, too_big)
 
 LAYER_COLUMNS = ["name", "type", "output_shape", "parameters", "trainable_parameters"]
 _HTML_ROWS = 60          # longer layer tables show their first and last rows
@@ -84,16 +84,18 @@ class ModelSummary:
                 "available": self.available.to_dict() if self.available is not None else None,
                 "fits": self.fits, "errors": [_json_error(e) for e in self.errors], "built": self.built}
 
-    def _memory_line(self) -> str:
+    def _memory_headline(self) -> str:
         if self.memory is None:
             return "training memory: unknown"
         m = self.memory
         where = m.where if m.replicas == 1 else f"{m.where}, {m.replicas} copies"
-        line = (f"training memory for batch_size={self.batch_size} ({where}): about {gib(m.total)} "
-                f"({m.breakdown()})")
+        line = f"training memory for batch_size={self.batch_size} ({where}): about {gib(m.total)}"
         if self.available is not None:
-            line += f"; {gib(self.available.bytes)} available"
+            line += f" of {gib(self.available.bytes)} available"
         return line
+
+    def _memory_line(self) -> str:
+        return self._memory_headline() + (f" ({self.memory.breakdown()})" if self.memory is not None else "")
 
     def _count_line(self) -> str:
         line = f"{self.total_parameters:,} parameters"
@@ -118,8 +120,9 @@ class ModelSummary:
 
     def _repr_html_(self) -> str:
         esc = html.escape
-        cell = "padding:1px 10px 1px 0;text-align:left;white-space:nowrap"
-        num = "padding:1px 0 1px 10px;text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums"
+        cell = "padding:1px 12px 1px 0;text-align:left;white-space:nowrap"
+        num = "padding:1px 0 1px 12px;text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums"
+        head = ";border-bottom:1px solid var(--jp-border-color1,#ccc)"
         rows = list(self.layers.itertuples(index=False))
         shown: list[Any] = rows
         if len(rows) > _HTML_ROWS:
@@ -143,11 +146,13 @@ class ModelSummary:
                f'<div><b>{esc(self.model_class)}</b> <span style="color:#666">{esc(self.backend)} · '
                f'{esc(self.model_type)}</span>{note}</div>',
                '<table style="border-collapse:collapse;margin:4px 0;font-size:12px">',
-               f'<thead><tr><th style="{cell}">Layer</th><th style="{cell}">Type</th>'
-               f'<th style="{cell}">Output shape</th><th style="{num}">Params</th></tr></thead>',
+               f'<thead><tr><th style="{cell}{head}">Layer</th><th style="{cell}{head}">Type</th>'
+               f'<th style="{cell}{head}">Output shape</th><th style="{num}{head}">Params</th></tr></thead>',
                "<tbody>" + "".join(body) + "</tbody></table>",
                f"<div><b>{esc(self._count_line())}</b></div>",
-               f"<div>{esc(self._memory_line())}</div>"]
+               f"<div>{esc(self._memory_headline())}</div>"]
+        if self.memory is not None:
+            out.append(f'<div style="color:#666">{esc(self.memory.breakdown())}</div>')
         for e in self.errors:
             out.append(f'<div style="color:#c62828">{esc(e["field"])}: {esc(e["message"])}</div>')
         out.append("</div>")
@@ -361,7 +366,7 @@ def model_summary(config: Union[TrainingConfig, dict[str, Any]], data: Union[pd.
             budget = placement.budget(config.backend, for_training=False)
             if placement is main:
                 available = budget
-            if budget is not None and need.total > budget.bytes and not errors:
+            if too_big(need, budget) and not errors:
                 errors = refusal(config, shape, placement, need, budget)
         memory = _need(main, spec, shape)
         built = True
