@@ -386,6 +386,10 @@ def model_summary(config: Union[TrainingConfig, dict[str, Any]], data: Union[pd.
             model_class = "Functional"
         model_type = config.model_type
     else:
+        expected = "parameters" if config.backend == "torch" else "count_params"
+        if not hasattr(model, expected):
+            kind = "a torch.nn.Module" if config.backend == "torch" else "a keras.Model"
+            raise ConfigError.single("model", type(model).__name__, f"expected {kind} for the {config.backend} backend")
         rows, text, total, trainable = _table(config.backend, model, shape, may_run_original=True)
         memory = _need(main, spec, shape, layers=rows, parameters=total, trainable=trainable)
         available = main.budget(config.backend, for_training=False) if main is not None else None

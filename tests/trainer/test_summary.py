@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer import Trainer, TrainingConfig
+from trainer import ConfigError, Trainer, TrainingConfig
 from trainer.data import prepare_data
 from trainer.model_size import DataShape, count_parameters
 from trainer.summary import LAYER_COLUMNS, ModelSummary, model_summary, parameter_count
@@ -236,3 +236,9 @@ def test_a_keras_config_too_big_to_build_is_summarised_from_the_config(keras, cl
     assert summary.fits is False and not summary.built
     assert summary.layers["type"].tolist().count("Dense") == 17
     check_table(summary)
+
+
+def test_a_model_of_the_other_framework_is_refused_naming_the_field(clf_df):
+    with pytest.raises(ConfigError) as info:
+        model_summary(config("torch", "mlp"), clf_df, model=object())
+    assert info.value.errors[0]["field"] == "model" and "torch.nn.Module" in info.value.errors[0]["message"]
