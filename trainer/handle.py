@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from .backends.base import Backend
     from .data import PreparedData
+    from .summary import ModelSummary
 
 
 class RunHandle(ABC):
@@ -148,6 +149,12 @@ class RunHandle(ABC):
 
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
+
+    def summary(self) -> "ModelSummary":
+        """Layers, output shapes, parameter counts and the training-memory estimate of this run's model."""
+        from .summary import run_summary
+
+        return run_summary(self)
 
     def add_callback(self, observer: Observer) -> Callable[[], None]:
         """Subscribe an observer (a Callback or ``fn(event, data)``); returns an unsubscribe function."""

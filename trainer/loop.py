@@ -29,6 +29,7 @@ from .data import prepare_data
 from .events import EventBus, Observer
 from .handle import RunHandle
 from .metrics import history_entry
+from .memory_fit import check_fits
 from .resume import ResumePlan
 from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
 
@@ -69,6 +70,7 @@ class LocalRun(RunHandle):
         self.data = prepare_data(config, data, seed=self.seed)
         if resume is not None:
             resume.check_data(self.data)
+        check_fits(config, self.data, model)     # before the model exists: refuse what cannot fit
         self.backend = self._create_backend(model)
         self._best_snapshot: Any = None
         if resume is not None:

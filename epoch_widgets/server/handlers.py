@@ -84,7 +84,7 @@ class StartHandler(TrainingHandler):
         task, ready = await self.registry.start(self.json_body())
         self.reply({"task_id": task.task_id, "message": "Epoch training started", "config": task.config,
                     "output_dir": str(task.output_dir) if task.output_dir else None,
-                    "samples": task.samples, "data_task": ready.get("task")})
+                    "samples": task.samples, "data_task": ready.get("task"), "parameters": ready.get("parameters")})
 
 
 class ProgressHandler(TrainingHandler):

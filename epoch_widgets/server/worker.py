@@ -24,6 +24,7 @@ import pandas as pd
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
 from trainer.events import Callback
+from trainer.summary import parameter_count
 
 from .paths import data_format
 
@@ -195,7 +196,8 @@ def main() -> int:
         return 3
     ready: dict[str, Any] = {"kind": "ready", "task_id": task_id, "pid": os.getpid(), "seed": run.seed,
                              "task": run.data.task, "progress": run.progress(),
-                             "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)}}
+                             "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)},
+                             "parameters": parameter_count(run.backend.model)}
     if resuming:
         ready.update(history=run.history, resumed_from={"epoch": run.current_epoch, "batch": run.batch},
                      warnings=[str(w.message) for w in caught])

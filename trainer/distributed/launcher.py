@@ -32,6 +32,7 @@ from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
 from ..loop import as_config, draw_seed
+from ..memory_fit import check_fits
 from ..resume import ResumePlan
 from ..state import FINAL_STATES, RunState, StateError, TrainingState
 from .control import PAUSE, RUN, STOP
@@ -84,6 +85,7 @@ class LaunchedRun(RunHandle):
         self.data = prepare_data(config, data, seed=self.seed)
         if resume is not None:
             resume.check_data(self.data)
+        check_fits(config, self.data, model)     # every rank's share, before any process starts
         self._model_bytes = check_spawnable(model, self.plan.world_size)
         # The trained weights come back into this CPU copy of the model, which also checks the
         # model against the data before any process starts.
