@@ -24,6 +24,7 @@ from .config import ConfigError, TrainingConfig
 from .data import prepare_data
 from .early_stopping import EarlyStopping
 from .events import EventBus, Observer
+from .loggers import loggers_for
 from .resume import RunCheckpoints, continue_epoch, resume_run
 from .schedules import LRSchedule
 
@@ -91,6 +92,8 @@ class Trainer:
         self.early_stopping = EarlyStopping(config.early_stopping_patience, config.min_delta, config.early_stopping)
         self.events = EventBus(self)
         for cb in callbacks:
+            self.events.add(cb)
+        for cb in loggers_for(self):      # config.loggers: TensorBoard, MLflow (trainer/loggers/)
             self.events.add(cb)
 
         self.history: list[dict[str, Any]] = []
