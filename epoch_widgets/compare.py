@@ -67,7 +67,7 @@ class RunComparison(W.VBox):
         self.split = W.ToggleButtons(options=list(SPLITS), value="train and validation", description="curves",
                                      style={"button_width": "150px"})
         self.split.observe(lambda _c: self._update_marks(), "value")
-        self.run_list = W.VBox(layout=W.Layout(max_height="220px", overflow_y="auto"))
+        self.run_list = W.VBox(layout=W.Layout(max_height="220px", overflow="auto"))
         self.all_button = W.Button(description="all", layout=W.Layout(width="60px"), tooltip="Show every run")
         self.none_button = W.Button(description="none", layout=W.Layout(width="60px"), tooltip="Hide every run")
         self.all_button.on_click(lambda _b: self.show_only([r.label for r in self.records]))

@@ -91,9 +91,8 @@ class Trainer:
         self.schedule = LRSchedule(config)
         self.early_stopping = EarlyStopping(config.early_stopping_patience, config.min_delta, config.early_stopping)
         self.events = EventBus(self)
-        for cb in callbacks:
-            self.events.add(cb)
-        for cb in loggers_for(self):      # config.loggers: TensorBoard, MLflow (trainer/loggers/)
+        # config.loggers (trainer/loggers/) first: when the others hear train_end, tracking is written.
+        for cb in [*loggers_for(self), *callbacks]:
             self.events.add(cb)
 
         self.history: list[dict[str, Any]] = []

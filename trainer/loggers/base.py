@@ -3,8 +3,9 @@ and failures reported through the run's observer errors instead of stopping the 
 
 The run calls the hooks on the thread that drives it (the event loop's thread). They only copy the
 public event data and queue it; the logger's own thread does the writing. ``train_end`` waits for
-that thread to finish (at most :attr:`BackgroundLogger.flush_timeout` seconds), so when ``fit()``
-returns, or ``await run.wait()`` does, everything has been written.
+that thread to finish (at most :attr:`BackgroundLogger.flush_timeout` seconds) when the run
+reaches its final state, so when ``fit()`` returns, ``await run.wait()`` does, or an observer hears
+the final state, everything has been written.
 """
 from __future__ import annotations
 
@@ -19,6 +20,9 @@ from typing import Any, Callable, Optional
 from ..events import Callback
 
 log = logging.getLogger("trainer")
+
+# trainer.run's final states (not imported: the run module imports this package).
+FINAL_STATES = frozenset({"completed", "stopped", "early_stopped", "failed"})
 
 
 class LoggerFailure(RuntimeError):
@@ -61,11 +65,15 @@ def _start_of(run: Any, data: dict[str, Any]) -> RunStart:
                     total_epochs=int(data.get("total_epochs", config.epochs)), history=history)
 
 
-def _end_of(run: Any, data: dict[str, Any]) -> RunEnd:
+def _artifacts_of(run: Any) -> Optional[Path]:
     artifacts = getattr(run, "artifacts_path", None)
+    return Path(artifacts) if artifacts else None
+
+
+def _end_of(run: Any, data: dict[str, Any]) -> RunEnd:
     return RunEnd(state=str(data.get("state")), reason=data.get("reason"),
                   best_metrics=dict(data.get("best_metrics") or {}), epochs_done=len(run.history),
-                  artifacts_path=Path(artifacts) if artifacts else None)
+                  artifacts_path=_artifacts_of(run))
 
 
 class BackgroundLogger(Callback):
@@ -85,6 +93,7 @@ class BackgroundLogger(Callback):
         self._lock = threading.Lock()
         self._pending: list[str] = []
         self._stopped = False
+        self._finished = False
         # Seconds this thread spent writing each epoch (what one epoch's logging costs).
         self.epoch_seconds: list[float] = []
 
@@ -116,11 +125,23 @@ class BackgroundLogger(Callback):
         self._submit(self._timed_epoch, dict(data["metrics"]), "logging an epoch")
         self._raise_pending()
 
+    def on_state_change(self, run: Any, data: dict[str, Any]) -> None:
+        # The run announces its final state before train_end (artifacts are saved by then);
+        # finishing here means whoever hears that state finds the tracking written.
+        if data.get("new") in FINAL_STATES:
+            self._finish(RunEnd(state=str(data["new"]), reason=data.get("reason"),
+                                best_metrics=dict(run.best_metrics), epochs_done=len(run.history),
+                                artifacts_path=_artifacts_of(run)))
+
     def on_train_end(self, run: Any, data: dict[str, Any]) -> None:
+        self._finish(_end_of(run, data))
+
+    def _finish(self, end: RunEnd) -> None:
         thread = self._thread
-        if thread is None:       # the run ended before train_begin: nothing was opened
+        if thread is None or self._finished:   # never opened (ended before train_begin), or done
             return
-        self._submit(self.close, _end_of(run, data), "finishing")
+        self._finished = True
+        self._submit(self.close, end, "finishing")
         self._queue.put(None)
         thread.join(self.flush_timeout)
         if thread.is_alive():
