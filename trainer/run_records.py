@@ -21,9 +21,9 @@ RUN_FILES = ("config.json", "history.json")
 METRIC_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "train_mae", "val_mae",
                "learning_rate", "time_per_epoch")
 BEST_KEYS = ("loss", "accuracy", "mae", "epoch")
-# Fields that never change what a run computes (where it saves, checkpoints, tracking): a
-# difference there is no explanation for different curves.
-_NOT_COMPARED = ("output_path", "checkpoints", "checkpoint_every_epochs", "checkpoint_every_batches",
+# Fields that never change what a run computes (its name, where it saves, checkpoints, tracking):
+# a difference there is no explanation for different curves. The name is the run's label anyway.
+_NOT_COMPARED = ("name", "output_path", "checkpoints", "checkpoint_every_epochs", "checkpoint_every_batches",
                  "checkpoint_every_seconds", "checkpoint_keep", "loggers", "mlflow_tracking_uri")
 # MLflow stores: their artifact copies of runs are not runs of their own.
 _NOT_SEARCHED = ("mlruns", "mlartifacts")
