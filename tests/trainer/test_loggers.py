@@ -8,12 +8,14 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
 
 from trainer import Callback, ConfigError, Trainer, TrainingConfig
 from trainer.config import FIELD_SPECS
+from trainer.loggers import BackgroundLogger
 from trainer.resume import CHANGEABLE
 
 METRICS = ["train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "time_per_epoch"]
@@ -94,6 +96,47 @@ def test_mlflow_without_output_path_or_tracking_uri_refuses_clearly(clf_df, monk
     run = Trainer(config(None, epochs=1, loggers=["mlflow"]), clf_df).fit()
     assert run.state.value == "completed"
     assert len(run.observer_errors) == 1 and "set output_path, or mlflow_tracking_uri" in run.observer_errors[0]
+
+
+class Gated(BackgroundLogger):
+    """A logger whose first write waits for a gate, so later epochs queue up behind it."""
+
+    title = "Gated"
+
+    def __init__(self):
+        super().__init__()
+        self.gate = threading.Event()
+        self.writes: list[list[int]] = []
+        self.closed_with = None
+
+    def open(self, start):
+        self.gate.wait(120)
+
+    def log_epochs(self, entries):
+        self.writes.append([e["epoch"] for e in entries])
+
+    def close(self, end):
+        self.closed_with = end
+
+
+class OpenAt(Callback):
+    def __init__(self, gate, epoch):
+        self.gate, self.epoch = gate, epoch
+
+    def on_epoch_end(self, run, data):
+        if data["metrics"]["epoch"] == self.epoch:
+            self.gate.set()
+
+
+def test_epochs_queued_behind_a_slow_write_go_out_together_in_order(clf_df, tmp_path):
+    logger = Gated()
+    run = Trainer(config(tmp_path / "gated", epochs=8), clf_df, callbacks=[logger, OpenAt(logger.gate, 6)]).fit()
+    assert run.state.value == "completed" and run.observer_errors == []
+    assert logger.writes[0][:6] == [1, 2, 3, 4, 5, 6]       # queued while open() waited: one write
+    assert [e for write in logger.writes for e in write] == list(range(1, 9))
+    assert logger.closed_with.state == "completed" and logger.closed_with.epochs_done == 8
+    assert logger.closed_with.artifacts_path == tmp_path / "gated"
+    assert len(logger.epoch_seconds) == 8
 
 
 # ---------------------------------------------------------------------- TensorBoard

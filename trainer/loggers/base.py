@@ -122,7 +122,7 @@ class BackgroundLogger(Callback):
         self._raise_pending()
 
     def on_epoch_end(self, run: Any, data: dict[str, Any]) -> None:
-        self._submit(self._timed_epoch, dict(data["metrics"]), "logging an epoch")
+        self._submit(self._timed_epochs, [dict(data["metrics"])], "logging an epoch")
         self._raise_pending()
 
     def on_state_change(self, run: Any, data: dict[str, Any]) -> None:
@@ -157,19 +157,38 @@ class BackgroundLogger(Callback):
         if not self._stopped:
             self._queue.put((fn, arg, what))
 
-    def _timed_epoch(self, entry: dict[str, Any]) -> None:
+    def _timed_epochs(self, entries: list[dict[str, Any]]) -> None:
         started = time.perf_counter()
-        self.log_epoch(entry)
-        self.epoch_seconds.append(time.perf_counter() - started)
+        self.log_epochs(entries)
+        per_epoch = (time.perf_counter() - started) / len(entries)
+        self.epoch_seconds.extend([per_epoch] * len(entries))
+
+    def log_epochs(self, entries: list[dict[str, Any]]) -> None:
+        """Several epochs queued while the last write ran; subclasses may write them in one go."""
+        for entry in entries:
+            self.log_epoch(entry)
 
     def _work(self) -> None:
+        carried: list[Any] = []       # an item taken from the queue while gathering epochs
         while True:
-            item = self._queue.get()
+            item = carried.pop() if carried else self._queue.get()
             if item is None:
                 return
             if self._stopped:
                 continue
             fn, arg, what = item
+            if fn == self._timed_epochs:
+                # Epochs that queued up while the last write ran (fast epochs, a slow server) go
+                # out together, so the backlog never grows faster than it drains.
+                while not carried:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is not None and nxt[0] == self._timed_epochs:
+                        arg = arg + nxt[1]
+                    else:
+                        carried.append(nxt)
             try:
                 fn(arg)
             except Exception as exc:     # reported on the run's thread; the run goes on

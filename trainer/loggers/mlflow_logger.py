@@ -137,6 +137,9 @@ class MlflowLogger(BackgroundLogger):
     def log_epoch(self, entry: dict[str, Any]) -> None:
         self._log_metrics([entry])
 
+    def log_epochs(self, entries: list[dict[str, Any]]) -> None:
+        self._log_metrics(entries)        # one log_batch (per 1000 values)
+
     def close(self, end: RunEnd) -> None:
         from mlflow.entities import Metric
 

@@ -116,8 +116,12 @@ class TensorBoardLogger(BackgroundLogger):
         self._writer.flush()
 
     def log_epoch(self, entry: dict[str, Any]) -> None:
-        self._write_epoch(entry)
-        self._writer.flush()       # one flush per epoch, so TensorBoard shows it while training
+        self.log_epochs([entry])
+
+    def log_epochs(self, entries: list[dict[str, Any]]) -> None:
+        for entry in entries:
+            self._write_epoch(entry)
+        self._writer.flush()       # flushed per write, so TensorBoard shows each epoch while training
 
     def close(self, end: RunEnd) -> None:
         from tensorboard.compat.proto import summary_pb2
