@@ -79,8 +79,9 @@ def _end_of(run: Any, data: dict[str, Any]) -> RunEnd:
 class BackgroundLogger(Callback):
     """A logger whose writes happen on its own thread, once per epoch (never per batch).
 
-    Subclasses implement ``open(start)``, ``log_epoch(entry)`` and ``close(end)``, which run on that
-    thread in order, and may implement ``abort()`` to release what ``open`` took after a failure.
+    Subclasses implement ``open(start)``, ``log_epoch(entry)`` (and ``log_epochs(entries)`` to write
+    several queued epochs in one go) and ``close(end)``, which run on that thread in order, and may
+    implement ``abort()`` to release what ``open`` took after a failure.
     The first failure stops the logger for the rest of the run and is reported once.
     """
 
