@@ -20,7 +20,7 @@ from trainer.data import resolve_columns
 
 GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",
                 "early_stopping": "Early stopping", "scheduler": "LR schedule", "output": "Output",
-                "run": "Run"}
+                "tracking": "Tracking", "run": "Run"}
 _LABEL_STYLE = {"description_width": "160px"}
 _INPUT_LAYOUT = {"width": "380px"}
 # Where a backend's framework lives; find_spec answers without importing it (TF takes seconds).
@@ -134,6 +134,9 @@ class ConfigControls:
         if spec.name == "device":
             return W.Combobox(options=["auto", "cpu", "cuda"], value=spec.default, ensure_option=False,
                               **common)
+        if spec.type == "list[choice]":       # loggers: any of a few names
+            return W.SelectMultiple(options=[(str(c), c) for c in spec.choices], value=tuple(spec.default),
+                                    rows=len(spec.choices), **common)
         if spec.type == "choice":
             return W.Dropdown(options=[(str(c), c) for c in spec.choices], value=spec.default, **common)
         if spec.type == "bool":

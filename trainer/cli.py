@@ -146,6 +146,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     started = time.perf_counter()
     run.fit()
     print(f"{time.perf_counter() - started:.1f}s" + (f"; artifacts in {run.artifacts_path}" if run.artifacts_path else ""))
+    for problem in run.observer_errors:      # a logger that failed (the run went on without it)
+        print(f"epoch-train: warning: {problem}", file=sys.stderr)
     return 0 if run.state.value != "failed" else 1
 
 

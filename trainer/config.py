@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
@@ -110,12 +111,37 @@ class TrainingConfig(BaseModel):
     checkpoint_every_seconds: Optional[float] = Field(None, gt=0.0, json_schema_extra=_g("output", "Also checkpoint once this many seconds of training passed since the last one; empty: no time cadence."))
     checkpoint_keep: int = Field(2, ge=1, le=1000, json_schema_extra=_g("output", "How many recent checkpoints to keep; the best epoch's weights are kept besides them."))
 
+    # --- experiment tracking (trainer/loggers/): observers that never stop the run ---
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, json_schema_extra=_g(
+        "tracking", "Where else each epoch's metrics go: tensorboard writes event files to output_path/tensorboard "
+        "(needs output_path); mlflow logs the config as params, the metrics per epoch and the saved model to "
+        "mlflow_tracking_uri (default: a local store beside output_path, in its parent's mlruns/ folder). "
+        "Needs pip install 'epoch-widgets[tracking]'. A logger that fails is reported and never stops the run."))
+    mlflow_tracking_uri: Optional[str] = Field(None, json_schema_extra=_g(
+        "tracking", "MLflow tracking server or store, e.g. http://mlflow.example:5000; empty: the "
+        "MLFLOW_TRACKING_URI environment variable, else a local SQLite store beside output_path."))
+
     @field_validator("hidden_units")
     @classmethod
     def _positive_units(cls, v: list[int]) -> list[int]:
         bad = [u for u in v if u < 1 or u > 65536]
         if bad:
             raise ValueError(f"every layer needs 1..65536 units, got {bad}")
+        return v
+
+    @field_validator("loggers")
+    @classmethod
+    def _unique_loggers(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"loggers listed twice: {sorted({n for n in v if v.count(n) > 1})}")
+        return v
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.strip():
+            raise ValueError("give a tracking URI such as http://host:5000 or sqlite:///mlflow.db, or leave it "
+                             "empty (None) for MLFLOW_TRACKING_URI or the local store")
         return v
 
     @field_validator("device")
@@ -279,7 +305,7 @@ class FieldSpec:
     """What a UI or API needs to know about one config field."""
 
     name: str
-    type: str            # "int" | "float" | "bool" | "str" | "choice" | "list[int]" | "list[str]"
+    type: str            # "int" | "float" | "bool" | "str" | "choice" | "list[int]" | "list[str]" | "list[choice]"
     default: Any
     help: str
     group: str
@@ -298,7 +324,10 @@ def _field_spec(name: str) -> FieldSpec:
     text = str(ann)
     optional = "Optional" in text or "None" in text
     choices: tuple[Any, ...] = ()
-    if "Literal" in text:
+    if typing.get_origin(ann) is list and typing.get_origin(typing.get_args(ann)[0]) is Literal:
+        choices = typing.get_args(typing.get_args(ann)[0])
+        kind = "list[choice]"
+    elif "Literal" in text:
         choices = tuple(ann.__args__) if not optional else tuple(a for a in ann.__args__[0].__args__)
         kind = "choice"
     elif "list[int]" in text:

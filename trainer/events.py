@@ -14,6 +14,10 @@ which changes only by applying these events, in the run itself and in any follow
 - ``train_end``    :class:`TrainEnd`: the run ended; its state, reason and where its files are.
 
 An observer that raises is logged and recorded in ``run.observer_errors``; it never stops the run.
+An observer that writes somewhere slow (a tracking logger) may also define ``finish(run, data)``:
+the run calls it off the event loop just before it announces its final state (``data`` holds
+``state``, ``reason``, ``best_metrics`` and ``artifacts_path``), and waits for it, so whoever
+hears the final state finds everything written without the event loop having been held up.
 """
 from __future__ import annotations
 
@@ -106,6 +110,17 @@ class EventBus:
         if len(self.errors) < 100:
             self.errors.append(message)
         log.warning(message, exc_info=exc_info)
+
+    def finish(self, data: dict[str, Any]) -> None:
+        """Call every observer's ``finish(run, data)``, if it has one (off the event loop: it may block)."""
+        for obs in list(self._observers):
+            finish = getattr(obs, "finish", None)
+            if finish is None:
+                continue
+            try:
+                finish(self._owner, data)
+            except Exception as exc:
+                self.record_error(f"observer {obs!r} failed finishing: {type(exc).__name__}: {exc}", exc_info=True)
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
         for obs in list(self._observers):

@@ -28,6 +28,7 @@ from .config import ConfigError, TrainingConfig
 from .data import prepare_data
 from .events import EventBus, Observer
 from .handle import RunHandle
+from .loggers import loggers_for
 from .metrics import history_entry
 from .memory_fit import check_fits
 from .resume import ResumePlan
@@ -80,7 +81,8 @@ class LocalRun(RunHandle):
             self.run_state = RunState.fresh(config, self.data.task, self.seed)
         self._resume = resume
         self.events = EventBus(self)
-        for cb in callbacks:
+        # config.loggers first: when the others hear the end, the tracking is written.
+        for cb in [*loggers_for(self), *callbacks]:
             self.events.add(cb)
         self._pause_requested = False
         self._stop_requested = False
@@ -332,12 +334,13 @@ class LocalRun(RunHandle):
             final, reason = TrainingState.FAILED, (f"{reason}; {msg}" if final == TrainingState.FAILED else msg)
             error = reason
         self._pause_requested = False
+        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
+               "artifacts_path": str(artifacts) if artifacts else None,
+               "last_checkpoint": str(self._checkpoints.last_path) if self._checkpoints and self._checkpoints.last_path
+               else None}
+        await asyncio.to_thread(self.events.finish, end)
         self._set_state(final, reason, error)
-        self._emit("train_end", {"state": final.value, "reason": reason, "error": error,
-                                 "best_metrics": self.best_metrics,
-                                 "artifacts_path": str(artifacts) if artifacts else None,
-                                 "last_checkpoint": str(self._checkpoints.last_path)
-                                 if self._checkpoints and self._checkpoints.last_path else None})
+        self._emit("train_end", end)
         self._done.set()
 
     # ------------------------------------------------------------------ checkpoints

@@ -32,7 +32,7 @@ log = logging.getLogger("trainer")
 
 # Config fields a resumed run may change: none of them changes what is computed.
 CHANGEABLE = ("name", "epochs", "device", "data_path", "output_path", "checkpoints", "checkpoint_every_epochs",
-              "checkpoint_every_batches", "checkpoint_every_seconds", "checkpoint_keep")
+              "checkpoint_every_batches", "checkpoint_every_seconds", "checkpoint_keep", "loggers", "mlflow_tracking_uri")
 _HINT = ("Only " + ", ".join(CHANGEABLE) + " may change when resuming; to train with other settings, "
          "start a new run with another output_path.")
 

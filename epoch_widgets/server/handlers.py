@@ -134,7 +134,8 @@ class ControlHandler(TrainingHandler):
 class TasksHandler(TrainingHandler):
     @tornado.web.authenticated
     def get(self) -> None:
-        self.reply({"tasks": self.registry.list()})
+        # ?state=completed,failed (or state repeated) and ?name=<part of the name>
+        self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None))})
 
 
 class TaskHandler(TrainingHandler):

@@ -7,14 +7,17 @@ import time
 from typing import Any, Optional
 
 from trainer import ConfigError, TrainingConfig, has_checkpoints
+from trainer.loggers import logger_locations
 
 from .errors import ApiProblem, BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
 from .ids import TaskIdAllocator
 from .paths import resolve_data_path, resolve_output_path
 from .store import TaskStore
-from .tasks import RESUMABLE, Settings, Task
+from .tasks import FINAL, RESUMABLE, Settings, Task
 
 log = logging.getLogger("epoch_widgets.server")
+
+TASK_STATES = ("pending", "running", "paused", *sorted(FINAL))
 
 
 class TaskRegistry:
@@ -41,8 +44,28 @@ class TaskRegistry:
             raise TaskNotFound(f"no task {task_id!r}; GET tasks lists the known ones")
         return task
 
-    def list(self) -> list[dict[str, Any]]:
-        return [t.summary() for t in sorted(self.tasks.values(), key=lambda t: (t.created_at, t.task_id))]
+    def list(self, states: Optional[list[str]] = None, name: Optional[str] = None) -> list[dict[str, Any]]:
+        """Task summaries, oldest first; ``states`` keeps tasks in any of them (each a state or a
+        comma-separated list), ``name`` those whose name contains it (case-insensitive). Each
+        summary gains ``loggers``: where its TensorBoard and MLflow loggers write."""
+        wanted = {s.strip() for text in states or [] for s in text.split(",") if s.strip()}
+        unknown = sorted(wanted - set(TASK_STATES))
+        if unknown:
+            raise BadRequest(f"state: unknown state(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(TASK_STATES)} "
+                             f"(several separated by commas)",
+                             [{"field": "state", "value": ",".join(unknown), "message": f"allowed: {', '.join(TASK_STATES)}"}])
+        needle = (name or "").casefold()
+        out = []
+        for task in sorted(self.tasks.values(), key=lambda t: (t.created_at, t.task_id)):
+            if wanted and task.state not in wanted:
+                continue
+            if needle and needle not in str(task.config.get("name") or "").casefold():
+                continue
+            summary = task.summary()
+            if task.config.get("loggers"):
+                summary["loggers"] = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+            out.append(summary)
+        return out
 
     def live(self) -> list[Task]:
         return [t for t in [*self.tasks.values(), *self._starting.values()] if not t.done]

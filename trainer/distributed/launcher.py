@@ -31,6 +31,7 @@ from ..data import prepare_data
 from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
+from ..loggers import loggers_for
 from ..loop import as_config, draw_seed
 from ..memory_fit import check_fits
 from ..resume import ResumePlan
@@ -94,7 +95,8 @@ class LaunchedRun(RunHandle):
         self.run_state = resume.run_state(self.data.task) if resume else RunState.fresh(config, self.data.task,
                                                                                         self.seed)
         self.events = EventBus(self)
-        for cb in callbacks:
+        # config.loggers log here, from what rank 0 reports (the ranks themselves log nothing).
+        for cb in [*loggers_for(self), *callbacks]:
             self.events.add(cb)
         self._follower = RunFollower(self.run_state)
         self._follower.listen(self.events.emit)
@@ -102,6 +104,7 @@ class LaunchedRun(RunHandle):
         self._pause_requested = self._stop_requested = self._claimed = False
         self._started_ranks: set[int] = set()
         self._failure: Optional[str] = None     # the launcher's own account of a failed run
+        self._final_change: Optional[dict[str, Any]] = None     # rank 0's final state, until its train_end
         self._inbox: Optional[asyncio.Queue] = None
         self._store: Any = None       # the rendezvous store; lives as long as the run
         self._deferred: list[dict[str, Any]] = []    # messages set aside while collecting a failure's cause
@@ -240,10 +243,11 @@ class LaunchedRun(RunHandle):
                 self._ranks.forget_job()
         elif kind == protocol.WEIGHTS:
             self.backend.model.load_state_dict(torch.load(io.BytesIO(msg["data"]), weights_only=True))
-        elif kind == EXITED and msg["rank"] is None and self.state in FINAL_STATES:
+        elif kind == EXITED and msg["rank"] is None and self._final_change is not None:
             # Rank 0 reported its end but exited before its train_end event got through.
-            return await self._follow("train_end", {"state": self.state.value, "reason": self.reason,
-                                                    "error": self.error, "best_metrics": self.best_metrics,
+            change = self._final_change
+            return await self._follow("train_end", {"state": change["new"], "reason": change.get("reason"),
+                                                    "error": change.get("error"), "best_metrics": self.best_metrics,
                                                     "artifacts_path": None, "last_checkpoint": None})
         elif kind in (protocol.FAILED, EXITED) and self.state not in FINAL_STATES:
             reason = await self._root_cause(self._describe_rank_failure(msg))
@@ -253,15 +257,23 @@ class LaunchedRun(RunHandle):
 
     async def _follow(self, event: str, data: dict[str, Any]) -> bool:
         """Apply one of rank 0's events here; True when it was the last."""
-        if event == "state_change" and data["new"] == TrainingState.FAILED.value:
-            own = f"rank 0 of {self.plan.world_size} failed: {data.get('error') or data.get('reason')}"
-            self._failure = self._with_advice(await self._root_cause(own))
-            data = {**data, "reason": self._failure, "error": self._failure}
+        if event == "state_change" and data["new"] in _FINAL_VALUES:
+            if data["new"] == TrainingState.FAILED.value:
+                own = f"rank 0 of {self.plan.world_size} failed: {data.get('error') or data.get('reason')}"
+                self._failure = self._with_advice(await self._root_cause(own))
+                data = {**data, "reason": self._failure, "error": self._failure}
+            # Shown together with train_end, which says where the files are: observers that
+            # finish writing first (loggers) need that.
+            self._final_change = data
+            return False
         if event == "train_end":
             await asyncio.to_thread(self._ranks.reap, _END_GRACE_SECONDS)
             if self._failure is not None:
                 data = {**data, "reason": self._failure, "error": self._failure}
             self._pause_requested = False
+            await asyncio.to_thread(self.events.finish, data)
+            if self._final_change is not None:
+                self._follower.apply("state_change", {**self._final_change, "elapsed": self.run_state.elapsed()})
             self._follower.apply(event, data)
             self._done.set()
             return True
@@ -320,13 +332,18 @@ class LaunchedRun(RunHandle):
             await asyncio.to_thread(self._ranks.reap, _FAIL_GRACE_SECONDS)
         else:
             self._ranks.reap(_FAIL_GRACE_SECONDS)
+        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
+               "artifacts_path": None, "last_checkpoint": None}
+        if wait:
+            await asyncio.to_thread(self.events.finish, end)
+        else:
+            self.events.finish(end)
         self._change_state(final, reason, error)
-        self._follower.apply("train_end", {"state": final.value, "reason": reason, "error": error,
-                                           "best_metrics": self.best_metrics, "artifacts_path": None,
-                                           "last_checkpoint": None})
+        self._follower.apply("train_end", end)
         self._done.set()
 
 
+_FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
 _BROKEN_GROUP = ("connection closed by peer", "connection reset by peer", "remote worker", "broken pipe",
                  "nccl communicator was aborted", "socket timeout")
 
