@@ -464,3 +464,36 @@ def test_a_failure_with_the_asyncio_face_does_not_raise_from_wait(exploding_modu
 
     asyncio.run(main())
     assert run.state == TrainingState.FAILED and run.history == []
+
+
+def test_an_observer_finishing_slowly_holds_the_end_but_not_the_event_loop(clf_df):
+    class SlowWriter(Callback):
+        """Like a tracking logger whose server is slow: finish() blocks until its writes are done."""
+
+        def __init__(self):
+            self.finished_at = self.final_heard_at = None
+
+        def finish(self, run, data):
+            assert data["state"] == "completed" and run.state == TrainingState.RUNNING
+            time.sleep(1.0)
+            self.finished_at = time.monotonic()
+
+        def on_state_change(self, run, data):
+            if data["new"] == "completed":
+                self.final_heard_at = time.monotonic()
+
+    writer = SlowWriter()
+
+    async def drive():
+        run = Trainer({"seed": 0, "epochs": 1, "device": "cpu", "target_column": "label"}, clf_df, callbacks=[writer])
+        task = run.start()
+        ticks = []
+        while not task.done():
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+        await run.wait()
+        return max(b - a for a, b in zip(ticks, ticks[1:]))
+
+    longest_gap = asyncio.run(drive())
+    assert writer.finished_at is not None and writer.finished_at <= writer.final_heard_at
+    assert longest_gap < 0.8      # the loop kept turning while finish() slept for a second
