@@ -41,6 +41,7 @@ def on_state(change):
 panel.pause_button.on_click(on_click)
 panel.observe(on_state, "state")
 task = panel.start()
+await panel.wait_started()
 panel.run.backend.model.register_forward_hook(count_batch)
 """
 
