@@ -296,6 +296,9 @@ class Curves:
         s, prev = self.series, self.previous
         higher = self.classification
         loss = [self._item("train", TRAIN_COLOR, s, "train_loss"), self._item("val", VAL_COLOR, s, "val_loss")]
+        if self.best_epoch and self.best_epoch <= len(s):
+            # The val loss's best is the best epoch's (early stopping's rule, min_delta included).
+            loss[1].best = f"best {fmt(float(s.val_loss[self.best_epoch - 1]))} @ {self.best_epoch}"
         metric = [self._item("train", TRAIN_COLOR, s, "train_metric", higher),
                   self._item("val", VAL_COLOR, s, "val_metric", higher)]
         if self._batch_y:
@@ -322,5 +325,6 @@ class Curves:
     @staticmethod
     def _item(label: str, color: str, s: Series, column: str, higher: bool = False) -> Item:
         best = s.best(column, higher)
+        word = "max" if higher else "min"
         return Item(label, color, "line", 1.0, fmt(s.last(column)) if len(s) else "",
-                    f"best {fmt(best[0])} @ {best[1]}" if best and len(s) > 1 else "")
+                    f"{word} {fmt(best[0])} @ {best[1]}" if best and len(s) > 1 else "")

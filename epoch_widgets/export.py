@@ -37,7 +37,8 @@ def write(path: Union[str, Path], data: bytes) -> Path:
 def download_link(path: Path, data: bytes, mime: str) -> str:
     """A link that downloads ``data`` in the browser under ``path``'s name; says where the file is."""
     url = f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
-    return (f"<span style='color:{theme.FG_MUTED}'>saved <code>{escape(str(path))}</code> &middot; "
+    return (f"<span style='color:{theme.FG_MUTED}' title='{escape(str(path), quote=True)}'>saved "
+            f"<code>{escape(path.name)}</code> next to the notebook &middot; "
             f"<a href='{url}' download='{escape(path.name, quote=True)}' style='color:{theme.ACCENT}'>"
             f"download {escape(path.suffix[1:].upper())}</a></span>")
 

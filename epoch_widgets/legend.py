@@ -51,5 +51,5 @@ def legend_html(items: list[Item]) -> str:
             text += f" <span style='color:{theme.FG_MUTED}'>({escape(item.best)})</span>"
         title = f" title='{escape(item.title, quote=True)}'" if item.title else ""
         parts.append(f"<span style='white-space:nowrap'{title}>{_swatch(item)} {text}</span>")
-    return (f"<div class='ew-legend' style='display:flex;flex-wrap:wrap;gap:2px 14px;padding:0 8px 0 56px;"
-            f"font-size:var(--jp-ui-font-size1, 13px);color:{theme.FG_MUTED}'>" + "".join(parts) + "</div>")
+    return (f"<div class='ew-legend' style='display:flex;flex-wrap:wrap;gap:2px 14px;padding:0 8px 0 56px;min-height:4.2em;align-content:flex-start;"
+            f"font-size:12px;color:{theme.FG_MUTED}'>" + "".join(parts) + "</div>")

@@ -28,7 +28,7 @@ def _cell(key: str, value: Any) -> str:
     if key == "epoch":
         return str(value)
     if key == "time_per_epoch":
-        return format_seconds(value) if value >= 1 else f"{value:.2f}s"
+        return format_seconds(value) if value >= 60 else f"{value:.2f}s"
     return fmt(value) if isinstance(value, (int, float)) else escape(str(value))
 
 

@@ -74,10 +74,12 @@ class Snapshot:
             log.warning("could not refresh the panel's snapshot: %s", exc)
 
     def _wrap(self, body: str) -> str:
-        # Without the live panel, hide the widget output's "model not found" text above (an error
-        # renderer is an empty .jupyter-widgets output; a live panel's output has content).
-        hide_error = (f".jp-OutputArea-child:has(.jp-OutputArea-output.jupyter-widgets:not(:has(*)))"
-                      f":has(+ .jp-OutputArea-child .{self.css_class}){{display:none}}")
+        # Without the live panel, hide the widget output's "model not found" text above it. The
+        # widget renderer marks itself .jupyter-widgets only when it failed (a live panel's
+        # renderer holds the panel's view instead), and :has() cannot nest, so test that class.
+        widget_output = ".jp-OutputArea-output.jupyter-widgets"
+        hide_error = (f".jp-OutputArea-child:has(> {widget_output}):has(+ .jp-OutputArea-child .{self.css_class})"
+                      "{display:none}")
         note = ("Static snapshot of a TrainingPanel, saved when its last run ended. The live panel needs the "
                 "notebook's kernel: run the notebook to use it.")
         return (f"<div class='ew-snapshot {self.css_class}' style='color:{theme.FG};font-family:sans-serif'>"
