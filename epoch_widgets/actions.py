@@ -17,6 +17,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer
+from trainer.checkpoints import saved_config
 
 if TYPE_CHECKING:
     from .panel import TrainingPanel
@@ -103,7 +104,7 @@ class Actions:
             raise self.fail(CheckpointError("set output_path to the folder of the run to resume"))
         try:
             if panel.data is None:
-                panel.use_saved_data_path(path)
+                self._use_saved_data_path(path)
             if panel.data is None:
                 raise CheckpointError("the panel has no data: pass data=DataFrame, or set data_path to the run's data")
         except Exception as exc:
@@ -120,6 +121,16 @@ class Actions:
             return run
 
         return self._launch(build, None, None, resumed=True)
+
+    def _use_saved_data_path(self, output_path: str) -> None:
+        """Without a DataFrame, load the data file the checkpointed run named (if any)."""
+        try:
+            data_path = saved_config(output_path).get("data_path")
+        except CheckpointError:
+            return          # Trainer.resume says why
+        if data_path:
+            self.panel.controls.set_value("data_path", data_path)
+            self.panel.load_data_path()
 
     def _launch(self, build: Callable[[], Trainer], epochs: Optional[int], framework: Optional[tuple[str, str]],
                 resumed: bool = False) -> "asyncio.Task[None]":
@@ -156,7 +167,6 @@ class Actions:
         run_task = panel.follow(run, resumed)
         self._built(run)
         await run_task
-        await panel.after_run()
 
     def _built(self, run: Optional[Trainer]) -> None:
         if self.built is not None and not self.built.done():

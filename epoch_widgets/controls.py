@@ -196,6 +196,18 @@ class ConfigControls:
         allowed = f"one of {list(spec.choices)}" if spec.choices else f"a {spec.type}"
         return f"got {value!r}: expected {allowed} ({exc})"
 
+    def show_config(self, config: trainer.TrainingConfig, skip: set[str]) -> None:
+        """Put a config's values into the controls (a resumed run's); the target first, since it
+        decides which columns are features."""
+        values = config.to_dict()
+        for name in ["target_column"] + [n for n in values if n != "target_column"]:
+            if name in skip:
+                continue
+            try:
+                self.set_value(name, values[name])
+            except ConfigError:
+                pass        # a column the controls do not offer: the run still has it
+
     def set_columns(self, columns: list[Any]) -> None:
         """Offer ``columns`` for features and target, keeping the choices that still exist."""
         self._columns = list(columns)

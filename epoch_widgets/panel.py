@@ -18,7 +18,7 @@ from traitlets import Bool, Dict, Instance, Int, List, Unicode
 
 import trainer
 from trainer import ConfigError, StateError, Trainer, TrainingState
-from trainer.checkpoints import CheckpointError, has_checkpoints, saved_config
+from trainer.checkpoints import has_checkpoints
 from trainer.data import infer_task
 
 from . import export, static_figure
@@ -209,8 +209,9 @@ class TrainingPanel(W.VBox):
         return run
 
     async def wait(self) -> Trainer:
-        """Wait for the run to end and the panel to show its end; returns the run."""
+        """Wait for the run to end and the panel to show its end (its snapshot included); returns the run."""
         await asyncio.shield(self._started_task())
+        await self.after_run()
         self._throttle.flush_now()
         assert self.run is not None
         return self.run
@@ -294,7 +295,7 @@ class TrainingPanel(W.VBox):
         self.set_trait("run", run)
         self.adapter.follow(run)
         if resumed:
-            self._show_config(run.config)
+            self.controls.show_config(run.config, skip={"data_path"} if self._data_given else set())
         task = run.start()
         self.sync_controls()
         self.refresh(urgent=True)
@@ -339,8 +340,12 @@ class TrainingPanel(W.VBox):
     # ------------------------------------------------------------------ rendering (loop thread)
     def _render(self) -> None:
         run = self.run
+        reason = self.reason
+        if run is None and not self.preparing:
+            reason = (f"press Start to train {self.total_epochs} epochs" if self.valid
+                      else "fix the settings marked \u26a0 to start")
         snap = Snapshot(state=self.state, current_epoch=self.current_epoch, total_epochs=self.total_epochs,
-                        batch=self.current_batch, num_batches=self.total_batches, reason=self.reason,
+                        batch=self.current_batch, num_batches=self.total_batches, reason=reason,
                         error=self.error, preparing=self.preparing)
         if run is not None and run.started_at is not None and not self.preparing:
             snap.elapsed = self.stopwatch.elapsed()
@@ -357,7 +362,7 @@ class TrainingPanel(W.VBox):
             self.controls.lock("data_path", f"(using the DataFrame given as data, {len(self.data)} rows)")
         if "data_path" in config:
             self.controls.set_value("data_path", config.pop("data_path"))
-            self._load_data_path()
+            self.load_data_path()
         if "target_column" in config:        # first: it decides which columns are features
             self.controls.set_value("target_column", config.pop("target_column"))
         for name, value in config.items():
@@ -369,7 +374,7 @@ class TrainingPanel(W.VBox):
 
     def revalidate(self) -> Validation:
         """Check the controls, show problems beside them, and preview the LR schedule."""
-        self._load_data_path()
+        self.load_data_path()
         validation = self.controls.validate(self.data)
         if self._data_file.error:
             validation.errors["data_path"] = self._data_file.error
@@ -386,34 +391,13 @@ class TrainingPanel(W.VBox):
             target = config.target_column
             if self.data is not None and target in self.data.columns:
                 self.curves.set_task(infer_task(config, self.data[target]) == "classification")
-            self.refresh(urgent=True)
+        self.refresh(urgent=True)
         self.sync_controls()
         return validation
 
-    def _load_data_path(self) -> None:
+    def load_data_path(self) -> None:
         """Without a DataFrame, read the table at data_path (once per path) and offer its columns."""
         if self._data_given or not self._data_file.load(self.controls["data_path"].value):
             return
         self.data = self._data_file.data
         self.controls.set_columns(list(self.data.columns) if self.data is not None else [])
-
-    def use_saved_data_path(self, output_path: str) -> None:
-        """Without a DataFrame, load the data file the checkpointed run named (if any)."""
-        try:
-            data_path = saved_config(output_path).get("data_path")
-        except CheckpointError:
-            return          # Trainer.resume says why
-        if data_path:
-            self.controls.set_value("data_path", data_path)
-            self._load_data_path()
-
-    def _show_config(self, config: trainer.TrainingConfig) -> None:
-        """Put a resumed run's config into the controls (they are disabled while it trains)."""
-        values = config.to_dict()
-        for name in ["target_column"] + [n for n in values if n != "target_column"]:
-            if name == "data_path" and self._data_given:
-                continue
-            try:
-                self.controls.set_value(name, values[name])
-            except ConfigError:
-                pass        # a column the controls do not offer: the run still has it

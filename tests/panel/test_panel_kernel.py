@@ -211,7 +211,7 @@ def test_the_panel_keeps_a_static_snapshot_beside_the_widget_and_refreshes_it_wh
     assert "ew-snapshot" in snapshot["data"]["text/html"]
     display_id = snapshot["transient"]["display_id"]
 
-    kernel.execute("await panel.start()\nprint(panel.state)")
+    kernel.execute("panel.start()\nawait panel.wait()\nprint(panel.state)", timeout=300)
     updates = [m["content"] for m in kernel.iopub if m["msg_type"] == "update_display_data"]
     assert updates and updates[-1]["transient"]["display_id"] == display_id
     html = updates[-1]["data"]["text/html"]
