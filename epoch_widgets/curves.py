@@ -169,7 +169,12 @@ class Curves:
         self._batch_version += 1
 
     def add_batch(self, epoch: int, batch: int, num_batches: int, loss: float) -> None:
-        """The running training loss of epoch ``epoch`` (1-based) after ``batch`` of ``num_batches``."""
+        """The running training loss of epoch ``epoch`` (1-based) after ``batch`` of ``num_batches``.
+
+        The first few batches' mean is one or two batches' loss, noise that would stretch the loss
+        axis at every epoch start: the line starts after 5% of the epoch (at least 2 batches)."""
+        if batch < max(2, math.ceil(0.05 * num_batches)):
+            return
         self._batch_x.append(epoch - 1 + batch / max(num_batches, 1))
         self._batch_y.append(loss)
         self._batch_version += 1

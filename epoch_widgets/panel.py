@@ -57,7 +57,7 @@ class TrainingPanel(W.VBox):
     total_batches = Int(0)
     latest_metrics = Dict(help="The last history entry.")
     best_metrics = Dict(help="loss and accuracy (or mae) of the best epoch by val_loss, and its epoch.")
-    history = List(help="One dict per finished epoch, SPEC.md's keys.")
+    history = List(help="One dict per finished epoch (the run's history entries).")
     reason = Unicode("", help="Why the run ended or paused.")
     error = Unicode("", help="What went wrong, when the run or its start failed.")
     valid = Bool(False, help="Whether the controls hold a config that can start.")
@@ -353,6 +353,7 @@ class TrainingPanel(W.VBox):
                                                 self.current_epoch, self.total_epochs,
                                                 self.current_batch, self.total_batches)
         self.progress.update(snap)
+        self.exports.sync(bool(self.history))
         self.curves.render()
         self.table.update(list(self.history), self.best_metrics.get("epoch"))
 

@@ -230,3 +230,13 @@ def test_charts_wrap_at_narrow_widths() -> None:
     curves = Curves()
     assert curves.view.layout.flex_flow == "row wrap"
     assert all(card.layout.min_width for card in curves.view.children)
+
+
+def test_the_in_epoch_line_skips_the_noisy_first_batches() -> None:
+    curves = Curves()
+    fill(curves, 3)
+    curves.begin_epoch()
+    for batch, loss in ((1, 0.01), (20, 0.4), (30, 0.35)):     # of 400: the line starts at batch 20
+        curves.add_batch(4, batch, 400, loss)
+    curves.render()
+    assert list(curves.batch_line.y) == [0.4, 0.35]
