@@ -183,6 +183,8 @@ def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: 
         assert grown["state"] == "running", f"the run ended too early to test on: {grown}"
         assert grown["loss_points"] > first["loss_points"] > 0, (first, grown)
         assert whole_epochs(grown["lossTicks"]) and not grown["legendsCover"], grown
+        page.mouse.move(0, 0)
+        time.sleep(0.6)         # let the epoch's messages (marks, legends, table) all arrive
         shot("3-training", output)
         shot("3-training-page")
 
@@ -233,6 +235,7 @@ def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: 
         later = view.read()
         if later["state"] == "running":
             page.mouse.move(0, 0)
+            time.sleep(0.6)
             shot("7-training-later", output)
         end = wait_for(view, lambda s: s["state"] in ("completed", "early_stopped"), "the end of the run")
         assert end["loss_points"] >= end["epoch"] and whole_epochs(end["lossTicks"]), end
