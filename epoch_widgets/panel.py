@@ -138,6 +138,9 @@ class TrainingPanel(W.VBox):
         # (a saved notebook opened without its kernel; see snapshot.py).
         from IPython.display import display
         bundle = self._repr_mimebundle_() if callable(self._repr_mimebundle_) else None
+        if bundle:
+            # What viewers without widgets print instead; the state at display time would be stale.
+            bundle["text/plain"] = "TrainingPanel widget (live with the notebook's kernel; a snapshot follows)"
         display(bundle or {"text/plain": repr(self)}, raw=True)
         if bundle and "application/vnd.jupyter.widget-view+json" in bundle:
             self.snapshot.display()

@@ -208,6 +208,7 @@ def test_the_panel_keeps_a_static_snapshot_beside_the_widget_and_refreshes_it_wh
     assert len(shown) == 2, [m["msg_type"] for m in shown]
     widget, snapshot = (m["content"] for m in shown)
     assert "application/vnd.jupyter.widget-view+json" in widget["data"]
+    assert "snapshot follows" in widget["data"]["text/plain"]        # what widget-less viewers print
     assert "ew-snapshot" in snapshot["data"]["text/html"]
     display_id = snapshot["transient"]["display_id"]
 
