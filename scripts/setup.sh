@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 extras="torch,lab"
-[ "${1:-}" = "test" ] && extras="torch,tensorflow,lab,parquet,tracking,test"
+[ "${1:-}" = "test" ] && extras="torch,tensorflow,lab,parquet,tracking,app,test"
 python -m pip install -q -c constraints.txt -e ".[${extras}]"
 if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
   # The browser tests use Debian's Chromium; Playwright's own browser download is not possible here.
