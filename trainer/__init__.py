@@ -4,7 +4,7 @@ Never imports UI or server code; torch and TensorFlow are imported only by their
 """
 from .artifacts import TrainedModel, load_model
 from .backends import BackendUnavailable, available_backends
-from .checkpoints import CheckpointError, ResumeMismatch, has_checkpoints
+from .checkpoints import CheckpointError, OutputPathInUse, ResumeMismatch, has_checkpoints
 from .config import ConfigError, FieldSpec, TrainingConfig, config_fields
 from .events import Callback
 from .run import FINAL_STATES, StateError, Trainer, TrainingFailure, TrainingState
@@ -14,5 +14,5 @@ __version__ = "0.1.0"
 
 __all__ = ["TrainingConfig", "ConfigError", "FieldSpec", "config_fields", "Trainer", "TrainingState",
            "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "load_model", "TrainedModel",
-           "BackendUnavailable", "available_backends", "preview_schedule", "CheckpointError", "ResumeMismatch",
+           "BackendUnavailable", "available_backends", "preview_schedule", "CheckpointError", "OutputPathInUse", "ResumeMismatch",
            "has_checkpoints", "__version__"]

@@ -23,7 +23,8 @@ import pandas as pd
 
 from .atomic import _json_default
 from .checkpoints import (Checkpoint, CheckpointError, CheckpointWriter, ResumeMismatch, checkpoint_dir,
-                          data_fingerprint, describe_differences, load_best, load_latest)
+                          data_fingerprint, describe_differences, load_best, load_latest,
+                          refuse_foreign_checkpoints)
 from .config import TrainingConfig
 
 if TYPE_CHECKING:
@@ -59,20 +60,24 @@ class RunCheckpoints:
     @classmethod
     def open(cls, run: "Trainer") -> Optional["RunCheckpoints"]:
         """The run's checkpointing, or None without ``output_path`` or with ``checkpoints=False``.
-        A fresh run replaces an earlier run's checkpoints there; a resumed one continues them."""
+        A resumed run continues its checkpoints; a fresh one replaces an earlier run's only when
+        constructed with ``overwrite=True`` (refused otherwise, also if they appeared since)."""
         config = run.config
-        if not (config.output_path and config.checkpoints):
+        if not config.output_path:
             return None
         writer = CheckpointWriter(checkpoint_dir(config.output_path), config.checkpoint_keep)
         if run._resume_from is not None:
+            if not config.checkpoints:
+                return None
             writer.continue_from(run._resume_from)
-        else:
-            removed = writer.start_fresh()
-            if removed:
-                log.warning("output_path %s held %d checkpoint file(s) of an earlier run; this new run replaces "
-                            "them (Trainer.resume(output_path, df) continues a run instead)",
-                            config.output_path, removed)
-        return cls(run, writer)
+            return cls(run, writer)
+        refuse_foreign_checkpoints(config.output_path, run._overwrite)
+        # Also without checkpoints of its own: a folder never mixes two runs' files.
+        removed = writer.start_fresh()
+        if removed:
+            log.info("output_path %s: replaced %d checkpoint file(s) of an earlier run (overwrite=True)",
+                     config.output_path, removed)
+        return cls(run, writer) if config.checkpoints else None
 
     # ------------------------------------------------------------------ cadence
     def slice_end(self, batch: int, num_batches: int) -> int:
@@ -187,7 +192,8 @@ def resume_run(cls: type["Trainer"], output_path: Union[str, Path], data: pd.Dat
     _check_model(ckpt, model)
     _check_can_continue(ckpt, effective)
     _check_columns(ckpt, data)
-    run = cls(effective, data, model=model, callbacks=callbacks)
+    # The checkpoints in output_path are this run's own: it continues them.
+    run = cls(effective, data, model=model, callbacks=callbacks, overwrite=True)
     _check_data(ckpt, run)
     snapshot = None
     if ckpt.path in best:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from .backends import create_backend
-from .checkpoints import Checkpoint
+from .checkpoints import Checkpoint, refuse_foreign_checkpoints
 from .config import ConfigError, TrainingConfig
 from .data import prepare_data
 from .early_stopping import EarlyStopping
@@ -67,6 +67,8 @@ class Trainer:
 
     ``Trainer(config, df)`` validates the config against the DataFrame and builds the model;
     ``fit()`` trains to the end (blocking), ``start()`` schedules training on the running event loop.
+    When ``output_path`` holds another run's checkpoints it raises ``OutputPathInUse`` (a ConfigError)
+    unless ``overwrite=True``, which replaces them.
     """
 
     def __new__(cls, config: Any = None, *args: Any, **kwargs: Any) -> "Trainer":
@@ -78,11 +80,14 @@ class Trainer:
         return super().__new__(cls)
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = ()):
+                 model: Any = None, callbacks: Iterable[Observer] = (), overwrite: bool = False):
         if isinstance(config, dict):
             config = TrainingConfig.from_dict(config)
         if not isinstance(config, TrainingConfig):
             raise ConfigError.single("config", type(config).__name__, "expected a TrainingConfig or a dict")
+        # Another run's checkpoints in output_path are deleted only when asked to (overwrite=True).
+        refuse_foreign_checkpoints(config.output_path, overwrite)
+        self._overwrite = overwrite
         self.config = config
         self.seed = config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
         self.data = prepare_data(config, data, seed=self.seed)

@@ -74,7 +74,7 @@ class LaunchedTrainer(Trainer):
     """A Trainer whose ranks run in spawned processes (see the module docstring)."""
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = ()):
+                 model: Any = None, callbacks: Iterable[Observer] = (), overwrite: bool = False):
         self._frame = data
         self._model_bytes: Optional[bytes] = None
         self._mp = multiprocessing.get_context("spawn")
@@ -84,7 +84,7 @@ class LaunchedTrainer(Trainer):
         self._summary: dict[str, Any] = {}
         self._reader_done = threading.Event()
         self._deferred: list[tuple] = []     # messages set aside while collecting a failure's cause
-        super().__init__(config, data, model=model, callbacks=callbacks)
+        super().__init__(config, data, model=model, callbacks=callbacks, overwrite=overwrite)
 
     def _create_backend(self, model: Any) -> MirrorBackend:
         self.plan = plan_devices(self.config)

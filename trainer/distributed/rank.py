@@ -61,10 +61,11 @@ class RankTrainer(Trainer):
     """The epoch loop of one rank; pause, resume and stop are agreed with the other ranks."""
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = ()):
+                 model: Any = None, callbacks: Iterable[Observer] = (), overwrite: bool = True):
         self.context = current_context()
         self._own_request = RUN
-        super().__init__(config, data, model=model, callbacks=callbacks)
+        # overwrite: the launcher (or the torchrun user) chose this output_path for the ranks.
+        super().__init__(config, data, model=model, callbacks=callbacks, overwrite=overwrite)
         if self.context.rank != 0:
             self.config = self.config.replace(output_path=None)
 
