@@ -70,7 +70,7 @@ class FollowsRun:
 
     # ------------------------------------------------------------------ what clients see
     def progress_snapshot(self) -> dict[str, Any]:
-        """SPEC.md's progress object (plus batch position, reason and error)."""
+        """The progress object: epochs, state, latest and best metrics, batch position, reason, error."""
         return {**self.progress, "training_state": self.state, "reason": self.reason, "error": self.error}
 
     def publish_state(self, old: Optional[str]) -> None:

@@ -64,7 +64,7 @@ class TaskRegistry:
 
     # ------------------------------------------------------------------ start
     async def start(self, body: Any) -> tuple[Task, dict[str, Any]]:
-        """Validate ``body`` (SPEC.md's config, plus ``overwrite``), start its worker, and return the
+        """Validate ``body`` (a training config, plus ``overwrite``), start its worker, and return the
         task once the worker has checked the config against the data. A refused request changes nothing."""
         if self._closing:
             raise WorkerProblem("the server is shutting down", status=503)
