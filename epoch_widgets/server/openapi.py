@@ -96,7 +96,23 @@ def _schemas() -> dict[str, Any]:
         "errors": {"type": "array", "items": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}},
                                                   ("field", "message"))},
     }, ("success", "message"))
+    state = progress["properties"]["training_state"]
+    common = {"task_id": {"type": "string"}, "progress": _ref("Progress")}
+    stream_event = {"description": "The JSON in one event's data line.", "oneOf": [
+        _obj({"type": {"const": "progress"}, **common, "improved": {"type": "boolean"}}, ("type", "task_id", "progress")),
+        _obj({"type": {"const": "state"}, **common, "old": {"type": ["string", "null"]}, "new": state,
+              "training_state": state, "reason": STRING_OR_NULL}, ("type", "task_id", "new", "training_state")),
+        _obj({"type": {"const": "complete"}, **common, "training_state": state, "best_metrics": best,
+              "reason": STRING_OR_NULL}, ("type", "task_id", "training_state", "best_metrics")),
+        _obj({"type": {"const": "error"}, **common, "training_state": state, "message": STRING_OR_NULL},
+             ("type", "task_id", "training_state")),
+    ]}
     return {
+        "StreamEvent": stream_event,
+        # Before OpenAPI 3.2 a text/event-stream schema describes one event (its fields).
+        "ServerSentEvent": _obj({"event": {"type": "string"}, "id": {"type": "string"}, "data": {
+            "type": "string", "contentMediaType": "application/json", "contentSchema": _ref("StreamEvent")}},
+            ("data",)),
         "TrainingConfig": config_schema(), "StartRequest": start_request_schema(), "Metrics": metrics,
         "Progress": progress, "TaskSummary": summary, "TaskDetails": details, "Error": error,
         "StartResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
@@ -127,8 +143,7 @@ ERRORS = {
 
 def _operation(summary: str, ok: str, codes: tuple[int, ...], description: str = "",
                body: bool = False, content: str = "application/json") -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {"description": "success", "content": {content: {"schema": (
-        _ref(ok) if content == "application/json" else {"type": "string"})}}}}
+    responses: dict[str, Any] = {"200": {"description": "success", "content": {content: {"schema": _ref(ok)}}}}
     for code in sorted((401, 403, *codes)):
         responses[str(code)] = {"description": ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
     op: dict[str, Any] = {"summary": summary, "description": description or summary, "responses": responses}
@@ -157,7 +172,7 @@ def _document(server_url: str) -> dict[str, Any]:
         "/progress/{task_id}": task_path(get=_operation("A task's progress", "ProgressResponse", (404,))),
         "/history/{task_id}": task_path(get=_operation("A task's per-epoch history", "HistoryResponse", (404,))),
         "/stream-progress/{task_id}": task_path(get=_operation(
-            "Server-Sent Events of a task", "", (404,),
+            "Server-Sent Events of a task", "ServerSentEvent", (404,),
             "`data: <json>` lines: the current progress first, then `progress` per epoch, `state` per state "
             "change, and finally `complete` (final state, best metrics) or `error`; a `: keepalive` comment "
             "when idle. Non-finite numbers are null.", content="text/event-stream")),
