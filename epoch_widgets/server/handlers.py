@@ -19,7 +19,6 @@ from . import API_PREFIX
 from .errors import ApiProblem
 from .jsonio import dumps, parse_body
 from .openapi import openapi_document
-from .paths import PathRedactor
 from .registry import TaskRegistry
 
 try:   # jupyter_server's own scrubbing, so the API's log lines hide what its access log hides
@@ -40,8 +39,7 @@ class TrainingHandler(APIHandler):
 
     def initialize(self, registry: TaskRegistry) -> None:
         self.registry = registry
-        settings = registry.settings
-        self.redactor = PathRedactor(settings.root_dir, settings.models_dir, settings.tasks_dir)
+        self.redactor = registry.redactor
 
     def dumps(self, obj: Any) -> str:
         return dumps(obj, self.redactor.text)

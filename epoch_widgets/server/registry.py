@@ -13,7 +13,7 @@ from trainer.checkpoints import describe_run, run_summary
 from . import lifecycle as lc
 from .errors import ApiProblem, BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
 from .ids import TaskIdAllocator
-from .paths import resolve_data_path, resolve_output_path, shown_output_dir
+from .paths import PathRedactor, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
 from .tasks import Settings, Task
 
@@ -28,6 +28,8 @@ class TaskRegistry:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        # What answers show instead of the server's own folders.
+        self.redactor = PathRedactor(settings.root_dir, settings.models_dir, settings.tasks_dir)
         self.store = TaskStore(settings.tasks_dir)
         self.tasks: dict[str, Task] = {}
         for record in self.store.load_all():

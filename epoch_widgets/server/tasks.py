@@ -200,6 +200,8 @@ class Task(FollowsRun):
 
     def _run_state_changed(self, new: str, reason: Optional[str]) -> None:
         old = self.state
+        if self.phase in lc.FINAL:       # the end is already known; train_end records it
+            return
         if new in lc.FINAL:
             self.lifecycle.move(new)
         elif new in (lc.RUNNING, lc.PAUSED):
@@ -218,7 +220,8 @@ class Task(FollowsRun):
 
     def _run_ended(self, state: str, reason: Optional[str]) -> None:
         old = self.state
-        self.lifecycle.move(state)
+        if self.phase not in lc.FINAL:
+            self.lifecycle.move(state)
         self.reason, self.error = reason, self.progress.get("error")
         if self.state != old:
             self.publish_state(old)
