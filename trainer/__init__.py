@@ -4,7 +4,7 @@ Never imports UI or server code; torch and TensorFlow are imported only by their
 """
 from .artifacts import TrainedModel, load_model
 from .backends import BackendUnavailable, available_backends
-from .checkpoints import CheckpointError, ResumeMismatch, has_checkpoints
+from .checkpoints import CheckpointError, OutputPathInUse, ResumeMismatch, has_checkpoints
 from .config import ConfigError, FieldSpec, TrainingConfig, config_fields
 from .events import Callback
 from .follower import RunFollower
@@ -16,6 +16,7 @@ from .schedules import preview_schedule
 __version__ = "0.1.0"
 
 __all__ = ["TrainingConfig", "ConfigError", "FieldSpec", "config_fields", "Trainer", "TrainingState",
-           "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "RunHandle", "RunState", "RunFollower", "load_model", "TrainedModel",
-           "BackendUnavailable", "available_backends", "preview_schedule", "CheckpointError", "ResumeMismatch",
+           "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "RunHandle", "RunState", "RunFollower",
+           "load_model", "TrainedModel", "BackendUnavailable", "available_backends", "preview_schedule",
+           "CheckpointError", "OutputPathInUse", "ResumeMismatch",
            "has_checkpoints", "__version__"]

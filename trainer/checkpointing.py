@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from .checkpoints import Checkpoint, CheckpointError, CheckpointWriter, checkpoint_dir, data_fingerprint
+from .checkpoints import (Checkpoint, CheckpointError, CheckpointWriter, checkpoint_dir, data_fingerprint,
+                          refuse_foreign_checkpoints)
 
 if TYPE_CHECKING:
     from .handle import RunHandle
@@ -38,22 +39,26 @@ class RunCheckpoints:
         self._fingerprint: Optional[str] = None
 
     @classmethod
-    def open(cls, run: "RunHandle", resumed_from: Optional[Checkpoint]) -> Optional["RunCheckpoints"]:
+    def open(cls, run: "RunHandle", resumed_from: Optional[Checkpoint], overwrite: bool) -> Optional["RunCheckpoints"]:
         """The run's checkpointing, or None without ``output_path`` or with ``checkpoints=False``.
-        A fresh run replaces an earlier run's checkpoints there; a resumed one continues them."""
+        A resumed run continues its checkpoints; a fresh one replaces an earlier run's only when
+        built with ``overwrite=True`` (refused otherwise, also if they appeared since it was built)."""
         config = run.config
-        if not (config.output_path and config.checkpoints):
+        if not config.output_path:
             return None
         writer = CheckpointWriter(checkpoint_dir(config.output_path), config.checkpoint_keep)
         if resumed_from is not None:
+            if not config.checkpoints:
+                return None
             writer.continue_from(resumed_from)
-        else:
-            removed = writer.start_fresh()
-            if removed:
-                log.warning("output_path %s held %d checkpoint file(s) of an earlier run; this new run replaces "
-                            "them (Trainer.from_checkpoint(output_path, df) continues a run instead)",
-                            config.output_path, removed)
-        return cls(run, writer)
+            return cls(run, writer)
+        refuse_foreign_checkpoints(config.output_path, overwrite)
+        # Also without checkpoints of its own: a folder never mixes two runs' files.
+        removed = writer.start_fresh()
+        if removed:
+            log.info("output_path %s: replaced %d checkpoint file(s) of an earlier run (overwrite=True)",
+                     config.output_path, removed)
+        return cls(run, writer) if config.checkpoints else None
 
     # ------------------------------------------------------------------ cadence
     def slice_end(self, batch: int, num_batches: int) -> int:

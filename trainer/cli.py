@@ -113,6 +113,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--data", help="CSV or Parquet file")
     ap.add_argument("--config", help="JSON file with the training config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the checkpoints of another run in output_path (refused otherwise)")
     ap.add_argument("--resume", metavar="OUTPUT_PATH",
                     help="continue the run checkpointed at OUTPUT_PATH on the same data (--set may change epochs)")
     args = ap.parse_args(argv)
@@ -139,7 +141,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.resume:
             run = Trainer.from_checkpoint(args.resume, df, callbacks=[ConsoleProgress()], **overrides)
         else:
-            run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()])
+            run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()],
+                          overwrite=args.overwrite)
     except (UsageError, ConfigError, CheckpointError) as exc:
         print(f"epoch-train: {exc}", file=sys.stderr)
         return 2

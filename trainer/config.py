@@ -49,7 +49,9 @@ class TrainingConfig(BaseModel):
     """Every setting of one training run. Unknown keys are refused."""
 
     # strict: "10" for an int or true for a float is a wrong type, not something to coerce.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True,
+    # NaN and infinities are refused in every float field: no setting means them, and JSON has no
+    # literal for them (the HTTP API and saved configs must stay standard JSON).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False,
                               protected_namespaces=())
 
     # --- run identity (SPEC.md "other fields") ---

@@ -23,7 +23,7 @@ import pandas as pd
 
 from .backends import create_backend
 from .checkpointing import RunCheckpoints
-from .checkpoints import CheckpointError
+from .checkpoints import CheckpointError, refuse_foreign_checkpoints
 from .config import ConfigError, TrainingConfig
 from .data import prepare_data
 from .events import EventBus, Observer
@@ -61,12 +61,18 @@ class LocalRun(RunHandle):
     """A run whose batches are computed in this process (see the module docstring).
 
     Build it with ``trainer.Trainer(config, df)``; ``resume`` (a :class:`~trainer.resume.ResumePlan`)
-    continues a checkpointed run instead of starting a fresh one.
+    continues a checkpointed run instead of starting a fresh one. When ``output_path`` holds another
+    run's checkpoints it raises ``OutputPathInUse`` (a ConfigError) unless ``overwrite=True``.
     """
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None):
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = False):
         self.config = config = as_config(config)
+        # Another run's checkpoints in output_path are deleted only when asked to; a resumed run
+        # continues its own.
+        self._overwrite = overwrite or resume is not None
+        refuse_foreign_checkpoints(config.output_path, self._overwrite)
         self.seed = draw_seed(config)
         self.data = prepare_data(config, data, seed=self.seed)
         if resume is not None:
@@ -218,7 +224,7 @@ class LocalRun(RunHandle):
         try:
             self._set_state(TrainingState.RUNNING)
             self._checkpoints = await asyncio.to_thread(
-                RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None)
+                RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
             self._emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch,
                                        "task": self.data.task, "device": self.device_name})
             while self.current_epoch < self.total_epochs:

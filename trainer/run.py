@@ -34,7 +34,8 @@ class Trainer(RunHandle):
     ``fit()`` trains to the end (blocking), ``start()`` schedules training on the running event
     loop; ``pause()``, ``resume()`` and ``stop()`` take effect within one batch. ``model`` is your
     own ``torch.nn.Module`` (or ``keras.Model`` with ``backend="tensorflow"``); ``callbacks`` are
-    observers of the run's events.
+    observers of the run's events. When ``output_path`` holds another run's checkpoints it raises
+    ``OutputPathInUse`` (a ConfigError) unless ``overwrite=True``, which replaces them.
     """
 
     def __new__(cls, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-API_PREFIX = "api/v1/epoch-training"   # below the server's base_url
+from .urls import API_PREFIX
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

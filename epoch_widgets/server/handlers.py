@@ -1,27 +1,35 @@
 """HTTP handlers of the epoch-training API (SPEC.md), under ``<base_url>/api/v1/epoch-training/``.
 
-Every handler requires Jupyter's authentication (``Authorization: Bearer <token>`` or
-``token <token>``) and answers errors as ``{"success": false, "message": ...}``.
+Every handler requires Jupyter's authentication (``Authorization: Bearer <token>``, ``token <token>``
+or ``?token=`` for EventSource clients) and answers errors as ``{"success": false, "message": ...}``.
+Answers are standard JSON and never show the server's own absolute paths; logged URLs never show
+the token.
 """
 from __future__ import annotations
 
 import asyncio
-import json
+import logging
 from typing import Any, Optional
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from tornado.iostream import StreamClosedError
 
-from . import API_PREFIX
-from .errors import ApiProblem, BadRequest
+from .urls import API_PREFIX
+from .errors import ApiProblem
+from .jsonio import dumps, parse_body
+from .openapi import openapi_document
 from .registry import TaskRegistry
 
+try:   # jupyter_server's own scrubbing, so the API's log lines hide what its access log hides
+    from jupyter_server.log import _scrub_uri as scrub_uri
+except ImportError:  # pragma: no cover - a future jupyter_server without it
+    def scrub_uri(uri: str, extra_param_keys: Any = None) -> str:
+        path, sep, query = uri.partition("?")
+        return path + (sep + "[secret]" if query else "")
+
 TASK_ID = r"(?P<task_id>[^/]+)"
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
+app_log = logging.getLogger("tornado.application")
 
 
 class TrainingHandler(APIHandler):
@@ -31,11 +39,25 @@ class TrainingHandler(APIHandler):
 
     def initialize(self, registry: TaskRegistry) -> None:
         self.registry = registry
+        self.redactor = registry.redactor
+
+    def dumps(self, obj: Any) -> str:
+        return dumps(obj, self.redactor.text)
 
     def reply(self, payload: dict[str, Any], status: int = 200) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(_dumps({"success": True, **payload}))
+        self.finish(self.dumps({"success": True, **payload}))
+
+    def _request_summary(self) -> str:
+        # tornado's version shows request.uri, and with it a ?token=... query string.
+        return f"{self.request.method} {scrub_uri(self.request.uri or '')} ({self.request.remote_ip})"
+
+    def log_exception(self, typ: Any, value: Optional[BaseException], tb: Any) -> None:
+        if isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)      # through _request_summary above
+        else:   # tornado would also log repr(self.request), which holds the full URI
+            app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json")
@@ -54,28 +76,20 @@ class TrainingHandler(APIHandler):
             body["message"] = exc.log_message or self._reason
         else:
             body["message"] = f"internal server error: {type(exc).__name__}: {exc}" if exc else self._reason
-        self.finish(_dumps(body))
+        self.finish(self.dumps(body))
 
     def _handle_request_exception(self, e: BaseException) -> None:
         # The registry's refusals become their HTTP status with the JSON body above.
         if isinstance(e, ApiProblem):
             if self._finished:
                 return
-            self.log.info("%s %s -> %s: %s", self.request.method, self.request.uri, e.status, e.message)
+            self.log.info("%s -> %s: %s", self._request_summary(), e.status, self.redactor.text(e.message))
             self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
             return
         super()._handle_request_exception(e)
 
     def json_body(self) -> Any:
-        raw = self.request.body
-        if not raw or not raw.strip():
-            raise BadRequest("the request body is empty; send the training config as a JSON object",
-                             [{"field": "<config>", "value": None, "message": "empty request body"}])
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}",
-                             [{"field": "<config>", "value": None, "message": f"not valid JSON: {exc}"}]) from None
+        return parse_body(self.request.body)
 
 
 class StartHandler(TrainingHandler):
@@ -83,7 +97,7 @@ class StartHandler(TrainingHandler):
     async def post(self) -> None:
         task, ready = await self.registry.start(self.json_body())
         self.reply({"task_id": task.task_id, "message": "Epoch training started", "config": task.config,
-                    "output_dir": str(task.output_dir) if task.output_dir else None,
+                    "output_dir": self.registry.shown_output_dir(task),
                     "samples": task.samples, "data_task": ready.get("task"), "parameters": ready.get("parameters")})
 
 
@@ -141,11 +155,12 @@ class TasksHandler(TrainingHandler):
 class TaskHandler(TrainingHandler):
     @tornado.web.authenticated
     def get(self, task_id: str) -> None:
-        self.reply({"task_id": task_id, "task": self.registry.get(task_id).details()})
+        task = self.registry.get(task_id)
+        self.reply({"task_id": task_id, "task": task.details(self.registry.shown_output_dir(task))})
 
     @tornado.web.authenticated
-    def delete(self, task_id: str) -> None:
-        self.registry.delete(task_id)
+    async def delete(self, task_id: str) -> None:
+        await self.registry.delete(task_id)
         self.reply({"task_id": task_id, "message": "Task deleted (its model files are kept)"})
 
 
@@ -174,7 +189,7 @@ class StreamHandler(TrainingHandler):
                     continue
                 if event is None:
                     break
-                self.write(f"data: {_dumps(event)}\n\n")
+                self.write(f"data: {self.dumps(event)}\n\n")
                 await self.flush()
                 if event["type"] in ("complete", "error"):
                     break
@@ -190,10 +205,21 @@ class StreamHandler(TrainingHandler):
         super().on_connection_close()
 
 
+class OpenApiHandler(TrainingHandler):
+    """The API's OpenAPI 3.1 document (authenticated like every endpoint)."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        base_url = self.settings.get("base_url", "/")
+        self.finish(dumps(openapi_document(f"{base_url.rstrip('/')}/{API_PREFIX}")))
+
+
 def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns relative to the server's base_url (ExtensionApp joins them with it)."""
     kw = {"registry": registry}
     return [
+        (f"/{API_PREFIX}/openapi.json", OpenApiHandler, kw),
         (f"/{API_PREFIX}/start", StartHandler, kw),
         (f"/{API_PREFIX}/progress/{TASK_ID}", ProgressHandler, kw),
         (f"/{API_PREFIX}/history/{TASK_ID}", HistoryHandler, kw),

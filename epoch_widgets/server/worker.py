@@ -1,8 +1,8 @@
 """The worker process of one training task: ``python -m epoch_widgets.server.worker``.
 
-It reads one JSON line from stdin (``{"task_id", "config"}`` with resolved absolute paths), loads
-the data, builds the :class:`trainer.Trainer` and answers ``ready`` or ``config_error`` on its
-protocol stream, then trains. Every trainer event goes to the server as one JSON line; control
+It reads one JSON line from stdin (``{"task_id", "config", "resume", "overwrite"}`` with resolved
+absolute paths), loads the data, builds the :class:`trainer.Trainer` and answers ``ready`` (or
+``config_error``, ``output_in_use``, ``resume_error``, ``start_error``) on its protocol stream, then trains. Every trainer event goes to the server as one JSON line; control
 commands (``{"cmd": "pause"|"resume"|"stop", "seq"}``) arrive on stdin and are answered with a
 ``reply`` once they took effect. When stdin closes (the server went away) the run is stopped.
 
@@ -22,7 +22,7 @@ from typing import IO, Any, Callable, Optional
 
 import pandas as pd
 
-from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
+from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse, StateError, Trainer, TrainingState
 from trainer.events import Callback
 from trainer.summary import parameter_count
 
@@ -184,7 +184,11 @@ def main() -> int:
                 warnings.simplefilter("always")
                 run = Trainer.from_checkpoint(config["output_path"], data, config=config, callbacks=[relay])
         else:
-            run = Trainer(config, data, callbacks=[relay])
+            run = Trainer(config, data, callbacks=[relay], overwrite=bool(spec.get("overwrite")))
+    except OutputPathInUse as exc:    # checkpoints appeared after the server checked the folder
+        channel.send({"kind": "output_in_use", "message": f"output_path: {exc.errors[0]['message']}",
+                      "errors": exc.errors})
+        return 2
     except ConfigError as exc:
         channel.send({"kind": "config_error", "message": str(exc), "errors": exc.errors})
         return 2

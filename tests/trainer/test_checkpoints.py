@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 
 import trainer.loop
-from trainer import CheckpointError, ResumeMismatch, StateError, Trainer, TrainingState, has_checkpoints, load_model
+from trainer import (CheckpointError, ConfigError, OutputPathInUse, ResumeMismatch, StateError, Trainer, TrainingState,
+                     has_checkpoints, load_model)
 from trainer import datasets
 from trainer.checkpoints import (CheckpointWriter, checkpoint_dir, decode, encode, list_checkpoints, load_latest)
 
@@ -163,13 +164,38 @@ def test_pausing_writes_a_checkpoint_at_the_pause(clf_df, tmp_path, one_batch_sl
     assert decode(run.last_checkpoint).state["final_state"] == "stopped"
 
 
-def test_a_new_run_replaces_an_earlier_runs_checkpoints(clf_df, tmp_path, caplog):
+def test_a_new_run_refuses_an_earlier_runs_checkpoints_unless_told_to_overwrite(clf_df, tmp_path, one_batch_slices):
     out = tmp_path / "run"
-    Trainer(torch_config(epochs=3, output_path=str(out)), clf_df).fit()
-    with caplog.at_level(logging.WARNING, logger="trainer"):
-        Trainer(torch_config(epochs=1, output_path=str(out)), clf_df).fit()
+    first = Trainer(torch_config(epochs=3, output_path=str(out)), clf_df)
+    stop_at(first, 2, 5)
+    first.fit()
+    before = names(out)
+    with pytest.raises(OutputPathInUse) as info:
+        Trainer(torch_config(epochs=1, output_path=str(out)), clf_df)
+    message = str(info.value)
+    assert "stopped after epoch 1 of 3 and 5 batches of epoch 2" in message
+    assert f"Trainer.from_checkpoint({str(out)!r}, df)" in message and "overwrite=True" in message
+    assert "another output_path" in message
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, CheckpointError)
+    assert info.value.errors[0]["field"] == "output_path"
+    assert names(out) == before                                      # nothing deleted
+    assert Trainer.from_checkpoint(out, clf_df).fit().state == TrainingState.COMPLETED   # and it still resumes
+
+    Trainer(torch_config(epochs=1, output_path=str(out)), clf_df, overwrite=True).fit()
     assert [f for f in names(out) if f.startswith("ckpt-")] == ["ckpt-000001-000000.zip"]
-    assert "replaces them" in caplog.text and "Trainer.from_checkpoint" in caplog.text
+    # Without checkpoints of its own an overwriting run still clears the earlier run's.
+    Trainer(torch_config(epochs=1, output_path=str(out), checkpoints=False), clf_df, overwrite=True).fit()
+    assert not has_checkpoints(out) and len(load_model(out).history) == 1
+
+
+def test_checkpoints_that_appear_after_construction_are_not_deleted_either(clf_df, tmp_path):
+    out = tmp_path / "raced"
+    waiting = Trainer(torch_config(epochs=1, output_path=str(out)), clf_df)       # the folder is empty now
+    Trainer(torch_config(epochs=2, output_path=str(out)), clf_df).fit()
+    before = names(out)
+    waiting.fit()
+    assert waiting.state == TrainingState.FAILED and "holds the checkpoints of another run" in waiting.reason
+    assert names(out) == before
 
 
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_saying_where_and_why(clf_df, tmp_path):

@@ -27,6 +27,7 @@ import torch
 from .. import protocol
 from ..backends.torch_backend import TorchBackend
 from ..config import ConfigError, TrainingConfig
+from ..checkpoints import refuse_foreign_checkpoints
 from ..data import prepare_data
 from ..events import EventBus, Observer
 from ..follower import RunFollower
@@ -77,8 +78,11 @@ class LaunchedRun(RunHandle):
     """A run whose ranks train in spawned processes (see the module docstring)."""
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None):
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = False):
         self.config = config = as_config(config)
+        self._overwrite = overwrite or resume is not None
+        refuse_foreign_checkpoints(config.output_path, self._overwrite)
         self.plan = plan_devices(config)
         check_main_module(config.devices)
         self.seed = draw_seed(config)
@@ -226,6 +230,9 @@ class LaunchedRun(RunHandle):
     def _launch(self, post: Any) -> None:
         import torch.distributed as dist
 
+        # Checkpoints that appeared since the run was built are refused here too; the ranks then
+        # take this run's output_path as theirs.
+        refuse_foreign_checkpoints(self.config.output_path, self._overwrite)
         # This process hosts the rendezvous store on a free port: no port to choose, none to clash.
         self._store = dist.TCPStore("127.0.0.1", 0, None, True, wait_for_workers=False)
         job = SpawnJob(config=self.config.replace(seed=self.seed).to_dict(), data=self._frame,

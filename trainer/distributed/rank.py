@@ -50,10 +50,14 @@ class RankRun(LocalRun):
     """The epoch loop of one rank; pause, resume and stop are agreed with the other ranks."""
 
     def __init__(self, context: RankContext, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None):
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = True):
         self.context = context
         self._own_request = RUN
-        super().__init__(config, data, model=model, callbacks=callbacks, resume=resume)
+        # Only rank 0 writes to output_path, so only it checks for another run's checkpoints there;
+        # a spawned rank's launcher has checked already (overwrite defaults to True).
+        super().__init__(config, data, model=model, callbacks=callbacks, resume=resume,
+                         overwrite=overwrite or context.rank != 0)
         if context.rank != 0:
             self.config = self.config.replace(output_path=None)
 

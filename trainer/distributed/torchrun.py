@@ -71,6 +71,8 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--data", help="CSV or Parquet file (default: the config's data_path)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
     ap.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_path")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the checkpoints of another run in output_path (refused otherwise)")
     args = ap.parse_args(argv)
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         print("python -m trainer.distributed runs one rank of a torchrun job; start it with e.g. "
@@ -125,7 +127,7 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
                 raise UsageError("--resume needs output_path in the config")
             plan = plan_resume(config.output_path, df, config=config)
             config = plan.config
-        run = RankRun(context, config, df, callbacks=callbacks, resume=plan)
+        run = RankRun(context, config, df, callbacks=callbacks, resume=plan, overwrite=args.overwrite)
         run.agree_now()
         started = time.perf_counter()
         run.fit()
