@@ -8,6 +8,7 @@ Layout (every file written atomically)::
       history.json         per-epoch metrics, plus the run's state and reason
       history.csv          the same metrics as a table
       metadata.json        backend, versions, files, best metrics
+      evaluation.json      figures on the validation split (trainer/evaluation.py)
       model.pt | model.keras ...   the weights, in the backend's own format
 """
 from __future__ import annotations
@@ -24,6 +25,7 @@ from .atomic import atomic_write_json, atomic_write_text
 from .backends import backend_module
 from .config import TrainingConfig
 from .data import Preprocessor, windows
+from .evaluation import Evaluation, evaluate_frame, save_evaluation
 
 if TYPE_CHECKING:
     from .run import Trainer, TrainingState
@@ -41,12 +43,13 @@ def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
     atomic_write_json(out / "history.json", {"state": state.value, "reason": reason,
                                              "best_metrics": run.best_metrics, "history": run.history})
     atomic_write_text(out / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
+    evaluation = save_evaluation(run, out)      # never raises: a failed evaluation is noted below
     atomic_write_json(out / "metadata.json", {
         "format_version": FORMAT_VERSION, "backend": run.config.backend, "model": model_meta,
         "seed": run.seed, "state": state.value, "epochs_completed": run.current_epoch,
         "best_metrics": run.best_metrics, "restored_best_weights": bool(run.config.restore_best_weights
                                                                         and run.early_stopping.best_epoch),
-        "python": platform.python_version()})
+        "evaluation": evaluation, "python": platform.python_version()})
     return out
 
 
@@ -115,6 +118,11 @@ class TrainedModel:
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def evaluate(self, df: pd.DataFrame) -> Evaluation:
+        """Figures on a raw DataFrame with the feature columns and the target column (see
+        :mod:`trainer.evaluation`); sequence models are evaluated per window, as predict predicts."""
+        return evaluate_frame(self, df)
 
     def __repr__(self) -> str:
         where = f"from {str(self.path)!r}" if self.path else "in memory"

@@ -13,7 +13,7 @@ import threading
 import time
 from enum import Enum
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,10 @@ from .early_stopping import EarlyStopping
 from .events import EventBus, Observer
 from .resume import RunCheckpoints, continue_epoch, resume_run
 from .schedules import LRSchedule
+
+if TYPE_CHECKING:
+    from .evaluation import Evaluation
+    from .lr_finder import LRFindResult
 
 log = logging.getLogger("trainer")
 
@@ -168,6 +172,19 @@ class Trainer:
     def history_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.history)
 
+    def evaluate(self, df: Optional[pd.DataFrame] = None) -> "Evaluation":
+        """Figures of the model on the validation split (``df=None``) or on a raw DataFrame with the
+        target column: a :class:`trainer.evaluation.Evaluation`. Not while running or paused."""
+        from .evaluation import evaluate_run
+        return evaluate_run(self, df)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100, **options: Any) -> "LRFindResult":
+        """Search for a learning rate (see :mod:`trainer.lr_finder`); weights, optimiser and RNG are left
+        exactly as they were. Before start()/fit() or after the end. ``options``: ``rule``
+        ("valley" or "steepest"), ``should_stop``, ``on_step``. Returns an ``LRFindResult``."""
+        from .lr_finder import LRFinder
+        return LRFinder(self, start_lr, end_lr, num_iter, **options).run()
+
     def add_callback(self, observer: Observer) -> Any:
         """Subscribe an observer (a Callback or ``fn(event, data)``); returns an unsubscribe function."""
         return self.events.add(observer)
@@ -266,6 +283,9 @@ class Trainer:
         if self._state != TrainingState.PENDING or self._task is not None or self.started_at is not None:
             raise StateError(f"this run has already been started ({self._state.value}); create a new Trainer")
         self.started_at = time.time()
+        if getattr(self, "_tuning", None) is not None:     # set while lr_find searches (trainer/lr_finder.py)
+            self.started_at = None
+            raise StateError("cannot start while lr_find() is searching on this run; wait for it or stop it")
 
     def _set_state(self, new: TrainingState, reason: Optional[str] = None) -> None:
         old = self._state
