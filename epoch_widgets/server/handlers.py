@@ -191,6 +191,8 @@ class StreamHandler(TrainingHandler):
 
 def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns relative to the server's base_url (ExtensionApp joins them with it)."""
+    from .evaluation import EvaluationHandler    # its own module; it builds on TrainingHandler above
+
     kw = {"registry": registry}
     return [
         (f"/{API_PREFIX}/start", StartHandler, kw),
@@ -202,4 +204,5 @@ def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
         (f"/{API_PREFIX}/stop/{TASK_ID}", ControlHandler, {**kw, "action": "stop"}),
         (f"/{API_PREFIX}/tasks", TasksHandler, kw),
         (f"/{API_PREFIX}/tasks/{TASK_ID}", TaskHandler, kw),
+        (f"/{API_PREFIX}/evaluation/{TASK_ID}", EvaluationHandler, kw),
     ]
