@@ -25,7 +25,7 @@ from .atomic import atomic_write_json, atomic_write_text
 from .backends import backend_module
 from .config import TrainingConfig
 from .data import Preprocessor, windows
-from .evaluation import Evaluation, evaluate_frame, save_evaluation
+from .evaluation import Evaluation, evaluate_frame, save_evaluation, softmax
 
 if TYPE_CHECKING:
     from .run import Trainer, TrainingState
@@ -114,10 +114,7 @@ class TrainedModel:
         """Class probabilities, columns in the order of ``classes_``."""
         if self.task != "classification":
             raise ValueError("predict_proba is for classification models; this one does regression")
-        z = self.decision_function(df).astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.decision_function(df))
 
     def evaluate(self, df: pd.DataFrame) -> Evaluation:
         """Figures on a raw DataFrame with the feature columns and the target column (see

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
-from .data import Preprocessor, windows
+from .data import Preprocessor, _classes_dtype, windows
 
 if TYPE_CHECKING:
     from .artifacts import TrainedModel
@@ -140,10 +140,7 @@ class Evaluation:
             out["classes"] = [_json_label(c) for c in self.classes]
             out["roc_auc_average"] = self.roc_auc_average
             out["confusion_matrix"] = self.confusion_matrix.to_numpy().astype(int).tolist()
-            out["report"] = [{"class": _json_label(label),
-                              **{k: (int(row[k]) if k == "support" else _finite_or_none(row[k])) if not pd.isna(row[k]) else None
-                                 for k in REPORT_COLUMNS}}
-                             for label, row in self.report.iterrows()]
+            out["report"] = [_report_row(label, row) for label, row in self.report.iterrows()]
         else:
             points = self.predictions
             if len(points) > MAX_POINTS:
@@ -202,9 +199,16 @@ class Evaluation:
         return "\n".join(parts)
 
 
+def _report_row(label: Any, row: pd.Series) -> dict[str, Any]:
+    cells = {k: None if pd.isna(row[k]) else int(row[k]) if k == "support" else _finite_or_none(row[k])
+             for k in REPORT_COLUMNS}
+    return {"class": _json_label(label), **cells}
+
+
 # ---------------------------------------------------------------------- computing
 
 def softmax(outputs: np.ndarray) -> np.ndarray:
+    """Class probabilities from logits, in float64 (rows sum to 1)."""
     z = outputs.astype(np.float64)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -277,21 +281,13 @@ def _classification(classes: list[Any], outputs: np.ndarray, true: np.ndarray, i
 
     predictions = pd.DataFrame({"actual": labels[true], "predicted": labels[pred]}, index=index)
     for col in ("actual", "predicted"):
-        predictions[col] = predictions[col].astype(_labels_dtype(classes))
+        predictions[col] = predictions[col].astype(_classes_dtype(classes))
     probabilities = pd.DataFrame(proba, columns=pd.Index(classes, dtype=object), index=index)
     confusion = pd.DataFrame(cm, index=pd.Index(classes, name="actual", dtype=object),
                              columns=pd.Index(classes, name="predicted", dtype=object))
     return Evaluation(task="classification", split=split, metrics={"accuracy": accuracy, "roc_auc": roc_auc},
                       predictions=predictions, classes=list(classes), confusion_matrix=confusion, report=report,
                       probabilities=probabilities, roc_auc_average=average, notes=notes)
-
-
-def _labels_dtype(classes: list[Any]) -> Any:
-    if all(isinstance(c, bool) for c in classes):
-        return bool
-    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        return np.int64
-    return object
 
 
 def _regression(actual: np.ndarray, predicted: np.ndarray, index: pd.Index, split: str) -> Evaluation:
