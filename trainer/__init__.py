@@ -6,9 +6,11 @@ from .artifacts import TrainedModel, load_model
 from .backends import BackendUnavailable, available_backends
 from .checkpoints import CheckpointError, OutputPathInUse, ResumeMismatch, has_checkpoints
 from .config import ConfigError, FieldSpec, TrainingConfig, config_fields
+from .evaluation import Evaluation
 from .events import Callback
 from .follower import RunFollower
 from .handle import RunHandle
+from .lr_finder import LRFinder, LRFindResult
 from .run import Trainer
 from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
 from .schedules import preview_schedule
@@ -19,4 +21,4 @@ __all__ = ["TrainingConfig", "ConfigError", "FieldSpec", "config_fields", "Train
            "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "RunHandle", "RunState", "RunFollower",
            "load_model", "TrainedModel", "BackendUnavailable", "available_backends", "preview_schedule",
            "CheckpointError", "OutputPathInUse", "ResumeMismatch",
-           "has_checkpoints", "__version__"]
+           "has_checkpoints", "Evaluation", "LRFinder", "LRFindResult", "__version__"]

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
 import annotated_types
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 MODEL_TYPES = ("mlp", "cnn", "lstm", "gru")
@@ -374,3 +375,18 @@ def config_fields() -> list[FieldSpec]:
     """Every config field with its type, default, range, choices and help, in schema order."""
     return list(FIELD_SPECS.values())
 
+
+def as_config(config: Union[TrainingConfig, dict[str, Any]]) -> TrainingConfig:
+    """``config`` as a TrainingConfig (a dict is validated); ConfigError for anything else."""
+    if isinstance(config, dict):
+        return TrainingConfig.from_dict(config)
+    if not isinstance(config, TrainingConfig):
+        raise ConfigError.single("config", type(config).__name__, "expected a TrainingConfig or a dict")
+    return config
+
+
+def draw_seed(config: TrainingConfig) -> int:
+    """The config's seed, or a fresh one for the run to record (so it can be reproduced)."""
+    if config.seed is not None:
+        return config.seed
+    return int(np.random.SeedSequence().entropy % 2**32)

@@ -16,13 +16,15 @@ import pandas as pd
 from .config import TrainingConfig
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
-from .state import Progress, RunState, TrainingState
+from .state import Progress, RunState, StateError, TrainingState
 
 if TYPE_CHECKING:
     import asyncio
 
     from .backends.base import Backend
     from .data import PreparedData
+    from .evaluation import Evaluation
+    from .lr_finder import LRFindResult
     from .summary import ModelSummary
 
 
@@ -155,6 +157,29 @@ class RunHandle(ABC):
         from .summary import run_summary
 
         return run_summary(self)
+
+    def evaluate(self, df: Optional[pd.DataFrame] = None) -> "Evaluation":
+        """Figures of the model on the validation split (``df=None``) or on a raw DataFrame with the
+        target column (see :mod:`trainer.evaluation`). Not while the run is running or paused."""
+        if self.state in (TrainingState.RUNNING, TrainingState.PAUSED):
+            raise StateError(f"cannot evaluate while the run is {self.state.value}: its weights are still "
+                             f"changing; wait for the end (or stop it) and evaluate then")
+        from .evaluation import evaluate_validation
+
+        if df is None:
+            return evaluate_validation(self)
+        from .artifacts import TrainedModel
+
+        return TrainedModel.from_run(self).evaluate(df)
+
+    def lr_find(self, start_lr: float = 1e-7, end_lr: float = 10.0, num_iter: int = 100,
+                **options: Any) -> "LRFindResult":
+        """Search for a learning rate (see :mod:`trainer.lr_finder`); weights, optimiser and RNG are
+        left exactly as they were. Before start()/fit() or after the end. ``options``: ``rule``
+        ("valley" or "steepest"), ``should_stop``, ``on_step``."""
+        from .lr_finder import LRFinder
+
+        return LRFinder(self, start_lr, end_lr, num_iter, **options).run()
 
     def add_callback(self, observer: Observer) -> Callable[[], None]:
         """Subscribe an observer (a Callback or ``fn(event, data)``); returns an unsubscribe function."""

@@ -12,11 +12,12 @@ stopping and the schedule are the loop's own state machines inside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import threading
 import time
-from typing import Any, Iterable, Optional, Union
+from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 import pandas as pd
@@ -24,7 +25,7 @@ import pandas as pd
 from .backends import create_backend
 from .checkpointing import RunCheckpoints
 from .checkpoints import CheckpointError, refuse_foreign_checkpoints
-from .config import ConfigError, TrainingConfig
+from .config import TrainingConfig, as_config, draw_seed
 from .data import prepare_data
 from .events import EventBus, Observer
 from .handle import RunHandle
@@ -42,19 +43,6 @@ SLICE_SECONDS = 0.05
 def epoch_order(seed: int, epoch_index: int, n: int) -> np.ndarray:
     """The shuffled order of training samples for one epoch: a pure function of seed and epoch."""
     return np.random.default_rng([seed, epoch_index]).permutation(n)
-
-
-def as_config(config: Union[TrainingConfig, dict[str, Any]]) -> TrainingConfig:
-    if isinstance(config, dict):
-        return TrainingConfig.from_dict(config)
-    if not isinstance(config, TrainingConfig):
-        raise ConfigError.single("config", type(config).__name__, "expected a TrainingConfig or a dict")
-    return config
-
-
-def draw_seed(config: TrainingConfig) -> int:
-    """The config's seed, or a fresh one that the run records (so it can be reproduced)."""
-    return config.seed if config.seed is not None else int(np.random.SeedSequence().entropy % 2**32)
 
 
 class LocalRun(RunHandle):
@@ -93,6 +81,8 @@ class LocalRun(RunHandle):
         self._pause_requested = False
         self._stop_requested = False
         self._claimed = False
+        self._searching = False                 # an lr_find holds the run (trainer/lr_finder.py)
+        self._claim_lock = threading.Lock()     # a start and a search never both go ahead
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task] = None
@@ -201,9 +191,28 @@ class LocalRun(RunHandle):
         return self._done.wait(timeout)
 
     def _claim(self) -> None:
-        if self._claimed or self.state != TrainingState.PENDING:
-            raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
-        self._claimed = True
+        with self._claim_lock:
+            if self._searching:
+                raise StateError("cannot start while lr_find() is searching on this run; wait for it or stop it")
+            if self._claimed or self.state != TrainingState.PENDING:
+                raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
+            self._claimed = True
+
+    @contextlib.contextmanager
+    def searching(self) -> Iterator[None]:
+        """Hold the run for a search that trains and then restores it (``lr_find``): refused while
+        the run trains, and ``start()``/``fit()`` are refused until it ends."""
+        with self._claim_lock:
+            if self._searching:
+                raise StateError("another lr_find is already searching on this run; wait for it or stop it")
+            if self._claimed and self.state not in FINAL_STATES:
+                raise StateError(f"cannot run lr_find while the run is {self.state.value}: it would change the "
+                                 f"weights under the training; call it before start()/fit() or after the end")
+            self._searching = True
+        try:
+            yield
+        finally:
+            self._searching = False
 
     def _emit(self, event: str, data: dict[str, Any]) -> None:
         """Apply ``event`` to the run's state, then tell the observers."""

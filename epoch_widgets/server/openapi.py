@@ -84,6 +84,9 @@ def _schemas() -> dict[str, Any]:
         "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": best,
         "reason": STRING_OR_NULL, "error": STRING_OR_NULL, "created_at": STRING_OR_NULL, "finished_at": STRING_OR_NULL,
         "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL,
+        "loggers": {"type": "object", "description": (
+            "where the task's loggers write (only for a task with loggers): tensorboard, a folder relative to "
+            "the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
     }, ("task_id", "training_state", "current_epoch", "total_epochs"))
     details = copy.deepcopy(summary)
     details["properties"].update({
@@ -117,7 +120,9 @@ def _schemas() -> dict[str, Any]:
         "Progress": progress, "TaskSummary": summary, "TaskDetails": details, "Error": error,
         "StartResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
                                    "config": _ref("TrainingConfig"), "output_dir": details["properties"]["output_dir"],
-                                   "samples": details["properties"]["samples"], "data_task": STRING_OR_NULL},
+                                   "samples": details["properties"]["samples"], "data_task": STRING_OR_NULL,
+                                   "parameters": {"type": ["integer", "null"],
+                                                  "description": "the model's parameter count"}},
                                   ("task_id", "message", "config")),
         "ProgressResponse": _success({"task_id": {"type": "string"}, "progress": _ref("Progress")}, ("task_id", "progress")),
         "HistoryResponse": _success({"task_id": {"type": "string"}, "history": {"type": "array", "items": _ref("Metrics")}},
@@ -127,6 +132,9 @@ def _schemas() -> dict[str, Any]:
                                      "progress": _ref("Progress")}, ("task_id", "message", "training_state", "progress")),
         "TasksResponse": _success({"tasks": {"type": "array", "items": _ref("TaskSummary")}}, ("tasks",)),
         "TaskResponse": _success({"task_id": {"type": "string"}, "task": _ref("TaskDetails")}, ("task_id", "task")),
+        "EvaluationResponse": _success({"task_id": {"type": "string"}, "evaluation": {"type": "object", "description": (
+            "the finished run's evaluation.json: for classification the confusion matrix, per-class report, "
+            "accuracy and ROC-AUC; for regression MAE, RMSE, R^2 and residuals")}}, ("task_id", "evaluation")),
         "DeleteResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"}}, ("task_id", "message")),
     }
 
@@ -186,7 +194,17 @@ def _document(server_url: str) -> dict[str, Any]:
         "/stop/{task_id}": task_path(post=_operation(
             "Stop within one batch (artifacts are written)", "ControlResponse", CONTROL,
             "A worker that has not ended stop_timeout seconds after the request is killed.")),
-        "/tasks": {"get": _operation("Every task of this server", "TasksResponse", ())},
+        "/tasks": {"get": {**_operation("Every task of this server, oldest first", "TasksResponse", (400,)),
+                           "parameters": [
+                               {"name": "state", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "keep tasks in any of these training states (comma-separated; the "
+                                               "parameter may repeat); 400 names the allowed ones"},
+                               {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "keep tasks whose name contains this (any case)"}]}},
+        "/evaluation/{task_id}": task_path(get=_operation(
+            "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409),
+            "409 while the task runs, or when it has none (no output_path, or it ended before its first "
+            "epoch); the message says why.")),
         "/tasks/{task_id}": task_path(
             get=_operation("One task with its config", "TaskResponse", (404,)),
             delete=_operation("Forget an ended task (its model files and checkpoints stay)", "DeleteResponse",

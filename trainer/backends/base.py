@@ -78,6 +78,12 @@ class Backend(ABC):
     def predict_outputs(self, samples: np.ndarray) -> np.ndarray:
         """Raw model outputs (logits or scaled values), shape (n, n_outputs)."""
 
+    def train_one_batch(self, positions: np.ndarray, lr: float) -> float:
+        """Train one batch of the training samples at ``positions`` (as in :meth:`begin_epoch`'s
+        order) at learning rate ``lr`` and return its loss. For the learning-rate finder: one host
+        sync per batch, and the epoch's metric sums are left alone."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot run the learning-rate finder")
+
     # ------------------------------------------------------------------ checkpoints
     # Called between slices only (never while train_batches runs). See trainer/checkpoints.py.
     def checkpoint_state(self) -> dict[str, bytes]:

@@ -166,6 +166,7 @@ class TFBackend(Backend):
                                                                         tf.TensorSpec([], tf.float64)])
         self._eval_fn = tf.function(self._eval_chunk, input_signature=[_IDS])
         self._predict_fn = predictor(self.model)
+        self._one_batch_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None    # see train_one_batch
         self._epoch_ids = self.train_ids
         self._n = 0
         self._seen = 0
@@ -225,6 +226,12 @@ class TFBackend(Backend):
 
     # ------------------------------------------------------------------ training
     def _train_step(self, ids: tf.Tensor) -> None:
+        loss, score, n = self._apply_step(ids)
+        self._loss_sum.assign_add(tf.cast(loss, tf.float64) * n)
+        self._score_sum.assign_add(score)
+
+    def _apply_step(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """One optimiser step on the batch ``ids``: (mean loss, summed score, batch size)."""
         xb, yb = self._gather(ids), self._targets(ids)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
@@ -236,8 +243,21 @@ class TFBackend(Backend):
             scaled = self.optimizer.scale_loss(total)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        self._loss_sum.assign_add(tf.cast(loss, tf.float64) * tf.cast(tf.shape(yb)[0], tf.float64))
-        self._score_sum.assign_add(score)
+        return loss, score, tf.cast(tf.shape(yb)[0], tf.float64)
+
+    def _one_batch(self, ids: tf.Tensor) -> tf.Tensor:
+        with tf.device(self.device):
+            return self._apply_step(ids)[0]
+
+    def train_one_batch(self, positions: np.ndarray, lr: float) -> float:
+        # Its own compiled function, traced on first use only: the epoch loop's stays as it is.
+        if self._one_batch_fn is None:
+            self._one_batch_fn = tf.function(self._one_batch, input_signature=[_IDS])
+        self.set_learning_rate(lr)
+        with tf.device(self.device):
+            ids = tf.gather(self.train_ids, tf.constant(np.asarray(positions, dtype=np.int64)))
+        with _readable_errors():
+            return float(self._one_batch_fn(ids).numpy())
 
     def _train_loop(self, ids: tf.Tensor, start: tf.Tensor, end: tf.Tensor, deadline: tf.Tensor) -> tf.Tensor:
         with tf.device(self.device):

@@ -223,6 +223,20 @@ class TorchBackend(Backend):
                     break
         return b
 
+    def train_one_batch(self, positions: np.ndarray, lr: float) -> float:
+        # Apart from train_batches on purpose: that loop is tuned for throughput, this one
+        # serves the learning-rate finder and reads the loss after every batch.
+        self.set_learning_rate(lr)
+        ids = self.train_ids[torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(self.device)]
+        self.model.train()
+        with self._rng():
+            xb, yb = self.samples[ids], self.sample_targets[ids]
+            with self.amp.autocast():
+                loss = self._loss(self.model(xb), yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.amp.backward_step(loss, self.optimizer)
+        return float(loss.detach())
+
     def running_loss(self) -> float:
         return float(self._loss_sum) / max(self._seen, 1)
 

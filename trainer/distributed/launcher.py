@@ -26,14 +26,13 @@ import torch
 
 from .. import protocol
 from ..backends.torch_backend import TorchBackend
-from ..config import ConfigError, TrainingConfig
+from ..config import ConfigError, TrainingConfig, as_config, draw_seed
 from ..checkpoints import refuse_foreign_checkpoints
 from ..data import prepare_data
 from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
 from ..loggers import loggers_for
-from ..loop import as_config, draw_seed
 from ..memory_fit import check_fits
 from ..resume import ResumePlan
 from ..state import FINAL_STATES, RunState, StateError, TrainingState
