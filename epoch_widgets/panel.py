@@ -11,7 +11,6 @@ import asyncio
 import time
 import warnings
 from html import escape
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import ipywidgets as W
@@ -22,6 +21,7 @@ import trainer
 from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
 from trainer.checkpoints import has_checkpoints, saved_config
 from trainer.data import infer_task
+from trainer.tables import read_table
 
 from ._loop import LoopBinding, Throttle
 from .controls import ConfigControls, Validation
@@ -484,25 +484,9 @@ class TrainingPanel(W.VBox):
         if text:
             try:
                 self.data = read_table(text)
-            except ValueError as exc:
-                self._data_error = str(exc)
+            except ConfigError as exc:
+                self._data_error = "; ".join(e["message"] for e in exc.errors)
         self.controls.set_columns(list(self.data.columns) if self.data is not None else [])
-
-
-def read_table(path: str) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame; ValueError with the reason and the fix."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ValueError(f"no file at {path!r}; give the path of a .csv or .parquet file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if suffix in (".csv", ".txt", ".tsv"):
-            return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:
-        raise ValueError(f"could not read {path!r}: {type(exc).__name__}: {exc}") from None
-    raise ValueError(f"{path!r} is neither CSV nor Parquet; use a .csv or .parquet file")
 
 
 def _end_note(run: Trainer) -> str:

@@ -19,6 +19,7 @@ from .checkpoints import CheckpointError
 from .config import ConfigError, TrainingConfig
 from .events import Callback
 from .run import Trainer
+from .tables import read_table
 
 
 class ConsoleProgress(Callback):
@@ -75,18 +76,6 @@ class UsageError(Exception):
     """A bad file or argument: printed as one line, exit status 2."""
 
 
-def _read_data(path: str) -> pd.DataFrame:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UsageError(f"data file {str(p)!r} does not exist")
-    try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        return pd.read_csv(p)
-    except (ImportError, ValueError, OSError) as exc:
-        raise UsageError(f"cannot read data file {str(p)!r}: {exc}") from None
-
-
 def _read_config(path: str) -> dict[str, Any]:
     p = Path(path).expanduser()
     try:
@@ -104,7 +93,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="epoch-train", description="Train a model epoch by epoch, headless.")
     ap.add_argument("--demo", nargs="?", const="classification", choices=["classification", "regression", "timeseries"],
                     help="train on generated data")
-    ap.add_argument("--data", help="CSV or Parquet file")
+    ap.add_argument("--data", help="CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file")
     ap.add_argument("--config", help="JSON file with the training config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
     ap.add_argument("--resume", metavar="OUTPUT_PATH",
@@ -129,7 +118,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.demo:
             if not data_path:
                 ap.error("give --demo, or --data FILE (or data_path in the config)")
-            df = _read_data(data_path)
+            df = read_table(data_path)
         if args.resume:
             run = Trainer.from_checkpoint(args.resume, df, callbacks=[ConsoleProgress()], **overrides)
         else:

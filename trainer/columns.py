@@ -112,13 +112,8 @@ def _any_number(col: pd.Series) -> bool:
     return bool(pd.to_numeric(distinct, errors="coerce").notna().any())
 
 
-def _object_kind(col: pd.Series, name: Any, role: str) -> str:
-    """The kind of an object or string column, from what its values are."""
-    inferred = pdt.infer_dtype(col, skipna=True)
-    if inferred in _NUMBER_KINDS:
-        return NUMERIC
-    if inferred == "empty":
-        return CATEGORICAL               # every value missing: the caller reports that
+def _refuse_unusable(col: pd.Series, name: Any, inferred: str, role: str) -> None:
+    """Raise the problem of an object column whose values no model can take (``inferred`` by pandas)."""
     if inferred == "complex":
         raise _complex_problem(name)
     if inferred in _TIME_KINDS or inferred in _SPAN_KINDS:
@@ -126,13 +121,23 @@ def _object_kind(col: pd.Series, name: Any, role: str) -> str:
     if inferred == "bytes":
         raise ColumnProblem(name, f"column {name!r} holds bytes; decode them to strings first, "
                                   f"e.g. df[{name!r}] = df[{name!r}].str.decode('utf-8')")
-    if inferred == "string" and not _any_number(col):
-        return CATEGORICAL
-    values = col.to_numpy(dtype=object)
-    if inferred != "string":
+    if inferred not in _NUMBER_KINDS and inferred not in ("string", "empty"):
+        values = col.to_numpy(dtype=object)
         containers = np.fromiter((isinstance(v, _CONTAINERS) for v in values), bool, len(values))
         if containers.any():
             raise _container_problem(col, name, containers)
+
+
+def _object_kind(col: pd.Series, name: Any, role: str) -> str:
+    """The kind of an object or string column, from what its values are."""
+    inferred = pdt.infer_dtype(col, skipna=True)
+    if inferred in _NUMBER_KINDS:
+        return NUMERIC
+    if inferred == "empty":
+        return CATEGORICAL               # every value missing: the caller reports that
+    _refuse_unusable(col, name, inferred, role)
+    if inferred == "string" and not _any_number(col):
+        return CATEGORICAL
     # Numbers mixed with strings (a numeric column with stray text) or strings alone.
     problem = _stray_strings(col, name, _parse_numbers(col), majority=True, role=role)
     if problem is not None:
@@ -140,7 +145,7 @@ def _object_kind(col: pd.Series, name: Any, role: str) -> str:
     if inferred == "string":
         return CATEGORICAL
     kinds = {}
-    for pos, v in enumerate(values):
+    for pos, v in enumerate(col.to_numpy(dtype=object)):
         if v is not None and not (isinstance(v, float) and np.isnan(v)):
             kinds.setdefault(type(v).__name__, (v, _plain(col.index[pos])))
     shown = ", ".join(f"{t} (e.g. {_short(v)} in row {row!r})" for t, (v, row) in list(kinds.items())[:3])
@@ -176,28 +181,29 @@ def column_kind(col: pd.Series, name: Any, role: str = "feature") -> str:
 
 
 def numeric_values(col: pd.Series, name: Any, role: str = "feature") -> np.ndarray:
-    """The column as a float array (NaN where missing), without a copy where it already is one.
+    """The column's values as a numpy number array (NaN where missing) for scaling.
 
-    Refuses what cannot become a number (stray strings, lists, dates, complex numbers) and finite
-    values beyond float32's range; infinities are left for the caller to count.
+    A column of numpy numbers comes back as the DataFrame's own array (no copy: the caller must
+    not write to it); anything else as a new float64 array. Refuses what cannot become a number
+    (text, lists, dates, complex numbers) and finite values beyond float32's range; infinities
+    are left for the caller to count.
     """
     dtype = col.dtype
-    if isinstance(dtype, np.dtype) and dtype.kind == "f":
+    if isinstance(dtype, np.dtype) and dtype.kind in "fiub":
         values = col.to_numpy()
-    elif isinstance(dtype, np.dtype) and dtype.kind in "iub":
-        values = col.to_numpy(dtype=np.float64)
     elif pdt.is_numeric_dtype(dtype) and not pdt.is_complex_dtype(dtype):
         values = col.to_numpy(dtype=np.float64, na_value=np.nan)      # nullable, Arrow and sparse numbers
     else:
-        if column_kind(col, name, role) != NUMERIC:
-            # Strings at prediction time where the model was trained on numbers.
-            parsed = _parse_numbers(col)
-            problem = _stray_strings(col, name, parsed, majority=False, role=role)
-            if problem is not None:
-                raise problem
-            return parsed.to_numpy(dtype=np.float64, na_value=np.nan)
-        values = _parse_numbers(col).to_numpy(dtype=np.float64, na_value=np.nan)
-    if values.dtype.itemsize > 4:
+        if pdt.is_object_dtype(dtype) or pdt.is_string_dtype(dtype):
+            _refuse_unusable(col, name, pdt.infer_dtype(col, skipna=True), role)
+        elif not isinstance(dtype, pd.CategoricalDtype):
+            column_kind(col, name, role)         # raises the problem of dates, complex numbers, ...
+        parsed = _parse_numbers(col)
+        problem = _stray_strings(col, name, parsed, majority=False, role=role)
+        if problem is not None:
+            raise problem
+        values = parsed.to_numpy(dtype=np.float64, na_value=np.nan)
+    if values.dtype.kind == "f" and values.dtype.itemsize > 4:
         with np.errstate(invalid="ignore"):
             big = np.abs(values) > FLOAT32_MAX
         big &= np.isfinite(values)

@@ -278,7 +278,8 @@ def _duplicate_message(name: Any, df: pd.DataFrame) -> str:
 
 
 def resolve_columns(config: TrainingConfig, df: pd.DataFrame) -> tuple[list[str], str]:
-    """Check the configured columns exist, once each, under string names; return (features, target).
+    """Check the configured columns exist, once each in the DataFrame, under string names; return
+    (features, target). (The config itself refuses a feature listed twice or as the target.)
 
     Column names must be strings: they are saved with the model, named in the config and read
     back from CSV files as strings, so a column ``5`` is refused with the fix
@@ -300,14 +301,6 @@ def resolve_columns(config: TrainingConfig, df: pd.DataFrame) -> tuple[list[str]
         for c in features:
             if c not in df.columns:
                 errors.append(_column_error("feature_columns", c, df))
-        twice = [c for c in dict.fromkeys(features) if features.count(c) > 1]
-        if twice:
-            errors.append({"field": "feature_columns", "value": twice,
-                           "message": f"feature_columns lists {twice} more than once; list each column once"})
-        if target in features:
-            errors.append({"field": "feature_columns", "value": target,
-                           "message": f"the target {target!r} is also listed as a feature, which would give the "
-                                      f"answer away; remove it from feature_columns"})
     else:
         features = [c for c in df.columns if c != target]
         odd = [c for c in features if not isinstance(c, str)]

@@ -299,7 +299,8 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
 
     import torch.distributed as dist
 
-    from ..cli import ConsoleProgress, UsageError, _parse_value, _read_config, _read_data
+    from ..cli import ConsoleProgress, UsageError, _parse_value, _read_config
+    from ..tables import read_table
 
     ap = argparse.ArgumentParser(
         prog="python -m trainer.distributed",
@@ -332,7 +333,7 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
         data_path = args.data or config.data_path
         if not data_path:
             raise UsageError("give --data FILE (or data_path in the config)")
-        df = _read_data(data_path)
+        df = read_table(data_path)
         if config.batch_size % world:
             raise ConfigError.single("batch_size", config.batch_size,
                                      f"with {world} processes batch_size is the global batch, split evenly; "
