@@ -94,7 +94,7 @@ def child(rows: int, epochs: int, batch_size: int, backend: str) -> dict[str, An
             "prep_peak_added_bytes": (prep_peak - baseline) * 1024, "peak_added_bytes": (peak - baseline) * 1024}
 
 
-def _run_child(rows: int, args: argparse.Namespace, code: Optional[str] = None) -> dict[str, Any]:
+def _run_child(rows: int, args: argparse.Namespace, code: Optional[str] = None) -> Optional[dict[str, Any]]:
     """One measurement in a fresh interpreter; ``code``: a checkout whose ``trainer`` it imports."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--child", str(rows),
            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size), "--backend", args.backend]
@@ -102,6 +102,11 @@ def _run_child(rows: int, args: argparse.Namespace, code: Optional[str] = None) 
     if code:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(code).resolve()), env.get("PYTHONPATH")]))
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if proc.returncode < 0:
+        # Killed, most likely by the kernel's out-of-memory killer on a machine others share too.
+        print(f"the child for {rows:,} rows ({code or 'this checkout'}) was killed by signal "
+              f"{-proc.returncode}; left out", file=sys.stderr, flush=True)
+        return None
     if proc.returncode != 0:
         raise SystemExit(f"the child for {rows} rows ({code or 'this checkout'}) failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -147,8 +152,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for rows in args.rows:
             # Sides alternate within a round and swap order between rounds.
             for side in (sides if i % 2 == 0 else sides[::-1]):
-                results[side, rows].append(_run_child(rows, args, args.compare if side == "compare" else None))
-            print(f"round {i + 1}/{args.rounds}: {rows:,} rows done", file=sys.stderr, flush=True)
+                result = _run_child(rows, args, args.compare if side == "compare" else None)
+                if result is not None:
+                    results[side, rows].append(result)
+                    print(f"round {i + 1}/{args.rounds}, {side}: {json.dumps(result)}", file=sys.stderr, flush=True)
     print(f"Data preparation and peak memory of Trainer(cfg, df).fit() ({args.backend}, CPU, {args.epochs} epochs, "
           f"batch {args.batch_size}); median of {args.rounds} round(s), each in its own process.")
     print(f"{_machine()}; load average {os.getloadavg()[0]:.1f}; {datetime.date.today().isoformat()}\n")
@@ -159,6 +166,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print("|" + "---:|" * (header.count("|") - 1))
     failed = []
     for rows in args.rows:
+        if not all(results[side, rows] for side in sides):
+            print(f"| {rows:,} | every measurement of a side was killed |")
+            failed.append(f"{rows:,} rows: no measurement")
+            continue
         m = _medians(results["this", rows])
         df_mib = m["df_bytes"] / MIB
         added = m["peak_added_bytes"] / MIB
@@ -178,7 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if measured > args.max_prep * rows / 2_000_000:
             failed.append(f"{rows:,} rows: preparation {measured:.2f} s ({args.clock}), "
                           f"above {args.max_prep} s per 2M rows")
-    first, last = args.rows[0], args.rows[-1]
+    measured_rows = [r for r in args.rows if results["this", r]]
+    first, last = (measured_rows[0], measured_rows[-1]) if measured_rows else (0, 0)
     if last != first:
         a, b = _medians(results["this", first]), _medians(results["this", last])
         print(f"\nFrom {first:,} to {last:,} rows ({last / first:.0f}x): prep time x{b['prep_s'] / a['prep_s']:.1f} "

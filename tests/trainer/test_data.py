@@ -477,3 +477,27 @@ def test_prediction_accepts_numbers_written_as_text():
     pre = trained_on(numbers())
     as_text = numbers().assign(x=[str(v) for v in np.arange(40.0)])
     np.testing.assert_array_equal(pre.transform(as_text), pre.transform(numbers()))
+
+
+# ---------------------------------------------------------------------- memory
+
+def test_the_encoded_matrix_is_the_only_copy_of_the_data_and_epochs_reuse_one_buffer(clf_df):
+    """Peak memory (benchmarks/bench_data_prep.py) rests on these: the torch tensors share the
+    prepared float32 matrix, and every epoch gathers into the previous epoch's buffer."""
+    torch = pytest.importorskip("torch")
+    from trainer import Trainer
+    from trainer.run import epoch_order
+
+    run = Trainer({"target_column": "label", "device": "cpu", "seed": 0, "epochs": 1}, clf_df)
+    backend, data = run.backend, run.data
+    assert data.x.dtype == np.float32 and data.x.flags.c_contiguous
+    assert backend.samples.data_ptr() == data.x.ctypes.data
+    n = len(data.train_index)
+    buffers = []
+    for epoch in range(3):
+        backend.begin_epoch(epoch_order(0, epoch, n))
+        buffers.append((backend._epoch_x.data_ptr(), backend._epoch_y.data_ptr()))
+        ids = torch.from_numpy(data.train_index[epoch_order(0, epoch, n)])
+        assert torch.equal(backend._epoch_x, torch.from_numpy(data.x)[ids])
+        assert torch.equal(backend._epoch_y, torch.from_numpy(data.y)[ids])
+    assert buffers[0] == buffers[1] == buffers[2]
