@@ -131,7 +131,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap.add_argument("--rows", type=int, nargs="+", default=list(DEFAULT_ROWS))
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--batch-size", type=int, default=4096)
+    ap.add_argument("--batch-size", type=int, default=1024)
     ap.add_argument("--backend", choices=["torch", "tensorflow"], default="torch")
     ap.add_argument("--max-ratio", type=float, default=2.5)
     ap.add_argument("--max-prep", type=float, default=2.0, help="seconds per 2M rows")
