@@ -501,3 +501,21 @@ def test_the_encoded_matrix_is_the_only_copy_of_the_data_and_epochs_reuse_one_bu
         assert torch.equal(backend._epoch_x, torch.from_numpy(data.x)[ids])
         assert torch.equal(backend._epoch_y, torch.from_numpy(data.y)[ids])
     assert buffers[0] == buffers[1] == buffers[2]
+
+
+@pytest.mark.slow
+def test_the_data_preparation_benchmark_prints_a_row_per_size(capsys):
+    """benchmarks/bench_data_prep.py runs end to end (its figures come from running it, never
+    from a timed test)."""
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_data_prep.py"
+    spec = importlib.util.spec_from_file_location("bench_data_prep", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--rows", "3000", "6000", "--rounds", "1", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "rows" not in line]
+    assert rows == ["3,000", "6,000"] and "From 3,000 to 6,000 rows" in out
