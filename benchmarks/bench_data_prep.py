@@ -193,8 +193,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     first, last = (measured_rows[0], measured_rows[-1]) if measured_rows else (0, 0)
     if last != first:
         a, b = _medians(results["this", first]), _medians(results["this", last])
-        print(f"\nFrom {first:,} to {last:,} rows ({last / first:.0f}x): prep time x{b['prep_s'] / a['prep_s']:.1f} "
-              f"(CPU x{b['prep_cpu_s'] / a['prep_cpu_s']:.1f}), peak added x{b['peak_added_bytes'] / a['peak_added_bytes']:.1f}.")
+
+        def grew(key: str) -> str:     # tiny frames may add no resident memory at all
+            return f"x{b[key] / a[key]:.1f}" if a[key] > 0 else "from 0"
+
+        print(f"\nFrom {first:,} to {last:,} rows ({last / first:.0f}x): prep time {grew('prep_s')} "
+              f"(CPU {grew('prep_cpu_s')}), peak added {grew('peak_added_bytes')}.")
     for line in failed:
         print("FAILED: " + line)
     return 1 if failed else 0
