@@ -84,7 +84,7 @@ class Preprocessor:
                 # Converted from a nullable, Arrow or object column: already a copy, scaled right away
                 # so that at most one such copy exists at a time.
                 nan = np.isnan(values) if fill is not None else None
-                scale_into(out[:, j], values, self.means[j], self.stds[j], nan, fill or 0.0)
+                _scale_into(out[:, j], values, self.means[j], self.stds[j], nan, fill or 0.0)
         if native and not problems and not infinite and not missing:
             _scale_blocks(out, native, self.means, self.stds)
         offset = len(self.numeric)
@@ -123,7 +123,7 @@ class Preprocessor:
             return codes
         y = numeric_values(s, s.name, role="target")
         out = np.empty(len(y), dtype=np.float32)
-        scale_into(out, y, self.target_mean, self.target_std, None, 0.0)
+        _scale_into(out, y, self.target_mean, self.target_std, None, 0.0)
         return out
 
     def decode_target(self, out: np.ndarray) -> np.ndarray:
@@ -181,7 +181,7 @@ class PreparedData:
 
 # ---------------------------------------------------------------------- scaling
 
-def scale_into(out: np.ndarray, values: np.ndarray, mean: float, std: float,
+def _scale_into(out: np.ndarray, values: np.ndarray, mean: float, std: float,
                missing: Optional[np.ndarray], fill: float) -> None:
     """``out[:] = (values - mean) / std`` computed in float64 and stored as ``out``'s dtype.
 
