@@ -1,29 +1,13 @@
-"""The panel's data when it is given as a file (``data_path``) rather than a DataFrame.
-
-``read_table`` is the small loader the panel uses until ``trainer`` has a shared one.
-"""
+"""The panel's data when it is given as a file (``data_path``) rather than a DataFrame: read with
+the trainer's one table reader (CSV, TSV, Parquet, compressed), once per path."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
-
-def read_table(path: str) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame; ValueError with the reason and the fix."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ValueError(f"no file at {path!r}; give the path of a .csv or .parquet file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if suffix in (".csv", ".txt", ".tsv"):
-            return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:
-        raise ValueError(f"could not read {path!r}: {type(exc).__name__}: {exc}") from None
-    raise ValueError(f"{path!r} is neither CSV nor Parquet; use a .csv or .parquet file")
+from trainer import ConfigError
+from trainer.tables import read_table
 
 
 class DataFile:
@@ -44,6 +28,6 @@ class DataFile:
         if text:
             try:
                 self.data = read_table(text)
-            except ValueError as exc:
-                self.error = str(exc)
+            except ConfigError as exc:
+                self.error = "; ".join(e["message"] for e in exc.errors)
         return True

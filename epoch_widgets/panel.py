@@ -26,7 +26,7 @@ from ._loop import LoopBinding, Throttle
 from .actions import Actions
 from .controls import ConfigControls, Validation
 from .curves import MAX_POINTS, Curves
-from .data_file import DataFile, read_table
+from .data_file import DataFile
 from .fields import config_difference
 from .metrics_table import MetricsTable, final_html, table_html
 from .notices import Notices
@@ -35,7 +35,7 @@ from .progress import ProgressView, Snapshot, Stopwatch, end_note, estimate_rema
 from .run_adapter import RunAdapter
 from .snapshot import Snapshot as StaticSnapshot
 
-__all__ = ["TrainingPanel", "read_table"]
+__all__ = ["TrainingPanel"]
 UPDATE_INTERVAL = 0.25      # seconds between widget refreshes while training: <= 4 per second
 
 

@@ -21,6 +21,7 @@ from .events import Callback
 from .handle import RunHandle
 from .metrics import score_name
 from .run import Trainer
+from .tables import read_table
 
 
 class ConsoleProgress(Callback):
@@ -79,19 +80,6 @@ class UsageError(Exception):
     """A bad file or argument: printed as one line, exit status 2."""
 
 
-def read_data_file(path: str) -> pd.DataFrame:
-    """The data file as a DataFrame; UsageError saying why not."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UsageError(f"data file {str(p)!r} does not exist")
-    try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        return pd.read_csv(p)
-    except (ImportError, ValueError, OSError) as exc:
-        raise UsageError(f"cannot read data file {str(p)!r}: {exc}") from None
-
-
 def read_config_file(path: str) -> dict[str, Any]:
     """A JSON config file as a dict; UsageError saying why not."""
     p = Path(path).expanduser()
@@ -110,7 +98,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="epoch-train", description="Train a model epoch by epoch, headless.")
     ap.add_argument("--demo", nargs="?", const="classification", choices=["classification", "regression", "timeseries"],
                     help="train on generated data")
-    ap.add_argument("--data", help="CSV or Parquet file")
+    ap.add_argument("--data", help="CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file")
     ap.add_argument("--config", help="JSON file with the training config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
     ap.add_argument("--overwrite", action="store_true",
@@ -137,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.demo:
             if not data_path:
                 ap.error("give --demo, or --data FILE (or data_path in the config)")
-            df = read_data_file(data_path)
+            df = read_table(data_path)
         if args.resume:
             run = Trainer.from_checkpoint(args.resume, df, callbacks=[ConsoleProgress()], **overrides)
         else:

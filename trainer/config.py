@@ -66,7 +66,7 @@ class TrainingConfig(BaseModel):
     validation_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_g("data", "Fraction held out for validation (the last rows for sequence models).", label="Validation fraction"))
     missing_values: Literal["error", "impute"] = Field("error", json_schema_extra=_g("data", "error: refuse features with missing values; impute: training median / an 'unknown' category.", label="Missing values", advanced=True))
     sequence_length: int = Field(10, ge=2, le=10_000, json_schema_extra=_g("data", "Rows per window for cnn/lstm/gru; the window predicts its last row's target.", label="Window length (rows)"))
-    data_path: Optional[str] = Field(None, json_schema_extra=_g("data", "CSV or Parquet file with the data (HTTP API and command line).", label="Data file"))
+    data_path: Optional[str] = Field(None, json_schema_extra=_g("data", "CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file with the data (HTTP API, panel and command line).", label="Data file"))
 
     # --- model ---
     model_type: Literal["mlp", "cnn", "lstm", "gru"] = Field("mlp", json_schema_extra=_g("model", "mlp works on rows; cnn, lstm and gru on windows of sequence_length rows.", label="Model"))

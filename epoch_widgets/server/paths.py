@@ -13,10 +13,11 @@ import re
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
+from trainer.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
+
 from .errors import BadRequest
 
 MODELS_MOUNT = PurePath("/models")   # how SPEC.md's example names the models directory
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
 # Linux's limits (NAME_MAX, PATH_MAX): longer names fail in the file system with "File name too long".
 NAME_MAX = 255
 PATH_MAX = 4096
@@ -51,28 +52,14 @@ def _inside(base: Path, value: object, field: str, folder: str, mount: PurePath 
     return resolved
 
 
-def data_format(path: Path) -> str:
-    """``"csv"`` or ``"parquet"`` from the file name (``.csv.gz`` and friends count as CSV)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
-        suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
-    if last == ".csv":
-        return "csv"
-    if last in (".parquet", ".pq"):
-        return "parquet"
-    return ""
-
-
 def resolve_data_path(value: object, root_dir: Path) -> Path:
-    """The data file for ``data_path``: an existing CSV or Parquet file inside ``root_dir``."""
+    """The data file for ``data_path``: an existing file inside ``root_dir`` that trainer.tables reads."""
     if value is None:
         raise _problem("data_path", None, "required: name the CSV or Parquet file to train on, "
                                           "relative to the server's root directory")
     path = _inside(Path(root_dir), value, "data_path", "server's root directory")
-    if not data_format(path):
-        raise _problem("data_path", value, f"unsupported file type {path.name!r}; use a .csv "
-                                           f"(optionally compressed) or .parquet file")
+    if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
+        raise _problem("data_path", value, f"unsupported file type {path.name!r}; use a {SUPPORTED_TEXT} file")
     if not _query(path, "data_path", value, Path.is_file):
         shown = path.relative_to(Path(root_dir).resolve())
         raise _problem("data_path", value, f"no such file {str(shown)!r} in the server's root directory")

@@ -17,16 +17,14 @@ import sys
 import threading
 import time
 import warnings
-from pathlib import Path
 from typing import IO, Any, Callable, Optional
 
-import pandas as pd
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse, StateError, Trainer, TrainingState
 from trainer.events import Callback
 from trainer.summary import parameter_count
+from trainer.tables import read_table
 
-from .paths import data_format
 
 # How long a command waits for the run to reach the state it asked for (a batch is milliseconds;
 # stopping includes writing the artifacts).
@@ -138,19 +136,6 @@ def _apply(run: Trainer, relay: Relay, line: bytes, channel: Channel) -> None:
         return
     state = relay.wait_for(TARGETS[cmd], COMMAND_WAIT[cmd])
     channel.send({"kind": "reply", "seq": seq, "ok": True, "state": state, "reached": state in TARGETS[cmd]})
-
-
-def read_table(path: str) -> pd.DataFrame:
-    """Load a CSV or Parquet file; a problem is a ConfigError naming ``data_path``."""
-    kind = data_format(Path(path))
-    try:
-        return pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
-    except ImportError as exc:
-        raise ConfigError.single("data_path", path, f"reading Parquet needs pyarrow ({exc}); "
-                                                    f"pip install pyarrow, or use a CSV file") from None
-    except Exception as exc:
-        raise ConfigError.single("data_path", Path(path).name,
-                                 f"could not read the file: {type(exc).__name__}: {exc}") from None
 
 
 def _protocol_stream() -> IO[bytes]:

@@ -249,3 +249,13 @@ async def test_a_tensorflow_task_trains_and_controls_like_a_torch_one(api, make_
     history = (await api.call("GET", "history", task_id))[1]["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all(SPEC_METRICS <= h.keys() for h in history)
     assert load_model(models_dir / "tf").metadata["backend"] == "tensorflow"
+
+
+@pytest.mark.parametrize("name", ["data.csv.gz", "data.tsv"])
+async def test_compressed_csv_and_tsv_files_train(api, make_config, jp_root_dir, name):
+    # The server's path check and its workers' reader are trainer.tables: same files accepted.
+    from trainer import datasets
+    datasets.make_classification(400, seed=3).to_csv(jp_root_dir / name, index=False,
+                                                      sep="\t" if name.endswith(".tsv") else ",")
+    task_id = await api.start(make_config(epochs=2, data_path=name))
+    assert (await api.wait_done(task_id))["training_state"] == "completed"

@@ -121,8 +121,10 @@ class TorchBackend(Backend):
         self.samples = x if self.window is None else x.unfold(0, self.window, 1).transpose(1, 2)
         offset = 0 if self.window is None else self.window - 1
         self.sample_targets = self.y[offset:]
-        self.train_ids = torch.from_numpy(data.train_index - offset).to(self.device)
-        self.val_ids = torch.from_numpy(data.val_index - offset).to(self.device)
+        # from_numpy shares memory with the prepared arrays: on the CPU the data exists once.
+        self.train_ids = torch.from_numpy(data.train_index - offset if offset else data.train_index).to(self.device)
+        self.val_ids = torch.from_numpy(data.val_index - offset if offset else data.val_index).to(self.device)
+        self._epoch_buffers: tuple[Optional[torch.Tensor], Optional[torch.Tensor]] = (None, None)
         self._check_model_output()
         self.optimizer = _make_optimizer(config.optimizer, self.model.parameters(), config.learning_rate, self.device)
         self._acc_dtype = torch.float64 if self.device.type != "mps" else torch.float32
@@ -189,8 +191,22 @@ class TorchBackend(Backend):
         self._epoch_ids = ids
         per_sample = self.samples[0].numel() * self.samples.element_size()
         # Gathering the shuffled epoch once and slicing it beats indexing per batch (DESIGN.md).
-        self._epoch_x = self.samples[ids] if per_sample * len(ids) <= _EPOCH_GATHER_LIMIT else None
-        self._epoch_y = self.sample_targets[ids]
+        # Each epoch gathers into the previous epoch's buffers (freed before a new size is
+        # allocated), so one epoch's copy exists at a time.
+        n = len(ids)
+        gather_x = per_sample * n <= _EPOCH_GATHER_LIMIT
+        bx, by = self._epoch_buffers
+        self._epoch_x = self._epoch_y = None
+        self._epoch_buffers = (None, None)
+        bx = bx if gather_x and bx is not None and len(bx) == n else None
+        by = by if by is not None and len(by) == n else None
+        if gather_x and bx is None:
+            bx = self.samples.new_empty((n, *self.samples.shape[1:]))
+        if by is None:
+            by = self.sample_targets.new_empty((n,))
+        self._epoch_buffers = (bx, by)
+        self._epoch_x = torch.index_select(self.samples, 0, ids, out=bx) if gather_x else None
+        self._epoch_y = torch.index_select(self.sample_targets, 0, ids, out=by)
         self._loss_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         self._score_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         self._seen = 0

@@ -59,7 +59,8 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
 
     import torch.distributed as dist
 
-    from ..cli import ConsoleProgress, UsageError, parse_value, read_config_file, read_data_file
+    from ..cli import ConsoleProgress, UsageError, parse_value, read_config_file
+    from ..tables import read_table
 
     ap = argparse.ArgumentParser(
         prog="python -m trainer.distributed",
@@ -94,7 +95,7 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
         data_path = args.data or config.data_path
         if not data_path:
             raise UsageError("give --data FILE (or data_path in the config)")
-        df = read_data_file(data_path)
+        df = read_table(data_path)
         if config.batch_size % world:
             raise ConfigError.single("batch_size", config.batch_size,
                                      f"with {world} processes batch_size is the global batch, split evenly; "
