@@ -24,7 +24,8 @@ import pandas as pd
 from .atomic import atomic_write_json, atomic_write_text
 from .backends import backend_module
 from .config import TrainingConfig
-from .data import Preprocessor, windows
+from .data import windows
+from .preprocessor import Preprocessor
 from .evaluation import Evaluation, evaluate_frame, save_evaluation, softmax
 
 if TYPE_CHECKING:

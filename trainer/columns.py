@@ -223,3 +223,44 @@ def category_problem(col: pd.Series, name: Any) -> Optional[ColumnProblem]:
     values = col.to_numpy(dtype=object)
     containers = np.fromiter((isinstance(v, _CONTAINERS) for v in values), bool, len(values))
     return _container_problem(col, name, containers) if containers.any() else None
+
+
+# ---------------------------------------------------------------------- the frame as a whole
+
+def layout_problem(df: pd.DataFrame) -> Optional[str]:
+    """What makes ``df`` unusable as a whole (not a DataFrame, column levels, no columns)."""
+    if not isinstance(df, pd.DataFrame):
+        return f"expected a pandas DataFrame, got {type(df).__name__}"
+    if isinstance(df.columns, pd.MultiIndex):
+        return (f"the DataFrame's columns have {df.columns.nlevels} levels (a MultiIndex); flatten them to "
+                f"strings first, e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]")
+    if len(df.columns) == 0:
+        return "the DataFrame has no columns"
+    return None
+
+
+def duplicated(df: pd.DataFrame, names: list[Any]) -> list[Any]:
+    counts = df.columns.value_counts()
+    return [c for c in dict.fromkeys(names) if counts.get(c, 0) > 1]
+
+
+def duplicate_message(name: Any, df: pd.DataFrame) -> str:
+    n = int((df.columns == name).sum())
+    return (f"column {name!r} appears {n} times in the DataFrame; rename or drop the copies, "
+            f"e.g. df = df.loc[:, ~df.columns.duplicated()]")
+
+
+def check_prediction_frame(df: pd.DataFrame, needed: list[str]) -> None:
+    """The prediction-time counterpart of :func:`resolve_columns`; raises ValueError."""
+    problem = layout_problem(df)
+    if problem:
+        raise ValueError(problem)
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        renamed = [c for c in df.columns if not isinstance(c, str) and str(c) in missing]
+        hint = (f"; its columns {renamed} are not strings: rename them, df.columns = df.columns.astype(str)"
+                if renamed else "")
+        raise ValueError(f"the data lacks feature columns {missing}; the model was trained on {needed}{hint}")
+    twice = duplicated(df, needed)
+    if twice:
+        raise ValueError(duplicate_message(twice[0], df))

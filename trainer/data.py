@@ -7,153 +7,19 @@ deviations, medians, categories) come from the training split only; the fitted
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 import pandas as pd
 
-from .columns import NUMERIC, ColumnProblem, category_problem, column_kind, numeric_values
+from .columns import (NUMERIC, ColumnProblem, category_problem, column_kind, duplicate_message, duplicated,
+                      layout_problem, numeric_values)
 from .config import ConfigError, TrainingConfig
+from .preprocessor import Preprocessor, column_statistics, json_scalar
 
 MAX_CATEGORIES = 50        # beyond this one-hot encoding is no longer a sensible default
 MAX_AUTO_CLASSES = 20      # integer targets with at most this many values count as classes
-
-
-def _json_scalar(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-@dataclass
-class Preprocessor:
-    """Fitted feature and target transforms; JSON-serialisable via :meth:`to_dict`."""
-
-    feature_columns: list[str]
-    target_column: str
-    task: str                                   # "classification" | "regression"
-    numeric: list[str] = field(default_factory=list)
-    means: list[float] = field(default_factory=list)
-    stds: list[float] = field(default_factory=list)
-    medians: list[float] = field(default_factory=list)   # used when impute is on
-    categorical: dict[str, list[Any]] = field(default_factory=dict)
-    impute: bool = False
-    classes: list[Any] = field(default_factory=list)
-    target_mean: float = 0.0
-    target_std: float = 1.0
-    sequence_length: Optional[int] = None
-
-    # ---------------------------------------------------------------- features
-    @property
-    def n_features(self) -> int:
-        return len(self.numeric) + sum(len(c) for c in self.categorical.values())
-
-    @property
-    def n_outputs(self) -> int:
-        return len(self.classes) if self.task == "classification" else 1
-
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        """Raw feature columns -> float32 matrix (rows x encoded features).
-
-        Column by column into one preallocated float32 array, so the only full-size allocation is
-        the result. A column that cannot be used raises ValueError naming it and the fix.
-        """
-        _check_prediction_frame(df, self.feature_columns)
-        out = np.empty((len(df), self.n_features), dtype=np.float32)
-        problems: list[str] = []
-        infinite, missing = [], []
-        native: list[tuple[int, np.ndarray, Optional[float]]] = []
-        for j, c in enumerate(self.numeric):
-            col = df[c]
-            try:
-                values = numeric_values(col, c)
-            except ColumnProblem as exc:
-                problems.append(str(exc))
-                continue
-            fill = None
-            if values.dtype.kind == "f" and not np.isfinite(values).all():
-                if np.isinf(values).any():
-                    infinite.append(c)
-                    continue
-                if not self.impute:
-                    missing.append(c)
-                    continue
-                fill = self.medians[j]
-            if values.dtype.kind in "fiub" and isinstance(col.dtype, np.dtype):
-                native.append((j, values, fill))     # the DataFrame's own array: scaled in row blocks below
-            else:
-                # Converted from a nullable, Arrow or object column: already a copy, scaled right away
-                # so that at most one such copy exists at a time.
-                nan = np.isnan(values) if fill is not None else None
-                _scale_into(out[:, j], values, self.means[j], self.stds[j], nan, fill or 0.0)
-        if native and not problems and not infinite and not missing:
-            _scale_blocks(out, native, self.means, self.stds)
-        offset = len(self.numeric)
-        for c, cats in self.categorical.items():
-            col = df[c]
-            block = out[:, offset:offset + len(cats)]
-            offset += len(cats)
-            problem = category_problem(col, c)
-            if problem is not None:
-                problems.append(str(problem))
-                continue
-            if not self.impute and col.isna().any():
-                missing.append(c)
-                continue
-            # Unknown or missing categories encode as all zeros rather than failing prediction.
-            codes = _codes(col, cats)
-            block[...] = 0
-            rows = np.flatnonzero(codes >= 0)
-            block[rows, codes[rows]] = 1
-        if infinite:
-            problems.append(f"infinite values in columns {infinite}; replace them before predicting")
-        if missing:
-            problems.append(f"missing values in columns {missing}; train with missing_values='impute' or clean them")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return out
-
-    # ---------------------------------------------------------------- target
-    def encode_target(self, s: pd.Series) -> np.ndarray:
-        """Class codes (int64) or the scaled target (float32), each a new writable array."""
-        if self.task == "classification":
-            codes = _codes(s, self.classes).astype(np.int64)
-            if (codes < 0).any():
-                unknown = sorted({str(v) for v in s[codes < 0]})[:5]
-                raise ValueError(f"target values {unknown} are not among the known classes {self.classes}")
-            return codes
-        y = numeric_values(s, s.name, role="target")
-        out = np.empty(len(y), dtype=np.float32)
-        _scale_into(out, y, self.target_mean, self.target_std, None, 0.0)
-        return out
-
-    def decode_target(self, out: np.ndarray) -> np.ndarray:
-        if self.task == "classification":
-            return np.asarray(self.classes, dtype=object)[out].astype(_classes_dtype(self.classes))
-        return out * self.target_std + self.target_mean
-
-    # ---------------------------------------------------------------- persistence
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Preprocessor":
-        return cls(**d)
-
-
-def _codes(col: pd.Series, categories: list[Any]) -> np.ndarray:
-    """Position of each value in ``categories``, -1 for missing or unknown values."""
-    # Factorising first hashes each row once and reuses a category column's own codes.
-    codes, uniques = pd.factorize(col)
-    lookup = pd.Index(categories).get_indexer(uniques) if len(categories) else np.full(len(uniques), -1)
-    return np.append(lookup, -1)[codes]
-
-
-def _classes_dtype(classes: list[Any]) -> Any:
-    if all(isinstance(c, bool) for c in classes):
-        return bool
-    if all(isinstance(c, int) and not isinstance(c, bool) for c in classes):
-        return np.int64
-    return object
 
 
 @dataclass
@@ -181,66 +47,6 @@ class PreparedData:
 
 # ---------------------------------------------------------------------- scaling
 
-def _scale_into(out: np.ndarray, values: np.ndarray, mean: float, std: float,
-               missing: Optional[np.ndarray], fill: float) -> None:
-    """``out[:] = (values - mean) / std`` computed in float64 and stored as ``out``'s dtype.
-
-    One column at a time: the float64 temporaries are a column long, never the whole matrix, and
-    ``values`` (possibly the user's own array) is never written to.
-    """
-    scaled = np.subtract(values, mean, dtype=np.float64)
-    if missing is not None and missing.any():
-        scaled[missing] = fill - mean
-    scaled /= std
-    out[...] = scaled
-
-
-# Rows per block when scaling: a block of float64 temporaries stays in the CPU's cache, and
-# writing whole rows of the float32 result beats writing it one strided column at a time (5x).
-_BLOCK_ROWS = 16384
-
-
-def _scale_blocks(out: np.ndarray, columns: list[tuple[int, np.ndarray, Optional[float]]],
-                  means: list[float], stds: list[float]) -> None:
-    """Scale ``(position, values, fill for NaN or None)`` columns into ``out``, a block of rows at a time."""
-    positions = [j for j, _, _ in columns]
-    contiguous = positions == list(range(positions[0], positions[0] + len(positions)))
-    target: Any = slice(positions[0], positions[0] + len(positions)) if contiguous else positions
-    mean = np.array([[means[j]] for j in positions])
-    std = np.array([[stds[j]] for j in positions])
-    # One contiguous float64 row per column: filled, scaled, then written transposed as float32.
-    buffer = np.empty((len(columns), min(_BLOCK_ROWS, len(out))), dtype=np.float64)
-    for lo in range(0, len(out), _BLOCK_ROWS):
-        hi = min(lo + _BLOCK_ROWS, len(out))
-        block = buffer[:, :hi - lo]
-        for k, (_, values, fill) in enumerate(columns):
-            part = values[lo:hi]
-            block[k] = part
-            if fill is not None:
-                block[k, np.isnan(part)] = fill
-        block -= mean
-        block /= std
-        out[lo:hi, target] = block.T
-
-
-def _statistics(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean, standard deviation (ddof 0) and median of the present values; NaN when none are."""
-    values = values.astype(np.float64)          # a copy of one column's training rows, reordered below
-    present = ~np.isnan(values)
-    if not present.all():
-        values = values[present]
-    n = len(values)
-    if not n:
-        return np.nan, np.nan, np.nan
-    mean = float(values.mean())
-    std = float(np.sqrt(np.square(values - mean).mean()))
-    # np.median's value, from one partition instead of two.
-    k = n // 2
-    values.partition(k)
-    median = float(values[k]) if n % 2 else (float(values[:k].max()) + float(values[k])) / 2
-    return mean, std, median
-
-
 # ---------------------------------------------------------------------- checks
 
 def _column_error(field: str, name: str, df: pd.DataFrame) -> dict[str, Any]:
@@ -254,29 +60,6 @@ def _column_error(field: str, name: str, df: pd.DataFrame) -> dict[str, Any]:
     return {"field": field, "value": name, "message": f"column {name!r} is not in the data{hint}"}
 
 
-def _layout_problem(df: pd.DataFrame) -> Optional[str]:
-    """What makes ``df`` unusable as a whole (not a DataFrame, column levels, no columns)."""
-    if not isinstance(df, pd.DataFrame):
-        return f"expected a pandas DataFrame, got {type(df).__name__}"
-    if isinstance(df.columns, pd.MultiIndex):
-        return (f"the DataFrame's columns have {df.columns.nlevels} levels (a MultiIndex); flatten them to "
-                f"strings first, e.g. df.columns = ['_'.join(map(str, c)) for c in df.columns]")
-    if len(df.columns) == 0:
-        return "the DataFrame has no columns"
-    return None
-
-
-def _duplicated(df: pd.DataFrame, names: list[Any]) -> list[Any]:
-    counts = df.columns.value_counts()
-    return [c for c in dict.fromkeys(names) if counts.get(c, 0) > 1]
-
-
-def _duplicate_message(name: Any, df: pd.DataFrame) -> str:
-    n = int((df.columns == name).sum())
-    return (f"column {name!r} appears {n} times in the DataFrame; rename or drop the copies, "
-            f"e.g. df = df.loc[:, ~df.columns.duplicated()]")
-
-
 def resolve_columns(config: TrainingConfig, df: pd.DataFrame) -> tuple[list[str], str]:
     """Check the configured columns exist, once each in the DataFrame, under string names; return
     (features, target). (The config itself refuses a feature listed twice or as the target.)
@@ -287,7 +70,7 @@ def resolve_columns(config: TrainingConfig, df: pd.DataFrame) -> tuple[list[str]
     looked at here (the panel calls this on every change); the values are checked by
     :func:`prepare_data`.
     """
-    problem = _layout_problem(df)
+    problem = layout_problem(df)
     if problem:
         raise ConfigError.single("data", type(df).__name__, problem)
     errors = []
@@ -311,28 +94,12 @@ def resolve_columns(config: TrainingConfig, df: pd.DataFrame) -> tuple[list[str]
     if not features:
         errors.append({"field": "feature_columns", "value": [], "message": "no feature columns: the data has only the target"})
     if not errors:
-        for c in _duplicated(df, [target] + features):
+        for c in duplicated(df, [target] + features):
             errors.append({"field": "target_column" if c == target else "feature_columns", "value": c,
-                           "message": _duplicate_message(c, df)})
+                           "message": duplicate_message(c, df)})
     if errors:
         raise ConfigError(errors)
     return [str(c) for c in features], str(target)
-
-
-def _check_prediction_frame(df: pd.DataFrame, needed: list[str]) -> None:
-    """The prediction-time counterpart of :func:`resolve_columns`; raises ValueError."""
-    problem = _layout_problem(df)
-    if problem:
-        raise ValueError(problem)
-    missing = [c for c in needed if c not in df.columns]
-    if missing:
-        renamed = [c for c in df.columns if not isinstance(c, str) and str(c) in missing]
-        hint = (f"; its columns {renamed} are not strings: rename them, df.columns = df.columns.astype(str)"
-                if renamed else "")
-        raise ValueError(f"the data lacks feature columns {missing}; the model was trained on {needed}{hint}")
-    twice = _duplicated(df, needed)
-    if twice:
-        raise ValueError(_duplicate_message(twice[0], df))
 
 
 _NUMBERS_IN_OBJECTS = ("integer", "floating", "mixed-integer-float", "decimal")
@@ -451,7 +218,7 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
         if n_inf:
             infinite[c] = n_inf
             continue
-        mean, std, median = _statistics(values[stat_rows])
+        mean, std, median = column_statistics(values[stat_rows])
         # A column missing in all training rows has no statistics; fall back to neutral values.
         pre.means.append(mean if np.isfinite(mean) else 0.0)
         pre.stds.append(std if np.isfinite(std) and std > 0 else 1.0)
@@ -467,7 +234,7 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
         if problem is not None:
             errors.append({"field": "feature_columns", "value": c, "message": str(problem)})
             continue
-        cats = sorted({_json_scalar(v) for v in col.iloc[stat_rows].dropna().unique()}, key=str)
+        cats = sorted({json_scalar(v) for v in col.iloc[stat_rows].dropna().unique()}, key=str)
         if len(cats) > MAX_CATEGORIES:
             errors.append({"field": "feature_columns", "value": c,
                            "message": f"column {c!r} has {len(cats)} distinct values, too many to one-hot encode "
@@ -475,7 +242,7 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
                                       + _looks_numeric_hint(col, c)})
         pre.categorical[c] = cats
     if task == "classification":
-        classes = sorted({_json_scalar(v) for v in y_raw.unique()}, key=lambda v: (str(type(v)), v))
+        classes = sorted({json_scalar(v) for v in y_raw.unique()}, key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
             errors.append({"field": "target_column", "value": target,
                            "message": f"classification needs at least 2 classes, {target!r} has {classes}"})
@@ -491,7 +258,7 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
                 errors.append({"field": "target_column", "value": target,
                                "message": f"{_rows(n_inf)} {'has' if n_inf == 1 else 'have'} an infinite target; drop or fix them"})
             else:
-                pre.target_mean, std, _ = _statistics(y_values[train_index])
+                pre.target_mean, std, _ = column_statistics(y_values[train_index])
                 pre.target_std = std if np.isfinite(std) and std > 0 else 1.0
     if missing and config.missing_values == "error":
         listed = ", ".join(f"{c!r} ({n})" for c, n in missing.items())

@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
-from .data import Preprocessor, _classes_dtype, windows
+from .data import windows
+from .preprocessor import Preprocessor, classes_dtype
 
 if TYPE_CHECKING:
     from .artifacts import TrainedModel
@@ -281,7 +282,7 @@ def _classification(classes: list[Any], outputs: np.ndarray, true: np.ndarray, i
 
     predictions = pd.DataFrame({"actual": labels[true], "predicted": labels[pred]}, index=index)
     for col in ("actual", "predicted"):
-        predictions[col] = predictions[col].astype(_classes_dtype(classes))
+        predictions[col] = predictions[col].astype(classes_dtype(classes))
     probabilities = pd.DataFrame(proba, columns=pd.Index(classes, dtype=object), index=index)
     confusion = pd.DataFrame(cm, index=pd.Index(classes, name="actual", dtype=object),
                              columns=pd.Index(classes, name="predicted", dtype=object))

@@ -486,7 +486,7 @@ def test_the_encoded_matrix_is_the_only_copy_of_the_data_and_epochs_reuse_one_bu
     prepared float32 matrix, and every epoch gathers into the previous epoch's buffer."""
     torch = pytest.importorskip("torch")
     from trainer import Trainer
-    from trainer.run import epoch_order
+    from trainer.loop import epoch_order
 
     run = Trainer({"target_column": "label", "device": "cpu", "seed": 0, "epochs": 1}, clf_df)
     backend, data = run.backend, run.data
