@@ -31,7 +31,7 @@ from .fields import config_difference
 from .metrics_table import MetricsTable, final_html, table_html
 from .notices import Notices
 from ._tree import close_tree
-from .progress import ProgressView, Snapshot, Stopwatch, end_note, estimate_remaining
+from .progress import ProgressView, Snapshot, end_note, estimate_remaining
 from .run_adapter import RunAdapter
 from .snapshot import Snapshot as StaticSnapshot
 
@@ -80,7 +80,6 @@ class TrainingPanel(W.VBox):
         self._data_file = DataFile()
         self._validation = Validation(None)
         self.binding = LoopBinding()
-        self.stopwatch = Stopwatch()
         self.actions = Actions(self)
         self.adapter = RunAdapter(self)
         self.snapshot = StaticSnapshot()
@@ -292,7 +291,6 @@ class TrainingPanel(W.VBox):
         label = config_difference(previous.config, run.config) if previous is not None and len(self.curves.series) else ""
         self.curves.begin_run(run.is_classification, label)
         self.curves.set_preview(run.config)
-        self.stopwatch.reset()
         self.table.show_final("")
         self.exports.show(None, b"", "")
         self.set_trait("run", run)
@@ -312,7 +310,7 @@ class TrainingPanel(W.VBox):
             self.notices.set("run", f"{len(run.observer_errors)} observer error(s) during the run; "
                                     f"see panel.run.observer_errors. First: {run.observer_errors[0]}", kind="warning")
         restored = run.config.restore_best_weights and run.state == TrainingState.EARLY_STOPPED
-        final = final_html(run.state.value, list(run.history), run.best_metrics, restored, self.stopwatch.elapsed())
+        final = final_html(run.state.value, list(run.history), run.best_metrics, restored, self.adapter.elapsed())
         self.table.show_final(final)
         self.sync_controls()
         self.refresh(urgent=True)
@@ -351,7 +349,7 @@ class TrainingPanel(W.VBox):
                         batch=self.current_batch, num_batches=self.total_batches, reason=reason,
                         error=self.error, preparing=self.preparing)
         if run is not None and run.started_at is not None and not self.preparing:
-            snap.elapsed = self.stopwatch.elapsed()
+            snap.elapsed = self.adapter.elapsed()
             snap.remaining = estimate_remaining([h["time_per_epoch"] for h in run.history[-10:]],
                                                 self.current_epoch, self.total_epochs,
                                                 self.current_batch, self.total_batches)

@@ -2,10 +2,9 @@
 and ETA."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from html import escape
-from typing import Callable, Optional
+from typing import Optional
 
 import ipywidgets as W
 
@@ -36,29 +35,6 @@ def estimate_remaining(epoch_times: list[float], current_epoch: int, total_epoch
     per_epoch = sum(recent) / len(recent)
     done_in_epoch = batch / num_batches if num_batches else 0.0
     return max(0.0, (total_epochs - current_epoch - done_in_epoch) * per_epoch)
-
-
-class Stopwatch:
-    """Training time: runs only while the run is running, so a pause does not count."""
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._total = 0.0
-        self._since: Optional[float] = None
-
-    def reset(self) -> None:
-        self._total, self._since = 0.0, None
-
-    def follow(self, state: str) -> None:
-        """Run while ``state`` is running; hold still otherwise."""
-        if state == "running" and self._since is None:
-            self._since = self._clock()
-        elif state != "running" and self._since is not None:
-            self._total += self._clock() - self._since
-            self._since = None
-
-    def elapsed(self) -> float:
-        return self._total + (self._clock() - self._since if self._since is not None else 0.0)
 
 
 @dataclass

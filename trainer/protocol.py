@@ -7,10 +7,12 @@ stdout, ``epoch_widgets.server.worker``) and rank 0 of a multi-process run (a mu
 From the run's side
     ``event``        {"event", "data"}: one run event (``trainer.events``), in order. Following
                      them with :class:`trainer.follower.RunFollower` keeps a copy of the run's state.
-    ``ready``        {"snapshot", "seed", "samples", "task", ...}: the run is built and about to
-                     train; ``snapshot`` is its state (``RunState.snapshot``) to follow from.
-    ``config_error`` {"message", "errors"}, ``resume_error`` {"message"}, ``start_error``
-    {"message"}: the run could not be built (a bad config, an unusable checkpoint, anything else).
+    ``ready``        {"snapshot", "seed", "samples", "task", "parameters", ...}: the run is built
+                     and about to train; ``snapshot`` is its state (``RunState.snapshot``) to follow
+                     from (``trainer.remote.RunHost`` builds it). From a rank: {"rank"}, it started.
+    ``config_error`` {"message", "errors"}, ``output_in_use`` {"message", "errors"},
+    ``resume_error`` {"message"}, ``start_error`` {"message"}: the run could not be built (a bad
+    config, another run's checkpoints in output_path, an unusable checkpoint, anything else).
     ``reply``        {"seq", "ok", "state", "conflict", "message"}: the answer to a command.
     ``weights``      {"data": bytes}: the trained weights (rank pipe only).
     ``failed``       {"rank", "message"}: a rank's failure (rank pipe only).
@@ -31,8 +33,9 @@ from .events import Callback
 
 EVENT, READY, REPLY, WEIGHTS, FAILED = "event", "ready", "reply", "weights", "failed"
 CONFIG_ERROR, RESUME_ERROR, START_ERROR = "config_error", "resume_error", "start_error"
+OUTPUT_IN_USE = "output_in_use"
 START, COMMAND = "start", "command"
-REFUSALS = frozenset({CONFIG_ERROR, RESUME_ERROR, START_ERROR})
+REFUSALS = frozenset({CONFIG_ERROR, RESUME_ERROR, START_ERROR, OUTPUT_IN_USE})
 COMMANDS = ("pause", "resume", "stop")
 
 Message = dict[str, Any]
@@ -40,6 +43,10 @@ Message = dict[str, Any]
 
 def event(name: str, data: dict[str, Any]) -> Message:
     return {"kind": EVENT, "event": name, "data": data}
+
+
+def start(task_id: str, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> Message:
+    return {"kind": START, "task_id": task_id, "config": config, "resume": resume, "overwrite": overwrite}
 
 
 def command(cmd: str, seq: int) -> Message:

@@ -1,12 +1,16 @@
 """Following a worker's run: its events become the task's progress, history and stream events.
 
-Kept apart from the task's lifecycle (``tasks.py``, ``lifecycle.py``): this part only reads what the
-current worker generation reports and hands state changes to the lifecycle through two methods,
+The task keeps a copy of the run's state with :class:`trainer.RunFollower`, the same follower the
+panel and the multi-process launcher use: it starts from the state in the worker's ``ready``
+message and applies every ``event`` message after it. Kept apart from the task's lifecycle
+(``tasks.py``, ``lifecycle.py``): this part hands what the run reports to the lifecycle through
 ``_run_state_changed`` and ``_run_ended``.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
+
+from trainer import RunFollower, RunState
 
 from .subscriptions import Subscription
 
@@ -14,59 +18,75 @@ from .subscriptions import Subscription
 ERROR_STATES = frozenset({"failed", "interrupted"})
 
 
-def initial_progress(total_epochs: int) -> dict[str, Any]:
-    return {"current_epoch": 0, "total_epochs": total_epochs, "training_state": "pending",
-            "latest_metrics": {}, "best_metrics": {}, "current_batch": 0, "total_batches": 0,
-            "reason": None, "error": None}
+def state_from_record(record: Mapping[str, Any], total_epochs: int) -> RunState:
+    """The run's state as a task record saved it (``run``), or as records before it had one did
+    (``progress`` and ``history``)."""
+    if record.get("run"):
+        return RunState.from_snapshot(record["run"])
+    progress, history = dict(record.get("progress") or {}), list(record.get("history") or [])
+    return RunState.from_snapshot({
+        "total_epochs": progress.get("total_epochs", total_epochs), "current_epoch": progress.get("current_epoch", 0),
+        "batch": progress.get("current_batch", 0), "num_batches": progress.get("total_batches", 0),
+        "history": history, "best_epoch": (progress.get("best_metrics") or {}).get("epoch")})
 
 
 class FollowsRun:
     """The event-following half of a Task (mixed into it)."""
 
     task_id: str
-    progress: dict[str, Any]
-    history: list[dict[str, Any]]
+    config: dict[str, Any]
     subscribers: set[Subscription]
     reason: Optional[str]
     error: Optional[str]
+    seed: Optional[int]
+    samples: dict[str, int]
+    follower: RunFollower
 
     # Provided by the Task.
     state: str
     done: bool
 
     def save(self, now: bool = True) -> None: ...
-    def _run_state_changed(self, new: str, reason: Optional[str]) -> None: ...
-    def _run_ended(self, state: str, reason: Optional[str]) -> None: ...
+    def _run_state_changed(self, new: str, reason: Optional[str], error: Optional[str]) -> None: ...
+    def _run_ended(self, state: str, reason: Optional[str], error: Optional[str]) -> None: ...
+
+    def follow_state(self, state: RunState) -> None:
+        """Follow the run from ``state`` on (a new task, a record, or a worker's ``ready``)."""
+        self.follower = RunFollower(state)
+        self.follower.listen(self._on_event)
+
+    @property
+    def run_state(self) -> RunState:
+        return self.follower.state
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        """The run's progress as its worker reported it (the lifecycle has the last word on the state)."""
+        return dict(self.run_state.progress())
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.run_state.history  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ worker messages
-    def apply_ready(self, msg: dict[str, Any], resuming: bool) -> None:
+    def apply_ready(self, msg: dict[str, Any]) -> None:
+        """The worker's ``ready``: its run's state (a resumed run's history is the checkpoint's,
+        which may be older than the last epoch the record saw) is what it reports from now on."""
         self.seed, self.samples = msg.get("seed"), msg.get("samples", {})
-        self.progress.update(msg.get("progress") or {})
-        if resuming:
-            # The checkpoint may be older than the last epoch the record saw: its history is the truth.
-            self.history = list(msg.get("history", self.history))
+        self.follow_state(RunState.from_snapshot(msg["snapshot"]))
 
     def follow(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("kind")
-        if kind == "event":
-            self._on_event(msg["event"], msg.get("data", {}), msg.get("progress"))
-        elif kind == "batch":
-            self.progress["current_batch"] = msg.get("batch", 0)
-            self.progress["total_batches"] = msg.get("num_batches", 0)
+        self.follower.receive(msg)
 
-    def _on_event(self, event: str, data: dict[str, Any], progress: Optional[dict[str, Any]]) -> None:
-        if progress:
-            self.progress.update(progress)
+    def _on_event(self, event: str, data: dict[str, Any]) -> None:
         if event == "epoch_end":
-            self.history.append(data["metrics"])
             self.publish({"type": "progress", "task_id": self.task_id, "progress": self.progress_snapshot(),
                           "improved": bool(data.get("improved"))})
             self.save(now=False)
         elif event == "state_change":
-            self._run_state_changed(data["new"], data.get("reason"))
+            self._run_state_changed(data["new"], data.get("reason"), data.get("error"))
         elif event == "train_end":
-            self.progress["best_metrics"] = data.get("best_metrics", self.progress.get("best_metrics", {}))
-            self._run_ended(data["state"], data.get("reason"))
+            self._run_ended(data["state"], data.get("reason"), data.get("error"))
 
     # ------------------------------------------------------------------ what clients see
     def progress_snapshot(self) -> dict[str, Any]:
@@ -83,7 +103,7 @@ class FollowsRun:
             return {"type": "error", "task_id": self.task_id, "training_state": self.state,
                     "message": self.error or self.reason, "progress": self.progress_snapshot()}
         return {"type": "complete", "task_id": self.task_id, "training_state": self.state,
-                "best_metrics": self.progress.get("best_metrics", {}), "reason": self.reason,
+                "best_metrics": self.run_state.best_metrics, "reason": self.reason,
                 "progress": self.progress_snapshot()}
 
     def publish(self, event: dict[str, Any]) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Callable, Optional
 
+from trainer import protocol
+
 from .errors import BadRequest, Conflict, WorkerProblem
 from .process import WorkerProcess, describe_exit
 
 # The worker's answers to its start message that end the wait for ``ready``.
-START_ANSWERS = ("ready", "config_error", "output_in_use", "start_error", "resume_error")
+START_ANSWERS = frozenset({protocol.READY}) | protocol.REFUSALS
 
 
 class WorkerGone(Exception):
@@ -85,7 +87,7 @@ class WorkerGeneration:
         seq = self._seq
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[seq] = reply
-        if not self.process.send({"cmd": action, "seq": seq}):
+        if not self.process.send(protocol.command(action, seq)):
             self._replies.pop(seq, None)
             raise WorkerGone()
         try:
@@ -111,14 +113,14 @@ class WorkerGeneration:
     # ------------------------------------------------------------------ from the worker
     def _message(self, msg: dict[str, Any]) -> None:
         kind = msg.get("kind")
-        if kind == "reply":
+        if kind == protocol.REPLY:
             fut = self._replies.pop(msg.get("seq"), None)
             if fut is not None and not fut.done():
                 fut.set_result(msg)
         elif kind in START_ANSWERS:
             if self.ready.done():
                 return
-            if kind == "ready":
+            if kind == protocol.READY:
                 self._on_ready(self, msg)     # applied before any later message is handled
                 self.ready.set_result(msg)
             else:
@@ -147,10 +149,10 @@ class WorkerGeneration:
 
 def _refusal(kind: str, msg: dict[str, Any]) -> Exception:
     message = msg.get("message", "")
-    if kind == "config_error":
+    if kind == protocol.CONFIG_ERROR:
         return BadRequest(message or "invalid config", msg.get("errors"))
-    if kind == "output_in_use":
+    if kind == protocol.OUTPUT_IN_USE:
         return Conflict(message, msg.get("errors"))
-    if kind == "resume_error":
+    if kind == protocol.RESUME_ERROR:
         return Conflict(f"cannot resume from the checkpoint: {message}")
     return WorkerProblem(f"the training could not start: {message}")

@@ -16,9 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
+from trainer import RunState, protocol
+
 from . import lifecycle as lc
 from .errors import Conflict, TaskNotFound, WorkerProblem
-from .following import FollowsRun, initial_progress
+from .following import FollowsRun, state_from_record
 from .generation import WorkerGeneration, WorkerGone
 from .lifecycle import Lifecycle
 from .store import TaskStore
@@ -65,8 +67,7 @@ class Task(FollowsRun):
         self.lifecycle = Lifecycle()
         self.reason: Optional[str] = None
         self.error: Optional[str] = None
-        self.progress = initial_progress(config["epochs"])
-        self.history: list[dict[str, Any]] = []
+        self.follow_state(RunState(total_epochs=config["epochs"]))
         self.seed: Optional[int] = config.get("seed")
         self.samples: dict[str, int] = {}
         self.created_at = time.time()
@@ -115,7 +116,8 @@ class Task(FollowsRun):
         return {"format": RECORD_FORMAT, "task_id": self.task_id, "config": self.config,
                 "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
                 "state": self.state, "reason": self.reason, "error": self.error,
-                "progress": dict(self.progress), "history": list(self.history), "seed": self.seed,
+                "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
+                "seed": self.seed,
                 "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
                 "finished_at": self.finished_at}
 
@@ -125,8 +127,7 @@ class Task(FollowsRun):
         out = record.get("output_dir")
         task = cls(record["task_id"], record["config"], Path(record["data_file"]),
                    Path(out) if out else None, store, settings)
-        task.progress = {**task.progress, **record.get("progress", {})}
-        task.history = list(record.get("history", []))
+        task.follow_state(state_from_record(record, record["config"]["epochs"]))
         task.seed = record.get("seed")
         task.samples = record.get("samples", {})
         task.created_at = record.get("created_at") or task.created_at
@@ -176,14 +177,14 @@ class Task(FollowsRun):
                                self._worker_exited, python=self.settings.python)
         self.gen = gen
         self.launched_at = time.time()
-        gen.start({"task_id": self.task_id, "config": worker_config, "resume": resume, "overwrite": overwrite})
+        gen.start(protocol.start(self.task_id, worker_config, resume, overwrite))
         return gen
 
     def _ready(self, gen: WorkerGeneration, msg: dict[str, Any]) -> None:
         if gen is not self.gen or self.phase not in (lc.STARTING, lc.RELAUNCHING):
             return
         old = self.state
-        self.apply_ready(msg, resuming=self.phase == lc.RELAUNCHING)
+        self.apply_ready(msg)
         self.lifecycle.move(lc.RUNNING)
         self.publish_state(old)
         self.save()
@@ -198,7 +199,7 @@ class Task(FollowsRun):
         if self._following(gen):
             self.follow(msg)
 
-    def _run_state_changed(self, new: str, reason: Optional[str]) -> None:
+    def _run_state_changed(self, new: str, reason: Optional[str], error: Optional[str]) -> None:
         old = self.state
         if self.phase in lc.FINAL:       # the end is already known; train_end records it
             return
@@ -213,16 +214,16 @@ class Task(FollowsRun):
             return
         self.reason = reason
         if new == lc.FAILED:
-            self.error = self.progress.get("error") or reason
+            self.error = error or reason
         if self.state != old:
             self.publish_state(old)
         self.save()
 
-    def _run_ended(self, state: str, reason: Optional[str]) -> None:
+    def _run_ended(self, state: str, reason: Optional[str], error: Optional[str]) -> None:
         old = self.state
         if self.phase not in lc.FINAL:
             self.lifecycle.move(state)
-        self.reason, self.error = reason, self.progress.get("error")
+        self.reason, self.error = reason, error
         if self.state != old:
             self.publish_state(old)
         self._finish()
@@ -251,7 +252,6 @@ class Task(FollowsRun):
     def _finish(self) -> None:
         self._finished_gen = self.gen.number if self.gen is not None else 0
         self.finished_at = self.finished_at or time.time()
-        self.progress["training_state"] = self.state
         self.close_streams()
         self.save()
 

@@ -7,36 +7,10 @@ from typing import Any
 import pandas as pd
 
 from epoch_widgets import TrainingPanel
-from epoch_widgets.progress import ProgressView, Snapshot, Stopwatch, describe
+from epoch_widgets.progress import ProgressView, Snapshot, describe
 
 from .conftest import until
 from .test_panel_training import LONG, make_panel
-
-
-class Clock:
-    """A clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_stopwatch_leaves_paused_time_out() -> None:
-    clock = Clock()
-    watch = Stopwatch(clock)
-    watch.follow("running")
-    clock.now += 12
-    watch.follow("paused")
-    clock.now += 44                      # a 44 s pause
-    assert watch.elapsed() == 12
-    watch.follow("running")
-    clock.now += 3
-    assert watch.elapsed() == 15
-    watch.follow("completed")
-    clock.now += 100
-    assert watch.elapsed() == 15
 
 
 def test_paused_wording_agrees_with_the_epoch_counter() -> None:
@@ -67,15 +41,15 @@ def test_a_real_pause_stops_the_elapsed_time(clf_df: pd.DataFrame) -> None:
         await until(lambda: panel.current_epoch >= 1, what="the first epoch")
         panel.pause()
         await until(lambda: panel.state == "paused", what="the pause")
-        at_pause = panel.stopwatch.elapsed()
+        at_pause = panel.adapter.elapsed()
         await asyncio.sleep(0.5)
-        assert panel.stopwatch.elapsed() == at_pause
+        assert panel.adapter.elapsed() == at_pause
         epoch = panel.current_epoch
         panel._throttle.flush_now()
         assert f"during epoch {epoch + 1} of {LONG['epochs']}" in panel.progress.status.value
         assert f"{epoch}/{LONG['epochs']} done" in panel.progress.epoch_text.value
         panel.resume()
-        await until(lambda: panel.stopwatch.elapsed() > at_pause, what="time to count again")
+        await until(lambda: panel.adapter.elapsed() > at_pause, what="time to count again")
         panel.stop()
         await panel.wait()
 
