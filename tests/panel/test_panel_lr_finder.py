@@ -131,3 +131,44 @@ def test_use_suggested_rate_from_another_thread_changes_the_control_on_the_loop_
         panel.close()
 
     asyncio.run(main())
+
+
+def test_start_and_find_lr_clicked_together_from_another_thread_never_both_go(clf_df):
+    """Clicks as ipykernel 7 delivers them (a subshell thread), Start and Find LR alternating
+    fast: the first wins, every other is refused, and a run and a search never overlap."""
+    async def main() -> None:
+        panel = TrainingPanel(data=clf_df, target_column="label", **{**FAST, "epochs": 500})
+        loop = asyncio.get_running_loop()
+        overlaps: list[str] = []
+        panel.observe(lambda _c: overlaps.append("both") if panel.lr_search.active and panel.actions.run_active()
+                      else None, "preparing")
+        for first, second in ((panel.start_button, panel.find_lr_button), (panel.find_lr_button, panel.start_button)):
+            handled = loop.create_future()
+
+            def clicks() -> None:
+                for _ in range(25):
+                    first.click()
+                    second.click()
+                # Handed to the loop after every click above, so it runs after all of them.
+                loop.call_soon_threadsafe(handled.set_result, None)
+
+            clicker = threading.Thread(target=clicks)
+            clicker.start()
+            await handled
+            await asyncio.to_thread(clicker.join)
+            searching, running = panel.lr_search.active, panel.actions.run_active()
+            assert searching != running, (searching, running)
+            assert searching == (first is panel.find_lr_button)
+            assert "in progress; stop it before" in panel.message.value
+            assert not overlaps
+            if searching:
+                panel.stop()
+                await panel.lr_search.task
+            else:
+                await panel.wait_started()
+                panel.stop()
+                await panel.wait()
+            assert not panel.lr_search.active and not panel.actions.run_active()
+        panel.close()
+
+    asyncio.run(main())
