@@ -71,8 +71,10 @@ class PanelView:
         // The curves' figures: not those in the tabs below them (LR finder, Evaluation, Runs).
         const figs = [...root.querySelectorAll('.bqplot.figure')].filter(f => !f.closest('.widget-tab'));
         const fig = name => figs.find(f => (f.querySelector('.mainheading') || {}).textContent?.startsWith(name));
+        // Only the ticks a person sees: d3 fades ticks in and out when the axis changes.
         const ticks = f => f ? [...f.querySelectorAll('g.axis')[0].querySelectorAll('.tick')]
-            .map(t => t.textContent.trim()) : [];
+            .filter(t => parseFloat(getComputedStyle(t).opacity) > 0.5)
+            .map(t => t.textContent.trim()).filter(t => t.length > 0) : [];
         const loss = fig('Loss');
         const xs = loss ? [...loss.querySelectorAll('.dot')].map(d => d.getBoundingClientRect())
             .filter(r => r.width > 0).map(r => Math.round(r.x + r.width / 2)) : [];
