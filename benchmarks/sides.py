@@ -293,8 +293,9 @@ def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
         panel = TrainingPanel(data=make_benchmark(p["rows"], FEATURES, seed=SEED), **config)
         panel.observe(lambda ch: marks.setdefault(ch["new"], (time.perf_counter(), sent["comm_msg"],
                                                               _flushes(panel))), "current_epoch")
-        panel.start()                        # builds the run and schedules it; it starts at the await
-        panel.run.add_callback(clock.on_event)
+        panel.start()
+        run = await panel.wait_started()     # built in a worker thread, outside the epochs timed
+        run.add_callback(clock.on_event)
         await panel.wait()
         return panel
 

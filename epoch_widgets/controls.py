@@ -1,30 +1,38 @@
 """Config controls generated from the trainer's schema (``trainer.config_fields()``).
 
-One input widget per config field with an error label beside it, grouped in tabs. Nothing here
-knows a field's range or default: those come from the schema, and validation is the schema's own
-(``TrainingConfig``) plus the column check against the DataFrame.
+One input per config field, labelled for people, with a hint beside it: the field's help, or
+what is wrong with the value, or a warning. Fields are grouped in tabs of one fixed height, the
+rarely used ones under "Advanced". Nothing here knows a field's range or default: those come from
+the schema, and validation is the schema's own plus the column check against the DataFrame.
 """
 from __future__ import annotations
 
 import importlib.util
-from html import escape
 from dataclasses import dataclass, field
+from html import escape
 from typing import Any, Callable, Optional
 
 import ipywidgets as W
 import pandas as pd
 
 import trainer
-from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError, FieldSpec, parse_devices
+from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError, FieldSpec
 from trainer.data import resolve_columns
+
+from . import fields, theme
+from .messages import short_message
 
 GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",
                 "early_stopping": "Early stopping", "scheduler": "LR schedule", "output": "Output",
-                "run": "Run"}
-_LABEL_STYLE = {"description_width": "160px"}
-_INPUT_LAYOUT = {"width": "380px"}
+                "tracking": "Tracking", "run": "Run"}
+CONTROLS_HEIGHT = "270px"       # every tab the same height: switching tabs moves nothing below
+_LABEL_STYLE = {"description_width": "170px"}
+_INPUT_LAYOUT = {"width": "390px", "flex": "0 0 auto"}
 # Where a backend's framework lives; find_spec answers without importing it (TF takes seconds).
 _FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow"}
+_HINT_STYLE = ("font-size:var(--jp-ui-font-size0, 11px);line-height:1.3;display:-webkit-box;"
+               "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;white-space:normal")
+_KIND_COLORS = {"error": theme.ERROR, "warning": theme.WARN, "info": theme.FG_MUTED}
 
 
 @dataclass
@@ -37,45 +45,6 @@ class Validation:
     @property
     def valid(self) -> bool:
         return self.config is not None and not self.errors
-
-
-class _TextCodec:
-    """Parses a Text widget's string into a config value (lists, optional numbers and strings)."""
-
-    def __init__(self, spec: FieldSpec):
-        self.spec = spec
-
-    def to_text(self, value: Any) -> str:
-        if value is None:
-            return ""
-        if isinstance(value, (list, tuple)):
-            return ", ".join(str(v) for v in value)
-        return str(value)
-
-    def parse(self, text: str) -> Any:
-        """The config value for ``text``; raises ValueError with a message for the user."""
-        text = text.strip()
-        kind = self.spec.type
-        if kind == "list[int]":
-            parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
-            try:
-                return [int(p) for p in parts]
-            except ValueError:
-                raise ValueError(f"got {text!r}: enter whole numbers separated by commas, e.g. 128, 64") from None
-        if kind == "list[str]":
-            return [p.strip() for p in text.split(",") if p.strip()]
-        if self.spec.name == "devices":
-            return parse_devices(text)     # "2", "0, 1" or "auto": a count, GPU indices or auto
-        if text == "" and self.spec.optional:
-            return None
-        if kind in ("int", "float"):
-            convert, what = (int, "a whole number") if kind == "int" else (float, "a number")
-            try:
-                return convert(text)
-            except ValueError:
-                hint = " or leave it empty" if self.spec.optional else ""
-                raise ValueError(f"got {text!r}: enter {what}{hint}") from None
-        return text
 
 
 def _backend_options(spec: FieldSpec) -> list[tuple[str, str]]:
@@ -97,35 +66,37 @@ class ConfigControls:
     def __init__(self, columns: list[Any], on_change: Callable[[], None]):
         self.specs: dict[str, FieldSpec] = {s.name: s for s in trainer.config_fields()}
         self.inputs: dict[str, W.Widget] = {}
-        self.error_labels: dict[str, W.HTML] = {}
+        self.hints: dict[str, W.HTML] = {}
         self.rows: dict[str, W.HBox] = {}
-        self._codecs: dict[str, _TextCodec] = {}
+        self._codecs: dict[str, fields.TextCodec] = {}
         self._columns = list(columns)
         self._locked: set[str] = set()
+        self._errors: dict[str, str] = {}
+        self._notes: dict[str, tuple[str, str]] = {}       # field -> (text, "warning" | "info")
         for spec in self.specs.values():
             widget = self._make_input(spec)
             self.inputs[spec.name] = widget
-            self.error_labels[spec.name] = W.HTML("", layout={"margin": "0 0 0 8px"})
-            self.rows[spec.name] = W.HBox([widget, self.error_labels[spec.name]])
-        groups: dict[str, list[W.Widget]] = {}
-        for spec in self.specs.values():
-            groups.setdefault(spec.group, []).append(self.rows[spec.name])
-        order = [g for g in GROUP_TITLES if g in groups] + [g for g in groups if g not in GROUP_TITLES]
-        self.view = W.Tab(children=[W.VBox(groups[g]) for g in order])
-        self.view.titles = tuple(GROUP_TITLES.get(g, g.replace("_", " ").capitalize()) for g in order)
+            self.hints[spec.name] = W.HTML("", layout=W.Layout(flex="1 1 0%", min_width="0", margin="0 0 0 8px"))
+            self.rows[spec.name] = W.HBox([widget, self.hints[spec.name]],
+                                          layout=W.Layout(width="100%", align_items="center"))
+        self._refresh_feature_options()
+        self.view = self._build_tabs()
         self._update_visibility()
-        for widget in self.inputs.values():
-            widget.observe(lambda _change: self._changed(on_change), "value")
+        self._update_notes()
+        self.show_errors({})
+        for name, widget in self.inputs.items():
+            widget.observe(lambda change, name=name: self._changed(name, on_change), "value")
 
     def __getitem__(self, name: str) -> W.Widget:
         return self.inputs[name]
 
     # ------------------------------------------------------------------ building
     def _make_input(self, spec: FieldSpec) -> W.Widget:
-        common = {"description": spec.name, "tooltip": spec.help, "style": _LABEL_STYLE,
+        tooltip = f"{spec.help} (config field: {spec.name})" if spec.help else spec.name
+        common = {"description": fields.label(spec.name), "tooltip": tooltip, "style": _LABEL_STYLE,
                   "layout": dict(_INPUT_LAYOUT)}
         if spec.name == "feature_columns":
-            return W.SelectMultiple(options=_column_options(self._columns), value=(), rows=6, **common)
+            return W.SelectMultiple(options=[], value=(), rows=5, **common)
         if spec.name == "target_column":
             return W.Dropdown(options=[("(choose a column)", None)] + _column_options(self._columns),
                               value=None, **common)
@@ -134,19 +105,54 @@ class ConfigControls:
         if spec.name == "device":
             return W.Combobox(options=["auto", "cpu", "cuda"], value=spec.default, ensure_option=False,
                               **common)
+        if spec.type == "list[choice]":       # loggers: any of a few names
+            return W.SelectMultiple(options=[(str(c), c) for c in spec.choices], value=tuple(spec.default),
+                                    rows=len(spec.choices), **common)
         if spec.type == "choice":
             return W.Dropdown(options=[(str(c), c) for c in spec.choices], value=spec.default, **common)
         if spec.type == "bool":
-            return W.Checkbox(value=spec.default, indent=False, **common)
+            return W.Checkbox(value=spec.default, indent=True, **common)
         if spec.type == "int" and not spec.optional:
             return W.IntText(value=spec.default, **common)
         if spec.type == "float" and not spec.optional:
             return W.FloatText(value=spec.default, **common)
-        codec = self._codecs[spec.name] = _TextCodec(spec)
+        codec = self._codecs[spec.name] = fields.TextCodec(spec)
         placeholder = "(none)" if spec.optional else ""
         if spec.type == "list[int]":
             placeholder = "e.g. 128, 64"
         return W.Text(value=codec.to_text(spec.default), placeholder=placeholder, **common)
+
+    def _build_tabs(self) -> W.Tab:
+        groups: dict[str, tuple[list[W.Widget], list[W.Widget]]] = {}
+        for spec in self.specs.values():
+            basic, advanced = groups.setdefault(spec.group, ([], []))
+            (advanced if fields.is_advanced(spec.name) else basic).append(self.rows[spec.name])
+        order = [g for g in GROUP_TITLES if g in groups] + [g for g in groups if g not in GROUP_TITLES]
+        self.group_order = order
+        self.advanced: dict[str, W.Accordion] = {}
+        pages = []
+        for g in order:
+            basic, advanced = groups[g]
+            children = list(basic)
+            if advanced:
+                self.advanced[g] = W.Accordion([W.VBox(advanced)], titles=("Advanced",), selected_index=None)
+                children.append(self.advanced[g])
+            pages.append(W.VBox(children, layout=W.Layout(height=CONTROLS_HEIGHT, overflow="hidden auto",
+                                                          padding="4px 2px")))
+        tabs = W.Tab(children=pages, layout=W.Layout(width="100%"))
+        tabs.titles = tuple(self._group_title(g) for g in order)
+        return tabs
+
+    def add_to_group(self, group: str, widget: W.Widget) -> None:
+        """Show ``widget`` in ``group``'s tab, after its controls and before its Advanced section."""
+        page = self.view.children[self.group_order.index(group)]
+        children = list(page.children)
+        at = children.index(self.advanced[group]) if group in self.advanced else len(children)
+        page.children = (*children[:at], widget, *children[at:])
+
+    @staticmethod
+    def _group_title(group: str) -> str:
+        return GROUP_TITLES.get(group, group.replace("_", " ").capitalize())
 
     # ------------------------------------------------------------------ reading and writing
     def values(self) -> tuple[dict[str, Any], dict[str, str]]:
@@ -170,6 +176,10 @@ class ConfigControls:
         if name not in self.inputs:
             trainer.TrainingConfig(**{name: value})   # raises the schema's "unknown field; did you mean"
             raise ConfigError.single(name, value, "unknown field")
+        target = self.inputs["target_column"].value
+        if name == "feature_columns" and target is not None and target in (value or ()):
+            raise ConfigError.single(name, value, f"the target column {target!r} cannot also be a feature; "
+                                                  "remove it")
         widget = self.inputs[name]
         codec = self._codecs.get(name)
         try:
@@ -196,20 +206,48 @@ class ConfigControls:
         allowed = f"one of {list(spec.choices)}" if spec.choices else f"a {spec.type}"
         return f"got {value!r}: expected {allowed} ({exc})"
 
+    def show_config(self, config: trainer.TrainingConfig, skip: set[str]) -> None:
+        """Put a config's values into the controls (a resumed run's); the target first, since it
+        decides which columns are features."""
+        values = config.to_dict()
+        for name in ["target_column"] + [n for n in values if n != "target_column"]:
+            if name in skip:
+                continue
+            try:
+                self.set_value(name, values[name])
+            except ConfigError:
+                pass        # a column the controls do not offer: the run still has it
+
     def set_columns(self, columns: list[Any]) -> None:
         """Offer ``columns`` for features and target, keeping the choices that still exist."""
         self._columns = list(columns)
-        features, target = self.inputs["feature_columns"], self.inputs["target_column"]
-        keep = tuple(c for c in features.value if c in self._columns)
+        target = self.inputs["target_column"]
         keep_target = target.value if target.value in self._columns else None
-        features.options = _column_options(self._columns)
-        features.value = keep
         target.options = [("(choose a column)", None)] + _column_options(self._columns)
         target.value = keep_target
+        self._refresh_feature_options()
+        self._update_notes()
+
+    def _refresh_feature_options(self) -> None:
+        """Features are every column but the target; picking a feature as target drops it there."""
+        features, target = self.inputs["feature_columns"], self.inputs["target_column"].value
+        options = [c for c in self._columns if c != target]
+        dropped = target is not None and target in features.value
+        keep = tuple(c for c in features.value if c in options)
+        if [v for _l, v in features.options] != options:
+            features.options = _column_options(options)
+        if features.value != keep:
+            features.value = keep
+        self._notes.pop("feature_columns", None)
+        if dropped:
+            self._notes["feature_columns"] = (f"{target!r} is the target now, so it is no longer a feature",
+                                              "warning")
 
     def set_enabled(self, enabled: bool) -> None:
         for name, widget in self.inputs.items():
-            widget.disabled = not enabled or name in self._locked
+            disabled = not enabled or name in self._locked
+            if widget.disabled != disabled:
+                widget.disabled = disabled
 
     def lock(self, name: str, note: str) -> None:
         """Keep a control disabled for good, saying why (data_path when a DataFrame was given)."""
@@ -245,20 +283,74 @@ class ConfigControls:
         return Validation(config, {})
 
     def show_errors(self, errors: dict[str, str]) -> None:
-        """Write each field's message beside its control and clear the others."""
-        for name, label in self.error_labels.items():
-            text = errors.get(name, "")
-            html = f"<span style='color:#c62828'>{escape(text)}</span>" if text else ""
-            if label.value != html:
-                label.value = html
+        """Show each field's problem (short) beside its control; the others show their help."""
+        self._errors = dict(errors)
+        for name in self.hints:
+            self._render_hint(name)
+        titles = []
+        for g, page in zip(self.group_order, self.view.children):
+            bad = any(self.specs[n].group == g for n in errors if n in self.specs)
+            titles.append(self._group_title(g) + (" \u26a0" if bad else ""))
+        if tuple(titles) != tuple(self.view.titles):
+            self.view.titles = tuple(titles)
+
+    def hint_text(self, name: str) -> str:
+        """What the hint beside ``name`` says now (plain text)."""
+        if name in self._errors:
+            return short_message(name, self._errors[name])
+        if name in self._notes:
+            return self._notes[name][0]
+        return fields.help_text(name)
+
+    def _render_hint(self, name: str) -> None:
+        if name in self._errors:
+            kind, text, title = "error", short_message(name, self._errors[name]), self._errors[name]
+        elif name in self._notes:
+            text, kind = self._notes[name]
+            title = text
+        else:
+            kind, text = "info", fields.help_text(name)
+            title = f"{text} (config field: {name})"
+        html = (f"<div style='{_HINT_STYLE};color:{_KIND_COLORS[kind]}' title='{escape(title, quote=True)}' "
+                f"class='ew-hint ew-hint-{kind}'>{escape(text)}</div>") if text else ""
+        if self.hints[name].value != html:
+            self.hints[name].value = html
 
     def hidden_fields(self) -> set[str]:
         return {name for name, row in self.rows.items() if row.layout.display == "none"}
 
-    # ------------------------------------------------------------------ visibility
-    def _changed(self, on_change: Callable[[], None]) -> None:
+    # ------------------------------------------------------------------ reactions
+    def _changed(self, name: str, on_change: Callable[[], None]) -> None:
+        if name == "target_column":
+            self._refresh_feature_options()
+        elif name == "feature_columns":
+            self._notes.pop("feature_columns", None)
         self._update_visibility()
+        self._update_notes()
         on_change()
+
+    def _update_notes(self) -> None:
+        """Hints that depend on other fields: what empty features mean, a cosine period off the epochs."""
+        features = self.inputs["feature_columns"]
+        if self._notes.get("feature_columns", ("", ""))[1] != "warning":
+            n = len(features.options)
+            if not n:
+                self._notes.pop("feature_columns", None)
+            elif not features.value:
+                self._notes["feature_columns"] = (f"none selected = all {n} columns except the target "
+                                                  "(Ctrl/Shift-click to pick)", "info")
+            else:
+                self._notes["feature_columns"] = (f"{len(features.value)} of {n} columns", "info")
+        self._notes.pop("T_max", None)
+        epochs, t_max = self.inputs["epochs"].value, self.inputs["T_max"].value
+        if self.inputs["learning_rate_scheduler"].value == "cosine" and epochs >= 1 and t_max >= 1 and t_max != epochs:
+            if t_max > epochs:
+                text = f"longer than the {epochs} epochs: the rate never gets down to its minimum"
+            else:
+                text = f"shorter than the {epochs} epochs: the rate rises again after epoch {t_max}"
+            self._notes["T_max"] = (text + "; set it to the epochs for one smooth decay", "warning")
+        for name in ("feature_columns", "T_max"):
+            self._render_hint(name)
 
     def _update_visibility(self) -> None:
         """Show only the chosen scheduler's own parameters, and sequence_length for sequence models."""
@@ -273,4 +365,3 @@ class ConfigControls:
             display = None if shown else "none"
             if self.rows[name].layout.display != display:
                 self.rows[name].layout.display = display
-

@@ -1,4 +1,6 @@
-"""Live training curves in bqplot: loss, accuracy (or MAE) and learning rate.
+"""Live training curves in bqplot: loss, accuracy (or MAE) and learning rate, with HTML legends
+that carry the current and best values, integer epoch ticks, a log scale for the loss, zoom,
+and a tooltip on every epoch point.
 
 The marks are created once; ``render()`` pushes only what changed since the last push, each mark
 inside ``hold_sync()`` so one mark costs one message. Series longer than ``max_points`` are
@@ -8,65 +10,29 @@ about what a 500-epoch run costs per refresh.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import bqplot as bq
 import ipywidgets as W
 import numpy as np
 
 import trainer
-from trainer.schedules import LRSchedule
 
-MAX_POINTS = 500
-TRAIN_COLOR, VAL_COLOR, BATCH_COLOR, BEST_COLOR, LR_COLOR = "#1f77b4", "#ff7f0e", "#9ecae1", "#2ca02c", "#9467bd"
-GHOST_OPACITY = 0.3
-_PREVIEW_EXACT_LIMIT = 20_000   # schedules up to this many epochs are previewed epoch by epoch
+from .legend import Item, fmt, legend_html
+from .series import MAX_POINTS, Series, downsample_indices, epoch_ticks, lr_preview
+from .theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
-
-def downsample_indices(n: int, series: Sequence[np.ndarray], max_points: int = MAX_POINTS) -> np.ndarray:
-    """Indices (sorted, first and last included) keeping each series' min and max per bucket,
-    at most ``max_points`` in all."""
-    if n <= max_points:
-        return np.arange(n)
-    buckets = max(1, (max_points - 2) // (2 * max(1, len(series))))
-    size = math.ceil(n / buckets)
-    buckets = math.ceil(n / size)
-    keep = [np.array([0, n - 1])]
-    rows = np.arange(buckets) * size
-    for values in series:
-        # NaN (missing values and the padding of the last bucket) never wins a min or a max.
-        padded = np.full(buckets * size, np.nan)
-        padded[:n] = values
-        grid = padded.reshape(buckets, size)
-        missing = np.isnan(grid)
-        keep.append(rows + np.argmin(np.where(missing, np.inf, grid), axis=1))
-        keep.append(rows + np.argmax(np.where(missing, -np.inf, grid), axis=1))
-    idx = np.unique(np.concatenate(keep))
-    return idx[idx < n]
+__all__ = ["Curves", "MAX_POINTS", "GHOST_OPACITY", "downsample_indices", "lr_preview"]
 
 
-def lr_preview(config: trainer.TrainingConfig, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch numbers, rates) of the schedule as known before training, downsampled."""
-    epochs = config.epochs
-    if epochs <= _PREVIEW_EXACT_LIMIT:
-        rates = np.asarray(trainer.preview_schedule(config), dtype=float)
-        idx = downsample_indices(epochs, [rates], max_points)
-        return idx + 1.0, rates[idx]
-    # Too long to walk epoch by epoch on every keystroke: sample the closed-form schedule.
-    schedule = LRSchedule(config)
-    idx = np.unique(np.linspace(0, epochs - 1, max_points).round().astype(int))
-    return idx + 1.0, np.array([schedule.lr(int(e)) for e in idx])
-
-
-def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale,
-            legend_location: str = "top-right") -> bq.Figure:
-    axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", num_ticks=6),
+def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale) -> bq.Figure:
+    axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", tick_format="d", tick_values=np.array([1.0, 2.0])),
             bq.Axis(scale=y, label=y_label, side="left", grid_lines="dashed", tick_format=".3~g",
                     label_offset="48px")]
-    return bq.Figure(marks=marks, axes=axes, title=title, animation_duration=0, legend_location=legend_location,
-                     title_style={"font-size": "14px"},
-                     fig_margin={"top": 40, "bottom": 40, "left": 66, "right": 15},
-                     layout=W.Layout(flex="1 1 0%", height="280px", min_width="240px"))
+    # No hover toolbar (it covered the title): the panel's own buttons zoom and reset.
+    return bq.Figure(marks=marks, axes=axes, title=title, animation_duration=0, display_toolbar=False,
+                     title_style={"font-size": "14px"}, fig_margin={"top": 32, "bottom": 40, "left": 66, "right": 16},
+                     layout=W.Layout(width="100%", height="240px"))
 
 
 def _lines(x: bq.Scale, y: bq.Scale, colors: list[str], labels: list[str], **kw: Any) -> bq.Lines:
@@ -74,117 +40,111 @@ def _lines(x: bq.Scale, y: bq.Scale, colors: list[str], labels: list[str], **kw:
     return bq.Lines(x=np.empty(0), y=empty, scales={"x": x, "y": y}, colors=colors, labels=labels, **kw)
 
 
+def _points(x: bq.Scale, y: bq.Scale, color: str, name: str) -> bq.Scatter:
+    """The epoch points of one curve, each with a tooltip (a Lines mark has one for the whole line)."""
+    tip = bq.Tooltip(fields=["x", "y"], formats=["d", ".4~g"], labels=["epoch", name])
+    return bq.Scatter(x=np.empty(0), y=np.empty(0), scales={"x": x, "y": y}, colors=[color], default_size=24,
+                      stroke=color, tooltip=tip, labels=[name])
+
+
 def _best_marker(x: bq.Scale, y: bq.Scale) -> bq.Scatter:
+    tip = bq.Tooltip(fields=["x", "y"], formats=["d", ".4~g"], labels=["best epoch", "value"])
     return bq.Scatter(x=np.empty(0), y=np.empty(0), scales={"x": x, "y": y}, colors=[BEST_COLOR],
-                      marker="diamond", default_size=90, labels=["best epoch"], display_legend=False)
+                      marker="diamond", default_size=110, labels=["best epoch"], tooltip=tip)
 
 
-class _Series:
-    """One run's per-epoch values in growing numpy columns (no per-refresh list conversion)."""
-
-    COLUMNS = ("epoch", "train_loss", "val_loss", "train_metric", "val_metric", "lr")
-
-    def __init__(self, classification: bool = True) -> None:
-        self.classification = classification
-        self._data = np.empty((len(self.COLUMNS), 64))
-        self._n = 0
-
-    def __len__(self) -> int:
-        return self._n
-
-    def append(self, *values: float) -> None:
-        if self._n == self._data.shape[1]:
-            self._data = np.concatenate([self._data, np.empty_like(self._data)], axis=1)
-        self._data[:, self._n] = values
-        self._n += 1
-
-    def column(self, name: str) -> np.ndarray:
-        return self._data[self.COLUMNS.index(name), :self._n]
-
-    @property
-    def val_loss(self) -> np.ndarray:
-        return self.column("val_loss")
-
-    @property
-    def val_metric(self) -> np.ndarray:
-        return self.column("val_metric")
-
-    @property
-    def train_metric(self) -> np.ndarray:
-        return self.column("train_metric")
-
-    def arrays(self, max_points: int) -> dict[str, np.ndarray]:
-        """Downsampled copies sharing one set of epochs (so train and val travel in one mark)."""
-        idx = downsample_indices(self._n, [self.column(c) for c in ("train_loss", "val_loss", "val_metric")],
-                                 max_points)
-        return {name: self.column(name)[idx] for name in self.COLUMNS}
+def _set(mark: bq.Mark, **values: Any) -> None:
+    """Assign only what differs, in one message."""
+    changed = {k: v for k, v in values.items() if not np.array_equal(np.asarray(getattr(mark, k)), np.asarray(v))}
+    if changed:
+        with mark.hold_sync():
+            for k, v in changed.items():
+                setattr(mark, k, v)
 
 
 class Curves:
-    """The three live figures of a panel and the data behind them."""
+    """The three live figures of a panel, their legends and tools, and the data behind them."""
 
     def __init__(self, max_points: int = MAX_POINTS):
         self.max_points = max_points
-        self.series = _Series()
+        self.series = Series()
+        self.previous: Optional[Series] = None      # the run before, drawn faded
+        self.previous_label = ""
         self.classification = True       # what the metric figure shows: accuracy, else MAE
-        self._ghost_classification = True
         self.best_epoch: Optional[int] = None
         self.ended_note = ""
+        self.planned_epochs = 1
         self._batch_x: list[float] = []
         self._batch_y: list[float] = []
         self._epoch_version = self._batch_version = self._title_version = 0
-        self._pushed: dict[str, int] = {}
+        self._pushed: dict[str, Any] = {}
 
-        # The epoch axis starts at 0 (where the in-epoch line starts): with num_ticks, a bqplot axis
-        # whose domain collapses to one value (one point, at an epoch boundary) stays unlabelled and
-        # draws every later point at one x for the rest of the run.
-        sx, sy = bq.LinearScale(min=0.0), bq.LinearScale()
+        sx, self.loss_linear, self.loss_log = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale(), bq.LogScale()
+        sy = self.loss_linear
         self.loss_ghost = _lines(sx, sy, [TRAIN_COLOR, VAL_COLOR], ["previous train", "previous val"],
-                                 opacities=[GHOST_OPACITY, GHOST_OPACITY])
-        self.loss_lines = _lines(sx, sy, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], display_legend=True,
-                                 marker="circle", marker_size=12)
-        self.batch_line = _lines(sx, sy, [BATCH_COLOR], ["train (this epoch)"], stroke_width=1.5)
+                                 opacities=[GHOST_OPACITY, GHOST_OPACITY], line_style="dashed")
+        self.loss_lines = _lines(sx, sy, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], stroke_width=2)
+        self.loss_points = (_points(sx, sy, TRAIN_COLOR, "train loss"), _points(sx, sy, VAL_COLOR, "val loss"))
+        self.batch_line = _lines(sx, sy, [TRAIN_COLOR], ["train (epoch in progress)"], stroke_width=1.5,
+                                 opacities=[BATCH_OPACITY])
         self.loss_best = _best_marker(sx, sy)
-        self.loss_figure = _figure("Loss", "loss", [self.loss_ghost, self.loss_lines, self.batch_line,
-                                                    self.loss_best], sx, sy)
+        self.loss_figure = _figure("Loss", "loss", [self.loss_ghost, self.batch_line, self.loss_lines,
+                                                    *self.loss_points, self.loss_best], sx, sy)
 
-        # min=0 for the same reason as the loss figure's x scale: a single x value must not collapse it.
-        mx, my = bq.LinearScale(min=0.0), bq.LinearScale()
+        mx, my = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale()
         self.metric_ghost = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["previous train", "previous val"],
-                                   opacities=[GHOST_OPACITY, GHOST_OPACITY])
-        self.metric_lines = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], display_legend=True,
-                                   marker="circle", marker_size=12)
+                                   opacities=[GHOST_OPACITY, GHOST_OPACITY], line_style="dashed")
+        self.metric_lines = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], stroke_width=2)
+        self.metric_points = (_points(mx, my, TRAIN_COLOR, "train"), _points(mx, my, VAL_COLOR, "val"))
         self.metric_best = _best_marker(mx, my)
         self.metric_figure = _figure("Accuracy", "accuracy", [self.metric_ghost, self.metric_lines,
-                                                              self.metric_best], mx, my,
-                                     legend_location="bottom-right")   # accuracy rises: keep its corner free
+                                                              *self.metric_points, self.metric_best], mx, my)
 
-        lx, ly = bq.LinearScale(), bq.LinearScale()
-        self.lr_ghost = _lines(lx, ly, [LR_COLOR], ["previous"], opacities=[GHOST_OPACITY])
-        self.lr_preview = _lines(lx, ly, [LR_COLOR], ["schedule"], line_style="dashed", display_legend=True,
-                                 opacities=[0.6])
-        self.lr_line = _lines(lx, ly, [LR_COLOR], ["used"], display_legend=True, marker="circle", marker_size=12)
-        self.lr_figure = _figure("Learning rate", "learning rate", [self.lr_ghost, self.lr_preview, self.lr_line],
-                                 lx, ly)
-        self.view = W.HBox([self.loss_figure, self.metric_figure, self.lr_figure],
-                           layout=W.Layout(width="100%"))
+        lx, ly = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale()
+        self.lr_ghost = _lines(lx, ly, [LR_COLOR], ["previous"], opacities=[GHOST_OPACITY], line_style="dotted")
+        self.lr_preview = _lines(lx, ly, [LR_COLOR], ["schedule"], line_style="dashed", opacities=[0.7])
+        self.lr_line = _lines(lx, ly, [LR_COLOR], ["used"], stroke_width=2)
+        self.lr_points = _points(lx, ly, LR_COLOR, "learning rate")
+        self.lr_figure = _figure("Learning rate", "learning rate",
+                                 [self.lr_ghost, self.lr_preview, self.lr_line, self.lr_points], lx, ly)
+
+        self.loss_legend, self.metric_legend, self.lr_legend = W.HTML(), W.HTML(), W.HTML()
+        self.log_toggle = W.ToggleButton(description="Log scale", icon="signal", value=False,
+                                         tooltip="Show the loss on a logarithmic scale", layout=W.Layout(width="auto"))
+        self.zoom_toggle = W.ToggleButton(description="Zoom", icon="search-plus", value=False,
+                                          tooltip="Drag to pan and scroll to zoom in the charts",
+                                          layout=W.Layout(width="auto"))
+        self.reset_button = W.Button(description="Reset view", icon="expand", tooltip="Show all the data again",
+                                     layout=W.Layout(width="auto"))
+        self.log_toggle.observe(lambda ch: self.set_log_scale(ch["new"]), "value")
+        self.zoom_toggle.observe(lambda ch: self.set_zoom(ch["new"]), "value")
+        self.reset_button.on_click(lambda _b: self.reset_view())
+        self.tools = [self.log_toggle, self.zoom_toggle, self.reset_button]
+        cards = [W.VBox([fig, legend], layout=W.Layout(flex="1 1 320px", min_width="290px", max_width="100%"))
+                 for fig, legend in ((self.loss_figure, self.loss_legend), (self.metric_figure, self.metric_legend),
+                                     (self.lr_figure, self.lr_legend))]
+        # Wrapping: at narrow widths (a side panel open, a phone) the charts stack instead of overflowing.
+        self.view = W.Box(cards, layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
+
+    @property
+    def figures(self) -> list[bq.Figure]:
+        return [self.loss_figure, self.metric_figure, self.lr_figure]
 
     @property
     def marks(self) -> list[bq.Mark]:
-        return [m for f in (self.loss_figure, self.metric_figure, self.lr_figure) for m in f.marks]
+        return [m for f in self.figures for m in f.marks]
 
     # ------------------------------------------------------------------ data in (messages only for
     # the faded copy and the LR preview; the rest waits for render())
-    def begin_run(self, classification: bool) -> None:
-        """Start a new run's curves; the previous run's stay behind, faded."""
+    def begin_run(self, classification: bool, previous_label: str = "") -> None:
+        """Start a new run's curves; the previous run's stay behind, faded, labelled ``previous_label``."""
         if len(self.series):
-            self._push_epochs((self.loss_ghost, self.metric_ghost, self.lr_ghost))
-            self._ghost_classification = self.series.classification
-        if self._ghost_classification != classification and len(self.metric_ghost.x):
+            self.previous, self.previous_label = self.series, previous_label
+            self._push_epochs(self.previous, (self.loss_ghost, self.metric_ghost, self.lr_ghost))
+        if self.previous is not None and self.previous.classification != classification:
             # Accuracy and MAE share no scale: drop a faded curve of the other kind.
-            with self.metric_ghost.hold_sync():
-                self.metric_ghost.x, self.metric_ghost.y = np.empty(0), np.empty((2, 0))
-        self.series = _Series(classification)
+            _set(self.metric_ghost, x=np.empty(0), y=np.empty((2, 0)))
+        self.series = Series(classification)
         self.set_task(classification)
         self.best_epoch = None
         self.ended_note = ""
@@ -199,10 +159,7 @@ class Curves:
             self._title_version += 1
 
     def add_epoch(self, entry: dict[str, Any], improved: bool) -> None:
-        s = self.series
-        key = "accuracy" if s.classification else "mae"
-        s.append(entry["epoch"], entry["train_loss"], entry["val_loss"], entry.get(f"train_{key}", math.nan),
-                 entry.get(f"val_{key}", math.nan), entry["learning_rate"])
+        self.series.append_entry(entry)
         if improved:
             self.best_epoch = entry["epoch"]
         self._epoch_version += 1
@@ -212,7 +169,12 @@ class Curves:
         self._batch_version += 1
 
     def add_batch(self, epoch: int, batch: int, num_batches: int, loss: float) -> None:
-        """The running training loss of epoch ``epoch`` (1-based) after ``batch`` of ``num_batches``."""
+        """The running training loss of epoch ``epoch`` (1-based) after ``batch`` of ``num_batches``.
+
+        The first few batches' mean is one or two batches' loss, noise that would stretch the loss
+        axis at every epoch start: the line starts after 5% of the epoch (at least 2 batches)."""
+        if batch < max(2, math.ceil(0.05 * num_batches)):
+            return
         self._batch_x.append(epoch - 1 + batch / max(num_batches, 1))
         self._batch_y.append(loss)
         self._batch_version += 1
@@ -226,11 +188,38 @@ class Curves:
 
     def set_preview(self, config: trainer.TrainingConfig) -> None:
         """Draw the learning-rate schedule ``config`` will follow (before and during a run)."""
+        self.planned_epochs = config.epochs
         x, y = lr_preview(config, self.max_points)
-        if np.array_equal(x, self.lr_preview.x) and np.array_equal(y, self.lr_preview.y):
-            return
-        with self.lr_preview.hold_sync():
-            self.lr_preview.x, self.lr_preview.y = x, y
+        _set(self.lr_preview, x=x, y=y)
+
+    # ------------------------------------------------------------------ tools
+    def set_log_scale(self, log: bool) -> None:
+        """The loss on a logarithmic (True) or linear y scale."""
+        scale = self.loss_log if log else self.loss_linear
+        for mark in self.loss_figure.marks:
+            mark.scales = {**mark.scales, "y": scale}
+        self.loss_figure.axes[1].scale = scale
+        if self.log_toggle.value != log:
+            self.log_toggle.value = log
+        if self.zoom_toggle.value:
+            self.set_zoom(True)
+
+    def set_zoom(self, on: bool) -> None:
+        """Pan and zoom with the mouse in every figure; off puts the whole data back in view."""
+        for fig in self.figures:
+            x, y = fig.axes[0].scale, fig.axes[1].scale
+            fig.interaction = bq.interacts.PanZoom(scales={"x": [x], "y": [y]}) if on else None
+        if not on:
+            self.reset_view()
+
+    def reset_view(self) -> None:
+        for fig in self.figures:
+            y = fig.axes[1].scale
+            if y.min is not None or y.max is not None:
+                with y.hold_sync():
+                    y.min = y.max = None
+        self._pushed.pop("domain", None)
+        self._render_domains(force=True)
 
     # ------------------------------------------------------------------ data out (messages)
     def render(self) -> None:
@@ -242,31 +231,34 @@ class Curves:
             self._pushed["batch"] = self._batch_version
             x, y = np.asarray(self._batch_x, dtype=float), np.asarray(self._batch_y, dtype=float)
             idx = downsample_indices(len(x), [y], self.max_points)
-            with self.batch_line.hold_sync():
-                self.batch_line.x, self.batch_line.y = x[idx], y[idx]
+            _set(self.batch_line, x=x[idx], y=y[idx])
         if self._pushed.get("title") != self._title_version:
             self._pushed["title"] = self._title_version
             self._render_titles()
+        self._render_domains()
+        self._render_legends()
 
-    def _push_epochs(self, marks: tuple[bq.Lines, bq.Lines, bq.Lines]) -> None:
+    def _push_epochs(self, series: Series, marks: tuple[bq.Lines, bq.Lines, bq.Lines]) -> None:
         """Send the (downsampled) per-epoch series to a loss, a metric and a learning-rate mark."""
-        a = self.series.arrays(self.max_points)
+        a = series.arrays(self.max_points)
         loss, metric, lr = marks
         for mark, y in ((loss, np.vstack([a["train_loss"], a["val_loss"]])),
                         (metric, np.vstack([a["train_metric"], a["val_metric"]])), (lr, a["lr"])):
-            with mark.hold_sync():
-                mark.x, mark.y = a["epoch"], y
+            _set(mark, x=a["epoch"], y=y)
 
     def _render_epochs(self) -> None:
-        self._push_epochs((self.loss_lines, self.metric_lines, self.lr_line))
+        self._push_epochs(self.series, (self.loss_lines, self.metric_lines, self.lr_line))
+        a = self.series.arrays(self.max_points)
+        for mark, column in ((self.loss_points[0], "train_loss"), (self.loss_points[1], "val_loss"),
+                             (self.metric_points[0], "train_metric"), (self.metric_points[1], "val_metric"),
+                             (self.lr_points, "lr")):
+            keep = ~np.isnan(a[column])
+            _set(mark, x=a["epoch"][keep], y=a[column][keep])
         best = self.best_epoch
         bx = np.array([best], dtype=float) if best else np.empty(0)
         for marker, values in ((self.loss_best, self.series.val_loss), (self.metric_best, self.series.val_metric)):
-            by = np.array([values[best - 1]], dtype=float) if best else np.empty(0)
-            if not (np.array_equal(marker.x, bx) and np.array_equal(marker.y, by)):
-                with marker.hold_sync():
-                    marker.x, marker.y = bx, by
-                    marker.display_legend = bool(best)    # no legend entry for a marker not drawn
+            by = np.array([values[best - 1]], dtype=float) if best and best <= len(values) else np.empty(0)
+            _set(marker, x=bx if len(by) else np.empty(0), y=by)
 
     def _render_titles(self) -> None:
         loss_title = "Loss" + (f": {self.ended_note}" if self.ended_note else "")
@@ -276,3 +268,68 @@ class Curves:
         if self.metric_figure.title != metric_title:
             self.metric_figure.title = metric_title
             self.metric_figure.axes[1].label = metric_label
+
+    def x_domain(self) -> tuple[int, int]:
+        """Whole epochs the loss and metric figures span: 1..epochs before there is data, then the data's
+        (from 0 while the first epoch's running loss is drawn)."""
+        highs = [s.last_epoch() for s in (self.series, self.previous) if s is not None and len(s)]
+        if self._batch_x:
+            highs.append(math.ceil(self._batch_x[-1]))
+        if not highs:
+            return 1, max(self.planned_epochs, 2)
+        low = 0 if self._batch_x and self._batch_x[0] < 1 else 1
+        return low, max(max(highs), low + 1)
+
+    def _lr_domain(self) -> tuple[int, int]:
+        highs = [self.planned_epochs] + [s.last_epoch() for s in (self.series, self.previous) if s is not None]
+        return 1, max(max(highs), 2)
+
+    def _render_domains(self, force: bool = False) -> None:
+        domains = (self.x_domain(), self._lr_domain())
+        if (self.zoom_toggle.value and not force) or self._pushed.get("domain") == domains:
+            return
+        self._pushed["domain"] = domains
+        for fig, (low, high) in ((self.loss_figure, domains[0]), (self.metric_figure, domains[0]),
+                                 (self.lr_figure, domains[1])):
+            pad = (high - low) * 0.03      # so the first and last points are not cut in half
+            axis, scale = fig.axes[0], fig.axes[0].scale
+            with scale.hold_sync():
+                scale.min, scale.max = low - pad, high + pad
+            axis.tick_values = np.asarray(epoch_ticks(low, high), dtype=float)
+
+    def _render_legends(self) -> None:
+        s, prev = self.series, self.previous
+        higher = self.classification
+        loss = [self._item("train", TRAIN_COLOR, s, "train_loss"), self._item("val", VAL_COLOR, s, "val_loss")]
+        if self.best_epoch and self.best_epoch <= len(s):
+            # The val loss's best is the best epoch's (early stopping's rule, min_delta included).
+            loss[1].best = f"best {fmt(float(s.val_loss[self.best_epoch - 1]))} @ {self.best_epoch}"
+        metric = [self._item("train", TRAIN_COLOR, s, "train_metric", higher),
+                  self._item("val", VAL_COLOR, s, "val_metric", higher)]
+        if self._batch_y:
+            loss.append(Item("train, epoch in progress", TRAIN_COLOR, "thin", BATCH_OPACITY, fmt(self._batch_y[-1]),
+                             title="running mean of the training loss over the batches of the epoch in progress"))
+        if self.best_epoch:
+            for items in (loss, metric):
+                items.append(Item(f"best epoch {self.best_epoch}", BEST_COLOR, "diamond",
+                                  title="the epoch with the lowest val_loss so far"))
+        used = s.last("lr")
+        lr = [Item("schedule", LR_COLOR, "dashed", 0.7, title="the rates the schedule plans before training"),
+              Item("used", LR_COLOR, "line", 1.0, fmt(used) if used is not None else "")]
+        if prev is not None and len(prev):
+            label = "previous run" + (f" ({self.previous_label})" if self.previous_label else "")
+            loss.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title="train (blue) and val (orange)"))
+            if prev.classification == self.classification:
+                metric.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY))
+            lr.append(Item(label, LR_COLOR, "dashed", GHOST_OPACITY))
+        for widget, items in ((self.loss_legend, loss), (self.metric_legend, metric), (self.lr_legend, lr)):
+            html = legend_html(items)
+            if widget.value != html:
+                widget.value = html
+
+    @staticmethod
+    def _item(label: str, color: str, s: Series, column: str, higher: bool = False) -> Item:
+        best = s.best(column, higher)
+        word = "max" if higher else "min"
+        return Item(label, color, "line", 1.0, fmt(s.last(column)) if len(s) else "",
+                    f"{word} {fmt(best[0])} @ {best[1]}" if best and len(s) > 1 else "")

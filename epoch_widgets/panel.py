@@ -1,58 +1,77 @@
-"""``TrainingPanel``: config controls, Start/Pause/Stop, progress and live curves in one widget.
+"""``TrainingPanel``: config controls, Start/Pause/Stop, progress, live curves and the numbers to
+read, in one widget.
 
-Threading: the panel belongs to the event loop it was created on (the kernel's loop). The run's
-events arrive on that loop's thread and update traits and widgets there. Button clicks and control
-edits may arrive on another thread (ipykernel 7 subshells); they hand their work to the loop with
-``call_soon_threadsafe`` and never touch widgets themselves. Widget refreshes are throttled by time.
+The panel composes parts with one job each: ``controls`` (the config form), ``actions`` (what
+the buttons do, on which thread), ``lr_search`` (Find LR), ``overwrite`` (the choice offered when
+output_path holds another run), ``adapter`` (a run's events into panel updates), ``progress``,
+``curves``, ``table``, ``notices``, ``exports``, ``tabs`` (the views below the curves: Epochs,
+Model summary, Evaluation, LR finder, Runs) and ``snapshot`` (the static copy kept in the
+notebook). Widget refreshes are throttled by time.
 """
 from __future__ import annotations
 
 import asyncio
-import time
-import warnings
-from html import escape
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import ipywidgets as W
 import pandas as pd
 from traitlets import Bool, Dict, Instance, Int, List, Unicode
 
 import trainer
-from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
-from trainer.checkpoints import has_checkpoints, saved_config
+from trainer import ConfigError, StateError, Trainer, TrainingState
+from trainer.checkpoints import has_checkpoints
 from trainer.data import infer_task
 
+from . import export, static_figure
 from ._loop import LoopBinding, Throttle
+from .actions import Actions
+from .lr_search import LRSearch
 from .controls import ConfigControls, Validation
 from .curves import MAX_POINTS, Curves
+from .compare import RunsView
+from .data_file import DataFile
+from .metrics_table import MetricsTable
+from .notices import Notices
+from .overwrite_choice import OverwriteChoice
+from ._tree import close_tree
 from .progress import ProgressView, Snapshot, estimate_remaining
+from .run_adapter import RunAdapter
+from .run_buttons import RunButtons
+from .snapshot import Snapshot as StaticSnapshot
+from .views import PanelViews
 
+if TYPE_CHECKING:
+    from trainer.summary import ModelSummary
+
+__all__ = ["TrainingPanel"]
 UPDATE_INTERVAL = 0.25      # seconds between widget refreshes while training: <= 4 per second
-_MAX_LISTED_PROBLEMS = 6
 
 
 class TrainingPanel(W.VBox):
     """Train a model on a DataFrame from the notebook and watch it live.
 
     ``TrainingPanel(data=df, target_column="label", epochs=30)``: any config field as a keyword
-    pre-fills its control. Traits (observable): ``state``, ``current_epoch``, ``total_epochs``,
-    ``current_batch``, ``total_batches``, ``latest_metrics``, ``best_metrics``, ``history``,
-    ``reason``, ``error``, ``valid``, ``errors`` and ``run`` (the :class:`trainer.Trainer`).
+    pre-fills its control. Traits (observable): ``state``, ``preparing``, ``current_epoch``,
+    ``total_epochs``, ``current_batch``, ``total_batches``, ``latest_metrics``, ``best_metrics``,
+    ``history``, ``reason``, ``error``, ``valid``, ``errors`` and ``run`` (the :class:`trainer.Trainer`).
+    ``panel.views`` is the tab container below the curves (Epochs, Model summary, Evaluation, LR
+    finder, Runs); ``add_view(title, widget)`` adds a tab.
     """
 
     state = Unicode(TrainingState.PENDING.value, help="The run's state; 'pending' before the first run.")
+    preparing = Unicode("", help="What a starting run is doing before it trains (data, model); '' otherwise.")
     current_epoch = Int(0, help="Epochs completed.")
     total_epochs = Int(0)
     current_batch = Int(0, help="Batches done in the epoch in progress (updated per slice of batches).")
     total_batches = Int(0)
     latest_metrics = Dict(help="The last history entry.")
     best_metrics = Dict(help="loss and accuracy (or mae) of the best epoch by val_loss, and its epoch.")
-    history = List(help="One dict per finished epoch, SPEC.md's keys.")
+    history = List(help="One dict per finished epoch (the run's history entries).")
     reason = Unicode("", help="Why the run ended or paused.")
     error = Unicode("", help="What went wrong, when the run or its start failed.")
     valid = Bool(False, help="Whether the controls hold a config that can start.")
-    errors = Dict(help="Problems with the controls, by field.")
+    errors = Dict(help="Problems with the controls, by field (the detailed messages).")
     run = Instance(Trainer, allow_none=True, help="The current (or last) run.")
 
     def __init__(self, data: Optional[pd.DataFrame] = None, *, update_interval: float = UPDATE_INTERVAL,
@@ -64,51 +83,82 @@ class TrainingPanel(W.VBox):
             raise ValueError(f"update_interval must be >= 0 seconds, got {update_interval!r}")
         if not (isinstance(max_points, int) and max_points >= 10):
             raise ValueError(f"max_points must be an int >= 10, got {max_points!r}")
+        if config.get("target_column") is not None and config["target_column"] in (config.get("feature_columns") or ()):
+            trainer.TrainingConfig(feature_columns=config["feature_columns"], target_column=config["target_column"])
         self.data: Optional[pd.DataFrame] = data
-        self._data_given = data is not None
-        self._data_error = ""
-        self._loaded_path: Optional[str] = None
-        self._task: Optional[asyncio.Task] = None
-        self._unsubscribe: Optional[Callable[[], None]] = None
-        self._pause_requested = False
-        self._notice = ""
+        self.data_given = data is not None
+        self._data_file = DataFile()
         self._validation = Validation(None)
-        self._binding = LoopBinding()
+        self.binding = LoopBinding()
+        self.actions = Actions(self)
+        self.lr_search = LRSearch(self, update_interval)
+        ui = self.actions.from_ui
+        self.overwrite = OverwriteChoice(lambda: ui(lambda: self.actions.start_now(overwrite=True)),
+                                         lambda path, epochs: ui(lambda: self.actions.continue_other_now(path, epochs)))
+        self.adapter = RunAdapter(self)
+        self.snapshot = StaticSnapshot()
 
         self.controls = ConfigControls(list(data.columns) if data is not None else [], self._controls_changed)
-        self.start_button = W.Button(description="Start", button_style="success", icon="play",
-                                     tooltip="Train with these settings")
-        self.pause_button = W.Button(description="Pause", button_style="warning", icon="pause",
-                                     disabled=True, tooltip="Pause after the batch in progress")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
-                                    tooltip="Stop after the batch in progress; finished epochs are kept")
-        self.message = W.HTML()
+        self.buttons = RunButtons()
+        self.start_button, self.find_lr_button, self.pause_button, self.stop_button, self.resume_button = \
+            self.buttons.all
+        self.notices = Notices()
+        self.message = self.notices.view
         self.progress = ProgressView()
         self.curves = Curves(max_points)
-        self._throttle = Throttle(self._render, update_interval, self._binding)
-        self.start_button.on_click(lambda _b: self._from_ui(self._start_now))
-        self.pause_button.on_click(lambda _b: self._from_ui(self._toggle_pause_now))
-        self.stop_button.on_click(lambda _b: self._from_ui(self._stop_now))
-        self.resume_button = W.Button(description="Resume from checkpoint", icon="history", disabled=True,
-                                      tooltip="Continue the run whose checkpoints are in output_path",
-                                      layout=W.Layout(width="auto"))
-        self.resume_button.on_click(lambda _b: self._from_ui(lambda: self._resume_from_now(None, {})))
-        super().__init__([self.controls.view,
-                          W.HBox([self.start_button, self.pause_button, self.stop_button, self.resume_button]),
-                          self.message, self.progress.view, self.curves.view])
+        self.table = MetricsTable()
+        self.exports = export.ExportBar(lambda: list(self.history), self.figure_data, self._export_path,
+                                        self.actions.from_ui)
+        self.tabs = PanelViews(self.table.view, self.lr_search.view, self.binding, self.show_config_errors)
+        self.views = self.tabs.tab
+        self.controls.add_to_group("model", self.tabs.model.headline)
+        self._throttle = Throttle(self._render, update_interval, self.binding)
+
+        self.start_button.on_click(lambda _b: ui(self.actions.start_now))
+        self.find_lr_button.on_click(lambda _b: ui(self.lr_search.start_now))
+        self.pause_button.on_click(lambda _b: ui(self.actions.toggle_pause_now))
+        self.stop_button.on_click(lambda _b: ui(self.actions.stop_now))
+        self.resume_button.on_click(lambda _b: ui(lambda: self.actions.resume_from_now(None, {})))
+        row = W.Layout(width="100%", flex_flow="row wrap", align_items="center")
+        buttons = W.HBox([*self.buttons.all, W.Box([self.progress.status], layout=W.Layout(margin="0 0 0 12px"))],
+                         layout=row)
+        tools = W.HBox([*self.curves.tools, W.Box(layout=W.Layout(flex="1 1 auto")), *self.exports.widgets],
+                       layout=row)
+        style = W.HTML(self.snapshot.live_style(), layout=W.Layout(display="none"))
+        super().__init__([style, self.controls.view, buttons, self.message, self.overwrite.view, self.progress.view,
+                          tools, self.curves.view, self.views], layout=W.Layout(width="100%"))
         try:
             self._prefill(config)
         except Exception:
             self.close()    # a panel that is never shown must not leave its widgets' comms open
             raise
-        self._revalidate()
-        self.curves.render()
+        self.revalidate()
+        self._render()
 
     # ------------------------------------------------------------------ public API
     def show(self) -> None:
         """Display the panel in the notebook (the same as leaving it as a cell's value)."""
         from IPython.display import display
         display(self)
+
+    def _ipython_display_(self) -> None:
+        # Two outputs: the live widget, and a static snapshot that shows where the widget cannot
+        # (a saved notebook opened without its kernel; see snapshot.py).
+        from IPython.display import display
+        bundle = self._repr_mimebundle_() if callable(self._repr_mimebundle_) else None
+        if bundle:
+            # What viewers without widgets print instead; the state at display time would be stale.
+            bundle["text/plain"] = "TrainingPanel widget (live with the notebook's kernel; a snapshot follows)"
+        display(bundle or {"text/plain": repr(self)}, raw=True)
+        if bundle and "application/vnd.jupyter.widget-view+json" in bundle:
+            self.snapshot.display()
+
+    def add_view(self, title: str, widget: W.Widget, select: bool = False) -> None:
+        """Add a tab below the curves (a model summary, an evaluation, a comparison of runs, ...)."""
+        self.views.children = (*self.views.children, widget)
+        self.views.set_title(len(self.views.children) - 1, title)
+        if select:
+            self.views.selected_index = len(self.views.children) - 1
 
     @property
     def history_df(self) -> pd.DataFrame:
@@ -124,413 +174,244 @@ class TrainingPanel(W.VBox):
         assert validation.config is not None
         return validation.config
 
-    def start(self) -> Optional["asyncio.Task[None]"]:
+    def start(self, overwrite: bool = False) -> Optional["asyncio.Task[None]"]:
         """Start a run with the controls' config, like the Start button.
 
-        On the loop's thread this returns the run's task at once (ConfigError or StateError when it
-        cannot start; the panel shows why as well). From another thread the request goes to the
-        loop and this returns None.
+        On the loop's thread this returns at once with the task that prepares the data, builds
+        the model and trains (await it, or ``panel.wait()``, for the end; ``panel.wait_started()``
+        for the run). ConfigError or StateError when it cannot start; a problem found while
+        preparing the data makes the task raise. The panel shows why either way. From another
+        thread the request goes to the loop and this returns None. When output_path holds another
+        run's checkpoints the task raises ``trainer.OutputPathInUse`` and the panel offers to
+        replace or continue that run; ``overwrite=True`` replaces it ("Replace it").
         """
-        return self._programmatic(self._start_now)
+        return self.actions.programmatic(lambda: self.actions.start_now(overwrite))
+
+    def find_lr(self, **options: Any) -> Optional["asyncio.Task[Optional[trainer.LRFindResult]]"]:
+        """Search for a learning rate on the controls' config, like the Find LR button (the curve
+        in the LR finder tab; ``stop()`` ends it). Returns the task as ``start()`` does; its result
+        is ``panel.lr_result``. ``options``: start_lr, end_lr, num_iter, rule (``trainer.LRFinder``)."""
+        return self.actions.programmatic(lambda: self.lr_search.start_now(**options))
+
+    def use_suggested_rate(self) -> None:
+        """Put the last search's suggestion into the learning_rate control ("Use suggested rate")."""
+        self.actions.programmatic(self.lr_search.apply)
 
     def pause(self) -> None:
         """Pause after the batch in progress (StateError when there is no running run)."""
-        self._programmatic(self._pause_now)
+        self.actions.programmatic(self.actions.pause_now)
 
     def resume(self) -> None:
         """Continue a paused run where it paused."""
-        self._programmatic(self._resume_now)
+        self.actions.programmatic(self.actions.resume_now)
 
     def stop(self) -> None:
-        """Stop after the batch in progress; finished epochs and artifacts are kept."""
-        self._programmatic(self._stop_now)
+        """Stop the run after the batch in progress (finished epochs and artifacts are kept), or
+        the learning-rate search."""
+        self.actions.programmatic(self.actions.stop_now)
 
     def resume_from(self, output_path: Optional[str] = None, **changes: Any) -> Optional["asyncio.Task[None]"]:
         """Continue the run checkpointed in ``output_path`` (default: the output_path control), like
         the Resume-from-checkpoint button; the controls then show that run's config.
 
         Uses the panel's data, or the run's data_path when the panel has none. ``changes`` may set
-        what cannot change the results (``epochs``, ...: see ``Trainer.from_checkpoint``). On the
-        loop's thread this returns the run's task (CheckpointError, ResumeMismatch or StateError when
-        it cannot resume; the panel shows why as well); from another thread it returns None.
+        what cannot change the results (``epochs``, ...: see ``Trainer.from_checkpoint``). Returns
+        the task as ``start()`` does; CheckpointError, ResumeMismatch or StateError make the task
+        raise (or this, when known at once), and the panel shows why.
         """
-        return self._programmatic(lambda: self._resume_from_now(output_path, changes))
+        return self.actions.programmatic(lambda: self.actions.resume_from_now(output_path, changes))
+
+    async def wait_started(self) -> Trainer:
+        """Wait until the started run is built and training; returns it (or raises why it could not start)."""
+        task = self._started_task()
+        assert self.actions.built is not None
+        run = await asyncio.shield(self.actions.built)
+        if run is None:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()
+            raise StateError("the run did not start (its task was cancelled)")
+        return run
 
     async def wait(self) -> Trainer:
-        """Wait for the run to end and the panel to show its end; returns the run."""
-        if self._task is None or self.run is None:
-            raise StateError("wait() needs a started run: call start() or press Start first")
-        await asyncio.shield(self._task)
+        """Wait for the run to end and the panel to show its end (its snapshot and evaluation
+        included); returns the run."""
+        await asyncio.shield(self._started_task())
+        await self.after_run()
         self._throttle.flush_now()
+        assert self.run is not None
         return self.run
+
+    async def wait_summary(self) -> "Optional[ModelSummary]":
+        """Wait until the Model summary tab shows the controls' current config; returns its summary."""
+        return await self.tabs.model.settled()
+
+    @property
+    def model_summary(self) -> "Optional[ModelSummary]":
+        """The Model summary tab's: the controls' config (None until summarised, or invalid)."""
+        return self.tabs.model.summary
+
+    @property
+    def evaluation(self) -> "Optional[trainer.Evaluation]":
+        """The Evaluation tab's: the last ended run's model on its validation split."""
+        return self.tabs.evaluation.evaluation
+
+    @property
+    def lr_result(self) -> "Optional[trainer.LRFindResult]":
+        """The LR finder tab's: the last learning-rate search's result."""
+        return self.lr_search.result
+
+    @property
+    def runs(self) -> RunsView:
+        """The Runs tab: every run started or resumed here, beside the runs saved in its folder."""
+        return self.tabs.runs
+
+    def _started_task(self) -> "asyncio.Task[None]":
+        if self.actions.task is None:
+            raise StateError("wait() needs a started run: call start() or press Start first")
+        return self.actions.task
+
+    def export_csv(self, path: Union[str, Path, None] = None) -> Path:
+        """Write the history (one row per epoch) as CSV; the default path is next to the notebook."""
+        return self.exports.csv(path)
+
+    def export_png(self, path: Union[str, Path, None] = None) -> Path:
+        """Write the curves as a PNG (drawn with matplotlib); the default path is next to the notebook."""
+        return self.exports.png(path)
+
+    def figure_data(self) -> static_figure.FigureData:
+        """A copy of what the curves show, for drawing elsewhere."""
+        c = self.curves
+        return static_figure.FigureData(c.series, c.previous, c.previous_label, c.best_epoch,
+                                        c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note)
+
+    def _export_path(self, suffix: str) -> Path:
+        name = self.run.config.name if self.run is not None else self.controls["name"].value
+        return export.default_path(name, suffix)
 
     def close(self) -> None:
         """Close every widget of the panel and stop following the run (which goes on: stop it first
         to end it)."""
         # Also called by Widget.__del__, possibly on a panel whose __init__ failed half-way.
-        throttle = getattr(self, "_throttle", None)
-        if throttle is not None:
-            throttle.cancel()
-        if getattr(self, "_unsubscribe", None) is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        _close_tree(self)
+        for name, method in (("_throttle", "cancel"), ("lr_search", "close"), ("tabs", "close"),
+                             ("adapter", "unfollow")):
+            part = getattr(self, name, None)
+            if part is not None:
+                getattr(part, method)()
+        close_tree(self)
 
     def __repr__(self) -> str:
         return f"TrainingPanel(state={self.state!r}, epoch={self.current_epoch}/{self.total_epochs})"
 
-    # ------------------------------------------------------------------ threads
-    def _programmatic(self, action: Callable[[], Any]) -> Any:
-        """Run ``action`` here when this is the loop's thread (errors raise), else hand it over."""
-        loop = self._binding.loop
-        if self._binding.bind_running() or loop is None or loop.is_closed():
-            return action()
-        self._binding.call(lambda: self._guarded(action))
-        return None
+    # ------------------------------------------------------------------ used by actions and the adapter
+    def refresh(self, urgent: bool = False) -> None:
+        """Ask for a widget refresh (throttled; urgent ones at the next loop turn)."""
+        self._throttle.request(urgent)
 
-    def _from_ui(self, action: Callable[[], Any]) -> None:
-        """A button click: do ``action`` on the loop's thread; errors go to the panel, not the log."""
-        self._binding.bind_running()
-        self._binding.call(lambda: self._guarded(action))
+    def begin_preparing(self, epochs: Optional[int], text: str) -> None:
+        if epochs is not None and self.run is None:
+            self.total_epochs = epochs
+        self.set_preparing(text)
+        self.sync_controls()
 
-    def _guarded(self, action: Callable[[], Any]) -> None:
-        try:
-            action()
-        except (ConfigError, StateError, CheckpointError):
-            pass    # already shown in the panel by the action
-        except Exception as exc:
-            self._set_notice(f"{type(exc).__name__}: {exc}")
+    def set_preparing(self, text: str) -> None:
+        self.preparing = text
+        self._throttle.flush_now()      # now, not in 0.25 s: the next seconds go to the worker thread
 
-    # ------------------------------------------------------------------ actions (loop thread)
-    def _active(self) -> bool:
-        return self.run is not None and self.run.state not in FINAL_STATES
+    def end_preparing(self) -> None:
+        self.preparing = ""
+        self.sync_controls()
+        self.refresh(urgent=True)
 
-    def _start_now(self) -> "asyncio.Task[None]":
-        if not self._binding.bind_running():
-            raise self._fail(StateError(
-                "start() needs a running asyncio event loop: use the panel in a Jupyter notebook, or "
-                "call start() from async code (e.g. inside asyncio.run)"))
-        if self._active():
-            raise self._fail(StateError("a run is in progress; stop it before starting another"))
-        validation = self._revalidate()
-        if not validation.valid:
-            raise self._fail(ConfigError([{"field": f, "value": None, "message": m}
-                                          for f, m in validation.errors.items()]), notice=False)
-        assert validation.config is not None and self.data is not None
-        try:
-            run = Trainer(validation.config, self.data)
-        except ConfigError as exc:
-            self.controls.show_errors({e["field"]: e["message"] for e in exc.errors})
-            raise self._fail(exc)
-        except Exception as exc:
-            raise self._fail(exc)
-        return self._launch(run)
-
-    def _resume_from_now(self, output_path: Optional[str], changes: dict[str, Any]) -> "asyncio.Task[None]":
-        if not self._binding.bind_running():
-            raise self._fail(StateError("resume_from() needs a running asyncio event loop: use the panel in a "
-                                        "Jupyter notebook, or call it from async code"))
-        if self._active():
-            raise self._fail(StateError("a run is in progress; stop it before resuming another"))
-        path = output_path or self.controls["output_path"].value.strip()
-        if not path:
-            raise self._fail(CheckpointError("set output_path to the folder of the run to resume"))
-        try:
-            if self.data is None:
-                self._use_saved_data_path(path)
-            if self.data is None:
-                raise CheckpointError("the panel has no data: pass data=DataFrame, or set data_path to the run's data")
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", RuntimeWarning)
-                run = Trainer.resume(path, self.data, **changes)
-        except Exception as exc:
-            raise self._fail(exc)
-        task = self._launch(run)
-        self._show_config(run.config)
-        if caught:
-            self._set_notice("; ".join(str(w.message) for w in caught))
-        return task
-
-    def _use_saved_data_path(self, output_path: str) -> None:
-        """Without a DataFrame, load the data file the checkpointed run named (if any)."""
-        try:
-            data_path = saved_config(output_path).get("data_path")
-        except CheckpointError:
-            return          # Trainer.resume says why, below
-        if data_path:
-            self.controls.set_value("data_path", data_path)
-            self._load_data_path()
-
-    def _show_config(self, config: trainer.TrainingConfig) -> None:
-        """Put a resumed run's config into the controls (they are disabled while it trains)."""
-        for name, value in config.to_dict().items():
-            if name == "data_path" and self._data_given:
-                continue
-            try:
-                self.controls.set_value(name, value)
-            except ConfigError:
-                pass        # a column the controls do not offer: the run still has it
-
-    def _launch(self, run: Trainer) -> "asyncio.Task[None]":
-        """Follow ``run`` (a new one, or one resumed with its history so far) and start it."""
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-        self._unsubscribe = run.add_callback(self._on_run_event)
-        self.curves.begin_run(run.is_classification)
-        self.curves.set_preview(run.config)
-        best = run.best_metrics.get("epoch")
-        for entry in run.history:
-            self.curves.add_epoch(entry, entry["epoch"] == best)
-        self._pause_requested = False
-        self._notice = ""
-        self.set_trait("run", run)
-        self._reset_traits(run)
-        self._task = run.start()
-        self._task.add_done_callback(self._task_done)
-        self._sync_controls()
-        self._throttle.request(urgent=True)
-        return self._task
-
-    def _toggle_pause_now(self) -> None:
-        # Decided here, on the loop thread, so two quick clicks from a subshell cannot both pause.
-        (self._resume_now if self._pause_requested else self._pause_now)()
-
-    def _pause_now(self) -> None:
-        self._control(lambda run: run.pause())
-        self._pause_requested = True
-        self._sync_controls()
-
-    def _resume_now(self) -> None:
-        self._control(lambda run: run.resume())
-        self._pause_requested = False
-        self._sync_controls()
-
-    def _stop_now(self) -> None:
-        self._control(lambda run: run.stop())
-
-    def _control(self, fn: Callable[[Trainer], None]) -> None:
-        if self.run is None:
-            raise self._fail(StateError("there is no run yet: press Start first"))
-        try:
-            fn(self.run)
-        except StateError as exc:
-            raise self._fail(exc)
-
-    def _fail(self, exc: Exception, notice: bool = True) -> Exception:
-        """Show why an action failed in the panel, and hand back the exception to raise."""
-        if notice:
-            text = str(exc) if isinstance(exc, (StateError, ConfigError, CheckpointError)) else f"{type(exc).__name__}: {exc}"
-            self._set_notice(text)
-        return exc
-
-    def _set_notice(self, text: str) -> None:
-        self._notice = text
-        self._show_message()
-
-    # ------------------------------------------------------------------ run events (loop thread)
-    def _reset_traits(self, run: Trainer) -> None:
+    def show_config_errors(self, errors: dict[str, str]) -> None:
+        """Problems found while preparing the data: beside their controls and in the message, and
+        Start disabled, until a control changes."""
+        self._validation = Validation(self._validation.config, {**self._validation.errors, **errors})
+        self.controls.show_errors(self._validation.errors)
         with self.hold_trait_notifications():
-            self.state = run.state.value
-            self.current_epoch = run.current_epoch        # > 0 for a run resumed from a checkpoint
-            self.total_epochs = run.total_epochs
-            self.current_batch, self.total_batches = run.batch, run.num_batches
-            self.history = list(run.history)
-            self.latest_metrics, self.best_metrics = run.latest_metrics, run.best_metrics
-            self.reason = self.error = ""
+            self.errors = dict(self._validation.errors)
+            self.valid = False
+        self.sync_controls()
 
-    def _on_run_event(self, event: str, data: dict[str, Any]) -> None:
-        run = self.run
-        if run is None:
-            return
-        if event == "batch_end":
-            self.curves.add_batch(data["epoch"], data["batch"], data["num_batches"], data["loss"])
-            self.total_batches = data["num_batches"]
-            self.current_batch = data["batch"]
-            self._throttle.request()
-        elif event == "epoch_begin":
-            self.curves.begin_epoch()
-            self.total_batches = run.num_batches
-            self.current_batch = 0
-            self._throttle.request()
-        elif event == "epoch_end":
-            self.curves.add_epoch(data["metrics"], data["improved"])
-            with self.hold_trait_notifications():
-                self.history = list(run.history)
-                self.latest_metrics = dict(data["metrics"])
-                self.best_metrics = run.best_metrics
-                self.current_epoch = run.current_epoch
-            self._throttle.request()
-        elif event == "state_change":
-            with self.hold_trait_notifications():
-                self.state = data["new"]
-                self.reason = data.get("reason") or ""
-            self._sync_controls()
-            self._throttle.request(urgent=True)
-        elif event == "train_end":
-            self._pause_requested = False
-            with self.hold_trait_notifications():
-                self.best_metrics = run.best_metrics
-                self.reason = data.get("reason") or ""
-                self.error = run.error or ""
-                self.state = data["state"]
-            self.curves.end_run(_end_note(run))
-            if run.observer_errors:
-                self._notice = (f"{len(run.observer_errors)} observer error(s) during the run; "
-                                f"see panel.run.observer_errors. First: {run.observer_errors[0]}")
-            self._sync_controls()
-            self._throttle.request(urgent=True)
+    async def after_run(self) -> None:
+        """Wait for what a run's end set going (the snapshot, the evaluation), so a saved notebook has it."""
+        if self.snapshot.pending is not None:
+            await asyncio.shield(self.snapshot.pending)
+        await self.tabs.after_run()
 
-    def _task_done(self, task: "asyncio.Task[None]") -> None:
-        if task.cancelled():
-            self._set_notice("the training task was cancelled")
-        elif task.exception() is not None:
-            exc = task.exception()
-            self.error = f"{type(exc).__name__}: {exc}"
-            self._set_notice(f"the training task failed: {self.error}")
-        self._sync_controls()
+    def sync_controls(self) -> None:
+        """Buttons and controls follow the run's state (called on every state change)."""
+        running, searching = self.actions.run_active(), self.lr_search.active
+        active = running or searching
+        self.buttons.sync(running=running, searching=searching, preparing=self.actions.preparing,
+                          paused=running and self.actions.pause_requested, valid=self.valid,
+                          can_resume=has_checkpoints(self.controls["output_path"].value.strip()))
+        self.controls.set_enabled(not active)
+        self.exports.sync(bool(self.history))
+        self.notices.set_problems({} if active else self._validation.errors, self.controls.hidden_fields())
 
     # ------------------------------------------------------------------ rendering (loop thread)
     def _render(self) -> None:
         run = self.run
+        reason = self.reason
+        if run is None and not self.preparing:
+            reason = (f"press Start to train {self.total_epochs} epochs" if self.valid
+                      else "fix the settings marked \u26a0 to start")
         snap = Snapshot(state=self.state, current_epoch=self.current_epoch, total_epochs=self.total_epochs,
-                        batch=self.current_batch, num_batches=self.total_batches, reason=self.reason,
-                        error=self.error)
-        if run is not None and run.started_at is not None:
-            snap.elapsed = (run.finished_at or time.time()) - run.started_at
+                        batch=self.current_batch, num_batches=self.total_batches, reason=reason,
+                        error=self.error, preparing=self.preparing)
+        if run is not None and run.started_at is not None and not self.preparing:
+            snap.elapsed = self.adapter.elapsed()
             snap.remaining = estimate_remaining([h["time_per_epoch"] for h in run.history[-10:]],
                                                 self.current_epoch, self.total_epochs,
                                                 self.current_batch, self.total_batches)
         self.progress.update(snap)
+        self.exports.sync(bool(self.history))
         self.curves.render()
-
-    def _sync_controls(self) -> None:
-        """Buttons and controls follow the run's state (called on every state change)."""
-        active = self._active()
-        self.start_button.disabled = active or not self.valid
-        self.pause_button.disabled = not active
-        self.stop_button.disabled = not active
-        output_path = self.controls["output_path"].value.strip()
-        self.resume_button.disabled = active or not has_checkpoints(output_path)
-        paused = active and self._pause_requested
-        self.pause_button.description = "Resume" if paused else "Pause"
-        self.pause_button.icon = "play" if paused else "pause"
-        self.controls.set_enabled(not active)
-
-    def _show_message(self) -> None:
-        parts = []
-        if self._notice:
-            parts.append(f"<div style='color:#c62828'>{escape(self._notice)}</div>")
-        problems = self._validation.errors
-        if problems and not self._active():
-            hidden = self.controls.hidden_fields()
-            items = [f"<li><b>{escape(f)}</b>{' (hidden for this choice)' if f in hidden else ''}: "
-                     f"{escape(m)}</li>" for f, m in list(problems.items())[:_MAX_LISTED_PROBLEMS]]
-            more = len(problems) - _MAX_LISTED_PROBLEMS
-            if more > 0:
-                items.append(f"<li>and {more} more</li>")
-            parts.append("<div style='color:#c62828'>Start is disabled until these are fixed:<ul "
-                         "style='margin:2px 0'>" + "".join(items) + "</ul></div>")
-        html = "".join(parts)
-        if self.message.value != html:
-            self.message.value = html
+        self.table.update(list(self.history), self.best_metrics.get("epoch"))
 
     # ------------------------------------------------------------------ controls (loop thread)
     def _prefill(self, config: dict[str, Any]) -> None:
-        if self._data_given:
+        if self.data_given:
             self.controls.lock("data_path", f"(using the DataFrame given as data, {len(self.data)} rows)")
         if "data_path" in config:
             self.controls.set_value("data_path", config.pop("data_path"))
-            self._load_data_path()
+            self.load_data_path()
+        if "target_column" in config:        # first: it decides which columns are features
+            self.controls.set_value("target_column", config.pop("target_column"))
         for name, value in config.items():
             self.controls.set_value(name, value)
 
     def _controls_changed(self) -> None:
         # May run on a subshell thread (a frontend edit): validate and redraw on the loop thread.
-        self._binding.call(self._revalidate)
+        self.binding.call(lambda: (self.overwrite.withdraw(), self.revalidate()))
 
-    def _revalidate(self) -> Validation:
+    def revalidate(self) -> Validation:
         """Check the controls, show problems beside them, and preview the LR schedule."""
-        self._load_data_path()
+        self.load_data_path()
         validation = self.controls.validate(self.data)
-        if self._data_error:
-            validation.errors["data_path"] = self._data_error
+        if self._data_file.error:
+            validation.errors["data_path"] = self._data_file.error
         self._validation = validation
         self.controls.show_errors(validation.errors)
         with self.hold_trait_notifications():
             self.errors = dict(validation.errors)
             self.valid = validation.valid
+        self.tabs.model.request(validation.config if validation.valid else None, self.data)
         config = validation.config
         if config is not None and self.run is None:
             self.total_epochs = config.epochs      # before the first run, the epochs to come
-        if config is not None and not self._active():
+        if config is not None and not self.actions.active():
             self.curves.set_preview(config)
             target = config.target_column
             if self.data is not None and target in self.data.columns:
                 self.curves.set_task(infer_task(config, self.data[target]) == "classification")
-            self.curves.render()
-        self._sync_controls()
-        self._show_message()
+        self.refresh(urgent=True)
+        self.sync_controls()
         return validation
 
-    def _load_data_path(self) -> None:
+    def load_data_path(self) -> None:
         """Without a DataFrame, read the table at data_path (once per path) and offer its columns."""
-        if self._data_given:
+        if self.data_given or not self._data_file.load(self.controls["data_path"].value):
             return
-        text = self.controls["data_path"].value.strip()
-        if text == (self._loaded_path or ""):
-            return
-        self._loaded_path = text or None
-        self.data, self._data_error = None, ""
-        if text:
-            try:
-                self.data = read_table(text)
-            except ValueError as exc:
-                self._data_error = str(exc)
+        self.data = self._data_file.data
         self.controls.set_columns(list(self.data.columns) if self.data is not None else [])
-
-
-def read_table(path: str) -> pd.DataFrame:
-    """A CSV or Parquet file as a DataFrame; ValueError with the reason and the fix."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ValueError(f"no file at {path!r}; give the path of a .csv or .parquet file")
-    suffix = p.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        if suffix in (".csv", ".txt", ".tsv"):
-            return pd.read_csv(p, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:
-        raise ValueError(f"could not read {path!r}: {type(exc).__name__}: {exc}") from None
-    raise ValueError(f"{path!r} is neither CSV nor Parquet; use a .csv or .parquet file")
-
-
-def _end_note(run: Trainer) -> str:
-    """A few words for the loss figure's title (the state line has the full reason)."""
-    best = run.best_metrics.get("epoch")
-    best_text = f", best {best}" if best else ""
-    if run.state == TrainingState.EARLY_STOPPED:
-        return f"early stopped at {run.current_epoch}{best_text}"
-    if run.state == TrainingState.STOPPED:
-        return f"stopped at {run.current_epoch}{best_text}"
-    if run.state == TrainingState.FAILED:
-        return f"failed in epoch {run.current_epoch + 1}"
-    return f"best epoch {best}" if best else f"{run.current_epoch} epochs"
-
-
-def _close_tree(root: W.Widget) -> None:
-    """Close ``root`` and every widget reachable through its synced traits (children, marks, ...)."""
-    seen: set[int] = set()
-    stack: list[Any] = [root]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, W.Widget):
-            if id(item) in seen:
-                continue
-            seen.add(id(item))
-            stack.extend(getattr(item, name, None) for name in item.keys)
-            W.Widget.close(item)   # not item.close(): the panel's own close() is what called us
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif isinstance(item, dict):
-            stack.extend(item.values())

@@ -1,4 +1,5 @@
-"""The state line and the epoch and batch progress bars, with elapsed time and ETA."""
+"""The state line and the epoch and batch progress bars, with elapsed time (paused time left out)
+and ETA."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,9 +8,12 @@ from typing import Optional
 
 import ipywidgets as W
 
-_STATE_COLORS = {"pending": "#616161", "running": "#1565c0", "paused": "#ef6c00", "completed": "#2e7d32",
-                 "early_stopped": "#2e7d32", "stopped": "#6d4c41", "failed": "#c62828"}
+from . import theme
+
 _BAR_STYLES = {"completed": "success", "early_stopped": "success", "failed": "danger", "paused": "warning"}
+STATE_WORDS = {"pending": "ready", "preparing": "preparing", "running": "running", "paused": "paused",
+               "completed": "completed", "early_stopped": "early stopped", "stopped": "stopped",
+               "failed": "failed"}
 
 
 def format_seconds(seconds: Optional[float]) -> str:
@@ -46,49 +50,89 @@ class Snapshot:
     remaining: Optional[float] = None
     reason: str = ""
     error: str = ""
+    preparing: str = ""
+
+
+def describe(snap: Snapshot) -> str:
+    """The words after the state: where the run is, or why it ended (never repeating the state)."""
+    if snap.preparing:
+        return snap.preparing
+    epoch, total = snap.current_epoch, snap.total_epochs
+    if snap.state == "running":
+        return f"epoch {min(epoch + 1, total)} of {total}"
+    if snap.state == "paused":
+        where = f", after batch {snap.batch} of {snap.num_batches}" if snap.num_batches else ""
+        return f"during epoch {min(epoch + 1, total)} of {total}{where}; press Resume to go on"
+    if snap.state == "failed":
+        return snap.error or snap.reason
+    reason = snap.reason
+    for prefix in ("early stopping: ", "stopped ", "finished "):
+        if reason.startswith(prefix):
+            reason = reason[len(prefix):]
+    if snap.state == "completed" and reason.startswith("all "):
+        return reason
+    return reason
 
 
 class ProgressView:
-    """A state line and two progress bars (epochs, batches of the epoch in progress)."""
+    """A state line and two progress bars (epochs done, batches of the epoch in progress)."""
 
     def __init__(self) -> None:
-        self.status = W.HTML()
-        self.epoch_bar = W.IntProgress(value=0, min=0, max=1, description="epochs",
-                                       layout=W.Layout(width="320px"))
-        self.batch_bar = W.IntProgress(value=0, min=0, max=1, description="batches",
-                                       layout=W.Layout(width="320px"))
+        self.status = W.HTML(layout=W.Layout(min_height="24px"))
+        bar = W.Layout(width="260px")
+        self.epoch_bar = W.IntProgress(value=0, min=0, max=1, description="Epochs", layout=bar)
+        self.batch_bar = W.IntProgress(value=0, min=0, max=1, description="Batches", layout=W.Layout(width="260px"))
         self.epoch_text = W.HTML()
         self.batch_text = W.HTML()
-        self.view = W.VBox([self.status, W.HBox([self.epoch_bar, self.epoch_text]),
-                            W.HBox([self.batch_bar, self.batch_text])])
+        self.view = W.HBox([W.HBox([self.epoch_bar, self.epoch_text], layout=W.Layout(margin="0 24px 0 0")),
+                            W.HBox([self.batch_bar, self.batch_text])],
+                           layout=W.Layout(flex_flow="row wrap", justify_content="flex-start"))
         self.update(Snapshot())
 
     def update(self, snap: Snapshot) -> None:
         """Show ``snap``; only widgets whose value changed send a message."""
-        color = _STATE_COLORS.get(snap.state, "#616161")
-        status = f"<b style='color:{color}'>{escape(snap.state.replace('_', ' '))}</b>"
-        if snap.error:
-            status += f" &mdash; <span style='color:#c62828'>{escape(snap.error)}</span>"
-        elif snap.reason:
-            status += f" &mdash; {escape(snap.reason)}"
-        _set(self.status, "value", status)
+        state = "preparing" if snap.preparing else snap.state
+        color = theme.STATE_COLORS.get(state, theme.FG_MUTED)
+        word = STATE_WORDS.get(state, state.replace("_", " "))
+        detail = describe(snap)
+        detail_color = theme.ERROR if state == "failed" else theme.FG
+        status = (f"<span class='ew-state ew-state-{state}' style='font-weight:bold;color:{color}'>"
+                  f"{escape(word)}</span>")
+        if detail:
+            status += f"<span style='color:{detail_color}'> &mdash; {escape(detail)}</span>"
+        _set(self.status, "value", f"<div style='font-size:var(--jp-ui-font-size2, 15px)'>{status}</div>")
 
         style = _BAR_STYLES.get(snap.state, "info")
+        total = max(snap.total_epochs, 1)
         with self.epoch_bar.hold_sync():
-            _set(self.epoch_bar, "max", max(snap.total_epochs, 1))
-            _set(self.epoch_bar, "value", min(snap.current_epoch, max(snap.total_epochs, 1)))
+            _set(self.epoch_bar, "max", total)
+            _set(self.epoch_bar, "value", min(snap.current_epoch, total))
             _set(self.epoch_bar, "bar_style", style)
         with self.batch_bar.hold_sync():
             _set(self.batch_bar, "max", max(snap.num_batches, 1))
             _set(self.batch_bar, "value", min(snap.batch, max(snap.num_batches, 1)))
             _set(self.batch_bar, "bar_style", style)
 
-        eta = "" if snap.state != "running" else f" &middot; ETA {format_seconds(snap.remaining)}"
+        eta = f" &middot; ETA {format_seconds(snap.remaining)}" if snap.state == "running" and not snap.preparing else ""
         elapsed = "" if snap.elapsed is None else f" &middot; elapsed {format_seconds(snap.elapsed)}"
-        _set(self.epoch_text, "value", f"{snap.current_epoch}/{snap.total_epochs}{elapsed}{eta}")
-        _set(self.batch_text, "value", f"{snap.batch}/{snap.num_batches}" if snap.num_batches else "")
+        muted = f"style='color:{theme.FG}'"
+        _set(self.epoch_text, "value", f"<span {muted}>{snap.current_epoch}/{snap.total_epochs} done{elapsed}{eta}</span>")
+        _set(self.batch_text, "value",
+             f"<span {muted}>{snap.batch}/{snap.num_batches}</span>" if snap.num_batches else "")
 
 
 def _set(widget: W.Widget, name: str, value: object) -> None:
     if getattr(widget, name) != value:
         setattr(widget, name, value)
+
+
+def end_note(state: str, current_epoch: int, best_epoch: Optional[int]) -> str:
+    """A few words for the loss figure's title (the state line has the full reason)."""
+    best_text = f", best {best_epoch}" if best_epoch else ""
+    if state == "early_stopped":
+        return f"early stopped at {current_epoch}{best_text}"
+    if state == "stopped":
+        return f"stopped at {current_epoch}{best_text}"
+    if state == "failed":
+        return f"failed in epoch {current_epoch + 1}"
+    return f"best epoch {best_epoch}" if best_epoch else f"{current_epoch} epochs"

@@ -8,6 +8,7 @@ Layout (every file written atomically)::
       history.json         per-epoch metrics, plus the run's state and reason
       history.csv          the same metrics as a table
       metadata.json        backend, versions, files, best metrics
+      evaluation.json      figures on the validation split (trainer/evaluation.py)
       model.pt | model.keras ...   the weights, in the backend's own format
 """
 from __future__ import annotations
@@ -23,15 +24,18 @@ import pandas as pd
 from .atomic import atomic_write_json, atomic_write_text
 from .backends import backend_module
 from .config import TrainingConfig
-from .data import Preprocessor, windows
+from .data import windows
+from .preprocessor import Preprocessor
+from .evaluation import Evaluation, evaluate_frame, save_evaluation, softmax
 
 if TYPE_CHECKING:
-    from .run import Trainer, TrainingState
+    from .handle import RunHandle
+    from .state import TrainingState
 
 FORMAT_VERSION = 1
 
 
-def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
+def save_run(run: "RunHandle", state: "TrainingState", reason: str) -> Path:
     """Write the run's model, preprocessing, config and history to its ``output_path``."""
     out = Path(run.config.output_path).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -41,12 +45,13 @@ def save_run(run: "Trainer", state: "TrainingState", reason: str) -> Path:
     atomic_write_json(out / "history.json", {"state": state.value, "reason": reason,
                                              "best_metrics": run.best_metrics, "history": run.history})
     atomic_write_text(out / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
+    evaluation = save_evaluation(run, out)      # never raises: a failed evaluation is noted below
     atomic_write_json(out / "metadata.json", {
         "format_version": FORMAT_VERSION, "backend": run.config.backend, "model": model_meta,
         "seed": run.seed, "state": state.value, "epochs_completed": run.current_epoch,
         "best_metrics": run.best_metrics, "restored_best_weights": bool(run.config.restore_best_weights
-                                                                        and run.early_stopping.best_epoch),
-        "python": platform.python_version()})
+                                                                        and run.run_state.best_epoch),
+        "evaluation": evaluation, "python": platform.python_version()})
     return out
 
 
@@ -63,7 +68,7 @@ class TrainedModel:
         self._predict_fn = predict_fn
 
     @classmethod
-    def from_run(cls, run: "Trainer") -> "TrainedModel":
+    def from_run(cls, run: "RunHandle") -> "TrainedModel":
         """The model a run holds in memory, with the same prediction API as a loaded one."""
         path = Path(run.config.output_path).expanduser() if run.config.output_path else None
         return cls(path, run.config, run.data.preprocessor, run.backend.predict_outputs,
@@ -111,10 +116,12 @@ class TrainedModel:
         """Class probabilities, columns in the order of ``classes_``."""
         if self.task != "classification":
             raise ValueError("predict_proba is for classification models; this one does regression")
-        z = self.decision_function(df).astype(np.float64)
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(self.decision_function(df))
+
+    def evaluate(self, df: pd.DataFrame) -> Evaluation:
+        """Figures on a raw DataFrame with the feature columns and the target column (see
+        :mod:`trainer.evaluation`); sequence models are evaluated per window, as predict predicts."""
+        return evaluate_frame(self, df)
 
     def __repr__(self) -> str:
         where = f"from {str(self.path)!r}" if self.path else "in memory"

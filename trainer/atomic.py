@@ -30,10 +30,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=True, default=json_default) + "\n")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps``' default for numpy scalars and arrays."""
     if hasattr(o, "item"):
         return o.item()
     if hasattr(o, "tolist"):

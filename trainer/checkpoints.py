@@ -28,7 +28,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .atomic import _json_default, atomic_write_bytes
+from .atomic import atomic_write_bytes, json_default
+from .config import ConfigError
 
 log = logging.getLogger("trainer")
 
@@ -52,6 +53,22 @@ class ResumeMismatch(CheckpointError):
         lines = "\n".join(f"  - {d['field']}: {d['message']}" for d in differences)
         super().__init__(f"cannot resume: the {what} differs from the checkpoint's:\n{lines}"
                          + (f"\n{hint}" if hint else ""))
+
+
+class OutputPathInUse(ConfigError, CheckpointError):
+    """``output_path`` holds the checkpoints of another run, which a new run would delete.
+
+    ``run`` is what its newest checkpoint says (see :func:`describe_run`). Both a ConfigError naming
+    ``output_path`` (so forms show it beside that field) and a CheckpointError."""
+
+    def __init__(self, output_path: str | Path, run: Optional[dict[str, Any]]):
+        self.output_path = str(output_path)
+        self.run = run
+        message = (f"holds the checkpoints of another run ({run_summary(run)}); a new run would delete them. "
+                   f"To continue that run: Trainer.from_checkpoint({self.output_path!r}, df); to replace it: "
+                   f"Trainer(config, df, overwrite=True); or choose another output_path")
+        super().__init__([{"field": "output_path", "value": self.output_path, "message": message}])
+        self.args = (f"output_path {self.output_path!r} {message}",)
 
 
 @dataclass
@@ -86,6 +103,40 @@ def has_checkpoints(output_path: str | Path | None) -> bool:
         return False
 
 
+def describe_run(output_path: str | Path) -> Optional[dict[str, Any]]:
+    """What the newest readable checkpoint in ``output_path`` says about its run: ``epoch`` and
+    ``batch`` done, ``epochs`` planned and ``final_state`` (None: the run never ended, it was killed or
+    is still training); None when there is no readable checkpoint. Reads only its state member."""
+    for path in reversed(list_checkpoints(checkpoint_dir(output_path))):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                state = json.loads(zf.read("state.json"))
+            return {"epoch": int(state["epoch"]), "batch": int(state["batch"]),
+                    "epochs": int(state["config"]["epochs"]), "final_state": state.get("final_state")}
+        except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError, EOFError):
+            continue
+    return None
+
+
+def run_summary(run: Optional[dict[str, Any]]) -> str:
+    """``describe_run``'s answer in words, e.g. "stopped after epoch 7 of 1000"."""
+    if run is None:
+        return "no readable checkpoint"
+    state, epoch, batch = run["final_state"] or "interrupted or still training", run["epoch"], run["batch"]
+    done = [f"epoch {epoch} of {run['epochs']}"] if epoch else []
+    done += [f"{batch} batches of epoch {epoch + 1}"] if batch else []
+    return f"{state} after {' and '.join(done)}" if done else f"{state} before its first checkpointed batch"
+
+
+def refuse_foreign_checkpoints(output_path: str | Path | None, overwrite: bool = False) -> None:
+    """Raise OutputPathInUse when ``output_path`` holds checkpoints a new run would delete, unless
+    ``overwrite``."""
+    if overwrite or not has_checkpoints(output_path):
+        return
+    assert output_path is not None
+    raise OutputPathInUse(output_path, describe_run(output_path))
+
+
 def saved_config(output_path: str | Path) -> dict[str, Any]:
     """The config of the run checkpointed in ``output_path`` (from its newest readable checkpoint)."""
     with warnings.catch_warnings():
@@ -111,7 +162,7 @@ def encode(state: dict[str, Any], members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(f"backend/{name}", data)
         # state.json goes last: a file cut short anywhere lacks it, its directory, or a valid CRC.
-        text = json.dumps({"format_version": FORMAT_VERSION, **state}, allow_nan=True, default=_json_default)
+        text = json.dumps({"format_version": FORMAT_VERSION, **state}, allow_nan=True, default=json_default)
         zf.writestr("state.json", text)
     return buf.getvalue()
 

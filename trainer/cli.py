@@ -18,7 +18,10 @@ import pandas as pd
 from .checkpoints import CheckpointError
 from .config import ConfigError, TrainingConfig
 from .events import Callback
+from .handle import RunHandle
+from .metrics import score_name
 from .run import Trainer
+from .tables import read_table
 
 
 class ConsoleProgress(Callback):
@@ -32,29 +35,31 @@ class ConsoleProgress(Callback):
         self.stream.write(text)
         self.stream.flush()
 
-    def on_train_begin(self, run: Trainer, data: dict) -> None:
+    def on_train_begin(self, run: RunHandle, data: dict) -> None:
         self._print(f"Training {run.config.model_type} ({run.data.task}, backend {run.config.backend} on "
-                    f"{run.backend.device_name}) for {data['total_epochs']} epochs\n")
+                    f"{run.device_name}) for {data['total_epochs']} epochs\n")
 
-    def on_batch_end(self, run: Trainer, data: dict) -> None:
+    def on_batch_end(self, run: RunHandle, data: dict) -> None:
         if self.tty:
             self._print(f"\r  epoch {data['epoch']}: batch {data['batch']}/{data['num_batches']} "
                         f"loss {data['loss']:.4f}")
 
-    def on_epoch_end(self, run: Trainer, data: dict) -> None:
+    def on_epoch_end(self, run: RunHandle, data: dict) -> None:
         m = data["metrics"]
-        score = (f"acc {m['train_accuracy']:.3f}/{m['val_accuracy']:.3f}" if "val_accuracy" in m
-                 else f"mae {m['train_mae']:.4g}/{m['val_mae']:.4g}")
+        key = score_name(run.run_state.task)
+        fmt = ".3f" if key == "accuracy" else ".4g"
+        score = f"{key[:3]} {m[f'train_{key}']:{fmt}}/{m[f'val_{key}']:{fmt}}"
         mark = " *" if data["improved"] else ""
         self._print(("\r" if self.tty else "") +
                     f"epoch {m['epoch']:>4}/{run.total_epochs}  loss {m['train_loss']:.4f}/{m['val_loss']:.4f}  "
                     f"{score}  lr {m['learning_rate']:.3g}  {m['time_per_epoch']:.2f}s{mark}\n")
 
-    def on_train_end(self, run: Trainer, data: dict) -> None:
+    def on_train_end(self, run: RunHandle, data: dict) -> None:
         self._print(f"{data['state']}: {data['reason']}\nbest: {data['best_metrics']}\n")
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A --set value: JSON when it parses, else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:
@@ -75,19 +80,8 @@ class UsageError(Exception):
     """A bad file or argument: printed as one line, exit status 2."""
 
 
-def _read_data(path: str) -> pd.DataFrame:
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise UsageError(f"data file {str(p)!r} does not exist")
-    try:
-        if p.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(p)
-        return pd.read_csv(p)
-    except (ImportError, ValueError, OSError) as exc:
-        raise UsageError(f"cannot read data file {str(p)!r}: {exc}") from None
-
-
-def _read_config(path: str) -> dict[str, Any]:
+def read_config_file(path: str) -> dict[str, Any]:
+    """A JSON config file as a dict; UsageError saying why not."""
     p = Path(path).expanduser()
     try:
         settings = json.loads(p.read_text())
@@ -104,9 +98,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="epoch-train", description="Train a model epoch by epoch, headless.")
     ap.add_argument("--demo", nargs="?", const="classification", choices=["classification", "regression", "timeseries"],
                     help="train on generated data")
-    ap.add_argument("--data", help="CSV or Parquet file")
+    ap.add_argument("--data", help="CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file")
     ap.add_argument("--config", help="JSON file with the training config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the checkpoints of another run in output_path (refused otherwise)")
     ap.add_argument("--resume", metavar="OUTPUT_PATH",
                     help="continue the run checkpointed at OUTPUT_PATH on the same data (--set may change epochs)")
     args = ap.parse_args(argv)
@@ -117,29 +113,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             df, demo_settings = _demo(args.demo)
             settings.update(demo_settings)
         if args.config:
-            settings.update(_read_config(args.config))
+            settings.update(read_config_file(args.config))
         overrides: dict[str, Any] = {}
         for item in args.set:
             key, sep, value = item.partition("=")
             if not sep:
                 ap.error(f"--set expects KEY=VALUE, got {item!r}")
-            overrides[key] = _parse_value(value)
+            overrides[key] = parse_value(value)
         settings.update(overrides)
         data_path = args.data or settings.get("data_path")
         if not args.demo:
             if not data_path:
                 ap.error("give --demo, or --data FILE (or data_path in the config)")
-            df = _read_data(data_path)
+            df = read_table(data_path)
         if args.resume:
             run = Trainer.from_checkpoint(args.resume, df, callbacks=[ConsoleProgress()], **overrides)
         else:
-            run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()])
+            run = Trainer(TrainingConfig.from_dict(settings), df, callbacks=[ConsoleProgress()],
+                          overwrite=args.overwrite)
     except (UsageError, ConfigError, CheckpointError) as exc:
         print(f"epoch-train: {exc}", file=sys.stderr)
         return 2
     started = time.perf_counter()
     run.fit()
     print(f"{time.perf_counter() - started:.1f}s" + (f"; artifacts in {run.artifacts_path}" if run.artifacts_path else ""))
+    for problem in run.observer_errors:      # a logger that failed (the run went on without it)
+        print(f"epoch-train: warning: {problem}", file=sys.stderr)
     return 0 if run.state.value != "failed" else 1
 
 

@@ -1,4 +1,4 @@
-"""The one training-config schema: SPEC.md's fields and defaults, validated by pydantic.
+"""The one training-config schema: every field's default, limits and help, validated by pydantic.
 
 The panel's controls, the HTTP API's validation and the saved artifacts are all built from
 :class:`TrainingConfig`; :func:`config_fields` is the introspection face they use.
@@ -8,10 +8,12 @@ from __future__ import annotations
 import difflib
 import json
 import re
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal, Optional, Union
 
 import annotated_types
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 MODEL_TYPES = ("mlp", "cnn", "lstm", "gru")
@@ -48,68 +50,82 @@ class TrainingConfig(BaseModel):
     """Every setting of one training run. Unknown keys are refused."""
 
     # strict: "10" for an int or true for a float is a wrong type, not something to coerce.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True,
+    # NaN and infinities are refused in every float field: no setting means them, and JSON has no
+    # literal for them (the HTTP API and saved configs must stay standard JSON).
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False,
                               protected_namespaces=())
 
-    # --- run identity (SPEC.md "other fields") ---
-    name: str = Field("Deep learning model training", json_schema_extra=_g("run", "Name kept with the run and its artifacts."))
-    algorithm_type: Literal["deep_learning"] = Field("deep_learning", json_schema_extra=_g("run", "Only 'deep_learning' is supported."))
+    # --- run identity ---
+    name: str = Field("Deep learning model training", json_schema_extra=_g("run", "Name kept with the run and its artifacts.", label="Run name"))
+    algorithm_type: Literal["deep_learning"] = Field("deep_learning", json_schema_extra=_g("run", "Only 'deep_learning' is supported.", label="Algorithm", advanced=True))
 
     # --- data ---
-    feature_columns: list[str] = Field(default_factory=list, json_schema_extra=_g("data", "Input columns; empty means every column except the target."))
-    target_column: Optional[str] = Field(None, json_schema_extra=_g("data", "The column to predict."))
-    task: Literal["auto", "classification", "regression"] = Field("auto", json_schema_extra=_g("data", "auto: strings, booleans, categories and integers with at most 20 distinct values are classes; otherwise regression."))
-    validation_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_g("data", "Fraction held out for validation (the last rows for sequence models)."))
-    missing_values: Literal["error", "impute"] = Field("error", json_schema_extra=_g("data", "error: refuse features with missing values; impute: training median / an 'unknown' category."))
-    sequence_length: int = Field(10, ge=2, le=10_000, json_schema_extra=_g("data", "Rows per window for cnn/lstm/gru; the window predicts its last row's target."))
-    data_path: Optional[str] = Field(None, json_schema_extra=_g("data", "CSV or Parquet file with the data (HTTP API and command line)."))
+    feature_columns: list[str] = Field(default_factory=list, json_schema_extra=_g("data", "Input columns; empty means every column except the target.", label="Feature columns"))
+    target_column: Optional[str] = Field(None, json_schema_extra=_g("data", "The column to predict.", label="Target column"))
+    task: Literal["auto", "classification", "regression"] = Field("auto", json_schema_extra=_g("data", "auto: strings, booleans, categories and integers with at most 20 distinct values are classes; otherwise regression.", label="Task"))
+    validation_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_g("data", "Fraction held out for validation (the last rows for sequence models).", label="Validation fraction"))
+    missing_values: Literal["error", "impute"] = Field("error", json_schema_extra=_g("data", "error: refuse features with missing values; impute: training median / an 'unknown' category.", label="Missing values", advanced=True))
+    sequence_length: int = Field(10, ge=2, le=10_000, json_schema_extra=_g("data", "Rows per window for cnn/lstm/gru; the window predicts its last row's target.", label="Window length (rows)"))
+    data_path: Optional[str] = Field(None, json_schema_extra=_g("data", "CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file with the data (HTTP API, panel and command line).", label="Data file"))
 
     # --- model ---
-    model_type: Literal["mlp", "cnn", "lstm", "gru"] = Field("mlp", json_schema_extra=_g("model", "mlp works on rows; cnn, lstm and gru on windows of sequence_length rows."))
-    hidden_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1, max_length=16, json_schema_extra=_g("model", "Units (channels for cnn) of each hidden layer."))
-    dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, json_schema_extra=_g("model", "Dropout after each hidden layer."))
+    model_type: Literal["mlp", "cnn", "lstm", "gru"] = Field("mlp", json_schema_extra=_g("model", "mlp works on rows; cnn, lstm and gru on windows of sequence_length rows.", label="Model"))
+    hidden_units: list[int] = Field(default_factory=lambda: [64, 32], min_length=1, max_length=16, json_schema_extra=_g("model", "Units (channels for cnn) of each hidden layer.", label="Hidden layers"))
+    dropout_rate: float = Field(0.2, ge=0.0, lt=1.0, json_schema_extra=_g("model", "Dropout after each hidden layer.", label="Dropout"))
 
     # --- training ---
-    epochs: int = Field(100, ge=1, le=1_000_000, json_schema_extra=_g("training", "Number of passes over the training data."))
-    batch_size: int = Field(32, ge=1, le=1_048_576, json_schema_extra=_g("training", "Samples per optimisation step."))
-    learning_rate: float = Field(0.001, gt=0.0, le=10.0, json_schema_extra=_g("training", "Initial learning rate."))
-    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", json_schema_extra=_g("training", "Optimiser."))
-    seed: Optional[int] = Field(None, ge=0, le=2**32 - 1, json_schema_extra=_g("training", "Random seed; a seeded run is reproducible, also across pause/resume."))
-    backend: Literal["torch", "tensorflow"] = Field("torch", json_schema_extra=_g("training", "Deep-learning framework."))
-    device: str = Field("auto", json_schema_extra=_g("training", "auto, cpu, cuda or cuda:N."))
+    epochs: int = Field(100, ge=1, le=1_000_000, json_schema_extra=_g("training", "Number of passes over the training data.", label="Epochs"))
+    batch_size: int = Field(32, ge=1, le=1_048_576, json_schema_extra=_g("training", "Samples per optimisation step.", label="Batch size"))
+    learning_rate: float = Field(0.001, gt=0.0, le=10.0, json_schema_extra=_g("training", "The rate of the first epoch; the schedule changes it from there.", label="Learning rate"))
+    optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", json_schema_extra=_g("training", "adam, adamw (Adam with decoupled weight decay) or sgd.", label="Optimizer"))
+    seed: Optional[int] = Field(None, ge=0, le=2**32 - 1, json_schema_extra=_g("training", "Random seed; a seeded run is reproducible, also across pause/resume.", label="Random seed"))
+    backend: Literal["torch", "tensorflow"] = Field("torch", json_schema_extra=_g("training", "Deep-learning framework: torch (PyTorch) or tensorflow (Keras 3).", label="Framework"))
+    device: str = Field("auto", json_schema_extra=_g("training", "auto, cpu, cuda or cuda:N.", label="Device", advanced=True))
     devices: Union[int, list[int], str] = Field(1, json_schema_extra=_g(
         "training", "How many devices train the model: a count (2), GPU indices ([0, 1] or '0,1'), or 'auto' "
         "(every visible GPU; 1 without a GPU). With several, batch_size is the global batch, split evenly "
         "between them (it must divide by their number) and learning_rate is unchanged. torch runs one "
         "process per device (DistributedDataParallel; with device='cpu' a count starts that many CPU "
-        "processes); tensorflow uses MirroredStrategy.", kind="str"))
-    mixed_precision: bool = Field(False, json_schema_extra=_g("training", "Compute in 16-bit floats where safe: TensorFlow's mixed_float16 policy; PyTorch autocast (bfloat16 on CPU, bfloat16 or float16 on GPU). Faster on recent GPUs."))
-    cuda_graphs: bool = Field(False, json_schema_extra=_g("training", "PyTorch on one GPU: replay each batch's forward and backward pass as CUDA graphs (torch.compile's reduce-overhead mode), which removes most per-batch launch overhead of small models. A seeded run repeats itself but differs from one without (other dropout masks). Needs backend='torch', device='cuda' and devices=1."))
+        "processes); tensorflow uses MirroredStrategy.", kind="str", label="Number of devices", advanced=True))
+    mixed_precision: bool = Field(False, json_schema_extra=_g("training", "Compute in 16-bit floats where safe: TensorFlow's mixed_float16 policy; PyTorch autocast (bfloat16 on CPU, bfloat16 or float16 on GPU). Faster on recent GPUs.", label="Mixed precision", advanced=True))
+    cuda_graphs: bool = Field(False, json_schema_extra=_g("training", "PyTorch on one GPU: replay each batch's forward and backward pass as CUDA graphs (torch.compile's reduce-overhead mode), which removes most per-batch launch overhead of small models. A seeded run repeats itself but differs from one without (other dropout masks). Needs backend='torch', device='cuda' and devices=1.", label="CUDA graphs", advanced=True))
 
     # --- early stopping ---
-    early_stopping: bool = Field(True, json_schema_extra=_g("early_stopping", "Stop when val_loss stops improving."))
-    early_stopping_patience: int = Field(10, ge=1, le=1_000_000, json_schema_extra=_g("early_stopping", "Epochs without improvement before stopping."))
-    min_delta: float = Field(0.001, ge=0.0, json_schema_extra=_g("early_stopping", "An epoch improves only if val_loss < best - min_delta."))
-    restore_best_weights: bool = Field(True, json_schema_extra=_g("early_stopping", "Keep the weights of the best epoch at the end."))
+    early_stopping: bool = Field(True, json_schema_extra=_g("early_stopping", "Stop when val_loss stops improving.", label="Stop early"))
+    early_stopping_patience: int = Field(10, ge=1, le=1_000_000, json_schema_extra=_g("early_stopping", "Epochs without improvement before stopping.", label="Patience (epochs)"))
+    min_delta: float = Field(0.001, ge=0.0, json_schema_extra=_g("early_stopping", "An epoch improves only if val_loss < best - min_delta.", label="Minimum improvement", advanced=True))
+    restore_best_weights: bool = Field(True, json_schema_extra=_g("early_stopping", "Keep the weights of the best epoch at the end.", label="Keep best weights", advanced=True))
 
     # --- learning-rate schedule ---
-    learning_rate_scheduler: Literal["step", "plateau", "cosine", "none"] = Field("step", json_schema_extra=_g("scheduler", "step, plateau, cosine or none."))
-    step_size: int = Field(30, ge=1, json_schema_extra=_g("scheduler", "step: epochs between decays.", scheduler="step"))
-    gamma: float = Field(0.1, gt=0.0, le=1.0, json_schema_extra=_g("scheduler", "step: decay factor.", scheduler="step"))
-    patience: int = Field(5, ge=0, json_schema_extra=_g("scheduler", "plateau: epochs without val_loss improvement before reducing.", scheduler="plateau"))
-    factor: float = Field(0.5, gt=0.0, lt=1.0, json_schema_extra=_g("scheduler", "plateau: multiply the rate by this.", scheduler="plateau"))
-    T_max: int = Field(100, ge=1, json_schema_extra=_g("scheduler", "cosine: epochs of a half period.", scheduler="cosine"))
-    eta_min: float = Field(0.0001, ge=0.0, json_schema_extra=_g("scheduler", "cosine: lowest rate.", scheduler="cosine"))
+    learning_rate_scheduler: Literal["step", "plateau", "cosine", "none"] = Field("step", json_schema_extra=_g("scheduler", "How the learning rate changes over the epochs: step (multiply by the decay factor every N epochs), plateau (reduce when val_loss stalls), cosine (follow a cosine down to the minimum rate) or none.", label="Schedule"))
+    step_size: int = Field(30, ge=1, json_schema_extra=_g("scheduler", "step: epochs between decays.", scheduler="step", label="Decay every (epochs)"))
+    gamma: float = Field(0.1, gt=0.0, le=1.0, json_schema_extra=_g("scheduler", "step: decay factor.", scheduler="step", label="Decay factor"))
+    patience: int = Field(5, ge=0, json_schema_extra=_g("scheduler", "plateau: epochs without val_loss improvement before reducing.", scheduler="plateau", label="Wait (epochs)"))
+    factor: float = Field(0.5, gt=0.0, lt=1.0, json_schema_extra=_g("scheduler", "plateau: multiply the rate by this.", scheduler="plateau", label="Reduction factor"))
+    T_max: int = Field(100, ge=1, json_schema_extra=_g("scheduler", "cosine: epochs of a half period.", scheduler="cosine", label="Half period (epochs)"))
+    eta_min: float = Field(0.0001, ge=0.0, json_schema_extra=_g("scheduler", "cosine: lowest rate.", scheduler="cosine", label="Minimum rate"))
 
     # --- artifacts ---
-    output_path: Optional[str] = Field(None, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing."))
+    output_path: Optional[str] = Field(None, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing.", label="Save to folder"))
 
     # --- checkpoints (written only with an output_path; see trainer/checkpoints.py) ---
-    checkpoints: bool = Field(True, json_schema_extra=_g("output", "Write checkpoints to output_path/checkpoints while training, so Trainer.resume continues a run after a crash or restart."))
-    checkpoint_every_epochs: int = Field(1, ge=1, le=1_000_000, json_schema_extra=_g("output", "Checkpoint after every N-th epoch (also when the run pauses, stops or ends)."))
-    checkpoint_every_batches: Optional[int] = Field(None, ge=1, le=1_000_000_000, json_schema_extra=_g("output", "Also checkpoint every N batches within an epoch; empty: only at epoch ends."))
-    checkpoint_every_seconds: Optional[float] = Field(None, gt=0.0, json_schema_extra=_g("output", "Also checkpoint once this many seconds of training passed since the last one; empty: no time cadence."))
-    checkpoint_keep: int = Field(2, ge=1, le=1000, json_schema_extra=_g("output", "How many recent checkpoints to keep; the best epoch's weights are kept besides them."))
+    checkpoints: bool = Field(True, json_schema_extra=_g("output", "Write checkpoints to output_path/checkpoints while training, so Trainer.from_checkpoint continues a run after a crash or restart.", label="Write checkpoints", advanced=True))
+    checkpoint_every_epochs: int = Field(1, ge=1, le=1_000_000, json_schema_extra=_g("output", "Checkpoint after every N-th epoch (also when the run pauses, stops or ends).", label="Checkpoint every N epochs", advanced=True))
+    checkpoint_every_batches: Optional[int] = Field(None, ge=1, le=1_000_000_000, json_schema_extra=_g("output", "Also checkpoint every N batches within an epoch; empty: only at epoch ends.", label="Checkpoint every N batches", advanced=True))
+    checkpoint_every_seconds: Optional[float] = Field(None, gt=0.0, json_schema_extra=_g("output", "Also checkpoint once this many seconds of training passed since the last one; empty: no time cadence.", label="Checkpoint every N seconds", advanced=True))
+    checkpoint_keep: int = Field(2, ge=1, le=1000, json_schema_extra=_g("output", "How many recent checkpoints to keep; the best epoch's weights are kept besides them.", label="Checkpoints kept", advanced=True))
+
+    # --- experiment tracking (trainer/loggers/): observers that never stop the run ---
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, json_schema_extra=_g(
+        "tracking", "Where else each epoch's metrics go: tensorboard writes event files to output_path/tensorboard "
+        "(needs output_path); mlflow logs the config as params, the metrics per epoch and the saved model to "
+        "mlflow_tracking_uri (default: a local store beside output_path, in its parent's mlruns/ folder). "
+        "Needs pip install 'epoch-widgets[tracking]'. A logger that fails is reported and never stops the run.",
+        label="Log to"))
+    mlflow_tracking_uri: Optional[str] = Field(None, json_schema_extra=_g(
+        "tracking", "MLflow tracking server or store, e.g. http://mlflow.example:5000; empty: the "
+        "MLFLOW_TRACKING_URI environment variable, else a local SQLite store beside output_path.",
+        label="MLflow tracking URI"))
 
     @field_validator("hidden_units")
     @classmethod
@@ -117,6 +133,21 @@ class TrainingConfig(BaseModel):
         bad = [u for u in v if u < 1 or u > 65536]
         if bad:
             raise ValueError(f"every layer needs 1..65536 units, got {bad}")
+        return v
+
+    @field_validator("loggers")
+    @classmethod
+    def _unique_loggers(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"loggers listed twice: {sorted({n for n in v if v.count(n) > 1})}")
+        return v
+
+    @field_validator("mlflow_tracking_uri")
+    @classmethod
+    def _tracking_uri(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None and not v.strip():
+            raise ValueError("give a tracking URI such as http://host:5000 or sqlite:///mlflow.db, or leave it "
+                             "empty (None) for MLFLOW_TRACKING_URI or the local store")
         return v
 
     @field_validator("device")
@@ -176,7 +207,7 @@ class TrainingConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
-        """Build from a plain dict (SPEC.md's JSON), refusing unknown keys."""
+        """Build from a plain dict (the API's JSON body), refusing unknown keys."""
         if not isinstance(data, dict):
             raise ConfigError.single("<config>", data, f"expected a JSON object, got {type(data).__name__}")
         return cls(**data)
@@ -292,7 +323,7 @@ class FieldSpec:
     """What a UI or API needs to know about one config field."""
 
     name: str
-    type: str            # "int" | "float" | "bool" | "str" | "choice" | "list[int]" | "list[str]"
+    type: str            # "int" | "float" | "bool" | "str" | "choice" | "list[int]" | "list[str]" | "list[choice]"
     default: Any
     help: str
     group: str
@@ -311,7 +342,10 @@ def _field_spec(name: str) -> FieldSpec:
     text = str(ann)
     optional = "Optional" in text or "None" in text
     choices: tuple[Any, ...] = ()
-    if "Literal" in text:
+    if typing.get_origin(ann) is list and typing.get_origin(typing.get_args(ann)[0]) is Literal:
+        choices = typing.get_args(typing.get_args(ann)[0])
+        kind = "list[choice]"
+    elif "Literal" in text:
         choices = tuple(ann.__args__) if not optional else tuple(a for a in ann.__args__[0].__args__)
         kind = "choice"
     elif "list[int]" in text:
@@ -355,5 +389,17 @@ def config_fields() -> list[FieldSpec]:
     return list(FIELD_SPECS.values())
 
 
-def defaults() -> dict[str, Any]:
-    return {f.name: f.default for f in FIELD_SPECS.values()}
+def as_config(config: Union[TrainingConfig, dict[str, Any]]) -> TrainingConfig:
+    """``config`` as a TrainingConfig (a dict is validated); ConfigError for anything else."""
+    if isinstance(config, dict):
+        return TrainingConfig.from_dict(config)
+    if not isinstance(config, TrainingConfig):
+        raise ConfigError.single("config", type(config).__name__, "expected a TrainingConfig or a dict")
+    return config
+
+
+def draw_seed(config: TrainingConfig) -> int:
+    """The config's seed, or a fresh one for the run to record (so it can be reproduced)."""
+    if config.seed is not None:
+        return config.seed
+    return int(np.random.SeedSequence().entropy % 2**32)

@@ -1,26 +1,79 @@
-"""The event interface that the panel, the HTTP API and the console subscribe to.
+"""The events a run emits, and the observer interface that the panel, the HTTP API and the console use.
 
 A run emits ``(event, data)`` pairs on the thread that drives it (the event loop's thread for
-``start()``). Events and their data:
+``start()``). Each event's data is a plain, JSON-safe dict, typed below, carrying everything a
+follower needs to keep its own copy of the run's state (see :class:`trainer.state.RunState`,
+which changes only by applying these events, in the run itself and in any follower):
 
-- ``train_begin``  {"total_epochs", "start_epoch"}
-- ``epoch_begin``  {"epoch", "learning_rate"}
-- ``batch_end``    {"epoch", "batch", "num_batches", "loss"}: once per time slice of batches,
-  not every batch (``batch`` is how many batches of the epoch are done)
-- ``epoch_end``    {"metrics": the history entry, "improved": bool}
-- ``state_change`` {"old", "new", "reason"}
-- ``train_end``    {"state", "best_metrics", "reason"}
+- ``state_change`` :class:`StateChange`: the lifecycle moved (pending, running, paused, and the
+  final states); ``elapsed`` is the run's active training time so far.
+- ``train_begin``  :class:`TrainBegin`: training starts (or continues from a checkpoint).
+- ``epoch_begin``  :class:`EpochBegin`: an epoch starts (``batch`` > 0 when resuming mid-epoch).
+- ``batch_end``    :class:`BatchEnd`: once per time slice of batches, not every batch.
+- ``epoch_end``    :class:`EpochEnd`: the epoch's history entry, whether it improved, the best epoch.
+- ``train_end``    :class:`TrainEnd`: the run ended; its state, reason and where its files are.
 
 An observer that raises is logged and recorded in ``run.observer_errors``; it never stops the run.
+An observer that writes somewhere slow (a tracking logger) may also define ``finish(run, data)``:
+the run calls it off the event loop just before it announces its final state (``data`` holds
+``state``, ``reason``, ``best_metrics`` and ``artifacts_path``), and waits for it, so whoever
+hears the final state finds everything written without the event loop having been held up.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Protocol, Union
+from typing import Any, Callable, Optional, TypedDict, Union
+
+from .metrics import EpochMetrics
 
 log = logging.getLogger("trainer")
 
-EVENTS = ("train_begin", "epoch_begin", "batch_end", "epoch_end", "state_change", "train_end")
+
+class StateChange(TypedDict):
+    old: str
+    new: str
+    reason: Optional[str]
+    error: Optional[str]
+    elapsed: float
+
+
+class TrainBegin(TypedDict):
+    total_epochs: int
+    start_epoch: int
+    task: str
+    device: str
+
+
+class EpochBegin(TypedDict):
+    epoch: int
+    learning_rate: float
+    batch: int
+    num_batches: int
+
+
+class BatchEnd(TypedDict):
+    epoch: int
+    batch: int
+    num_batches: int
+    loss: float
+
+
+class EpochEnd(TypedDict):
+    metrics: EpochMetrics
+    improved: bool
+    best_epoch: Optional[int]
+
+
+class TrainEnd(TypedDict):
+    state: str
+    reason: Optional[str]
+    error: Optional[str]
+    best_metrics: dict[str, Any]
+    artifacts_path: Optional[str]
+    last_checkpoint: Optional[str]
+
+
+EventData = Union[StateChange, TrainBegin, EpochBegin, BatchEnd, EpochEnd, TrainEnd]
 
 
 class Callback:
@@ -30,10 +83,6 @@ class Callback:
         handler = getattr(self, f"on_{event}", None)
         if handler is not None:
             handler(run, data)
-
-
-class EventFunction(Protocol):
-    def __call__(self, event: str, data: dict[str, Any]) -> None: ...
 
 
 Observer = Union[Callback, Callable[[str, dict], None]]
@@ -56,6 +105,23 @@ class EventBus:
         if observer in self._observers:
             self._observers.remove(observer)
 
+    def record_error(self, message: str, exc_info: bool = False) -> None:
+        """Note an observer's failure (kept for ``observer_errors``; at most 100)."""
+        if len(self.errors) < 100:
+            self.errors.append(message)
+        log.warning(message, exc_info=exc_info)
+
+    def finish(self, data: dict[str, Any]) -> None:
+        """Call every observer's ``finish(run, data)``, if it has one (off the event loop: it may block)."""
+        for obs in list(self._observers):
+            finish = getattr(obs, "finish", None)
+            if finish is None:
+                continue
+            try:
+                finish(self._owner, data)
+            except Exception as exc:
+                self.record_error(f"observer {obs!r} failed finishing: {type(exc).__name__}: {exc}", exc_info=True)
+
     def emit(self, event: str, data: dict[str, Any]) -> None:
         for obs in list(self._observers):
             try:
@@ -64,7 +130,4 @@ class EventBus:
                 else:
                     obs(event, data)
             except Exception as exc:  # an observer must never kill the run
-                msg = f"observer {obs!r} failed on {event}: {type(exc).__name__}: {exc}"
-                if len(self.errors) < 100:
-                    self.errors.append(msg)
-                log.warning(msg, exc_info=True)
+                self.record_error(f"observer {obs!r} failed on {event}: {type(exc).__name__}: {exc}", exc_info=True)

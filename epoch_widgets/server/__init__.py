@@ -1,4 +1,4 @@
-"""The epoch-training HTTP API as a Jupyter server extension (SPEC.md endpoints, Server-Sent Events).
+"""The epoch-training HTTP API as a Jupyter server extension (endpoints in docs/api.md, Server-Sent Events).
 
 Importing this package is cheap: the extension application (tornado, jupyter_server) is imported
 only when Jupyter asks for it.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-API_PREFIX = "api/v1/epoch-training"   # below the server's base_url
+from .urls import API_PREFIX
 
 
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:

@@ -1,90 +1,32 @@
-"""HTTP handlers of the epoch-training API (SPEC.md), under ``<base_url>/api/v1/epoch-training/``.
+"""HTTP handlers of the epoch-training API (docs/api.md), under ``<base_url>/api/v1/epoch-training/``.
 
-Every handler requires Jupyter's authentication (``Authorization: Bearer <token>`` or
-``token <token>``) and answers errors as ``{"success": false, "message": ...}``.
+Every handler requires Jupyter's authentication (``Authorization: Bearer <token>``, ``token <token>``
+or ``?token=`` for EventSource clients) and answers errors as ``{"success": false, "message": ...}``.
+Answers are standard JSON and never show the server's own absolute paths; logged URLs never show
+the token.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Optional
 
 import tornado.web
-from jupyter_server.base.handlers import APIHandler
 from tornado.iostream import StreamClosedError
 
-from . import API_PREFIX
-from .errors import ApiProblem, BadRequest
+from .base_handler import TASK_ID, TrainingHandler
+from .evaluation import EvaluationHandler
+from .jsonio import dumps
+from .openapi import openapi_document
 from .registry import TaskRegistry
-
-TASK_ID = r"(?P<task_id>[^/]+)"
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
-
-
-class TrainingHandler(APIHandler):
-    """Common parts: the registry, JSON replies and JSON errors."""
-
-    registry: TaskRegistry
-
-    def initialize(self, registry: TaskRegistry) -> None:
-        self.registry = registry
-
-    def reply(self, payload: dict[str, Any], status: int = 200) -> None:
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(_dumps({"success": True, **payload}))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        self.set_header("Content-Type", "application/json")
-        self.clear_header("Content-Disposition")
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        body: dict[str, Any] = {"success": False}
-        if isinstance(exc, ApiProblem):
-            body["message"] = exc.message
-            if exc.errors:
-                body["errors"] = exc.errors
-        elif status_code in (401, 403):
-            detail = exc.log_message if isinstance(exc, tornado.web.HTTPError) and exc.log_message else ""
-            body["message"] = (f"{self._reason}{f' ({detail})' if detail else ''}: this API needs the Jupyter "
-                               f"server's token, sent as 'Authorization: Bearer <token>' (or 'token <token>')")
-        elif isinstance(exc, tornado.web.HTTPError):
-            body["message"] = exc.log_message or self._reason
-        else:
-            body["message"] = f"internal server error: {type(exc).__name__}: {exc}" if exc else self._reason
-        self.finish(_dumps(body))
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        # The registry's refusals become their HTTP status with the JSON body above.
-        if isinstance(e, ApiProblem):
-            if self._finished:
-                return
-            self.log.info("%s %s -> %s: %s", self.request.method, self.request.uri, e.status, e.message)
-            self.send_error(e.status, exc_info=(type(e), e, e.__traceback__))
-            return
-        super()._handle_request_exception(e)
-
-    def json_body(self) -> Any:
-        raw = self.request.body
-        if not raw or not raw.strip():
-            raise BadRequest("the request body is empty; send the training config as a JSON object",
-                             [{"field": "<config>", "value": None, "message": "empty request body"}])
-        try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"the request body is not valid JSON: {exc}",
-                             [{"field": "<config>", "value": None, "message": f"not valid JSON: {exc}"}]) from None
-
+from .urls import API_PREFIX
 
 class StartHandler(TrainingHandler):
     @tornado.web.authenticated
     async def post(self) -> None:
         task, ready = await self.registry.start(self.json_body())
         self.reply({"task_id": task.task_id, "message": "Epoch training started", "config": task.config,
-                    "output_dir": str(task.output_dir) if task.output_dir else None,
-                    "samples": task.samples, "data_task": ready.get("task")})
+                    "output_dir": self.registry.shown_output_dir(task),
+                    "samples": task.samples, "data_task": ready.get("task"), "parameters": ready.get("parameters")})
 
 
 class ProgressHandler(TrainingHandler):
@@ -134,17 +76,19 @@ class ControlHandler(TrainingHandler):
 class TasksHandler(TrainingHandler):
     @tornado.web.authenticated
     def get(self) -> None:
-        self.reply({"tasks": self.registry.list()})
+        # ?state=completed,failed (or state repeated) and ?name=<part of the name>
+        self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None))})
 
 
 class TaskHandler(TrainingHandler):
     @tornado.web.authenticated
     def get(self, task_id: str) -> None:
-        self.reply({"task_id": task_id, "task": self.registry.get(task_id).details()})
+        task = self.registry.get(task_id)
+        self.reply({"task_id": task_id, "task": task.details(self.registry.shown_output_dir(task))})
 
     @tornado.web.authenticated
-    def delete(self, task_id: str) -> None:
-        self.registry.delete(task_id)
+    async def delete(self, task_id: str) -> None:
+        await self.registry.delete(task_id)
         self.reply({"task_id": task_id, "message": "Task deleted (its model files are kept)"})
 
 
@@ -173,7 +117,7 @@ class StreamHandler(TrainingHandler):
                     continue
                 if event is None:
                     break
-                self.write(f"data: {_dumps(event)}\n\n")
+                self.write(f"data: {self.dumps(event)}\n\n")
                 await self.flush()
                 if event["type"] in ("complete", "error"):
                     break
@@ -189,10 +133,21 @@ class StreamHandler(TrainingHandler):
         super().on_connection_close()
 
 
+class OpenApiHandler(TrainingHandler):
+    """The API's OpenAPI 3.1 document (authenticated like every endpoint)."""
+
+    @tornado.web.authenticated
+    def get(self) -> None:
+        self.set_header("Content-Type", "application/json")
+        base_url = self.settings.get("base_url", "/")
+        self.finish(dumps(openapi_document(f"{base_url.rstrip('/')}/{API_PREFIX}")))
+
+
 def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
     """URL patterns relative to the server's base_url (ExtensionApp joins them with it)."""
     kw = {"registry": registry}
     return [
+        (f"/{API_PREFIX}/openapi.json", OpenApiHandler, kw),
         (f"/{API_PREFIX}/start", StartHandler, kw),
         (f"/{API_PREFIX}/progress/{TASK_ID}", ProgressHandler, kw),
         (f"/{API_PREFIX}/history/{TASK_ID}", HistoryHandler, kw),
@@ -202,4 +157,5 @@ def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
         (f"/{API_PREFIX}/stop/{TASK_ID}", ControlHandler, {**kw, "action": "stop"}),
         (f"/{API_PREFIX}/tasks", TasksHandler, kw),
         (f"/{API_PREFIX}/tasks/{TASK_ID}", TaskHandler, kw),
+        (f"/{API_PREFIX}/evaluation/{TASK_ID}", EvaluationHandler, kw),
     ]

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
-from . import API_PREFIX
+from .urls import API_PREFIX
 
 
 def free_port() -> int:

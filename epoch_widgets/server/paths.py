@@ -3,17 +3,24 @@
 ``data_path`` is resolved inside the server's root directory and ``output_path`` inside the models
 directory. A relative path is taken relative to that folder, and an absolute path that lies inside
 it is used as is. For ``output_path`` a leading ``/models`` stands for the models directory, so
-SPEC.md's ``/models/deep_learning_model`` is ``<models_dir>/deep_learning_model``. Anything else
+The documented example ``/models/deep_learning_model`` is ``<models_dir>/deep_learning_model``. Anything else
 that would leave the folder (another absolute path, ``..``, a symbolic link pointing out) is refused.
 """
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path, PurePath
+from typing import Any, Optional
+
+from trainer.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 from .errors import BadRequest
 
-MODELS_MOUNT = PurePath("/models")   # how SPEC.md's example names the models directory
-COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
+MODELS_MOUNT = PurePath("/models")   # how the documented example names the models directory
+# Linux's limits (NAME_MAX, PATH_MAX): longer names fail in the file system with "File name too long".
+NAME_MAX = 255
+PATH_MAX = 4096
 
 
 def _problem(field: str, value: object, message: str) -> BadRequest:
@@ -25,12 +32,19 @@ def _inside(base: Path, value: object, field: str, folder: str, mount: PurePath 
         raise _problem(field, value, f"give a path inside the {folder} as a non-empty string")
     if "\0" in value:
         raise _problem(field, value, "the path contains a NUL character")
+    too_long = [part for part in PurePath(value).parts if len(os.fsencode(part)) > NAME_MAX]
+    if too_long or len(os.fsencode(value)) > PATH_MAX:
+        raise _problem(field, value, f"the path is too long: each folder or file name may have at most {NAME_MAX} "
+                                     f"bytes, the whole path {PATH_MAX}")
     base = base.resolve()
     raw = PurePath(value)
-    if mount is not None and raw.is_absolute() and raw.is_relative_to(mount) \
-            and not Path(raw).resolve().is_relative_to(base):
-        raw = raw.relative_to(mount)
-    resolved = (base / raw).resolve()
+    try:
+        if mount is not None and raw.is_absolute() and raw.is_relative_to(mount) \
+                and not Path(raw).resolve().is_relative_to(base):
+            raw = raw.relative_to(mount)
+        resolved = (base / raw).resolve()
+    except (OSError, RuntimeError) as exc:        # e.g. a symbolic link loop
+        raise _problem(field, value, f"cannot use this path: {_os_reason(exc)}") from None
     if not resolved.is_relative_to(base):
         hint = " (or starting with /models/)" if mount is not None else ""
         raise _problem(field, value, f"the path leads outside the {folder}; give a path inside it, "
@@ -38,29 +52,15 @@ def _inside(base: Path, value: object, field: str, folder: str, mount: PurePath 
     return resolved
 
 
-def data_format(path: Path) -> str:
-    """``"csv"`` or ``"parquet"`` from the file name (``.csv.gz`` and friends count as CSV)."""
-    suffixes = [s.lower() for s in path.suffixes]
-    if suffixes and suffixes[-1] in COMPRESSION_SUFFIXES:
-        suffixes = suffixes[:-1]
-    last = suffixes[-1] if suffixes else ""
-    if last == ".csv":
-        return "csv"
-    if last in (".parquet", ".pq"):
-        return "parquet"
-    return ""
-
-
 def resolve_data_path(value: object, root_dir: Path) -> Path:
-    """The data file for ``data_path``: an existing CSV or Parquet file inside ``root_dir``."""
+    """The data file for ``data_path``: an existing file inside ``root_dir`` that trainer.tables reads."""
     if value is None:
         raise _problem("data_path", None, "required: name the CSV or Parquet file to train on, "
                                           "relative to the server's root directory")
     path = _inside(Path(root_dir), value, "data_path", "server's root directory")
-    if not data_format(path):
-        raise _problem("data_path", value, f"unsupported file type {path.name!r}; use a .csv "
-                                           f"(optionally compressed) or .parquet file")
-    if not path.is_file():
+    if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
+        raise _problem("data_path", value, f"unsupported file type {path.name!r}; use a {SUPPORTED_TEXT} file")
+    if not _query(path, "data_path", value, Path.is_file):
         shown = path.relative_to(Path(root_dir).resolve())
         raise _problem("data_path", value, f"no such file {str(shown)!r} in the server's root directory")
     return path
@@ -71,6 +71,45 @@ def resolve_output_path(value: object, models_dir: Path) -> Path:
     path = _inside(Path(models_dir), value, "output_path", "models directory", mount=MODELS_MOUNT)
     if path == Path(models_dir).resolve():
         raise _problem("output_path", value, "name a folder inside the models directory, not the directory itself")
-    if path.exists() and not path.is_dir():
+    if _query(path, "output_path", value, Path.exists) and not _query(path, "output_path", value, Path.is_dir):
         raise _problem("output_path", value, "a file with that name exists; choose a folder name")
     return path
+
+
+def _os_reason(exc: BaseException) -> str:
+    # strerror only: str(OSError) names the absolute path, which answers must not show.
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def _query(path: Path, field: str, value: object, test: Any) -> bool:
+    try:
+        return bool(test(path))
+    except OSError as exc:
+        raise _problem(field, value, f"cannot use this path: {_os_reason(exc)}") from None
+
+
+def shown_output_dir(output_dir: Optional[Path], models_dir: Path) -> Optional[str]:
+    """``output_dir`` as clients name it: ``/models/<folder>``."""
+    if output_dir is None:
+        return None
+    return str(MODELS_MOUNT / Path(output_dir).relative_to(Path(models_dir).resolve()))
+
+
+class PathRedactor:
+    """Replaces the server's own absolute folders in text meant for clients: the models directory
+    becomes ``/models``, the root directory a relative path, the task records ``<tasks_dir>``."""
+
+    def __init__(self, root_dir: Path, models_dir: Path, tasks_dir: Path):
+        names = {str(Path(models_dir).resolve()): str(MODELS_MOUNT), str(Path(tasks_dir).resolve()): "<tasks_dir>"}
+        root = str(Path(root_dir).resolve())
+        if root != "/":
+            names[root + "/"] = ""
+            names[root] = "."
+        # Longest first, and only whole path components ("/srv/models2" is not "/srv/models").
+        ordered = sorted(names, key=len, reverse=True)
+        self._names = names
+        self._pattern = re.compile("|".join(re.escape(n) + (r"" if n.endswith("/") else r"(?![\w.\-])")
+                                            for n in ordered))
+
+    def text(self, value: str) -> str:
+        return self._pattern.sub(lambda m: self._names[m.group(0)], value) if "/" in value else value

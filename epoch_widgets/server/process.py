@@ -7,7 +7,6 @@ last message, so the task sees everything the worker said before it learns that 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -15,6 +14,8 @@ import subprocess
 import sys
 import threading
 from typing import Any, Callable, Optional
+
+from trainer import protocol
 
 log = logging.getLogger("epoch_widgets.server")
 
@@ -60,7 +61,7 @@ class WorkerProcess:
         proc = self._proc
         if proc is None or proc.stdin is None:
             return False
-        line = (json.dumps(message) + "\n").encode()
+        line = protocol.encode(message)
         with self._write_lock:
             try:
                 proc.stdin.write(line)
@@ -93,7 +94,7 @@ class WorkerProcess:
         assert proc is not None and proc.stdout is not None
         for line in proc.stdout:
             try:
-                message = json.loads(line)
+                message = protocol.decode(line)
             except ValueError:
                 log.warning("task %s: unreadable worker message %r", self.task_id, line[:200])
                 continue
@@ -124,15 +125,5 @@ class WorkerProcess:
 def describe_exit(returncode: int) -> str:
     """Why a worker ended, in words a user can act on."""
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
-        text = f"the worker process was killed by {name}"
-        if -returncode == signal.SIGKILL:
-            text += (" (the out-of-memory killer sends this: if memory was short, lower batch_size, "
-                     "hidden_units or sequence_length, or train on less data)")
-        elif -returncode == signal.SIGSEGV:
-            text += " (a crash in native code, e.g. the framework or a GPU driver)"
-        return text
+        return f"the worker process was {protocol.describe_exit(returncode)}"
     return f"the worker process exited with code {returncode} before the run finished; see the server log"

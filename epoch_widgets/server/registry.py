@@ -4,17 +4,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from trainer import ConfigError, TrainingConfig, has_checkpoints
+from trainer.checkpoints import describe_run, run_summary
+from trainer.loggers import logger_locations
 
+from . import lifecycle as lc
 from .errors import ApiProblem, BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
 from .ids import TaskIdAllocator
-from .paths import resolve_data_path, resolve_output_path
+from .paths import PathRedactor, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
-from .tasks import RESUMABLE, Settings, Task
+from .tasks import Settings, Task
 
 log = logging.getLogger("epoch_widgets.server")
+
+# What GET tasks?state= accepts: the states a client sees.
+TASK_STATES = ("pending", "running", "paused", *sorted(lc.FINAL))
+# A request key beside the config fields: replace another run's checkpoints in output_path.
+OVERWRITE = "overwrite"
 
 
 class TaskRegistry:
@@ -22,6 +31,8 @@ class TaskRegistry:
 
     def __init__(self, settings: Settings):
         self.settings = settings
+        # What answers show instead of the server's own folders.
+        self.redactor = PathRedactor(settings.root_dir, settings.models_dir, settings.tasks_dir)
         self.store = TaskStore(settings.tasks_dir)
         self.tasks: dict[str, Task] = {}
         for record in self.store.load_all():
@@ -41,20 +52,55 @@ class TaskRegistry:
             raise TaskNotFound(f"no task {task_id!r}; GET tasks lists the known ones")
         return task
 
-    def list(self) -> list[dict[str, Any]]:
-        return [t.summary() for t in sorted(self.tasks.values(), key=lambda t: (t.created_at, t.task_id))]
+    def list(self, states: Optional[list[str]] = None, name: Optional[str] = None) -> list[dict[str, Any]]:
+        """Task summaries, oldest first; ``states`` keeps tasks in any of them (each a state or a
+        comma-separated list), ``name`` those whose name contains it (case-insensitive). Each
+        summary gains ``loggers``: where its TensorBoard and MLflow loggers write."""
+        wanted = {s.strip() for text in states or [] for s in text.split(",") if s.strip()}
+        unknown = sorted(wanted - set(TASK_STATES))
+        if unknown:
+            raise BadRequest(f"state: unknown state(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(TASK_STATES)} "
+                             f"(several separated by commas)",
+                             [{"field": "state", "value": ",".join(unknown), "message": f"allowed: {', '.join(TASK_STATES)}"}])
+        needle = (name or "").casefold()
+        out = []
+        for task in sorted(self.tasks.values(), key=lambda t: (t.created_at, t.task_id)):
+            if wanted and task.state not in wanted:
+                continue
+            if needle and needle not in str(task.config.get("name") or "").casefold():
+                continue
+            summary = task.summary()
+            if task.config.get("loggers"):
+                summary["loggers"] = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+            out.append(summary)
+        return out
 
     def live(self) -> list[Task]:
-        return [t for t in [*self.tasks.values(), *self._starting.values()] if not t.done]
+        return [t for t in [*self.tasks.values(), *self._starting.values()] if t.phase in lc.LIVE]
 
+    def shown_output_dir(self, task: Task) -> Optional[str]:
+        """Where the task's output_path landed, as ``/models/...`` (never the server's own path)."""
+        return shown_output_dir(task.output_dir, self.settings.models_dir)
+
+    def owner(self, output_dir: Path) -> Optional[Task]:
+        """The task that wrote to ``output_dir`` last (its checkpoints are that task's)."""
+        writers = [t for t in self.tasks.values() if t.output_dir == output_dir]
+        return max(writers, key=lambda t: (t.launched_at, t.created_at), default=None)
+
+    # ------------------------------------------------------------------ start
     async def start(self, body: Any) -> tuple[Task, dict[str, Any]]:
-        """Validate ``body`` (SPEC.md's config), start its worker, and return the task once the
-        worker has checked the config against the data. A refused request changes nothing."""
+        """Validate ``body`` (a training config, plus ``overwrite``), start its worker, and return the
+        task once the worker has checked the config against the data. A refused request changes nothing."""
         if self._closing:
             raise WorkerProblem("the server is shutting down", status=503)
         if not isinstance(body, dict):
             raise BadRequest("send the training config as a JSON object",
                              [{"field": "<config>", "value": None, "message": "expected a JSON object"}])
+        body = dict(body)
+        overwrite = body.pop(OVERWRITE, False)
+        if not isinstance(overwrite, bool):
+            raise BadRequest(f"{OVERWRITE}: give true or false",
+                             [{"field": OVERWRITE, "value": overwrite, "message": "give true or false"}])
         try:
             config = TrainingConfig.from_dict(body)
         except ConfigError as exc:
@@ -73,27 +119,24 @@ class TaskRegistry:
         if errors:
             raise BadRequest(str(ConfigError(errors)), errors)
         assert data_file is not None
-        live = self.live()
-        if len(live) >= self.settings.max_running_tasks:
-            raise TooManyTasks(f"{len(live)} tasks are running, the most this server allows "
-                               f"(EpochTrainingApp.max_running_tasks); wait for one to finish or stop one")
-        clash = next((t for t in live if output_dir is not None and t.output_dir == output_dir), None)
-        if clash is not None:
-            raise Conflict(f"output_path: running task {clash.task_id} writes to the same folder; "
-                           f"choose another output_path or stop that task")
+        self._check_capacity()
+        if output_dir is not None:
+            self._check_output_dir(output_dir, config.output_path, overwrite)
 
         task_id = self.ids.allocate()
         effective = config.to_dict()
         task = Task(task_id, effective, data_file, output_dir, self.store, self.settings)
         self._starting[task_id] = task
         try:
-            task.launch({**effective, "data_path": str(data_file),
-                         "output_path": str(output_dir) if output_dir else None})
-            ready = await task.wait_ready(self.settings.start_timeout)
+            gen = task.launch({**effective, "data_path": str(data_file),
+                               "output_path": str(output_dir) if output_dir else None}, overwrite=overwrite)
+            ready = await gen.wait_ready(self.settings.start_timeout)
         except BaseException as exc:
-            if task.worker is not None:
-                task.worker.kill()
-                await task.wait_exit(10.0)     # reaped before the refusal goes out
+            if task.gen is not None:
+                task.gen.kill()
+                await task.gen.wait_exit(10.0)     # reaped before the refusal goes out
+            if task.phase == lc.STARTING:
+                task.lifecycle.move(lc.DELETED)
             self.ids.release(task_id)
             if not isinstance(exc, ApiProblem) and isinstance(exc, Exception):
                 log.exception("could not start task %s", task_id)
@@ -108,6 +151,38 @@ class TaskRegistry:
         task.save()
         return task, ready
 
+    def _check_capacity(self) -> None:
+        live = self.live()
+        if len(live) >= self.settings.max_running_tasks:
+            raise TooManyTasks(f"{len(live)} tasks are running, the most this server allows "
+                               f"(EpochTrainingApp.max_running_tasks); wait for one to finish or stop one")
+
+    def _check_output_dir(self, output_dir: Path, given: Optional[str], overwrite: bool,
+                          resuming: Optional[Task] = None) -> None:
+        """409 when a live task writes there, or (for a new task without ``overwrite``) when the
+        folder holds another run's checkpoints, naming that task and the ways out."""
+        clash = next((t for t in self.live() if t.output_dir == output_dir and t is not resuming), None)
+        if clash is not None:
+            raise Conflict(f"output_path: task {clash.task_id} ({clash.state}) writes to the same folder; "
+                           f"choose another output_path or stop that task (POST stop/{clash.task_id})",
+                           [{"field": "output_path", "value": given, "message": f"task {clash.task_id} writes there"}])
+        if overwrite or resuming is not None or not has_checkpoints(output_dir):
+            return
+        owner = self.owner(output_dir)
+        if owner is not None:
+            what = (f"the checkpoints of task {owner.task_id} ({owner.state} after epoch "
+                    f"{owner.progress['current_epoch']} of {owner.progress['total_epochs']})")
+            ways = (f"POST resume/{owner.task_id} continues that task; send \"overwrite\": true with the config "
+                    f"to replace its checkpoints (DELETE tasks/{owner.task_id} forgets the task, its files stay); "
+                    f"or choose another output_path")
+        else:
+            what = f"the checkpoints of a run this server has no task for ({run_summary(describe_run(output_dir))})"
+            ways = ("send \"overwrite\": true with the config to replace them, or choose another output_path "
+                    "(from Python, Trainer.from_checkpoint(output_path, df) continues that run)")
+        message = f"the folder holds {what}; a new task would delete them. {ways}"
+        raise Conflict(f"output_path: {message}", [{"field": "output_path", "value": given, "message": message}])
+
+    # ------------------------------------------------------------------ control
     async def control(self, task_id: str, action: str) -> tuple[Task, str]:
         task = self.get(task_id)
         return task, await task.control(action)
@@ -116,8 +191,29 @@ class TaskRegistry:
         """Resume a paused task; or continue an interrupted, stopped or failed one from its last
         checkpoint in a new worker. Returns (task, state, a note when it came from a checkpoint)."""
         task = self.get(task_id)
-        if not task.done or task.state not in RESUMABLE:
-            return task, await task.control("resume"), None
+        async with task.lock:
+            if task.phase not in lc.RESUMABLE:
+                task.check("resume")
+                return task, await task.command("resume"), None
+            # The last worker may still be writing its artifacts; its exit must not overlap the next one.
+            if not await task.wait_exit(self.settings.stop_timeout):
+                raise Conflict("cannot resume: the task's last worker process is still finishing; try again shortly")
+            self._check_relaunch(task)
+            assert task.output_dir is not None
+            ready = await task.relaunch({**task.config, "data_path": str(task.data_file),
+                                         "output_path": str(task.output_dir)}, self.settings.start_timeout)
+        where = ready.get("resumed_from") or {}
+        epoch, batch = where.get("epoch", 0), where.get("batch", 0)
+        note = f"Training resumed from its checkpoint after epoch {epoch}" + (f", batch {batch} of epoch {epoch + 1}"
+                                                                             if batch else "")
+        if ready.get("warnings"):
+            note += " (" + "; ".join(ready["warnings"]) + ")"
+        return task, task.state, note
+
+    def _check_relaunch(self, task: Task) -> None:
+        """Everything a resume from checkpoint needs, checked without awaiting (so it still holds
+        when the task moves to relaunching)."""
+        task.check("relaunch")
         if self._closing:
             raise WorkerProblem("the server is shutting down", status=503)
         ended = f"cannot resume: the task has already ended ({task.state})"
@@ -127,33 +223,25 @@ class TaskRegistry:
         if not has_checkpoints(task.output_dir):
             raise Conflict(f"{ended} and wrote no checkpoint to continue from (checkpoints=False, or it ended "
                            f"before its first one); start it again to train")
+        owner = self.owner(task.output_dir)
+        if owner is not task and owner is not None:
+            raise Conflict(f"{ended} and task {owner.task_id} has written to its output_path since (started with "
+                           f"\"overwrite\": true), so the checkpoints there are no longer this task's; start it "
+                           f"again to train")
         if not task.data_file.is_file():
             raise Conflict(f"{ended} and its data file {task.data_file.name!r} is no longer there; put it back "
                            f"to resume")
-        live = self.live()
-        if len(live) >= self.settings.max_running_tasks:
-            raise TooManyTasks(f"{len(live)} tasks are running, the most this server allows "
-                               f"(EpochTrainingApp.max_running_tasks); wait for one to finish or stop one")
-        clash = next((t for t in live if t.output_dir == task.output_dir), None)
-        if clash is not None:
-            raise Conflict(f"cannot resume: running task {clash.task_id} writes to the same output_path; stop it first")
-        ready = await task.resume_from_checkpoint(self.settings.start_timeout)
-        where = ready.get("resumed_from") or {}
-        epoch, batch = where.get("epoch", 0), where.get("batch", 0)
-        note = f"Training resumed from its checkpoint after epoch {epoch}" + (f", batch {batch} of epoch {epoch + 1}"
-                                                                             if batch else "")
-        if ready.get("warnings"):
-            note += " (" + "; ".join(ready["warnings"]) + ")"
-        return task, task.state, note
+        self._check_capacity()
+        self._check_output_dir(task.output_dir, task.config.get("output_path"), False, resuming=task)
 
-    def delete(self, task_id: str) -> Task:
+    # ------------------------------------------------------------------ delete, shutdown
+    async def delete(self, task_id: str) -> Task:
         task = self.get(task_id)
-        if not task.done:
-            raise Conflict(f"task {task_id} is still {task.state}; stop it first (POST stop/{task_id}), "
-                           f"then delete it")
-        del self.tasks[task_id]
-        task.accepted = False          # nothing may write its record again
-        self.store.delete(task_id)
+        async with task.lock:
+            task.check("delete")
+            task.delete()
+            self.tasks.pop(task_id, None)
+            self.store.delete(task_id)
         return task
 
     async def shutdown(self) -> None:
@@ -161,12 +249,12 @@ class TaskRegistry:
         self._closing = True
         live = self.live()
         for task in live:
-            if task.worker is not None:
-                task.worker.close_input()
+            if task.gen is not None:
+                task.gen.close_input()
         deadline = time.monotonic() + self.settings.shutdown_timeout
         for task in live:
-            if not await task.wait_exit(max(0.0, deadline - time.monotonic())) and task.worker is not None:
-                task.worker.kill()
+            if not await task.wait_exit(max(0.0, deadline - time.monotonic())) and task.gen is not None:
+                task.gen.kill()
                 await task.wait_exit(2.0)
         for task in live:
             if task.task_id in self.tasks:

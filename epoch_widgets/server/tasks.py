@@ -1,7 +1,9 @@
-"""One training task as the server sees it: its record, its worker, its control and its event stream.
+"""One training task as the server sees it: its record, its lifecycle and its worker generations.
 
 Everything here runs on the server's event loop thread; worker messages arrive there through
-:class:`~.process.WorkerProcess`. Nothing here imports tornado or jupyter_server.
+:class:`~.generation.WorkerGeneration`. The phases and the allowed transitions are in
+``lifecycle.py``; following the run's events is in ``following.py``. Nothing here imports tornado
+or jupyter_server.
 """
 from __future__ import annotations
 
@@ -14,21 +16,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Optional
 
-from .errors import BadRequest, Conflict, WorkerProblem
-from .process import WorkerProcess, describe_exit
+from trainer import RunState, protocol
+
+from . import lifecycle as lc
+from .errors import Conflict, TaskNotFound, WorkerProblem
+from .following import FollowsRun, state_from_record
+from .generation import WorkerGeneration, WorkerGone
+from .lifecycle import Lifecycle
 from .store import TaskStore
 from .subscriptions import Subscription
 
 log = logging.getLogger("epoch_widgets.server")
 
 RECORD_FORMAT = 1
-FINAL = frozenset({"completed", "stopped", "early_stopped", "failed", "interrupted"})
-# A client reading a stream stops at "complete"; "error" ends a run that did not finish normally.
-ERROR_STATES = frozenset({"failed", "interrupted"})
 ACTIONS = {"pause": "paused", "resume": "resumed", "stop": "stopped"}
-# Ended tasks that POST resume/{id} continues from their last checkpoint (a completed or
-# early-stopped run has nothing left to do).
-RESUMABLE = frozenset({"interrupted", "stopped", "failed"})
 
 
 @dataclass
@@ -48,22 +49,12 @@ class Settings:
     python: str = sys.executable
 
 
-class WorkerGone(Exception):
-    """The worker exited before answering."""
-
-
 def _iso(ts: Optional[float]) -> Optional[str]:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds") if ts else None
 
 
-def _initial_progress(total_epochs: int) -> dict[str, Any]:
-    return {"current_epoch": 0, "total_epochs": total_epochs, "training_state": "pending",
-            "latest_metrics": {}, "best_metrics": {}, "current_batch": 0, "total_batches": 0,
-            "reason": None, "error": None}
-
-
-class Task:
-    """One training task as the server sees it: its record, its worker and its stream clients."""
+class Task(FollowsRun):
+    """One training task: its record, its lifecycle, its current worker and its stream clients."""
 
     def __init__(self, task_id: str, config: dict[str, Any], data_file: Path, output_dir: Optional[Path],
                  store: TaskStore, settings: Settings):
@@ -73,36 +64,41 @@ class Task:
         self.output_dir = output_dir
         self.store = store
         self.settings = settings
-        self.state = "pending"
+        self.lifecycle = Lifecycle()
         self.reason: Optional[str] = None
         self.error: Optional[str] = None
-        self.progress = _initial_progress(config["epochs"])
-        self.history: list[dict[str, Any]] = []
+        self.follow_state(RunState(total_epochs=config["epochs"]))
         self.seed: Optional[int] = config.get("seed")
         self.samples: dict[str, int] = {}
         self.created_at = time.time()
+        self.launched_at = self.created_at        # the last time a worker started writing to output_dir
         self.finished_at: Optional[float] = None
-        self.worker: Optional[WorkerProcess] = None
+        self.gen: Optional[WorkerGeneration] = None
+        self._generations = 0
+        self._finished_gen = 0      # the generation whose end was recorded (streams closed, record saved)
         self.subscribers: set[Subscription] = set()
-        self.kill_reason: Optional[str] = None
         # Only a task the registry accepted is persisted or reported; a refused start leaves no trace.
         self.accepted = False
-        self._ready: Optional[asyncio.Future[dict[str, Any]]] = None
-        self._exited: Optional[asyncio.Future[int]] = None
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._seq = 0
-        self._command_lock = asyncio.Lock()
         self._save_handle: Optional[asyncio.TimerHandle] = None
         self._last_save = 0.0
 
     # ------------------------------------------------------------------ state
     @property
-    def done(self) -> bool:
-        return self.state in FINAL
+    def state(self) -> str:
+        """The training_state clients see."""
+        return self.lifecycle.training_state
 
-    def progress_snapshot(self) -> dict[str, Any]:
-        """SPEC.md's progress object (plus batch position, reason and error)."""
-        return {**self.progress, "training_state": self.state, "reason": self.reason, "error": self.error}
+    @property
+    def phase(self) -> str:
+        return self.lifecycle.phase
+
+    @property
+    def done(self) -> bool:
+        return self.lifecycle.ended
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        return self.lifecycle.lock
 
     def summary(self) -> dict[str, Any]:
         return {"task_id": self.task_id, "name": self.config.get("name"), "training_state": self.state,
@@ -111,18 +107,19 @@ class Task:
                 "error": self.error, "created_at": _iso(self.created_at), "finished_at": _iso(self.finished_at),
                 "watchers": len(self.subscribers), "output_path": self.config.get("output_path")}
 
-    def details(self) -> dict[str, Any]:
+    def details(self, output_dir: Optional[str]) -> dict[str, Any]:
         return {**self.summary(), "config": self.config, "progress": self.progress_snapshot(),
-                "seed": self.seed, "samples": self.samples,
-                "output_dir": str(self.output_dir) if self.output_dir else None}
+                "seed": self.seed, "samples": self.samples, "output_dir": output_dir}
 
     # ------------------------------------------------------------------ persistence
     def to_record(self) -> dict[str, Any]:
         return {"format": RECORD_FORMAT, "task_id": self.task_id, "config": self.config,
                 "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
                 "state": self.state, "reason": self.reason, "error": self.error,
-                "progress": dict(self.progress), "history": list(self.history), "seed": self.seed,
-                "samples": self.samples, "created_at": self.created_at, "finished_at": self.finished_at}
+                "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
+                "seed": self.seed,
+                "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
+                "finished_at": self.finished_at}
 
     @classmethod
     def from_record(cls, record: dict[str, Any], store: TaskStore, settings: Settings) -> "Task":
@@ -130,21 +127,22 @@ class Task:
         out = record.get("output_dir")
         task = cls(record["task_id"], record["config"], Path(record["data_file"]),
                    Path(out) if out else None, store, settings)
-        task.progress = {**task.progress, **record.get("progress", {})}
-        task.history = list(record.get("history", []))
+        task.follow_state(state_from_record(record, record["config"]["epochs"]))
         task.seed = record.get("seed")
         task.samples = record.get("samples", {})
         task.created_at = record.get("created_at") or task.created_at
+        task.launched_at = record.get("launched_at") or task.created_at
         task.finished_at = record.get("finished_at")
-        task.state, task.reason, task.error = record["state"], record.get("reason"), record.get("error")
+        task.reason, task.error = record.get("reason"), record.get("error")
         task.accepted = True
-        if task.state not in FINAL:
-            was = task.state
-            task.state = "interrupted"
+        state = record["state"]
+        if state in lc.FINAL:
+            task.lifecycle = Lifecycle(state)
+        else:
+            task.lifecycle = Lifecycle(lc.INTERRUPTED)
             task.reason = task.error = (
-                f"the Jupyter server stopped while the task was {was} (after epoch "
-                f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
-                f"{task.restart_hint()}")
+                f"the Jupyter server stopped while the task was {state} (after epoch "
+                f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); {task.restart_hint()}")
             task.finished_at = task.finished_at or time.time()
             task.save()
         return task
@@ -165,220 +163,175 @@ class Task:
         self._last_save = time.monotonic()
         self.store.save(self.to_record())
 
-    # ------------------------------------------------------------------ worker
-    def launch(self, worker_config: dict[str, Any], resume: bool = False) -> None:
-        """Start the worker; with ``resume`` it continues from the checkpoints in output_path."""
-        loop = asyncio.get_running_loop()
-        self._ready, self._exited = loop.create_future(), loop.create_future()
-        self.worker = WorkerProcess(self.task_id, self.handle_message, self.handle_exit, python=self.settings.python)
-        self.worker.start({"task_id": self.task_id, "config": worker_config, "resume": resume})
-
     def restart_hint(self) -> str:
         """What a user can do about a task that ended before its time."""
         if self.output_dir is not None and self.config.get("checkpoints", True):
             return f"POST resume/{self.task_id} continues it from its last checkpoint, or start it again to train"
         return "start it again to train"
 
-    async def resume_from_checkpoint(self, timeout: float) -> dict[str, Any]:
-        """Continue an ended task in a new worker from its last checkpoint; returns the worker's
-        ``ready`` message. On failure the task is left as it was."""
-        assert self.output_dir is not None
-        # The last worker may still be writing its artifacts; its exit must not reach the new one.
-        if not await self.wait_exit(self.settings.stop_timeout):
-            raise Conflict("cannot resume: the task's last worker process is still finishing; try again shortly")
-        before = (self.state, self.reason, self.error, self.finished_at, dict(self.progress), list(self.history))
-        self.state, self.reason, self.error, self.finished_at, self.kill_reason = "pending", None, None, None, None
-        # Until the worker is ready, its exit must not turn the task into a failed one (see handle_exit).
-        self.accepted = False
-        try:
-            self.launch({**self.config, "data_path": str(self.data_file), "output_path": str(self.output_dir)},
-                        resume=True)
-            ready = await self.wait_ready(timeout)
-        except BaseException:
-            self.state, self.reason, self.error, self.finished_at, self.progress, self.history = before
-            if self.worker is not None:
-                self.worker.kill()
-                await self.wait_exit(10.0)
-            raise
-        finally:
-            self.accepted = True
-        # The checkpoint may be older than the last epoch the record saw: its history is the truth.
-        self.history = list(ready.get("history", self.history))
+    # ------------------------------------------------------------------ worker generations
+    def launch(self, worker_config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> WorkerGeneration:
+        """Start a new worker generation; with ``resume`` it continues from output_path's checkpoints."""
+        self._generations += 1
+        gen = WorkerGeneration(self._generations, self.task_id, self._ready, self._from_worker,
+                               self._worker_exited, python=self.settings.python)
+        self.gen = gen
+        self.launched_at = time.time()
+        gen.start(protocol.start(self.task_id, worker_config, resume, overwrite))
+        return gen
+
+    def _ready(self, gen: WorkerGeneration, msg: dict[str, Any]) -> None:
+        if gen is not self.gen or self.phase not in (lc.STARTING, lc.RELAUNCHING):
+            return
+        old = self.state
+        self.apply_ready(msg)
+        self.lifecycle.move(lc.RUNNING)
+        self.publish_state(old)
         self.save()
-        return ready
 
-    async def wait_ready(self, timeout: float) -> dict[str, Any]:
-        assert self._ready is not None
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._ready), timeout)
-        except asyncio.TimeoutError:
-            self._ready.cancel()       # a late answer or exit is no longer anyone's business
-            raise WorkerProblem(f"the worker process did not load the data and build the model within "
-                                f"{timeout:g} s; try a smaller data file or model", status=504) from None
+    def _following(self, gen: WorkerGeneration) -> bool:
+        """Whether ``gen``'s reports still concern the task: it is the current generation, and the
+        task's end has not been recorded (a final state_change comes before train_end)."""
+        return gen is self.gen and self._finished_gen != gen.number and self.phase not in (
+            lc.STARTING, lc.RELAUNCHING, lc.DELETED)
 
-    async def wait_exit(self, timeout: float) -> bool:
-        """Wait until the worker has exited and its exit was handled; False on timeout."""
-        if self._exited is None or self._exited.done() or self.worker is None or self.worker.pid is None:
-            return True
-        try:
-            await asyncio.wait_for(asyncio.shield(self._exited), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
+    def _from_worker(self, gen: WorkerGeneration, msg: dict[str, Any]) -> None:
+        if self._following(gen):
+            self.follow(msg)
 
-    def handle_message(self, msg: dict[str, Any]) -> None:
-        kind = msg.get("kind")
-        if kind == "event":
-            self._on_event(msg["event"], msg.get("data", {}), msg.get("progress"))
-        elif kind == "batch":
-            self.progress["current_batch"] = msg.get("batch", 0)
-            self.progress["total_batches"] = msg.get("num_batches", 0)
-        elif kind == "reply":
-            fut = self._replies.pop(msg.get("seq"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
-        elif kind in ("ready", "config_error", "start_error", "resume_error") and self._ready is not None \
-                and not self._ready.done():
-            if kind == "ready":
-                self.seed, self.samples = msg.get("seed"), msg.get("samples", {})
-                self.progress.update(msg.get("progress") or {})
-                self._ready.set_result(msg)
-            elif kind == "config_error":
-                self._ready.set_exception(BadRequest(msg.get("message", "invalid config"), msg.get("errors")))
-            elif kind == "resume_error":
-                self._ready.set_exception(Conflict(f"cannot resume from the checkpoint: {msg.get('message')}"))
+    def _run_state_changed(self, new: str, reason: Optional[str], error: Optional[str]) -> None:
+        old = self.state
+        if self.phase in lc.FINAL:       # the end is already known; train_end records it
+            return
+        if new in lc.FINAL:
+            self.lifecycle.move(new)
+        elif new in (lc.RUNNING, lc.PAUSED):
+            if self.phase == lc.STOPPING:
+                self.lifecycle.run_state = new
             else:
-                self._ready.set_exception(WorkerProblem(f"the training could not start: {msg.get('message')}"))
+                self.lifecycle.move(new)
+        else:
+            return
+        self.reason = reason
+        if new == lc.FAILED:
+            self.error = error or reason
+        if self.state != old:
+            self.publish_state(old)
+        self.save()
 
-    def _on_event(self, event: str, data: dict[str, Any], progress: Optional[dict[str, Any]]) -> None:
-        if progress:
-            self.progress.update(progress)
-        if event == "epoch_end":
-            self.history.append(data["metrics"])
-            self.publish({"type": "progress", "task_id": self.task_id, "progress": self.progress_snapshot(),
-                          "improved": bool(data.get("improved"))})
-            self.save(now=False)
-        elif event == "state_change":
-            if self.done:
-                return
-            self.state, self.reason = data["new"], data.get("reason")
-            if self.state == "failed":
-                self.error = self.progress.get("error") or self.reason
-            self._publish_state(data.get("old"))
-            self.save()
-        elif event == "train_end":
-            self.state, self.reason = data["state"], data.get("reason")
-            self.error = self.progress.get("error")
-            self.progress["best_metrics"] = data.get("best_metrics", self.progress.get("best_metrics", {}))
-            self._finish()
+    def _run_ended(self, state: str, reason: Optional[str], error: Optional[str]) -> None:
+        old = self.state
+        if self.phase not in lc.FINAL:
+            self.lifecycle.move(state)
+        self.reason, self.error = reason, error
+        if self.state != old:
+            self.publish_state(old)
+        self._finish()
 
-    def handle_exit(self, returncode: int) -> None:
-        for fut in self._replies.values():
-            if not fut.done():
-                fut.set_exception(WorkerGone())
-        self._replies.clear()
-        if self._ready is not None and not self._ready.done():
-            self._ready.set_exception(WorkerProblem("the worker process ended before training started: "
-                                                    + describe_exit(returncode)))
-        elif self.accepted and not self.done:
+    def _worker_exited(self, gen: WorkerGeneration, returncode: int) -> None:
+        # Starting and relaunching handle their worker's early exit themselves (its ready fails).
+        if not self._following(gen):
+            return
+        if self.phase in lc.LIVE:
             old = self.state
-            self.state = "failed"
-            self.reason = self.error = self.kill_reason or describe_exit(returncode)
-            self._publish_state(old)
-            self._finish()
-        if self._exited is not None and not self._exited.done():
-            self._exited.set_result(returncode)
+            self.lifecycle.move(lc.FAILED)
+            self.reason = self.error = gen.describe_exit(returncode)
+            self.publish_state(old)
+        self._finish()      # also when it died between its final state and its train_end
 
     def interrupt(self, reason: str) -> None:
         """Mark a task the server gave up on (shutdown) as interrupted."""
-        if self.state in FINAL and self.state != "stopped":
+        if self.phase not in lc.LIVE and self.phase != lc.STOPPED:
             return
-        old, self.state = self.state, "interrupted"
+        old = self.state
+        self.lifecycle.move(lc.INTERRUPTED)
         self.reason = self.error = reason
-        self._publish_state(old)
+        self.publish_state(old)
         self._finish()
 
     def _finish(self) -> None:
+        self._finished_gen = self.gen.number if self.gen is not None else 0
         self.finished_at = self.finished_at or time.time()
-        self.progress["training_state"] = self.state
-        self.publish(self.final_event())
-        for sub in list(self.subscribers):
-            sub.close()
+        self.close_streams()
         self.save()
 
-    # ------------------------------------------------------------------ events
-    def _publish_state(self, old: Optional[str]) -> None:
-        self.publish({"type": "state", "task_id": self.task_id, "old": old, "new": self.state,
-                      "training_state": self.state, "reason": self.reason, "progress": self.progress_snapshot()})
+    async def wait_exit(self, timeout: float) -> bool:
+        return self.gen is None or await self.gen.wait_exit(timeout)
 
-    def final_event(self) -> dict[str, Any]:
-        """``complete`` with the final state and best metrics, or ``error`` for a failed run."""
-        if self.state in ERROR_STATES:
-            return {"type": "error", "task_id": self.task_id, "training_state": self.state,
-                    "message": self.error or self.reason, "progress": self.progress_snapshot()}
-        return {"type": "complete", "task_id": self.task_id, "training_state": self.state,
-                "best_metrics": self.progress.get("best_metrics", {}), "reason": self.reason,
-                "progress": self.progress_snapshot()}
+    # ------------------------------------------------------------------ transitions that await
+    def check(self, action: str) -> None:
+        """Raise 404 for a deleted task and 409 when ``action`` is not possible now (hold the lock)."""
+        if self.phase == lc.DELETED:
+            raise TaskNotFound(f"no task {self.task_id!r}; it was deleted")
+        refusal = self.lifecycle.refusal(action, self.task_id)
+        if refusal is not None:
+            raise Conflict(refusal)
 
-    def publish(self, event: dict[str, Any]) -> None:
-        for sub in list(self.subscribers):
-            sub.put(event)
-
-    def subscribe(self) -> Subscription:
-        """A stream client's queue, already holding the current progress (and the final event when
-        the task has ended, in which case it is not kept as a watcher)."""
-        sub = Subscription(self.subscribers.discard)
-        sub.put({"type": "progress", "task_id": self.task_id, "progress": self.progress_snapshot()})
-        if self.done:
-            sub.put(self.final_event())
-            sub.close()
-        else:
-            self.subscribers.add(sub)
-        return sub
-
-    # ------------------------------------------------------------------ control
     async def control(self, action: str) -> str:
         """Pause, resume or stop; returns the state the run reached. Raises Conflict when the
         state does not allow it, WorkerProblem when the worker does not answer."""
-        async with self._command_lock:
-            if self.done:
-                raise Conflict(f"cannot {action}: the task has already ended ({self.state})")
-            worker = self.worker
-            assert worker is not None and self._exited is not None
-            if action == "stop":
-                asyncio.get_running_loop().call_later(self.settings.stop_timeout, self._kill_if_still_running)
-            self._seq += 1
-            seq = self._seq
-            fut = asyncio.get_running_loop().create_future()
-            self._replies[seq] = fut
-            if not worker.send({"cmd": action, "seq": seq}):
-                self._replies.pop(seq, None)
-                await self.wait_exit(5.0)
-                raise Conflict(f"cannot {action}: the task's worker has ended ({self.state})")
-            try:
-                reply = await asyncio.wait_for(fut, self.settings.command_timeout)
-            except asyncio.TimeoutError:
-                self._replies.pop(seq, None)
-                raise WorkerProblem(f"the worker did not answer the {action} request within "
-                                    f"{self.settings.command_timeout:g} s; it may be hung: "
-                                    f"POST stop/{self.task_id} ends it", status=504) from None
-            except WorkerGone:
-                await self.wait_exit(5.0)
-                if action == "stop" and self.done:
-                    return self.state
-                raise Conflict(f"cannot {action}: the task has already ended ({self.state})") from None
-            if not reply.get("ok"):
-                if reply.get("conflict"):
-                    raise Conflict(reply.get("message", f"cannot {action} now"))
-                raise WorkerProblem(reply.get("message", f"{action} failed"))
-            state = reply.get("state", self.state)
-            if action != "stop" and state in FINAL:
-                raise Conflict(f"cannot {action}: the run ended ({state}) before it could be {ACTIONS[action]}")
-            return state
+        async with self.lock:
+            self.check(action)
+            return await self.command(action)
 
-    def _kill_if_still_running(self) -> None:
-        if not self.done and self.worker is not None and self.worker.alive:
-            self.kill_reason = (f"the run did not stop within {self.settings.stop_timeout:g} s of the stop "
-                                f"request, so its worker process was killed; no artifacts were written")
-            log.warning("task %s: %s", self.task_id, self.kill_reason)
-            self.worker.kill()
+    async def command(self, action: str) -> str:
+        """``control`` for a caller that holds the lock and has checked the action."""
+        gen = self.gen
+        assert gen is not None
+        if action == "stop":
+            self.lifecycle.move(lc.STOPPING)
+            gen.arm_kill_timer(self.settings.stop_timeout,
+                               f"the run did not stop within {self.settings.stop_timeout:g} s of the stop request, "
+                               f"so its worker process was killed; no artifacts were written")
+        try:
+            reply = await gen.command(action, self.settings.command_timeout)
+        except asyncio.TimeoutError:
+            hint = ("it is killed if it has not ended " f"{self.settings.stop_timeout:g} s after the request"
+                    if action == "stop" else f"it may be hung: POST stop/{self.task_id} ends it")
+            raise WorkerProblem(f"the worker did not answer the {action} request within "
+                                f"{self.settings.command_timeout:g} s; {hint}", status=504) from None
+        except WorkerGone:
+            await gen.wait_exit(5.0)
+            if action == "stop" and self.done:
+                return self.state
+            raise Conflict(f"cannot {action}: the task has already ended ({self.state})") from None
+        if not reply.get("ok"):
+            if reply.get("conflict"):
+                raise Conflict(reply.get("message", f"cannot {action} now"))
+            raise WorkerProblem(reply.get("message", f"{action} failed"))
+        state = reply.get("state", self.state)
+        if action != "stop" and state in lc.FINAL:
+            raise Conflict(f"cannot {action}: the run ended ({state}) before it could be {ACTIONS[action]}")
+        return state
+
+    async def relaunch(self, worker_config: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Continue an ended task in a new worker generation from its last checkpoint; returns the
+        worker's ``ready``. The caller holds the lock, has checked ``relaunch`` and waited for the
+        last worker's exit. On failure the task is left as it was."""
+        before = (self.phase, self.reason, self.error, self.finished_at, self.launched_at)
+        old = self.state
+        self.lifecycle.move(lc.RELAUNCHING)
+        self.reason = self.error = self.finished_at = None
+        self.publish_state(old)
+        gen = self.launch(worker_config, resume=True)
+        try:
+            return await gen.wait_ready(timeout)
+        except BaseException:
+            gen.kill()
+            await gen.wait_exit(10.0)
+            if self.phase == lc.RELAUNCHING:        # (a shutdown may have interrupted it meanwhile)
+                phase, self.reason, self.error, self.finished_at, self.launched_at = before
+                self.lifecycle.move(phase)
+                self.publish_state("pending")
+                self.save()
+            raise
+
+    def delete(self) -> None:
+        """Forget the task (the caller holds the lock and has checked ``delete``)."""
+        self.lifecycle.move(lc.DELETED)
+        if self._save_handle is not None:
+            self._save_handle.cancel()
+            self._save_handle = None
+        self.accepted = False          # nothing may write its record again
+        for sub in list(self.subscribers):
+            sub.close()

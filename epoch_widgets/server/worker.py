@@ -1,50 +1,29 @@
 """The worker process of one training task: ``python -m epoch_widgets.server.worker``.
 
-It reads one JSON line from stdin (``{"task_id", "config"}`` with resolved absolute paths), loads
-the data, builds the :class:`trainer.Trainer` and answers ``ready`` or ``config_error`` on its
-protocol stream, then trains. Every trainer event goes to the server as one JSON line; control
-commands (``{"cmd": "pause"|"resume"|"stop", "seq"}``) arrive on stdin and are answered with a
-``reply`` once they took effect. When stdin closes (the server went away) the run is stopped.
+It reads one ``start`` message from stdin (``{"task_id", "config", "resume", "overwrite"}`` with
+resolved absolute paths), loads the data and hosts the run with :class:`trainer.remote.RunHost`:
+``ready`` (or why not) and then every event of the run go to the server as JSON lines on stdout;
+``command`` messages arrive on stdin and are answered with a ``reply`` once they took effect (see
+``trainer.protocol``). When stdin closes (the server went away) the run is stopped.
 
 Only ``trainer``, pandas and the standard library are imported here: no server code.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
 import threading
-import time
-import warnings
-from pathlib import Path
-from typing import IO, Any, Callable, Optional
+from typing import IO, Any
 
-import pandas as pd
-
-from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer, TrainingState
-from trainer.events import Callback
-
-from .paths import data_format
-
-# How long a command waits for the run to reach the state it asked for (a batch is milliseconds;
-# stopping includes writing the artifacts).
-COMMAND_WAIT = {"pause": 10.0, "resume": 10.0, "stop": 30.0}
-BATCH_MESSAGE_INTERVAL = 0.25
-FINAL = {s.value for s in FINAL_STATES}
-TARGETS = {"pause": {"paused"} | FINAL, "resume": {"running"} | FINAL, "stop": FINAL}
-
-
-def _json_default(o: Any) -> Any:
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
+from trainer import ConfigError, TrainingState, protocol
+from trainer.remote import RunHost
+from trainer.tables import read_table
 
 
 class Channel:
-    """JSON lines to the server; thread-safe, and silent once the server has gone."""
+    """Protocol messages to the server, one JSON line each; thread-safe, and silent once the
+    server has gone."""
 
     def __init__(self, stream: IO[bytes]):
         self._stream = stream
@@ -52,7 +31,7 @@ class Channel:
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
-        line = (json.dumps(message, default=_json_default) + "\n").encode()
+        line = protocol.encode(message)
         with self._lock:
             if self.closed:
                 return
@@ -63,93 +42,16 @@ class Channel:
                 self.closed = True
 
 
-class Relay(Callback):
-    """Forwards the run's events and remembers the last state it forwarded (for command replies)."""
-
-    def __init__(self, channel: Channel):
-        self.channel = channel
-        self.state = TrainingState.PENDING.value
-        self._changed = threading.Condition()
-        self._last_batch = 0.0
-
-    def _send(self, run: Trainer, event: str, data: dict[str, Any]) -> None:
-        self.channel.send({"kind": "event", "event": event, "data": data, "progress": run.progress()})
-
-    def on_train_begin(self, run: Trainer, data: dict[str, Any]) -> None:
-        self._send(run, "train_begin", data)
-
-    def on_epoch_end(self, run: Trainer, data: dict[str, Any]) -> None:
-        self._send(run, "epoch_end", data)
-
-    def on_train_end(self, run: Trainer, data: dict[str, Any]) -> None:
-        self._send(run, "train_end", data)
-
-    def on_batch_end(self, run: Trainer, data: dict[str, Any]) -> None:
-        # Batch position only feeds the progress endpoint; a few messages a second are plenty.
-        now = time.monotonic()
-        if now - self._last_batch >= BATCH_MESSAGE_INTERVAL or data["batch"] == data["num_batches"]:
-            self._last_batch = now
-            self.channel.send({"kind": "batch", **data})
-
-    def on_state_change(self, run: Trainer, data: dict[str, Any]) -> None:
-        # Send before recording, so a command reply never overtakes the state change it reports.
-        self._send(run, "state_change", data)
-        with self._changed:
-            self.state = data["new"]
-            self._changed.notify_all()
-
-    def wait_for(self, states: set[str], timeout: float) -> str:
-        with self._changed:
-            self._changed.wait_for(lambda: self.state in states, timeout)
-            return self.state
-
-
-def serve_commands(run: Trainer, relay: Relay, commands: IO[bytes], channel: Channel,
-                   busy: threading.Lock) -> None:
-    """Apply control commands until stdin closes; then stop the run (the server has gone)."""
+def serve_commands(host: RunHost, commands: IO[bytes], busy: threading.Lock) -> None:
+    """Apply command messages until stdin closes; then stop the run (the server has gone)."""
     for line in commands:
-        with busy:
-            _apply(run, relay, line, channel)
-    if run.state not in FINAL_STATES:
         try:
-            run.stop()
-        except StateError:
-            pass
-
-
-def _apply(run: Trainer, relay: Relay, line: bytes, channel: Channel) -> None:
-    """Run one command and reply once its effect is visible (or the wait ran out)."""
-    try:
-        message = json.loads(line)
-        cmd, seq = message["cmd"], message.get("seq")
-    except (ValueError, KeyError, TypeError):
-        return
-    action: Optional[Callable[[], None]] = {"pause": run.pause, "resume": run.resume, "stop": run.stop}.get(cmd)
-    if action is None:
-        channel.send({"kind": "reply", "seq": seq, "ok": False, "conflict": False,
-                      "message": f"unknown command {cmd!r}"})
-        return
-    try:
-        action()
-    except StateError as exc:
-        channel.send({"kind": "reply", "seq": seq, "ok": False, "conflict": True, "message": str(exc),
-                      "state": relay.state})
-        return
-    state = relay.wait_for(TARGETS[cmd], COMMAND_WAIT[cmd])
-    channel.send({"kind": "reply", "seq": seq, "ok": True, "state": state, "reached": state in TARGETS[cmd]})
-
-
-def read_table(path: str) -> pd.DataFrame:
-    """Load a CSV or Parquet file; a problem is a ConfigError naming ``data_path``."""
-    kind = data_format(Path(path))
-    try:
-        return pd.read_parquet(path) if kind == "parquet" else pd.read_csv(path)
-    except ImportError as exc:
-        raise ConfigError.single("data_path", path, f"reading Parquet needs pyarrow ({exc}); "
-                                                    f"pip install pyarrow, or use a CSV file") from None
-    except Exception as exc:
-        raise ConfigError.single("data_path", Path(path).name,
-                                 f"could not read the file: {type(exc).__name__}: {exc}") from None
+            message = protocol.decode(line)
+        except ValueError:
+            continue
+        with busy:
+            host.command(message)
+    host.abandon()
 
 
 def _protocol_stream() -> IO[bytes]:
@@ -167,46 +69,25 @@ def main() -> int:
                         format="[epoch-widgets worker %(process)d] %(levelname)s %(message)s")
     commands = sys.stdin.buffer
     try:
-        spec = json.loads(commands.readline())
-        config, task_id = spec["config"], spec["task_id"]
+        spec = protocol.decode(commands.readline())
+        config = spec["config"]
     except (ValueError, KeyError, TypeError) as exc:
-        channel.send({"kind": "start_error", "message": f"bad start message: {exc}"})
+        channel.send(protocol.refusal(protocol.START_ERROR, f"bad start message: {exc}"))
         return 3
-    relay = Relay(channel)
-    resuming = bool(spec.get("resume"))
-    caught: list[warnings.WarningMessage] = []
+    host = RunHost(channel.send)
     try:
         data = read_table(config["data_path"])
-        if resuming:
-            # A damaged newest checkpoint is skipped with a warning: the server tells the client.
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                run = Trainer.resume(config["output_path"], data, config=config, callbacks=[relay])
-        else:
-            run = Trainer(config, data, callbacks=[relay])
     except ConfigError as exc:
-        channel.send({"kind": "config_error", "message": str(exc), "errors": exc.errors})
+        channel.send(protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
         return 2
-    except CheckpointError as exc:
-        channel.send({"kind": "resume_error", "message": str(exc)})
+    if host.build(spec, data)["kind"] != protocol.READY:
         return 2
-    except Exception as exc:  # e.g. the framework is not installed: the server reports it
-        channel.send({"kind": "start_error", "message": f"{type(exc).__name__}: {exc}"})
-        return 3
-    ready: dict[str, Any] = {"kind": "ready", "task_id": task_id, "pid": os.getpid(), "seed": run.seed,
-                             "task": run.data.task, "progress": run.progress(),
-                             "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)}}
-    if resuming:
-        ready.update(history=run.history, resumed_from={"epoch": run.current_epoch, "batch": run.batch},
-                     warnings=[str(w.message) for w in caught])
-    channel.send(ready)
     busy = threading.Lock()
-    threading.Thread(target=serve_commands, args=(run, relay, commands, channel, busy),
-                     name="commands", daemon=True).start()
-    run.fit()
+    threading.Thread(target=serve_commands, args=(host, commands, busy), name="commands", daemon=True).start()
+    state = host.train()
     # Let a command being answered (typically the stop that ended the run) send its reply first.
     busy.acquire(timeout=5)
-    return 1 if run.state == TrainingState.FAILED else 0
+    return 1 if state == TrainingState.FAILED else 0
 
 
 if __name__ == "__main__":

@@ -9,12 +9,13 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import pytest
 import requests
@@ -98,6 +99,47 @@ class Lab:
         self._log.close()
 
 
+class Voila:
+    """``voila NOTEBOOK`` serving one notebook as a standalone app on a free port."""
+
+    def __init__(self, notebook: Path, home: Path):
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log_path = home / "voila.log"
+        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+               "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
+        cmd = [sys.executable, "-m", "voila", notebook.name, "--no-browser", f"--port={self.port}",
+               "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(cmd, cwd=notebook.parent, env=env, stdout=self._log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Voila exited with {self.process.returncode}:\n{self.log_tail()}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.5)
+        raise RuntimeError(f"Voila did not listen within {START_TIMEOUT_S}s:\n{self.log_tail()}")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+    def shutdown(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(15)
+        self._log.close()
+
+
 @pytest.fixture
 def artifacts() -> Path:
     """Where screenshots and logs of a browser test go (``test-artifacts/browser``, git-ignored)."""
@@ -132,6 +174,26 @@ def jupyter_lab(lab_root: Path, tmp_path: Path, artifacts: Path) -> Iterator[Lab
     finally:
         lab.shutdown()
         shutil.copy(lab.log_path, artifacts / "jupyterlab.log")
+
+
+@pytest.fixture
+def voila_factory(tmp_path: Path, artifacts: Path) -> Iterator[Any]:
+    """Starts ``voila`` on a notebook (skips when Voila is not installed); stops it afterwards."""
+    pytest.importorskip("voila", reason="pip install voila (the `app` extra)")
+    started: list[Voila] = []
+
+    def start(notebook: Path) -> Voila:
+        home = tmp_path / "voila-home"
+        home.mkdir(exist_ok=True)
+        app = Voila(notebook, home)
+        started.append(app)
+        app.wait_ready()
+        return app
+
+    yield start
+    for app in started:
+        app.shutdown()
+        shutil.copy(app.log_path, artifacts / "voila.log")
 
 
 @pytest.fixture

@@ -1,25 +1,35 @@
-"""The quickstart's panel in a real JupyterLab, driven in headless Chromium the way a person uses it.
+"""The quickstart's panel in a real JupyterLab and in Voila, driven in headless Chromium the way a
+person uses it, a screenshot at every step (``test-artifacts/browser/``).
 
-Open the notebook, run its cells down to the panel, press Start, watch the curves and the epoch
-counter grow, Pause (state and counters hold still), Resume, and see the run finish. Screenshots go
-to ``test-artifacts/browser/``; with ``UPDATE_SCREENSHOT=1`` a mid-training one also replaces
-``docs/panel.png``, the README's picture.
+JupyterLab: run the cells down to the panel; before Start the epoch axis shows whole epochs 1..N
+and no legend covers a chart; switching config tabs moves nothing; the Model summary tab shows the
+model; Start says "preparing" at once with Start disabled; the curves grow on whole-epoch ticks;
+log scale, zoom, CSV and PNG export work; at 1024 px with the file browser open the charts wrap
+instead of being cut off; Pause holds still, Resume goes on to the end with the final metrics
+shown; the Evaluation tab shows the confusion matrix and the Runs tab the run; Find LR plots the
+search with its suggestion, which "Use suggested rate" puts into the learning rate; dark theme;
+then the saved notebook opened without its kernel, and its HTML export, show the static snapshot. Voila: the quickstart as
+a standalone app renders and trains. With ``UPDATE_SCREENSHOT=1`` a mid-training screenshot also
+replaces ``docs/panel.png``, the README's picture.
 """
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import nbformat
 import pytest
+import requests
 
 from .conftest import REPO, Lab
 
-pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.kernel, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.kernel, pytest.mark.timeout(1500)]
 
 QUICKSTART = REPO / "notebooks" / "01_quickstart.ipynb"
 README_SCREENSHOT = REPO / "docs" / "panel.png"
@@ -28,16 +38,15 @@ README_SCREENSHOT = REPO / "docs" / "panel.png"
 PARAMETERS = {"ROWS": 20000, "EPOCHS": 30}
 KERNEL_TIMEOUT_MS = 180_000
 TRAINING_TIMEOUT_S = 600
-STATES = ("pending", "running", "paused", "completed", "early stopped", "stopped", "failed")
 
 
-def prepare_quickstart(dest: Path) -> int:
-    """Copy the quickstart with the browser test's parameters and no stored outputs; return how
-    many cells (from the top) to run to display the panel."""
+def prepare_quickstart(dest: Path, parameters: dict[str, int]) -> int:
+    """Copy the quickstart with ``parameters`` and no stored outputs; return how many cells (from
+    the top) to run to display the panel."""
     nb = nbformat.read(QUICKSTART, as_version=4)
     params = next((c for c in nb.cells if c.cell_type == "code" and c.source.startswith("# Parameters")), None)
     assert params is not None, "the quickstart needs a '# Parameters' code cell"
-    for name, value in PARAMETERS.items():
+    for name, value in parameters.items():
         params.source, found = re.subn(rf"(?m)^{name}\s*=\s*[^#\n]*", f"{name} = {value}  ", params.source)
         assert found == 1, f"the quickstart's Parameters cell no longer sets {name}"
     panel_cell = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code" and "= TrainingPanel(" in c.source),
@@ -51,39 +60,48 @@ def prepare_quickstart(dest: Path) -> int:
 
 
 class PanelView:
-    """Reads the rendered panel the way a person reads it: texts, buttons and the curves' points."""
+    """Reads the rendered panel the way a person reads it: state, counters, the charts' points,
+    ticks and legends."""
 
-    # The loss figure's epoch points: where bqplot drew them (distinct x positions, legend glyphs
-    # left out), and the labels of its epoch axis. A broken scale draws every point at one x.
     _READ = """root => {
-        const texts = Array.from(root.querySelectorAll('.widget-html'))
-            .map(e => e.innerText.trim()).filter(t => t.length > 0);
-        const loss = Array.from(root.querySelectorAll('.bqplot.figure'))
-            .find(f => (f.querySelector('.mainheading') || {}).textContent?.startsWith('Loss'));
-        if (!loss) return {texts, xs: [], xLabels: []};
-        const xs = Array.from(loss.querySelectorAll('.dot')).filter(d => !d.closest('.legend'))
-            .map(d => d.getBoundingClientRect()).map(r => Math.round(r.x + r.width / 2));
-        const xLabels = Array.from(loss.querySelectorAll('g.axis')[0].querySelectorAll('.tick'))
-            .map(t => t.textContent.trim());
-        return {texts, xs, xLabels};
+        const st = root.querySelector('.ew-state');
+        const state = st ? [...st.classList].find(c => c.startsWith('ew-state-')).slice(9) : null;
+        const texts = [...root.querySelectorAll('.widget-html')].map(e => e.innerText.trim());
+        const counter = texts.find(t => /^\\d+\\/\\d+ done/.test(t)) || '';
+        // The curves' figures: not those in the tabs below them (LR finder, Evaluation, Runs).
+        const figs = [...root.querySelectorAll('.bqplot.figure')].filter(f => !f.closest('.widget-tab'));
+        const fig = name => figs.find(f => (f.querySelector('.mainheading') || {}).textContent?.startsWith(name));
+        // Only the ticks a person sees: d3 fades ticks in and out when the axis changes.
+        const ticks = f => f ? [...f.querySelectorAll('g.axis')[0].querySelectorAll('.tick')]
+            .filter(t => parseFloat(getComputedStyle(t).opacity) > 0.5)
+            .map(t => t.textContent.trim()).filter(t => t.length > 0) : [];
+        const loss = fig('Loss');
+        const xs = loss ? [...loss.querySelectorAll('.dot')].map(d => d.getBoundingClientRect())
+            .filter(r => r.width > 0).map(r => Math.round(r.x + r.width / 2)) : [];
+        // bqplot's own legends draw inside the plot; the panel's legends are HTML below each figure.
+        const covered = figs.some(f => [...f.querySelectorAll('.legend text')]
+            .some(t => t.textContent.trim().length > 0));
+        const htmlLegends = [...root.querySelectorAll('.ew-legend')].map(l => l.getBoundingClientRect());
+        const figBoxes = figs.map(f => f.getBoundingClientRect());
+        const overlap = htmlLegends.some(l => figBoxes.some(b =>
+            l.left < b.right - 1 && l.right > b.left + 1 && l.top < b.bottom - 1 && l.bottom > b.top + 1));
+        return {state, counter, xs, lossTicks: ticks(loss), lrTicks: ticks(fig('Learning rate')),
+                lossYTicks: loss ? [...loss.querySelectorAll('g.axis')[1].querySelectorAll('.tick')]
+                    .map(t => t.textContent.trim()) : [],
+                legendsCover: covered || overlap, figBoxes: figBoxes.map(b => [b.left, b.top, b.right, b.bottom]),
+                rootBox: (r => [r.left, r.top, r.right, r.bottom])(root.getBoundingClientRect())};
     }"""
 
     def __init__(self, output: Any):
         self.output = output
 
     def read(self) -> dict[str, Any]:
-        """state (e.g. 'running'), epoch and total, batch, and the points drawn in the loss figure."""
         raw = self.output.evaluate(self._READ)
-        texts = raw["texts"]
-        at = next((i for i, t in enumerate(texts) if t.startswith(STATES)), None)
-        assert at is not None, f"no state line in the panel: {texts}"
-        state = next(s for s in STATES if texts[at].startswith(s))
-        epochs = re.match(r"(\d+)/(\d+)", texts[at + 1]) if at + 1 < len(texts) else None
-        assert epochs, f"no epoch counter after the state line: {texts[at:]}"
-        batch = re.match(r"(\d+)/(\d+)$", texts[at + 2]) if at + 2 < len(texts) else None
-        return {"state": state, "line": texts[at], "epoch": int(epochs.group(1)), "total": int(epochs.group(2)),
-                "batch": int(batch.group(1)) if batch else None, "loss_points": len(set(raw["xs"])),
-                "x_labels": raw["xLabels"]}
+        assert raw["state"], "no state line in the panel"
+        counter = re.match(r"(\d+)/(\d+) done", raw["counter"])
+        assert counter, f"no epoch counter in the panel: {raw['counter']!r}"
+        return {**raw, "epoch": int(counter.group(1)), "total": int(counter.group(2)),
+                "loss_points": len(set(raw["xs"]))}
 
     def button(self, label: str) -> Any:
         return self.output.locator("button", has_text=re.compile(rf"^\s*{label}\s*$"))
@@ -96,23 +114,37 @@ def wait_for(view: PanelView, check: Callable[[dict[str, Any]], bool], what: str
     while not check(seen):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; the panel shows {seen}")
-        time.sleep(0.25)
+        time.sleep(0.2)
         seen = view.read()
     return seen
 
 
-def test_quickstart_panel_trains_pauses_and_resumes_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: Any,
-                                                                   artifacts: Path) -> None:
+def whole_epochs(ticks: list[str]) -> bool:
+    return bool(ticks) and all(re.fullmatch(r"\d+", t.replace(",", "")) for t in ticks)
+
+
+def view_tab(output: Any, title: str) -> Any:
+    """The tab called ``title`` among the views below the curves."""
+    return output.locator(".lm-TabBar-tab", has_text=re.compile(rf"^\s*{re.escape(title)}\s*$"))
+
+
+def open_notebook(page: Any, lab: Lab, name: str) -> None:
+    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
+    from playwright.sync_api import expect
+    kernel_idle = page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle"))
+    expect(kernel_idle.first).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+
+
+def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
-    cells_to_run = prepare_quickstart(lab_root / QUICKSTART.name)
+    notebook = lab_root / QUICKSTART.name
+    cells_to_run = prepare_quickstart(notebook, PARAMETERS)
     for old in artifacts.glob("*.png"):
         old.unlink()
+    shot = lambda name, target=page: target.screenshot(path=str(artifacts / f"{name}.png"))  # noqa: E731
     try:
-        page.goto(f"{jupyter_lab.url}/lab/tree/{QUICKSTART.name}?token={jupyter_lab.token}")
-        kernel_idle = page.locator(".jp-StatusBar-Widget", has_text=re.compile(r"\|\s*Idle"))
-        expect(kernel_idle.first).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
-
+        open_notebook(page, jupyter_lab, QUICKSTART.name)
         # Run the cells down to the panel, as a person would: select the first cell, Shift+Enter.
         page.locator(".jp-Notebook .jp-Cell").first.click()
         page.keyboard.press("Escape")
@@ -122,59 +154,239 @@ def test_quickstart_panel_trains_pauses_and_resumes_in_jupyterlab(jupyter_lab: L
         expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
         expect(page.locator(".jp-OutputArea", has_text="Error displaying widget")).to_have_count(0)
         view = PanelView(output)
-        expect(view.button("Start")).to_be_enabled()
+        start = view.button("Start")
+        expect(start).to_be_enabled()
         before = view.read()
         assert before["state"] == "pending" and before["loss_points"] == 0, before
-        page.screenshot(path=str(artifacts / "1-panel-ready.png"))
+        # 2. Before there is data: whole epochs 1..EPOCHS. 3. No legend over a chart.
+        assert whole_epochs(before["lossTicks"]) and before["lossTicks"][0] == "1", before["lossTicks"]
+        assert before["lossTicks"][-1] == str(PARAMETERS["EPOCHS"]), before["lossTicks"]
+        assert whole_epochs(before["lrTicks"]) and not before["legendsCover"], before
+        # The static snapshot is in the output too, hidden while the live panel shows.
+        expect(page.locator(".ew-snapshot")).to_have_count(1)
+        expect(page.locator(".ew-snapshot")).to_be_hidden()
+        output.scroll_into_view_if_needed()
+        shot("1-panel-ready")
 
-        # Start: the state turns to running, and the counter and the curves grow epoch by epoch.
-        view.button("Start").click()
+        # 8. Switching config tabs moves nothing below them.
+        tabs = output.locator(".lm-TabBar-tab")
+        places = set()
+        for i in range(min(tabs.count(), 7)):
+            if not tabs.nth(i).is_visible():
+                continue
+            tabs.nth(i).click()
+            box = start.bounding_box()
+            places.add((round(box["y"]), round(output.bounding_box()["height"])))
+        assert len(places) == 1, f"the panel's height or its buttons moved between tabs: {places}"
+        tabs.first.click()
+
+        # The Model summary tab: the model the settings build, computed off the kernel's loop.
+        view_tab(output, "Model summary").click()
+        summary = output.locator(".epoch-widgets-model-summary")
+        expect(summary).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+        expect(summary).to_contain_text("parameters")
+        expect(summary).to_contain_text("Linear")
+        summary.scroll_into_view_if_needed()
+        shot("1b-model-summary", output)
+        view_tab(output, "Epochs").click()
+
+        # 1. Start: at once a visible "preparing" state with Start disabled, then training.
+        start.click()
+        expect(output.locator(".ew-state-preparing")).to_be_visible(timeout=15_000)
+        expect(start).to_be_disabled()
+        shot("2-preparing", output)
         first = wait_for(view, lambda s: s["state"] == "running" and s["epoch"] >= 1, "the first epoch")
         assert first["total"] == PARAMETERS["EPOCHS"], first
+        expect(output.locator(".ew-state-preparing")).to_have_count(0)
         grown = wait_for(view, lambda s: s["epoch"] >= first["epoch"] + 2 or s["state"] != "running",
                          "two more epochs")
-        assert grown["state"] == "running", f"the run ended before it could be paused: {grown}"
+        assert grown["state"] == "running", f"the run ended too early to test on: {grown}"
         assert grown["loss_points"] > first["loss_points"] > 0, (first, grown)
-        assert all(grown["x_labels"]), f"the loss figure's epoch axis lost its labels: {grown}"
-        output.screenshot(path=str(artifacts / "2-training.png"))
-        page.screenshot(path=str(artifacts / "2-training-page.png"))
+        assert whole_epochs(grown["lossTicks"]) and not grown["legendsCover"], grown
+        page.mouse.move(0, 0)
+        time.sleep(0.6)         # let the epoch's messages (marks, legends, table) all arrive
+        shot("3-training", output)
+        shot("3-training-page")
 
-        # Pause: the state says so and nothing moves any more.
+        # Pause holds still; Resume goes on.
         view.button("Pause").click()
         paused = wait_for(view, lambda s: s["state"] == "paused", "the paused state", timeout=60)
-        expect(view.button("Resume")).to_be_visible()
-        time.sleep(3)
+        time.sleep(2)
         held = view.read()
-        assert (held["state"], held["epoch"], held["batch"], held["loss_points"]) == \
-            (paused["state"], paused["epoch"], paused["batch"], paused["loss_points"]), (paused, held)
-        assert held["epoch"] < held["total"], held
-        page.screenshot(path=str(artifacts / "3-paused.png"))
-
-        # Resume: training goes on from where it stopped, to the end of the run.
+        assert (held["epoch"], held["loss_points"]) == (paused["epoch"], paused["loss_points"]), (paused, held)
+        shot("4-paused", output)
         view.button("Resume").click()
         wait_for(view, lambda s: s["state"] != "paused", "the run to leave the paused state", timeout=60)
-        later = wait_for(view, lambda s: s["epoch"] >= held["epoch"] + 5 or s["state"] != "running",
-                         "five more epochs")
-        if later["state"] == "running":     # the README's picture: well into the run, still going
-            page.mouse.move(0, 0)           # no hover toolbar over the figures
-            output.screenshot(path=str(artifacts / "5-training-later.png"))
-        end = wait_for(view, lambda s: s["state"] in ("completed", "early stopped"), "the end of the run")
-        assert end["epoch"] > held["epoch"] and end["loss_points"] > held["loss_points"], (held, end)
-        # Every epoch has its own place on the epoch axis, and the axis is labelled.
-        assert end["loss_points"] >= end["epoch"] and all(end["x_labels"]), end
-        if end["state"] == "completed":
-            assert end["epoch"] == end["total"], end
-        expect(view.button("Start")).to_be_enabled()
+        # 7. Log scale for the loss, zoom on and off, CSV and PNG export.
+        linear_ticks = grown["lossYTicks"]
+        output.locator("button", has_text="Log scale").click()
+        time.sleep(1)
+        shot("5-log-scale", output)
+        assert view.read()["lossYTicks"] != linear_ticks, "the loss axis did not change to a log scale"
+        output.locator("button", has_text="Log scale").click()
+        output.locator("button", has_text="Zoom").click()
+        output.locator("button", has_text="Zoom").click()
+        output.locator("button", has_text="CSV").click()
+        link = output.locator("a", has_text="download CSV")
+        expect(link).to_be_visible(timeout=30_000)
+        with page.expect_download() as download:
+            link.click()
+        csv = Path(download.value.path()).read_text()
+        assert csv.startswith("epoch,train_loss,") and len(csv.strip().splitlines()) >= 1 + first["epoch"], csv[:200]
+        output.locator("button", has_text="PNG").click()
+        link = output.locator("a", has_text="download PNG")
+        expect(link).to_be_visible(timeout=60_000)
+        with page.expect_download() as download:
+            link.click()
+        assert Path(download.value.path()).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert list(lab_root.glob("*.csv")) and list(lab_root.glob("*.png")), "exports not written next to the notebook"
+
+        # 3. At 1024 px with the file browser open, the charts wrap instead of being cut off.
+        page.set_viewport_size({"width": 1024, "height": 1200})
+        time.sleep(1.5)
+        narrow = view.read()
+        right = narrow["rootBox"][2]
+        assert all(box[2] <= right + 2 for box in narrow["figBoxes"]), narrow
+        assert len({round(box[1]) for box in narrow["figBoxes"]}) > 1, f"the charts did not wrap: {narrow}"
+        assert not narrow["legendsCover"], narrow
+        shot("6-narrow-1024")
+        page.set_viewport_size({"width": 1400, "height": 1200})
+
+        later = view.read()
+        if later["state"] == "running":
+            page.mouse.move(0, 0)
+            time.sleep(0.6)
+            shot("7-training-later", output)
+        end = wait_for(view, lambda s: s["state"] in ("completed", "early_stopped"), "the end of the run")
+        assert end["loss_points"] >= end["epoch"] and whole_epochs(end["lossTicks"]), end
+        expect(output.locator(".ew-final")).to_contain_text("Best epoch")
+        expect(start).to_be_enabled()
         expect(view.button("Pause")).to_be_disabled()
-        page.screenshot(path=str(artifacts / "4-finished.png"))
+        shot("8-finished", output)
+
+        # The Evaluation tab: the confusion matrix with its counts, beside the per-class table.
+        view_tab(output, "Evaluation").click()
+        heat = output.locator(".bqplot.figure", has=page.locator(".mainheading", has_text="Confusion matrix"))
+        expect(heat).to_be_visible(timeout=120_000)
+        expect(output.locator("table.epoch-widgets-report")).to_contain_text("macro avg")
+        heat.scroll_into_view_if_needed()
+        page.mouse.move(0, 0)           # no figure toolbar over the title
+        time.sleep(1)
+        shot("8b-evaluation", output)
+        # The Runs tab: the run just trained, compared with any others.
+        view_tab(output, "Runs").click()
+        expect(output.get_by_text(re.compile(r"1 run\(s\) of this session"))).to_be_visible(timeout=60_000)
+        time.sleep(1)
+        shot("8c-runs", output)
+        # Find LR: the loss against the rate, the suggestion marked, and its button.
+        view.button("Find LR").click()
+        lr_message = output.locator(".widget-html", has_text="suggested learning_rate")
+        expect(lr_message).to_be_visible(timeout=180_000)
+        expect(view.button("Start")).to_be_enabled()
+        lr_figure = output.locator(".bqplot.figure", has=page.locator(".mainheading", has_text="Learning-rate finder"))
+        expect(lr_figure.locator(".dot").first).to_be_attached()          # the suggestion's marker
+        lr_figure.scroll_into_view_if_needed()
+        page.mouse.move(0, 0)
+        time.sleep(1)
+        shot("8d-lr-finder", output)
+        view.button("Use suggested rate").click()
+        expect(output.get_by_text("learning_rate is now")).to_be_visible(timeout=30_000)
+
+        # 11. Dark theme (a screenshot to look at).
+        page.keyboard.press("Control+Shift+c")
+        page.keyboard.type("JupyterLab Dark")
+        page.keyboard.press("Enter")
+        time.sleep(2)
+        shot("9-dark", output)
+
+        # 12. Save; the snapshot (refreshed at the run's end) is in the file.
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.keyboard.press("Escape")
+        page.keyboard.press("Control+s")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "data:image/png;base64" not in notebook.read_text():
+            time.sleep(0.5)
+        saved = notebook.read_text()
+        assert "ew-snapshot" in saved and "data:image/png;base64" in saved and "Best epoch" in saved
     except BaseException:
         page.screenshot(path=str(artifacts / "failure.png"))
-        panel = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
-        if panel.count() == 1:
-            panel.screenshot(path=str(artifacts / "failure-panel.png"))
         raise
 
+    check_saved_notebook_without_kernel(jupyter_lab, page, artifacts)
+    check_html_export(notebook, page, artifacts)
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
-        README_SCREENSHOT.parent.mkdir(exist_ok=True)
-        later = artifacts / "5-training-later.png"
-        shutil.copy(later if later.exists() else artifacts / "2-training.png", README_SCREENSHOT)
+        later = artifacts / "7-training-later.png"
+        shutil.copy(later if later.exists() else artifacts / "3-training.png", README_SCREENSHOT)
+
+
+def check_saved_notebook_without_kernel(lab: Lab, page: Any, artifacts: Path) -> None:
+    """12. The saved notebook in a fresh session (its kernel gone, the cells not run) shows the
+    snapshot: the curves' picture and the final metrics, not "model not found"."""
+    from playwright.sync_api import expect
+
+    for session in requests.get(f"{lab.url}/api/sessions", headers=lab.headers, timeout=30).json():
+        requests.delete(f"{lab.url}/api/sessions/{session['id']}", headers=lab.headers, timeout=60)
+    fresh = page.context.browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
+    fresh.set_default_timeout(60_000)
+    try:
+        open_notebook(fresh, lab, QUICKSTART.name)
+        snapshot = fresh.locator(".ew-snapshot")
+        expect(snapshot).to_be_visible(timeout=60_000)
+        expect(snapshot.locator("img")).to_be_visible()
+        expect(snapshot).to_contain_text("Best epoch")
+        time.sleep(3)        # the widget manager gives up on the missing model after about 2 s
+        expect(fresh.get_by_text("Error displaying widget")).to_be_hidden()
+        snapshot.scroll_into_view_if_needed()
+        fresh.screenshot(path=str(artifacts / "10-reopened-without-kernel.png"))
+    except BaseException:
+        fresh.screenshot(path=str(artifacts / "failure-reopened.png"))
+        raise
+    finally:
+        fresh.context.close()
+
+
+def check_html_export(notebook: Path, page: Any, artifacts: Path) -> None:
+    """12. ``jupyter nbconvert --to html`` of the saved notebook shows the snapshot too."""
+    from playwright.sync_api import expect
+
+    subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "html", str(notebook)], check=True,
+                   capture_output=True, timeout=300)
+    html = notebook.with_suffix(".html")
+    fresh = page.context.browser.new_context(viewport={"width": 1400, "height": 1200}).new_page()
+    try:
+        fresh.goto(html.as_uri())
+        snapshot = fresh.locator(".ew-snapshot")
+        expect(snapshot.locator("img")).to_be_visible()
+        expect(snapshot).to_contain_text("Best epoch")
+        snapshot.scroll_into_view_if_needed()
+        fresh.screenshot(path=str(artifacts / "11-html-export.png"))
+    finally:
+        fresh.context.close()
+
+
+def test_quickstart_as_a_voila_app_renders_and_trains(voila_factory: Any, tmp_path: Path, page: Any,
+                                                      artifacts: Path) -> None:
+    """13. ``voila notebooks/01_quickstart.ipynb``: the panel renders, Start trains, curves grow."""
+    from playwright.sync_api import expect
+
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    prepare_quickstart(app_dir / QUICKSTART.name, {"ROWS": 6000, "EPOCHS": 40})
+    app = voila_factory(app_dir / QUICKSTART.name)
+    try:
+        page.goto(app.url)      # Voila runs the notebook (two short runs from code), then shows it
+        output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
+        expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+        view = PanelView(output)
+        start = view.button("Start")
+        expect(start).to_be_enabled(timeout=KERNEL_TIMEOUT_MS)
+        expect(page.locator(".ew-snapshot")).to_be_hidden()
+        page.screenshot(path=str(artifacts / "12-voila-ready.png"))
+        start.click()
+        wait_for(view, lambda s: s["state"] == "running", "the Voila run to start", timeout=120)
+        end = wait_for(view, lambda s: s["state"] in ("completed", "early_stopped"), "the Voila run to end")
+        assert end["epoch"] >= 1 and end["loss_points"] >= end["epoch"], end
+        page.screenshot(path=str(artifacts / "13-voila-trained.png"))
+    except BaseException:
+        page.screenshot(path=str(artifacts / "failure-voila.png"))
+        raise

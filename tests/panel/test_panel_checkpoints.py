@@ -26,7 +26,8 @@ def stopped_run(df: pd.DataFrame, out: Path, **config: Any) -> None:
     async def main() -> None:
         panel = TrainingPanel(data=df, target_column="label", epochs=6, output_path=str(out), **{**FAST, **config})
         task = panel.start()
-        panel.run.add_callback(lambda e, d: panel.stop() if e == "epoch_end" and d["metrics"]["epoch"] == 2 else None)
+        run = await panel.wait_started()
+        run.add_callback(lambda e, d: panel.stop() if e == "epoch_end" and d["metrics"]["epoch"] == 2 else None)
         await task
         assert panel.state == "stopped" and not panel.resume_button.disabled
         panel.close()
@@ -68,7 +69,7 @@ def test_resume_from_refuses_other_data_and_says_why_in_the_panel(clf_df, tmp_pa
     async def main() -> TrainingPanel:
         panel = TrainingPanel(data=clf_df.assign(f1=clf_df.f1 + 1), target_column="label")
         with pytest.raises(ResumeMismatch, match="the data differs from the checkpoint's"):
-            panel.resume_from(str(out))
+            await panel.resume_from(str(out))
         assert "means" in panel.message.value and panel.run is None
         return panel
 
@@ -91,7 +92,8 @@ def test_a_panel_without_data_reads_the_runs_data_file(clf_df, tmp_path):
             panel.resume_from(str(tmp_path / "unnamed"))
         assert "the panel has no data" in panel.message.value
         task = panel.resume_from(str(tmp_path / "named"), epochs=3)
-        assert task is not None and panel.run.config.epochs == 3 and panel.data is not None
+        run = await panel.wait_started()
+        assert task is not None and run is panel.run and run.config.epochs == 3 and panel.data is not None
         assert panel.controls["data_path"].value == str(csv)
         await panel.wait()
         return panel

@@ -13,6 +13,7 @@ import trainer
 from epoch_widgets import TrainingPanel
 from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError
 from trainer.datasets import make_regression
+from epoch_widgets import fields
 
 
 def visible(panel: TrainingPanel, name: str) -> bool:
@@ -27,8 +28,8 @@ def test_every_schema_field_has_a_control_of_its_type_with_its_default(clf_df: p
     assert parse_errors == {}
     for spec in specs:
         widget = panel.controls[spec.name]
-        assert widget.description == spec.name
-        assert widget.tooltip == spec.help
+        assert widget.description == fields.label(spec.name) and widget.description != ""
+        assert spec.help in widget.tooltip and spec.name in widget.tooltip
         assert values[spec.name] == spec.default, spec.name
         if spec.type == "choice":
             assert isinstance(widget, W.Dropdown)
@@ -94,22 +95,22 @@ def test_invalid_value_disables_start_and_shows_the_reason_beside_the_control(cl
     assert not panel.start_button.disabled
     panel.controls["epochs"].value = 0
     assert panel.start_button.disabled and not panel.valid
-    label = panel.controls.error_labels["epochs"].value
-    assert "got 0" in label and "greater than or equal to 1" in label
-    assert "epochs" in panel.message.value and "Start is disabled" in panel.message.value
-    assert set(panel.errors) == {"epochs"}
+    hint = panel.controls.hints["epochs"].value
+    assert "must be at least 1" in hint and "Input should be" not in panel.controls.hint_text("epochs")
+    assert "Epochs" in panel.message.value and "Start is disabled" in panel.message.value
+    assert set(panel.errors) == {"epochs"} and "greater than or equal to 1" in panel.errors["epochs"]
     panel.controls["epochs"].value = 3
     assert not panel.start_button.disabled and panel.valid
-    assert panel.controls.error_labels["epochs"].value == ""
+    assert panel.controls.hint_text("epochs") == fields.help_text("epochs")     # back to the help
     assert panel.message.value == ""
 
 
 def test_unparsable_text_is_reported_beside_its_control(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df, target_column="label")
     panel.controls["hidden_units"].value = "128, lots"
-    assert "whole numbers separated by commas" in panel.controls.error_labels["hidden_units"].value
+    assert "whole numbers separated by commas" in panel.controls.hints["hidden_units"].value
     panel.controls["seed"].value = "abc"
-    assert "whole number or leave it empty" in panel.controls.error_labels["seed"].value
+    assert "whole number, or leave it empty" in panel.controls.hints["seed"].value
     assert panel.start_button.disabled
     panel.controls["hidden_units"].value = "16"
     panel.controls["seed"].value = ""
@@ -121,32 +122,42 @@ def test_several_problems_show_at_once(clf_df: pd.DataFrame) -> None:
     panel.controls["dropout_rate"].value = 1.5
     panel.controls["hidden_units"].value = "x"
     assert {"dropout_rate", "hidden_units"} <= set(panel.errors)
-    assert panel.controls.error_labels["dropout_rate"].value != ""
-    assert panel.controls.error_labels["hidden_units"].value != ""
+    assert panel.controls.hint_text("dropout_rate") == "must be less than 1"
+    assert "ew-hint-error" in panel.controls.hints["hidden_units"].value
 
 
 def test_a_target_is_required_before_start(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df)
     assert panel.start_button.disabled
-    assert "required" in panel.controls.error_labels["target_column"].value
+    assert "required" in panel.controls.hints["target_column"].value
     panel.controls["target_column"].value = "label"
     assert not panel.start_button.disabled
 
 
-def test_target_among_features_is_refused(clf_df: pd.DataFrame) -> None:
+def test_the_target_is_never_a_feature(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df, target_column="label")
-    panel.controls["feature_columns"].value = ("f1", "label")
-    assert panel.start_button.disabled
-    shown = panel.controls.error_labels["feature_columns"].value + panel.controls.error_labels["target_column"].value
-    assert "label" in shown
+    features = panel.controls["feature_columns"]
+    assert [v for _l, v in features.options] == ["f1", "f2", "f3", "f4"]      # the target is not offered
+    assert "all 4 columns except the target" in panel.controls.hint_text("feature_columns")
+    features.value = ("f1", "f2")
+    assert panel.controls.hint_text("feature_columns") == "2 of 4 columns"
+    panel.controls["target_column"].value = "f2"                             # a feature becomes the target
+    assert features.value == ("f1",) and "label" in [v for _l, v in features.options]
+    assert "'f2' is the target now" in panel.controls.hint_text("feature_columns")
+    assert panel.valid and panel.config.feature_columns == ["f1"]
+    with pytest.raises(ConfigError, match="cannot also be a feature"):
+        panel.controls.set_value("feature_columns", ["f1", "f2"])
+    with pytest.raises(ConfigError, match="also in feature_columns|cannot also be a feature"):
+        TrainingPanel(data=clf_df, feature_columns=["f1", "label"], target_column="label")
 
 
 def test_a_hidden_fields_problem_is_listed_in_the_message(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df, target_column="label", learning_rate_scheduler="cosine", T_max=0)
-    assert "T_max" in panel.message.value
+    assert "Half period (epochs)" in panel.message.value
     panel.controls["learning_rate_scheduler"].value = "step"
     assert not visible(panel, "T_max")
-    assert "T_max" in panel.message.value and "hidden for this choice" in panel.message.value
+    assert "Half period (epochs)" in panel.message.value and "hidden for this choice" in panel.message.value
+    assert "\u26a0" in panel.controls.view.titles[panel.controls.group_order.index("scheduler")]
 
 
 def test_bad_keywords_raise_a_clear_error(clf_df: pd.DataFrame) -> None:
@@ -167,7 +178,7 @@ def test_bad_keywords_raise_a_clear_error(clf_df: pd.DataFrame) -> None:
 def test_out_of_range_keywords_are_shown_not_raised(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df, target_column="label", learning_rate=-1.0)
     assert panel.controls["learning_rate"].value == -1.0
-    assert "greater than 0" in panel.controls.error_labels["learning_rate"].value
+    assert "must be more than 0" in panel.controls.hints["learning_rate"].value
     assert panel.start_button.disabled
 
 
@@ -175,11 +186,12 @@ def test_data_path_loads_a_table_and_offers_its_columns(clf_df: pd.DataFrame, tm
     csv = tmp_path / "train.csv"
     clf_df.to_csv(csv, index=False)
     panel = TrainingPanel(data_path=str(csv), target_column="label")
-    assert [v for _l, v in panel.controls["feature_columns"].options] == list(clf_df.columns)
+    assert [v for _l, v in panel.controls["target_column"].options] == [None, *clf_df.columns]
+    assert [v for _l, v in panel.controls["feature_columns"].options] == ["f1", "f2", "f3", "f4"]
     assert panel.valid and len(panel.data) == len(clf_df)
 
     panel.controls["data_path"].value = str(tmp_path / "missing.csv")
-    assert "no file at" in panel.controls.error_labels["data_path"].value
+    assert "no file at" in panel.controls.hints["data_path"].value
     assert panel.start_button.disabled and panel.data is None
 
 
@@ -224,8 +236,12 @@ def test_repr_is_short_and_stable(clf_df: pd.DataFrame) -> None:
 def test_controls_are_standard_ipywidgets_and_bqplot_only(clf_df: pd.DataFrame) -> None:
     import bqplot
     panel = TrainingPanel(data=clf_df, target_column="label")
+    # What the browser renders: ipywidgets' and bqplot's own models only (a Python subclass such
+    # as the LR finder's view is a VBox there), so nothing beyond those two needs installing.
+    frontends = {w._model_module for w in _walk(panel)}
+    assert frontends == {"@jupyter-widgets/base", "@jupyter-widgets/controls", "bqplot", "bqscales"}
     modules = {type(w).__module__.split(".")[0] for w in _walk(panel) if w is not panel}
-    assert modules == {"ipywidgets", "bqplot", "bqscales"}    # bqplot's scales live in bqscales
+    assert modules <= {"ipywidgets", "bqplot", "bqscales", "epoch_widgets"}
     assert isinstance(panel.curves.loss_figure, bqplot.Figure)
 
 

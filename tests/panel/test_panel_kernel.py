@@ -41,6 +41,7 @@ def on_state(change):
 panel.pause_button.on_click(on_click)
 panel.observe(on_state, "state")
 task = panel.start()
+await panel.wait_started()
 panel.run.backend.model.register_forward_hook(count_batch)
 """
 
@@ -84,8 +85,16 @@ class Kernel:
             elif kind == "status" and msg["content"]["execution_state"] == "idle":
                 break
             self.iopub.append(msg)
-        self.kc.get_shell_msg(timeout=timeout)
+        self.reply(msg_id, timeout)
         return "".join(out)
+
+    def reply(self, msg_id: str, timeout: float = 30) -> dict:
+        """The shell reply to ``msg_id`` (wait_for_ready may leave extra kernel_info replies queued)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic()))
+            if msg["parent_header"].get("msg_id") == msg_id:
+                return msg
 
     def status(self) -> dict[str, Any]:
         return json.loads(self.execute(STATUS))
@@ -109,8 +118,7 @@ class Kernel:
         self.kc.shell_channel.send(msg)
 
     def supports_subshells(self) -> bool:
-        self.kc.kernel_info()
-        reply = self.kc.get_shell_msg(timeout=30)
+        reply = self.reply(self.kc.kernel_info())
         return "kernel subshells" in reply["content"].get("supported_features", [])
 
     def create_subshell(self) -> str:
@@ -180,3 +188,34 @@ def test_pause_and_resume_clicks_sent_as_comm_messages(kernel: Kernel) -> None:
     kernel.click(stop_id)
     final = kernel.until(lambda s: s["task_done"], "the run to stop")
     assert final["state"] == "stopped" and final["epoch"] < 1000
+
+
+SNAPSHOT_RUN = """
+from epoch_widgets import TrainingPanel
+from trainer.datasets import make_classification
+
+panel = TrainingPanel(data=make_classification(600, seed=1), target_column="label", epochs=3, seed=0,
+                      batch_size=32, hidden_units=[16], device="cpu")
+panel
+"""
+
+
+def test_the_panel_keeps_a_static_snapshot_beside_the_widget_and_refreshes_it_when_a_run_ends(kernel: Kernel) -> None:
+    """Item 12: a saved notebook opened without its kernel has no widget model; the second output
+    (HTML: the curves and the final metrics) is what it still shows."""
+    kernel.execute(SNAPSHOT_RUN)
+    shown = [m for m in kernel.iopub if m["msg_type"] in ("display_data", "execute_result")]
+    assert len(shown) == 2, [m["msg_type"] for m in shown]
+    widget, snapshot = (m["content"] for m in shown)
+    assert "application/vnd.jupyter.widget-view+json" in widget["data"]
+    assert "snapshot follows" in widget["data"]["text/plain"]        # what widget-less viewers print
+    assert "ew-snapshot" in snapshot["data"]["text/html"]
+    display_id = snapshot["transient"]["display_id"]
+
+    kernel.execute("panel.start()\nawait panel.wait()\nprint(panel.state)", timeout=300)
+    updates = [m["content"] for m in kernel.iopub if m["msg_type"] == "update_display_data"]
+    assert updates and updates[-1]["transient"]["display_id"] == display_id
+    html = updates[-1]["data"]["text/html"]
+    assert "Best epoch" in html and "<table" in html
+    assert "data:image/png;base64," in html or "matplotlib" not in kernel.execute(
+        "import importlib.util; print(importlib.util.find_spec('matplotlib') is None and 'matplotlib')")

@@ -41,7 +41,10 @@ def test_a_run_from_the_start_button_completes_with_every_epoch_on_the_curves(cl
         seen_epochs: list[int] = []
         panel.observe(lambda ch: seen_epochs.append(ch["new"]), "current_epoch")
         panel.start_button.click()
-        assert panel.run is not None and panel.start_button.disabled
+        assert panel.start_button.disabled and panel.preparing     # at once, before the model is built
+        assert panel.pause_button.disabled and "preparing" in panel.progress.status.value
+        await panel.wait_started()
+        assert panel.run is not None and panel.start_button.disabled and not panel.preparing
         assert not panel.pause_button.disabled and not panel.stop_button.disabled
         await panel.wait()
         assert seen_epochs == [0, 1, 2, 3, 4, 5, 6][-len(seen_epochs):] and seen_epochs[-1] == 6
@@ -61,7 +64,11 @@ def test_a_run_from_the_start_button_completes_with_every_epoch_on_the_curves(cl
     np.testing.assert_allclose(c.lr_line.y, [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025])
     assert list(c.loss_best.x) == [panel.best_metrics["epoch"]]
     assert panel.progress.epoch_bar.value == 6 and panel.progress.epoch_bar.bar_style == "success"
-    assert "completed" in panel.progress.status.value and "finished all 6 epochs" in panel.progress.status.value
+    assert "completed" in panel.progress.status.value and "all 6 epochs" in panel.progress.status.value
+    best = panel.best_metrics
+    final = panel.table.final.value         # the final validation metrics, once the run ends
+    assert f"Best epoch {best['epoch']}" in final and f"{best['loss']:.4g}" in final
+    assert panel.table.table.value.count("<tr") == 1 + 6       # heading and one row per epoch
     assert not panel.start_button.disabled and panel.pause_button.disabled and panel.stop_button.disabled
     assert not panel.controls["epochs"].disabled
     assert panel.controls["data_path"].disabled          # the DataFrame given wins, for good
@@ -110,7 +117,7 @@ def test_clicks_from_another_thread_change_widgets_only_on_the_loop_thread(clf_d
         changed_on: set[int] = set()
         record = lambda _change: changed_on.add(threading.get_ident())  # noqa: E731
         for widget, trait in ((panel.pause_button, "description"), (panel.progress.status, "value"),
-                              (panel.start_button, "disabled"), (panel.controls.error_labels["epochs"], "value")):
+                              (panel.start_button, "disabled"), (panel.controls.hints["epochs"], "value")):
             widget.observe(record, trait)
         panel.observe(record, ["state", "current_epoch", "valid"])
 
@@ -138,7 +145,7 @@ def test_clicks_from_another_thread_change_widgets_only_on_the_loop_thread(clf_d
         worker.start()
         await asyncio.to_thread(worker.join)
         await until(lambda: not panel.valid, what="the validation")
-        assert "greater than or equal to 1" in panel.controls.error_labels["epochs"].value
+        assert "must be at least 1" in panel.controls.hints["epochs"].value
         assert changed_on == {loop_thread}
 
     asyncio.run(main())
@@ -180,7 +187,9 @@ def test_early_stopping_marks_the_best_epoch_and_shows_the_reason(clf_df: pd.Dat
     panel = asyncio.run(main())
     assert panel.state == "early_stopped" and panel.current_epoch == 3
     assert panel.best_metrics["epoch"] == 1 and list(panel.curves.loss_best.x) == [1]
-    assert "early stopping" in panel.reason and "early stopping" in panel.progress.status.value
+    assert "early stopping" in panel.reason
+    status = panel.progress.status.value
+    assert "early stopped" in status and "did not improve" in status and "early stopping" not in status
     assert panel.curves.loss_figure.title == "Loss: early stopped at 3, best 1"
 
 
@@ -192,7 +201,8 @@ def test_a_finished_panel_starts_again_with_the_previous_curves_faded(clf_df: pd
         first = list(panel.history)
         panel.controls["epochs"].value = 4
         panel.start_button.click()
-        assert panel.run is not first_run and panel.history == [] and panel.state == "pending"
+        await panel.wait_started()
+        assert panel.run is not first_run and panel.history == [] and panel.state in ("pending", "running")
         await panel.wait()
         return panel, first, first_run
 
@@ -249,14 +259,20 @@ def test_data_problems_found_on_start_are_shown_beside_the_controls(clf_df: pd.D
 
     async def main() -> TrainingPanel:
         panel = make_panel(df, epochs=2)
+        task = panel.start()
         with pytest.raises(ConfigError):
-            panel.start()
+            await task
+        with pytest.raises(ConfigError):
+            await panel.wait()
         return panel
 
     panel = asyncio.run(main())
-    assert panel.run is None and panel.state == "pending"
-    assert "missing values" in panel.controls.error_labels["missing_values"].value
+    assert panel.run is None and panel.state == "pending" and not panel.preparing
+    assert "missing values" in panel.controls.hints["missing_values"].value
     assert "missing values" in panel.message.value
+    assert panel.start_button.disabled and not panel.valid     # until a control changes
+    panel.controls["missing_values"].value = "impute"
+    assert panel.valid and not panel.start_button.disabled
 
 
 def test_start_without_an_event_loop_says_what_to_do(clf_df: pd.DataFrame) -> None:

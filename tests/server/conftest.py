@@ -49,7 +49,7 @@ def data_csv(jp_root_dir: Path) -> str:
 
 @pytest.fixture
 def make_config(data_csv: str) -> Callable[..., dict[str, Any]]:
-    """SPEC.md's request body, shrunk to train in well under a second per epoch."""
+    """The documented start request body, shrunk to train in well under a second per epoch."""
 
     def make(**overrides: Any) -> dict[str, Any]:
         cfg = {"name": "API test", "algorithm_type": "deep_learning", "model_type": "mlp", "epochs": 6,
@@ -61,6 +61,14 @@ def make_config(data_csv: str) -> Callable[..., dict[str, Any]]:
         return cfg
 
     return make
+
+
+def strict_json(text: bytes | str) -> Any:
+    """Parse as standard JSON: NaN and Infinity literals (which Python writes and JavaScript's
+    JSON.parse refuses) fail the test."""
+    def refuse(literal: str) -> Any:
+        raise AssertionError(f"the answer holds {literal}, which is not standard JSON: {text[:300]!r}")
+    return json.loads(text, parse_constant=refuse)
 
 
 class Api:
@@ -80,7 +88,7 @@ class Api:
         except HTTPClientError as exc:
             response = exc.response
             assert response is not None, exc
-        return response.code, json.loads(response.body)
+        return response.code, strict_json(response.body)
 
     async def start(self, config: dict[str, Any]) -> str:
         status, body = await self.call("POST", "start", body=config)
@@ -121,7 +129,7 @@ class Api:
                 text = line.decode()
                 lines.append(text)
                 if text.startswith("data: "):
-                    event = json.loads(text[len("data: "):])
+                    event = strict_json(text[len("data: "):])
                     events.append(event)
                     if on_event is not None:
                         on_event(event)
@@ -142,3 +150,23 @@ def api(jp_fetch: Callable[..., Any]) -> Api:
 def extension(jp_serverapp: Any) -> Any:
     """The running EpochTrainingApp (its registry gives the tests the worker processes)."""
     return jp_serverapp.web_app.settings["epoch_widgets"]
+
+
+def worker_pids(parent: int) -> set[int]:
+    """The live (not zombie) task worker processes that ``parent`` started."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == parent and stat[0] != "Z" and b"epoch_widgets.server.worker" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def epochs_of(history: list[dict[str, Any]]) -> list[int]:
+    return [entry["epoch"] for entry in history]

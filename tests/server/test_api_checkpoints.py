@@ -38,7 +38,7 @@ async def test_a_crashed_task_resumes_from_its_checkpoint_and_ends_like_an_unint
         api, resumable_config, extension, jp_root_dir, models_dir):
     task_id = await api.start(resumable_config)
     await api.wait_for(task_id, lambda p: p["current_epoch"] >= 2)
-    os.kill(extension.registry.get(task_id).worker.pid, signal.SIGKILL)
+    os.kill(extension.registry.get(task_id).gen.pid, signal.SIGKILL)
     failed = await api.wait_for(task_id, lambda p: p["training_state"] == "failed")
     assert "SIGKILL" in failed["error"]
 

@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-import trainer.run
+import trainer.loop
 from trainer import Trainer, datasets
 
 
@@ -23,11 +23,11 @@ def say(message: dict[str, Any]) -> None:
 
 def main() -> int:
     spec = json.loads(sys.argv[1])
-    trainer.run.SLICE_SECONDS = 0.0
+    trainer.loop.SLICE_SECONDS = 0.0
     df = datasets.make_classification(spec["rows"], seed=spec["data_seed"])
     config = spec["config"]
     if spec.get("resume"):
-        run = Trainer.resume(config["output_path"], df)
+        run = Trainer.from_checkpoint(config["output_path"], df)
     else:
         run = Trainer(config, df)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import random
 import signal
@@ -18,8 +17,9 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import pytest
 
-import trainer.run
-from trainer import CheckpointError, ResumeMismatch, StateError, Trainer, TrainingState, has_checkpoints, load_model
+import trainer.loop
+from trainer import (CheckpointError, ConfigError, OutputPathInUse, ResumeMismatch, StateError, Trainer, TrainingState,
+                     has_checkpoints, load_model)
 from trainer import datasets
 from trainer.checkpoints import (CheckpointWriter, checkpoint_dir, decode, encode, list_checkpoints, load_latest)
 
@@ -88,7 +88,7 @@ def torch_config(**overrides: Any) -> dict[str, Any]:
 @pytest.fixture
 def one_batch_slices(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every batch its own slice, so an observer can act after any chosen batch."""
-    monkeypatch.setattr(trainer.run, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(trainer.loop, "SLICE_SECONDS", 0.0)
 
 
 # ---------------------------------------------------------------------- files and cadence
@@ -101,7 +101,7 @@ def test_every_epoch_by_default_rotated_to_keep_with_the_best_weights_apart(clf_
     assert ckpts == ["ckpt-000004-000000.zip", "ckpt-000005-000000.zip"]
     # Each kept checkpoint's best weights are kept, and nothing older than the oldest of them.
     needed = {decode(checkpoint_dir(out) / f).best_epoch for f in ckpts}
-    assert run.early_stopping.best_epoch in needed
+    assert run.best_metrics["epoch"] in needed
     kept_best = {int(f[5:11]) for f in files if f.startswith("best-")}
     assert needed <= kept_best and min(kept_best) == min(needed), files
     last = decode(checkpoint_dir(out) / ckpts[-1])
@@ -163,13 +163,38 @@ def test_pausing_writes_a_checkpoint_at_the_pause(clf_df, tmp_path, one_batch_sl
     assert decode(run.last_checkpoint).state["final_state"] == "stopped"
 
 
-def test_a_new_run_replaces_an_earlier_runs_checkpoints(clf_df, tmp_path, caplog):
+def test_a_new_run_refuses_an_earlier_runs_checkpoints_unless_told_to_overwrite(clf_df, tmp_path, one_batch_slices):
     out = tmp_path / "run"
-    Trainer(torch_config(epochs=3, output_path=str(out)), clf_df).fit()
-    with caplog.at_level(logging.WARNING, logger="trainer"):
-        Trainer(torch_config(epochs=1, output_path=str(out)), clf_df).fit()
+    first = Trainer(torch_config(epochs=3, output_path=str(out)), clf_df)
+    stop_at(first, 2, 5)
+    first.fit()
+    before = names(out)
+    with pytest.raises(OutputPathInUse) as info:
+        Trainer(torch_config(epochs=1, output_path=str(out)), clf_df)
+    message = str(info.value)
+    assert "stopped after epoch 1 of 3 and 5 batches of epoch 2" in message
+    assert f"Trainer.from_checkpoint({str(out)!r}, df)" in message and "overwrite=True" in message
+    assert "another output_path" in message
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, CheckpointError)
+    assert info.value.errors[0]["field"] == "output_path"
+    assert names(out) == before                                      # nothing deleted
+    assert Trainer.from_checkpoint(out, clf_df).fit().state == TrainingState.COMPLETED   # and it still resumes
+
+    Trainer(torch_config(epochs=1, output_path=str(out)), clf_df, overwrite=True).fit()
     assert [f for f in names(out) if f.startswith("ckpt-")] == ["ckpt-000001-000000.zip"]
-    assert "replaces them" in caplog.text and "Trainer.resume" in caplog.text
+    # Without checkpoints of its own an overwriting run still clears the earlier run's.
+    Trainer(torch_config(epochs=1, output_path=str(out), checkpoints=False), clf_df, overwrite=True).fit()
+    assert not has_checkpoints(out) and len(load_model(out).history) == 1
+
+
+def test_checkpoints_that_appear_after_construction_are_not_deleted_either(clf_df, tmp_path):
+    out = tmp_path / "raced"
+    waiting = Trainer(torch_config(epochs=1, output_path=str(out)), clf_df)       # the folder is empty now
+    Trainer(torch_config(epochs=2, output_path=str(out)), clf_df).fit()
+    before = names(out)
+    waiting.fit()
+    assert waiting.state == TrainingState.FAILED and "holds the checkpoints of another run" in waiting.reason
+    assert names(out) == before
 
 
 def test_a_checkpoint_that_cannot_be_written_fails_the_run_saying_where_and_why(clf_df, tmp_path):
@@ -202,7 +227,7 @@ def test_resume_after_a_stop_equals_an_uninterrupted_run(backend, base_config, c
     first.fit()
     assert first.state == TrainingState.STOPPED
 
-    run = Trainer.resume(out, clf_df)
+    run = Trainer.from_checkpoint(out, clf_df)
     assert run.state == TrainingState.PENDING and (run.current_epoch, run.batch) == where
     assert comparable(run.history) == comparable(reference.history[:run.current_epoch])
     run.fit()
@@ -223,7 +248,7 @@ def test_a_resumed_epoch_keeps_its_time_so_far(clf_df, tmp_path, one_batch_slice
     first.fit()
     elapsed = decode(first.last_checkpoint).state["elapsed"]
     assert elapsed >= 20 * 0.02
-    run = Trainer.resume(out, clf_df).fit()
+    run = Trainer.from_checkpoint(out, clf_df).fit()
     assert run.history[0]["time_per_epoch"] >= elapsed
 
 
@@ -233,19 +258,25 @@ def test_a_completed_run_trains_further_with_more_epochs(clf_df, tmp_path):
     out = tmp_path / "more"
     Trainer({**cfg, "epochs": 3, "output_path": str(out)}, clf_df).fit()
     with pytest.raises(CheckpointError, match="already finished all 3 epochs; to train further pass a larger epochs"):
-        Trainer.resume(out, clf_df)
-    run = Trainer.resume(out, clf_df, epochs=5).fit()
+        Trainer.from_checkpoint(out, clf_df)
+    run = Trainer.from_checkpoint(out, clf_df, epochs=5).fit()
     assert run.config.epochs == 5 and run.state == TrainingState.COMPLETED
     assert comparable(run.history) == comparable(reference.history)
 
 
-def test_resume_on_the_class_and_on_a_paused_run_are_different_things(clf_df, tmp_path):
+def test_from_checkpoint_continues_a_run_and_resume_continues_a_paused_one(clf_df, tmp_path):
     run = Trainer(torch_config(epochs=1), clf_df)
     with pytest.raises(StateError, match="not paused"):
         run.resume()                        # an instance's resume() continues a paused run
-    assert Trainer.resume.__func__ is Trainer.from_checkpoint.__func__
     with pytest.raises(CheckpointError, match="no checkpoints in"):
-        Trainer.resume(tmp_path / "nothing-here", clf_df)
+        Trainer.from_checkpoint(tmp_path / "nothing-here", clf_df)
+    out = tmp_path / "run"
+    Trainer(torch_config(epochs=1, output_path=str(out)), clf_df).fit()
+    # The old name of from_checkpoint keeps working, with a deprecation warning naming the new one.
+    with pytest.warns(DeprecationWarning, match=r"use Trainer.from_checkpoint\(output_path, df\)"):
+        continued = Trainer.resume(out, clf_df, epochs=2)
+    assert isinstance(continued, Trainer) and continued.current_epoch == 1
+    assert continued.fit().state == TrainingState.COMPLETED and len(continued.history) == 2
 
 
 # ---------------------------------------------------------------------- damaged checkpoints
@@ -267,7 +298,7 @@ def test_a_truncated_newest_checkpoint_falls_back_to_the_previous_one_with_a_war
     newest.write_bytes(data[: len(data) // 2])
 
     with pytest.warns(RuntimeWarning, match=r"skipping checkpoint ckpt-000001-000025\.zip is unreadable.*falling back"):
-        run = Trainer.resume(out, clf_df)
+        run = Trainer.from_checkpoint(out, clf_df)
     assert (run.current_epoch, run.batch) == (1, 20)
     run.fit()
     assert comparable(run.history) == comparable(reference.history)
@@ -284,12 +315,12 @@ def test_a_corrupt_byte_is_caught_by_the_crc_and_nothing_usable_is_an_error(clf_
     with pytest.raises(CheckpointError, match="fails its CRC check"):
         decode(newest)
     with pytest.warns(RuntimeWarning, match="fails its CRC check"):
-        assert Trainer.resume(out, clf_df).batch == 20
+        assert Trainer.from_checkpoint(out, clf_df).batch == 20
 
     for path in list_checkpoints(checkpoint_dir(out)):
         path.write_bytes(b"not a zip")
     with pytest.warns(RuntimeWarning), pytest.raises(CheckpointError, match="every checkpoint in .* is unusable"):
-        Trainer.resume(out, clf_df)
+        Trainer.from_checkpoint(out, clf_df)
 
 
 def test_a_missing_best_weights_file_makes_the_checkpoint_unusable(clf_df, tmp_path, one_batch_slices):
@@ -299,7 +330,7 @@ def test_a_missing_best_weights_file_makes_the_checkpoint_unusable(clf_df, tmp_p
         path.unlink()
     with pytest.warns(RuntimeWarning, match=r"best-\d+\.zip \(the weights of best epoch \d\) is missing"), \
             pytest.raises(CheckpointError, match="unusable"):
-        Trainer.resume(out, clf_df)
+        Trainer.from_checkpoint(out, clf_df)
 
 
 def test_the_writer_rotates_prunes_best_files_and_cleans_up_after_a_killed_write(tmp_path):
@@ -344,25 +375,25 @@ def refusal(exc_info: pytest.ExceptionInfo) -> tuple[str, list[str]]:
 def test_changing_a_setting_that_changes_results_is_refused(stopped, clf_df):
     out, cfg = stopped
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, clf_df, learning_rate=0.1, batch_size=64)
+        Trainer.from_checkpoint(out, clf_df, learning_rate=0.1, batch_size=64)
     text, fields = refusal(info)
     assert fields == ["learning_rate", "batch_size"]
     assert "learning_rate: cannot change when resuming (checkpoint has 0.005, given 0.1)" in text
     assert "Only name, epochs, device" in text and "start a new run" in text
 
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, clf_df, config={**cfg, "hidden_units": [64], "backend": "tensorflow"})
+        Trainer.from_checkpoint(out, clf_df, config={**cfg, "hidden_units": [64], "backend": "tensorflow"})
     text, fields = refusal(info)
     assert fields == ["hidden_units", "backend"]
     assert "hidden_units: checkpoint has [32, 16], the given config [64]" in text
 
     with pytest.raises(ResumeMismatch, match="epochs: the checkpoint has already done 2 epochs; pass epochs > 2"):
-        Trainer.resume(out, clf_df, epochs=1)
+        Trainer.from_checkpoint(out, clf_df, epochs=1)
 
 
 def test_allowed_changes_and_an_equal_config_are_accepted(stopped, clf_df, tmp_path):
     out, cfg = stopped
-    run = Trainer.resume(out, clf_df, config={**cfg, "seed": None, "name": "renamed", "epochs": 3},
+    run = Trainer.from_checkpoint(out, clf_df, config={**cfg, "seed": None, "name": "renamed", "epochs": 3},
                          checkpoint_keep=1)
     assert (run.config.name, run.config.epochs, run.config.checkpoint_keep) == ("renamed", 3, 1)
     assert run.config.output_path == str(out) and run.config.seed == 0
@@ -371,29 +402,29 @@ def test_allowed_changes_and_an_equal_config_are_accepted(stopped, clf_df, tmp_p
 def test_a_dataframe_that_differs_is_refused_saying_how(stopped, clf_df):
     out, _ = stopped
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, clf_df.drop(columns=["f3"]))
+        Trainer.from_checkpoint(out, clf_df.drop(columns=["f3"]))
     text, fields = refusal(info)
     assert fields == ["columns"] and "the DataFrame lacks ['f3']" in text
 
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, clf_df.assign(extra=1.0))       # no feature_columns: every column is one
+        Trainer.from_checkpoint(out, clf_df.assign(extra=1.0))       # no feature_columns: every column is one
     text, fields = refusal(info)
     assert "feature_columns" in fields and "'extra'" in text
 
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, clf_df.assign(f1=clf_df.f1 * 10))
+        Trainer.from_checkpoint(out, clf_df.assign(f1=clf_df.f1 * 10))
     text, fields = refusal(info)
     assert {"means", "stds", "medians"} <= set(fields) and "the DataFrame gives" in text
 
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, clf_df.iloc[:1000])
+        Trainer.from_checkpoint(out, clf_df.iloc[:1000])
     assert "rows" in refusal(info)[1]
 
     swapped = clf_df.copy()
     i, j = clf_df.index[clf_df.label == 0][0], clf_df.index[clf_df.label == 1][0]
     swapped.loc[[i, j], "label"] = [1, 0]
     with pytest.raises(ResumeMismatch) as info:
-        Trainer.resume(out, swapped)
+        Trainer.from_checkpoint(out, swapped)
     text, fields = refusal(info)
     assert fields == ["values"] and "other values or another row order" in text
 
@@ -404,7 +435,7 @@ def test_an_early_stopped_run_and_a_custom_model_are_explained(clf_df, tmp_path)
                               min_delta=10.0, output_path=str(out)), clf_df).fit()
     assert run.state == TrainingState.EARLY_STOPPED
     with pytest.raises(CheckpointError, match="early-stopped after epoch 2 .*nothing to continue"):
-        Trainer.resume(out, clf_df)
+        Trainer.from_checkpoint(out, clf_df)
 
     import torch
     out = tmp_path / "custom"
@@ -412,14 +443,14 @@ def test_an_early_stopped_run_and_a_custom_model_are_explained(clf_df, tmp_path)
                     model=torch.nn.Sequential(torch.nn.Linear(4, 2)))
     first.add_callback(lambda event, data: first.stop() if event == "epoch_end" else None)
     first.fit()
-    with pytest.raises(CheckpointError, match=r"pass a fresh instance of it, Trainer.resume\(output_path, df, model="):
-        Trainer.resume(out, clf_df)
+    with pytest.raises(CheckpointError, match=r"pass a fresh instance of it, Trainer.from_checkpoint\(output_path, df, model="):
+        Trainer.from_checkpoint(out, clf_df)
     with pytest.raises(CheckpointError, match="does not fit this model"):
-        Trainer.resume(out, clf_df, model=torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)))
-    run = Trainer.resume(out, clf_df, model=torch.nn.Sequential(torch.nn.Linear(4, 2))).fit()
+        Trainer.from_checkpoint(out, clf_df, model=torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2)))
+    run = Trainer.from_checkpoint(out, clf_df, model=torch.nn.Sequential(torch.nn.Linear(4, 2))).fit()
     assert run.state == TrainingState.COMPLETED and len(run.history) == 3
     with pytest.raises(CheckpointError, match="built-in 'mlp' model; resume without model="):
-        Trainer.resume(tmp_path / "early", clf_df, model=torch.nn.Linear(4, 2))
+        Trainer.from_checkpoint(tmp_path / "early", clf_df, model=torch.nn.Linear(4, 2))
 
 
 # ---------------------------------------------------------------------- SIGKILL at random points

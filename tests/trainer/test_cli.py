@@ -104,3 +104,12 @@ def test_resume_continues_a_checkpointed_run_and_refuses_other_settings(capsys, 
     assert main(["--demo", "--resume", str(tmp_path / "run"), "--set", "epochs=6", "--set", "batch_size=8"]) == 2
     err = capsys.readouterr().err
     assert "batch_size" in err and "cannot change when resuming" in err
+
+
+def test_a_new_run_into_another_runs_checkpoints_needs_overwrite(capsys, tmp_path):
+    out = json.dumps(str(tmp_path / "demo"))
+    assert main(["--demo", "--set", "epochs=1", "--set", f"output_path={out}"]) == 0
+    assert main(["--demo", "--set", "epochs=2", "--set", f"output_path={out}"]) == 2
+    assert "holds the checkpoints of another run (completed after epoch 1 of 1)" in capsys.readouterr().err
+    assert main(["--demo", "--set", "epochs=2", "--set", f"output_path={out}", "--overwrite"]) == 0
+    assert len(load_model(tmp_path / "demo").history) == 2

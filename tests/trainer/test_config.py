@@ -1,4 +1,4 @@
-"""The config schema: SPEC.md's defaults, one clear error per bad field, introspection."""
+"""The config schema: the documented defaults, one clear error per bad field, introspection."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import trainer
 from trainer import ConfigError, Trainer, TrainingConfig, config_fields
 from trainer.config import SCHEDULER_PARAMS
 
-# SPEC.md's start request body, verbatim.
+# The documented start request body (docs/api.md), verbatim.
 SPEC_REQUEST = {
     "name": "Deep learning model training", "algorithm_type": "deep_learning", "model_type": "mlp",
     "epochs": 100, "batch_size": 32, "learning_rate": 0.001, "hidden_units": [128, 64, 32],
@@ -266,3 +266,13 @@ def test_asking_for_a_gpu_that_is_not_there_is_a_config_error(clf_df):
         Trainer({"target_column": "label", "device": "cuda"}, clf_df)
     err = info.value.errors[0]
     assert err["field"] == "device" and "device='cpu'" in err["message"]
+
+
+@pytest.mark.parametrize("field", [f.name for f in config_fields() if f.type == "float"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_nan_and_infinities_are_refused_in_every_float_field(field, value):
+    err = only_error(**{field: value})
+    assert err["field"] == field and "finite number" in err["message"]
+    config = TrainingConfig()
+    with pytest.raises(ConfigError, match=field):
+        setattr(config, field, value)          # assignment is validated too

@@ -274,3 +274,248 @@ def test_preprocessor_round_trips_through_json(mixed_df):
     back = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
     np.testing.assert_array_equal(back.transform(mixed_df), pre.transform(mixed_df))
     assert back.classes == pre.classes
+
+
+# ---------------------------------------------------------------------- odd DataFrames
+# Each gets one ConfigError naming the column and the fix (never a bare pandas error), or is
+# handled correctly; prediction-time transform gives the same clear messages as ValueError.
+
+def numbers(n: int = 40, **columns) -> pd.DataFrame:
+    """``x`` (floats) and ``y`` (two classes) plus the given columns."""
+    return pd.DataFrame({"x": np.arange(n, dtype=float), **columns, "y": [0, 1] * (n // 2)})
+
+
+def only_error(df: pd.DataFrame, **cfg) -> dict:
+    with pytest.raises(ConfigError) as info:
+        prep(df, **cfg)
+    assert len(info.value.errors) == 1, info.value.errors
+    return info.value.errors[0]
+
+
+def trained_on(df: pd.DataFrame, **cfg) -> Preprocessor:
+    return prep(df, **{"target_column": "y", **cfg}).preprocessor
+
+
+@pytest.mark.parametrize("value, kind", [([1, 2], "list"), ({"a": 1}, "dict")])
+def test_a_column_of_lists_or_dicts_is_refused_with_the_fix(value, kind):
+    df = numbers(a=[value] * 40)
+    err = only_error(df, target_column="y")
+    assert err["field"] == "feature_columns" and err["value"] == "a"
+    assert f"holds {kind} values" in err["message"] and "row 0" in err["message"]
+    assert ("json_normalize" if kind == "dict" else ".tolist()") in err["message"]
+
+
+def test_a_target_of_lists_is_refused():
+    df = numbers().assign(y=[[0], [1]] * 20)
+    err = only_error(df, target_column="y")
+    assert err["field"] == "target_column" and "holds list values" in err["message"]
+
+
+def test_duplicate_column_names_are_refused_with_the_fix():
+    df = pd.concat([numbers(), pd.DataFrame({"x": np.ones(40)})], axis=1)
+    err = only_error(df, target_column="y")
+    assert err["field"] == "feature_columns" and err["value"] == "x"
+    assert "appears 2 times" in err["message"] and "df.columns.duplicated()" in err["message"]
+    dup_target = pd.concat([numbers(), numbers()[["y"]]], axis=1)
+    assert only_error(dup_target, target_column="y")["field"] == "target_column"
+    # A duplicated column the run does not use is no problem.
+    unused = pd.concat([numbers(), pd.DataFrame({"z": [1] * 40, "z ": [1] * 40})], axis=1)
+    unused.columns = ["x", "y", "z", "z"]
+    assert prep(unused, target_column="y", feature_columns=["x"]).x.shape == (40, 1)
+
+
+def test_non_string_column_names_are_refused_with_the_rename():
+    df = pd.DataFrame({5: np.arange(40.0), "y": [0, 1] * 20})
+    err = only_error(df, target_column="y")
+    assert "not strings" in err["message"] and "df.columns = df.columns.astype(str)" in err["message"]
+    err = only_error(df, target_column="y", feature_columns=["5"])
+    assert "did you mean" not in err["message"]
+    assert "5 (a int)" in err["message"] and "df.columns.astype(str)" in err["message"]
+    # Renamed as the message says, the same data trains.
+    renamed = df.copy()
+    renamed.columns = renamed.columns.astype(str)
+    assert prep(renamed, target_column="y", feature_columns=["5"]).preprocessor.numeric == ["5"]
+
+
+def test_complex_numbers_are_refused_not_cast():
+    df = numbers(c=np.arange(40) * (1 + 1j))
+    err = only_error(df, target_column="y")
+    assert err["value"] == "c" and "complex" in err["message"] and "np.real" in err["message"]
+
+
+def test_a_numeric_column_with_a_stray_string_names_value_and_row():
+    values: list = list(np.arange(40.0))
+    values[7] = "abc"
+    err = only_error(numbers(a=values), target_column="y")
+    assert err["value"] == "a"
+    assert "column 'a' is numeric except 1 value like 'abc' (row 7)" in err["message"]
+    assert "pd.to_numeric" in err["message"] and "impute" in err["message"]
+    # As read from a CSV file: every value a string, many distinct ones.
+    text = [f"{v:.3f}" for v in np.linspace(0, 1, 300)]
+    text[12], text[250] = "n/a?", "oops"
+    df = pd.DataFrame({"a": text, "y": [0, 1] * 150})
+    assert "numeric except 2 values like 'n/a?' (row 12)" in only_error(df, target_column="y")["message"]
+
+
+def test_a_numeric_target_with_a_stray_string_is_refused():
+    y: list = list(np.linspace(0, 1, 40))
+    y[3] = "?"
+    err = only_error(numbers().assign(y=y), target_column="y")
+    assert err["field"] == "target_column" and "numeric except 1 value like '?' (row 3)" in err["message"]
+
+
+def test_values_beyond_float32_overflow_are_refused():
+    a = np.arange(40.0)
+    a[9] = 1e300
+    err = only_error(numbers(a=a), target_column="y")
+    assert err["value"] == "a" and "1e+300 (row 9)" in err["message"] and "rescale" in err["message"]
+    target = np.linspace(0, 1, 40)
+    target[2] = -1e300
+    err = only_error(numbers().assign(y=target), target_column="y")
+    assert err["field"] == "target_column" and "-1e+300" in err["message"]
+
+
+@pytest.mark.parametrize("column, words", [
+    (pd.timedelta_range("1s", periods=40, freq="s"), "total_seconds"),
+    (pd.period_range("2024-01", periods=40, freq="M"), "convert it to numbers"),
+    (pd.date_range("2024-01-01", periods=40, tz="Europe/Berlin"), "convert it to numbers"),
+    ([b"raw"] * 40, "decode"),
+    ([1, "a"] * 20, "astype(str)"),
+])
+def test_other_unusable_columns_are_refused_with_a_fix(column, words):
+    err = only_error(numbers(a=column), target_column="y")
+    assert err["value"] == "a" and words in err["message"]
+
+
+def test_a_datetime_target_is_refused():
+    df = numbers().assign(y=pd.date_range("2024-01-01", periods=40))
+    err = only_error(df, target_column="y")
+    assert err["field"] == "target_column" and "as a target" in err["message"]
+
+
+def test_an_empty_or_columnless_dataframe_is_refused():
+    assert only_error(numbers().iloc[:0], target_column="y")["message"] == "the DataFrame has no rows"
+    assert "no columns" in only_error(pd.DataFrame(), target_column="y")["message"]
+
+
+def test_multiindex_columns_are_refused_with_the_flattening():
+    df = numbers()
+    df.columns = pd.MultiIndex.from_tuples([("a", "x"), ("a", "y")])
+    err = only_error(df, target_column="y")
+    assert "MultiIndex" in err["message"] and "'_'.join" in err["message"]
+
+
+def test_a_one_row_dataframe_says_how_many_rows_it_needs():
+    err = only_error(numbers(2).iloc[:1], target_column="y")
+    assert "1 row," in err["message"] and "at least 2" in err["message"]
+
+
+def test_object_columns_of_numbers_and_none_are_numeric_with_missing_values():
+    a = pd.Series([1, 2.5, None] * 20, dtype=object)
+    df = pd.DataFrame({"a": a, "y": [0, 1] * 30})
+    assert "'a' (20)" in only_error(df, target_column="y")["message"]
+    d = prep(df, target_column="y", missing_values="impute")
+    assert d.preprocessor.numeric == ["a"] and not d.preprocessor.categorical and np.isfinite(d.x).all()
+
+
+def test_a_column_with_no_values_is_refused():
+    err = only_error(numbers(a=[None] * 40), target_column="y", missing_values="impute")
+    assert err["value"] == "a" and "no values" in err["message"]
+
+
+def test_nullable_and_arrow_dtypes_are_used_like_numpy_ones():
+    pytest.importorskip("pyarrow")
+    n = 40
+    df = pd.DataFrame({
+        "i": pd.array(range(n), dtype="Int64"), "f": pd.array(np.linspace(0, 1, n), dtype="Float64"),
+        "b": pd.array([True, False] * 20, dtype="boolean"), "s": pd.array(["p", "q"] * 20, dtype="string[pyarrow]"),
+        "d": pd.array(np.arange(n, dtype=float), dtype="double[pyarrow]"), "y": pd.array([0, 1] * 20, dtype="Int64")})
+    d = prep(df, target_column="y")
+    pre = d.preprocessor
+    assert pre.numeric == ["i", "f", "b", "d"] and pre.categorical == {"s": ["p", "q"]}
+    assert pre.classes == [0, 1] and d.y.tolist() == [0, 1] * 20 and np.isfinite(d.x).all()
+    reg = df.assign(y=pd.array(np.linspace(0, 5, n), dtype="Float64"))
+    assert prep(reg, target_column="y").task == "regression"
+    flags = df.assign(y=pd.array([True, False] * 20, dtype="boolean"))
+    assert trained_on(flags).decode_target(np.array([0, 1])).tolist() == [False, True]
+
+
+def test_a_category_target_with_unused_categories_has_only_the_used_classes():
+    y = pd.Categorical(["cat", "dog"] * 20, categories=["bird", "cat", "dog", "fish"])
+    d = prep(numbers().assign(y=y), target_column="y")
+    assert d.preprocessor.classes == ["cat", "dog"] and d.y.tolist() == [0, 1] * 20
+
+
+# ---------------------------------------------------------------------- the same at prediction time
+
+def test_prediction_refuses_odd_columns_as_clearly():
+    pre = trained_on(numbers(c=["u", "v"] * 20))
+    good = numbers(c=["u", "v"] * 20)
+    assert pre.transform(good).shape == (40, 3)
+    stray = good.astype({"x": object})
+    stray.loc[4, "x"] = "abc"
+    with pytest.raises(ValueError, match=r"column 'x' must hold numbers .* like 'abc' \(row 4\)"):
+        pre.transform(stray)
+    with pytest.raises(ValueError, match=r"column 'c' holds list values"):
+        pre.transform(good.assign(c=[["u"]] * 40))
+    with pytest.raises(ValueError, match=r"column 'x' has values up to 1e\+300"):
+        pre.transform(good.assign(x=1e300))
+    with pytest.raises(ValueError, match=r"complex"):
+        pre.transform(good.assign(x=good.x * 1j))
+    with pytest.raises(ValueError, match=r"appears 2 times"):
+        pre.transform(pd.concat([good, good[["x"]]], axis=1))
+    numbered = pd.DataFrame({"0": np.arange(40.0), "y": [0, 1] * 20})
+    with pytest.raises(ValueError, match=r"not strings: rename them, df.columns = df.columns.astype\(str\)"):
+        trained_on(numbered).transform(numbered.rename(columns={"0": 0}))
+    multi = good.copy()
+    multi.columns = pd.MultiIndex.from_product([["a"], multi.columns])
+    with pytest.raises(ValueError, match="MultiIndex"):
+        pre.transform(multi)
+
+
+def test_prediction_accepts_numbers_written_as_text():
+    pre = trained_on(numbers())
+    as_text = numbers().assign(x=[str(v) for v in np.arange(40.0)])
+    np.testing.assert_array_equal(pre.transform(as_text), pre.transform(numbers()))
+
+
+# ---------------------------------------------------------------------- memory
+
+def test_the_encoded_matrix_is_the_only_copy_of_the_data_and_epochs_reuse_one_buffer(clf_df):
+    """Peak memory (benchmarks/bench_data_prep.py) rests on these: the torch tensors share the
+    prepared float32 matrix, and every epoch gathers into the previous epoch's buffer."""
+    torch = pytest.importorskip("torch")
+    from trainer import Trainer
+    from trainer.loop import epoch_order
+
+    run = Trainer({"target_column": "label", "device": "cpu", "seed": 0, "epochs": 1}, clf_df)
+    backend, data = run.backend, run.data
+    assert data.x.dtype == np.float32 and data.x.flags.c_contiguous
+    assert backend.samples.data_ptr() == data.x.ctypes.data
+    n = len(data.train_index)
+    buffers = []
+    for epoch in range(3):
+        backend.begin_epoch(epoch_order(0, epoch, n))
+        buffers.append((backend._epoch_x.data_ptr(), backend._epoch_y.data_ptr()))
+        ids = torch.from_numpy(data.train_index[epoch_order(0, epoch, n)])
+        assert torch.equal(backend._epoch_x, torch.from_numpy(data.x)[ids])
+        assert torch.equal(backend._epoch_y, torch.from_numpy(data.y)[ids])
+    assert buffers[0] == buffers[1] == buffers[2]
+
+
+@pytest.mark.slow
+def test_the_data_preparation_benchmark_prints_a_row_per_size(capsys):
+    """benchmarks/bench_data_prep.py runs end to end (its figures come from running it, never
+    from a timed test)."""
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_data_prep.py"
+    spec = importlib.util.spec_from_file_location("bench_data_prep", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--rows", "3000", "6000", "--rounds", "1", "--epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split("|")[1].strip() for line in out.splitlines() if line.startswith("| ") and "rows" not in line]
+    assert rows == ["3,000", "6,000"] and "From 3,000 to 6,000 rows" in out

@@ -126,7 +126,14 @@ def test_a_script_main_can_carry_its_classes(monkeypatch):
     ScriptNet.__module__, ScriptNet.__qualname__ = "__main__", "ScriptNet"
     script.ScriptNet = ScriptNet
     monkeypatch.setitem(sys.modules, "__main__", script)
-    check_spawnable(ScriptNet(4, 2), 2)
+    model = ScriptNet(4, 2)
+    data = check_spawnable(model, 2)
+    # What a rank receives rebuilds the script's own class with the same weights.
+    import io
+
+    rebuilt = torch.load(io.BytesIO(data), weights_only=False)
+    assert type(rebuilt) is ScriptNet
+    assert torch.equal(rebuilt.weight, model.weight) and torch.equal(rebuilt.bias, model.bias)
 
 
 def test_the_strongest_request_of_any_rank_wins():
@@ -165,7 +172,7 @@ def test_two_processes_train_like_one_on_the_same_global_batch(uneven_df, tmp_pa
         threads.add(threading.get_ident())
 
     multi = Trainer({**config, "devices": 2, "output_path": str(tmp_path / "two")}, uneven_df, callbacks=[record])
-    assert isinstance(multi, Trainer) and "2 processes" in multi.backend.device_name
+    assert isinstance(multi, Trainer) and "2 processes" in multi.device_name
     multi.fit()
 
     assert single.state == TrainingState.EARLY_STOPPED      # the decisions under test happen
@@ -224,7 +231,7 @@ def test_pause_resume_and_stop_reach_every_rank(clf_df, tmp_path):
     # The stopped run continues from rank 0's checkpoint, again on two processes, and ends where an
     # uninterrupted single process does: pausing and stopping changed nothing.
     epochs = run.current_epoch + 1
-    resumed = Trainer.resume(out, clf_df, epochs=epochs).fit()
+    resumed = Trainer.from_checkpoint(out, clf_df, epochs=epochs).fit()
     assert resumed.state == TrainingState.COMPLETED, resumed.reason
     straight = Trainer(settings(epochs=epochs, batch_size=8), clf_df).fit()
     assert_same_training(resumed.history, straight.history)
@@ -289,7 +296,7 @@ TF_SCRIPT = textwrap.dedent("""
     df = datasets.make_classification(1201, seed=1)
     config = json.loads(sys.argv[1])
     multi = Trainer({**config, "devices": 2}, df)     # before TensorFlow starts: 2 logical CPUs
-    described = multi.backend.device_name
+    described = multi.device_name
     multi.fit()
     single = Trainer(config, df).fit()
     weights = max(float(np.abs(a.numpy() - b.numpy()).max())
@@ -349,3 +356,48 @@ def test_tensorflow_cannot_add_cpu_replicas_once_started(tmp_path):
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert "MESSAGE devices" in done.stdout and "restart the kernel" in done.stdout, done.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------- programs the ranks cannot import
+
+UNGUARDED_SCRIPT = textwrap.dedent("""
+    from trainer import ConfigError, Trainer, datasets
+    df = datasets.make_classification(30000, seed=1)
+    try:
+        run = Trainer({"backend": "torch", "device": "cpu", "devices": 2, "seed": 0, "epochs": 2,
+                       "target_column": "label"}, df)
+    except ConfigError as exc:
+        print("REFUSED", exc.errors[0]["field"], exc.errors[0]["message"])
+    else:
+        run.fit()
+        print("STATE", run.state.value, run.reason)
+""")
+
+
+@slow
+def test_a_script_on_standard_input_is_refused_before_any_process_starts(tmp_path):
+    # Spawned ranks re-import the main module; "<stdin>" cannot be, and the launch used to hang.
+    done = subprocess.run([sys.executable, "-"], input=UNGUARDED_SCRIPT, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert "REFUSED devices" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "'<stdin>', not a file" in done.stdout and 'if __name__ == "__main__":' in done.stdout
+
+
+@slow
+def test_ranks_that_die_before_reporting_fail_the_run_within_seconds_saying_why(tmp_path):
+    # A rank that dies while starting (here: it re-runs a script that has no main guard, which
+    # refuses to train inside a rank) fails the run at once, naming the fix.
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        from trainer import Trainer, datasets
+        run = Trainer({"backend": "torch", "device": "cpu", "devices": 2, "seed": 0, "epochs": 2,
+                       "target_column": "label"}, datasets.make_classification(30000, seed=1))
+        run.fit()
+        print("STATE", run.state.value, run.reason)
+    """))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.stdout.count("STATE") == 1, done.stdout + done.stderr[-2000:]     # no rank trained on its own
+    assert "STATE failed rank" in done.stdout and "exited before it started training (exit code 1)" in done.stdout
+    assert 'under `if __name__ == "__main__":`' in done.stdout
+    assert time.monotonic() - started < 120

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-import trainer.run
+import trainer.loop
 from trainer import Callback, StateError, Trainer, TrainingState, load_model
 
 SPEC_CLASSIFICATION_KEYS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
@@ -24,7 +24,7 @@ def comparable(history: list[dict]) -> list[dict]:
 @pytest.fixture
 def one_batch_slices(monkeypatch):
     """Every batch its own slice, so a batch_end observer can act after any chosen batch."""
-    monkeypatch.setattr(trainer.run, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(trainer.loop, "SLICE_SECONDS", 0.0)
 
 
 class Recorder(Callback):
@@ -88,12 +88,39 @@ def test_events_arrive_in_order_to_callbacks_and_functions(backend, base_config,
     assert "batch_end" in names
     assert rec.states() == [("pending", "running"), ("running", "completed")]
     data = dict(rec.events)
-    assert data["train_begin"] == {"total_epochs": 2, "start_epoch": 0}
+    assert data["train_begin"] == {"total_epochs": 2, "start_epoch": 0, "task": "classification", "device": "cpu"}
     assert data["epoch_end"]["metrics"] == run.history[-1] and isinstance(data["epoch_end"]["improved"], bool)
-    assert data["train_end"] == {"state": "completed", "best_metrics": run.best_metrics, "reason": run.reason}
+    assert data["epoch_end"]["best_epoch"] == run.best_metrics["epoch"]
+    assert data["train_end"] == {"state": "completed", "best_metrics": run.best_metrics, "reason": run.reason,
+                                 "error": None, "artifacts_path": None, "last_checkpoint": None}
     batch = next(d for e, d in rec.events if e == "batch_end")
     assert set(batch) == {"epoch", "batch", "num_batches", "loss"} and 1 <= batch["batch"] <= batch["num_batches"]
+    begin = next(d for e, d in rec.events if e == "epoch_begin")
+    assert begin == {"epoch": 1, "learning_rate": 0.005, "batch": 0, "num_batches": batch["num_batches"]}
+    change = next(d for e, d in rec.events if e == "state_change")
+    assert set(change) == {"old", "new", "reason", "error", "elapsed"}
+    json.dumps([d for _, d in rec.events], allow_nan=False)     # every event can cross a pipe as strict JSON
     unsubscribe()
+
+
+def test_a_follower_rebuilds_the_runs_state_from_its_events(backend, base_config, clf_df, tmp_path):
+    from trainer import RunFollower, RunState
+
+    run = Trainer(base_config(epochs=3, output_path=str(tmp_path / "out")), clf_df)
+    here = RunFollower.of(run)                                    # in this process
+    there = RunFollower(RunState.from_snapshot(json.loads(json.dumps(run.run_state.snapshot()))))
+    run.add_callback(lambda event, data: there.apply(event, json.loads(json.dumps(data))))   # "across a pipe"
+    heard: list[str] = []
+    here.listen(lambda event, data: heard.append(here.state.state.value))
+    run.fit()
+    for follower in (here, there):
+        copy = follower.state
+        assert copy.progress() == run.progress() and copy.history == run.history
+        assert copy.best_metrics == run.best_metrics and copy.state == TrainingState.COMPLETED
+        assert copy.artifacts_path == str(tmp_path / "out") and copy.last_checkpoint == str(run.last_checkpoint)
+        assert 0 < copy.elapsed() and abs(copy.elapsed() - run.run_state.elapsed()) < 1.0
+    assert heard[0] == "running" and heard[-1] == "completed"    # listeners read the state after each event
+    here.detach()
 
 
 def test_a_failing_observer_never_stops_the_run(backend, base_config, clf_df):
@@ -236,7 +263,7 @@ def test_pause_and_resume_give_the_same_history_as_an_uninterrupted_run(backend,
     cfg = base_config(epochs=4, dropout_rate=0.3, learning_rate_scheduler="step", step_size=1, gamma=0.7)
     reference = Trainer(cfg, clf_df).fit()               # default time slices, no pauses
 
-    monkeypatch.setattr(trainer.run, "SLICE_SECONDS", 0.0)
+    monkeypatch.setattr(trainer.loop, "SLICE_SECONDS", 0.0)
     run = Trainer(cfg, clf_df)
     # (2, 30) is an epoch's last batch: that pause holds before epoch 3's first batch.
     pause_at = {(1, 1), (1, 2), (1, 17), (2, 30), (3, 8), (4, 29)}
@@ -317,7 +344,9 @@ def test_stop_mid_epoch_keeps_completed_epochs_and_writes_artifacts(backend, bas
     assert [h["epoch"] for h in run.history] == [1, 2]
     assert "during epoch 3" in run.reason
     assert rec.states()[-1] == ("running", "stopped")
-    assert rec.events[-1] == ("train_end", {"state": "stopped", "best_metrics": run.best_metrics, "reason": run.reason})
+    event, end = rec.events[-1]
+    assert event == "train_end" and end["state"] == "stopped" and end["reason"] == run.reason
+    assert end["best_metrics"] == run.best_metrics and end["artifacts_path"] == str(out)
     saved = json.loads((out / "history.json").read_text())
     assert saved["state"] == "stopped" and saved["history"] == run.history
     assert json.loads((out / "metadata.json").read_text())["epochs_completed"] == 2
@@ -435,3 +464,36 @@ def test_a_failure_with_the_asyncio_face_does_not_raise_from_wait(exploding_modu
 
     asyncio.run(main())
     assert run.state == TrainingState.FAILED and run.history == []
+
+
+def test_an_observer_finishing_slowly_holds_the_end_but_not_the_event_loop(clf_df):
+    class SlowWriter(Callback):
+        """Like a tracking logger whose server is slow: finish() blocks until its writes are done."""
+
+        def __init__(self):
+            self.finished_at = self.final_heard_at = None
+
+        def finish(self, run, data):
+            assert data["state"] == "completed" and run.state == TrainingState.RUNNING
+            time.sleep(1.0)
+            self.finished_at = time.monotonic()
+
+        def on_state_change(self, run, data):
+            if data["new"] == "completed":
+                self.final_heard_at = time.monotonic()
+
+    writer = SlowWriter()
+
+    async def drive():
+        run = Trainer({"seed": 0, "epochs": 1, "device": "cpu", "target_column": "label"}, clf_df, callbacks=[writer])
+        task = run.start()
+        ticks = []
+        while not task.done():
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.02)
+        await run.wait()
+        return max(b - a for a, b in zip(ticks, ticks[1:]))
+
+    longest_gap = asyncio.run(drive())
+    assert writer.finished_at is not None and writer.finished_at <= writer.final_heard_at
+    assert longest_gap < 0.8      # the loop kept turning while finish() slept for a second

@@ -1,16 +1,16 @@
-"""What the epoch loop needs from a framework. The loop in ``trainer.run`` owns the schedule,
+"""What the epoch loop needs from a framework. The loop in ``trainer.loop`` owns the schedule,
 early stopping, pause/resume and events; a backend owns tensors, the model and the optimiser."""
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 
 from ..config import TrainingConfig
 from ..data import PreparedData
+from ..metrics import split_metrics
 
 
 class BackendUnavailable(ImportError):
@@ -50,6 +50,11 @@ class Backend(ABC):
     def running_loss(self) -> float:
         """Mean training loss of the current epoch so far (one host sync)."""
 
+    def split_metrics(self, split: str, loss_sum: float, score_sum: float, count: int) -> dict[str, float]:
+        """``<split>_loss`` and ``<split>_accuracy``/``<split>_mae`` from the sums over ``count`` samples."""
+        pre = self.data.preprocessor
+        return split_metrics(split, loss_sum, score_sum, count, pre.task, pre.target_std)
+
     @abstractmethod
     def end_epoch(self) -> dict[str, float]:
         """Training metrics of the finished epoch: train_loss and train_accuracy or train_mae."""
@@ -72,6 +77,12 @@ class Backend(ABC):
     @abstractmethod
     def predict_outputs(self, samples: np.ndarray) -> np.ndarray:
         """Raw model outputs (logits or scaled values), shape (n, n_outputs)."""
+
+    def train_one_batch(self, positions: np.ndarray, lr: float) -> float:
+        """Train one batch of the training samples at ``positions`` (as in :meth:`begin_epoch`'s
+        order) at learning rate ``lr`` and return its loss. For the learning-rate finder: one host
+        sync per batch, and the epoch's metric sums are left alone."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot run the learning-rate finder")
 
     # ------------------------------------------------------------------ checkpoints
     # Called between slices only (never while train_batches runs). See trainer/checkpoints.py.
@@ -99,9 +110,3 @@ class Backend(ABC):
         """The snapshot :meth:`encode_weights` encoded, ready for :meth:`restore`."""
         raise NotImplementedError(f"the {self.name!r} backend cannot resume from checkpoints")
 
-
-def deadline_after(seconds: float) -> float:
-    return time.perf_counter() + seconds
-
-
-LoadFn = Callable[[Path, dict[str, Any], Optional[Any]], Callable[[np.ndarray], np.ndarray]]

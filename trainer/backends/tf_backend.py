@@ -21,7 +21,6 @@ import math
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
@@ -48,8 +47,11 @@ if keras.backend.backend() != "tensorflow":
         f"KERAS_BACKEND=tensorflow before anything imports keras (restart the kernel), or choose backend='torch'.")
 
 from .tf_models import MIXED_POLICY, build_model, seed_stream  # noqa: E402
+from .tf_saving import (EVAL_CHUNK, arrays_to_bytes, assign_all, atomic_keras_save, bytes_to_arrays,  # noqa: E402
+                        check_layout, json_bytes, load_predict_fn, predictor)
 
-_EVAL_CHUNK = 8192
+__all__ = ["TFBackend", "create", "load_predict_fn", "resolve_device"]
+
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _IDS = tf.TensorSpec([None], tf.int64)
 _SCALAR_INT = tf.TensorSpec([], tf.int64)
@@ -163,7 +165,8 @@ class TFBackend(Backend):
         self._train_fn = tf.function(self._train_loop, input_signature=[_IDS, _SCALAR_INT, _SCALAR_INT,
                                                                         tf.TensorSpec([], tf.float64)])
         self._eval_fn = tf.function(self._eval_chunk, input_signature=[_IDS])
-        self._predict_fn = _predictor(self.model)
+        self._predict_fn = predictor(self.model)
+        self._one_batch_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None    # see train_one_batch
         self._epoch_ids = self.train_ids
         self._n = 0
         self._seen = 0
@@ -223,6 +226,12 @@ class TFBackend(Backend):
 
     # ------------------------------------------------------------------ training
     def _train_step(self, ids: tf.Tensor) -> None:
+        loss, score, n = self._apply_step(ids)
+        self._loss_sum.assign_add(tf.cast(loss, tf.float64) * n)
+        self._score_sum.assign_add(score)
+
+    def _apply_step(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        """One optimiser step on the batch ``ids``: (mean loss, summed score, batch size)."""
         xb, yb = self._gather(ids), self._targets(ids)
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
@@ -234,8 +243,21 @@ class TFBackend(Backend):
             scaled = self.optimizer.scale_loss(total)
         grads = tape.gradient(scaled, variables)
         self.optimizer.apply(grads, variables)
-        self._loss_sum.assign_add(tf.cast(loss, tf.float64) * tf.cast(tf.shape(yb)[0], tf.float64))
-        self._score_sum.assign_add(score)
+        return loss, score, tf.cast(tf.shape(yb)[0], tf.float64)
+
+    def _one_batch(self, ids: tf.Tensor) -> tf.Tensor:
+        with tf.device(self.device):
+            return self._apply_step(ids)[0]
+
+    def train_one_batch(self, positions: np.ndarray, lr: float) -> float:
+        # Its own compiled function, traced on first use only: the epoch loop's stays as it is.
+        if self._one_batch_fn is None:
+            self._one_batch_fn = tf.function(self._one_batch, input_signature=[_IDS])
+        self.set_learning_rate(lr)
+        with tf.device(self.device):
+            ids = tf.gather(self.train_ids, tf.constant(np.asarray(positions, dtype=np.int64)))
+        with _readable_errors():
+            return float(self._one_batch_fn(ids).numpy())
 
     def _train_loop(self, ids: tf.Tensor, start: tf.Tensor, end: tf.Tensor, deadline: tf.Tensor) -> tf.Tensor:
         with tf.device(self.device):
@@ -283,11 +305,7 @@ class TFBackend(Backend):
         return float(self._loss_sum.numpy()) / max(self._seen, 1)
 
     def end_epoch(self) -> dict[str, float]:
-        n = max(self._seen, 1)
-        loss, score = float(self._loss_sum.numpy()) / n, float(self._score_sum.numpy()) / n
-        if self.classification:
-            return {"train_loss": loss, "train_accuracy": score}
-        return {"train_loss": loss, "train_mae": score * self.data.preprocessor.target_std}
+        return self.split_metrics("train", float(self._loss_sum.numpy()), float(self._score_sum.numpy()), self._seen)
 
     def _eval_chunk(self, ids: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         with tf.device(self.device):
@@ -298,14 +316,10 @@ class TFBackend(Backend):
         total = int(self.val_ids.shape[0])
         with tf.device(self.device), _readable_errors():
             loss_sum = score_sum = tf.constant(0.0, tf.float64)
-            for lo in range(0, total, _EVAL_CHUNK):
-                loss, score = self._eval_fn(self.val_ids[lo:lo + _EVAL_CHUNK])
+            for lo in range(0, total, EVAL_CHUNK):
+                loss, score = self._eval_fn(self.val_ids[lo:lo + EVAL_CHUNK])
                 loss_sum, score_sum = loss_sum + loss, score_sum + score
-        n = max(total, 1)
-        loss, score = float(loss_sum.numpy()) / n, float(score_sum.numpy()) / n
-        if self.classification:
-            return {"val_loss": loss, "val_accuracy": score}
-        return {"val_loss": loss, "val_mae": score * self.data.preprocessor.target_std}
+        return self.split_metrics("val", float(loss_sum.numpy()), float(score_sum.numpy()), total)
 
     # ------------------------------------------------------------------ weights
     def snapshot(self) -> list[tf.Tensor]:
@@ -328,14 +342,14 @@ class TFBackend(Backend):
         else:
             meta["module_class"] = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
         try:
-            _atomic_keras_save(self.model.save, directory / "model.keras")
+            atomic_keras_save(self.model.save, directory / "model.keras")
             meta["weights"] = "model.keras"
         except Exception as exc:
             if not self.custom_model:
                 raise
             # A user's model Keras cannot serialise whole (no get_config): keep its weights, and
             # loading then needs an instance of the class.
-            _atomic_keras_save(self.model.save_weights, directory / "model.weights.h5")
+            atomic_keras_save(self.model.save_weights, directory / "model.weights.h5")
             meta["weights"] = "model.weights.h5"
             meta["weights_only"] = True
             meta["save_error"] = f"{type(exc).__name__}: {exc}"
@@ -354,14 +368,14 @@ class TFBackend(Backend):
     def checkpoint_state(self) -> dict[str, bytes]:
         variables = self._state_variables()
         layout = [{"path": v.path, "shape": list(v.shape), "dtype": str(v.dtype)} for v in variables]
-        return {"tf_variables.npz": _arrays_to_bytes([np.asarray(v.numpy()) for v in variables]),
-                "tf_variables.json": _json_bytes(layout)}
+        return {"tf_variables.npz": arrays_to_bytes([np.asarray(v.numpy()) for v in variables]),
+                "tf_variables.json": json_bytes(layout)}
 
     def load_checkpoint_state(self, members: dict[str, bytes]) -> None:
         if "tf_variables.npz" not in members:
             raise ValueError(f"the checkpoint holds no TensorFlow state (members: {sorted(members)}); "
                              f"was it written by another backend?")
-        _assign_all(self._state_variables(), _bytes_to_arrays(members["tf_variables.npz"]), "model and optimiser")
+        assign_all(self._state_variables(), bytes_to_arrays(members["tf_variables.npz"]), "model and optimiser")
 
     def epoch_totals(self) -> dict[str, Any]:
         return {"loss_sum": float(self._loss_sum.numpy()), "score_sum": float(self._score_sum.numpy()),
@@ -373,11 +387,11 @@ class TFBackend(Backend):
         self._seen = int(totals["seen"])
 
     def encode_weights(self, snapshot: list[tf.Tensor]) -> bytes:
-        return _arrays_to_bytes([np.asarray(t.numpy()) for t in snapshot])
+        return arrays_to_bytes([np.asarray(t.numpy()) for t in snapshot])
 
     def decode_weights(self, data: bytes) -> list[np.ndarray]:
-        arrays = _bytes_to_arrays(data)
-        _check_layout(self.model.weights, arrays, "best weights")
+        arrays = bytes_to_arrays(data)
+        check_layout(self.model.weights, arrays, "best weights")
         return arrays
 
 
@@ -389,92 +403,5 @@ def _reseed_dropout(model: keras.Model, seed: int) -> None:
             generator.state.assign(np.array([seeds(), 0], dtype=generator.state.dtype))
 
 
-def _atomic_keras_save(save: Callable[[str], None], target: Path) -> None:
-    # Keras picks the format from the suffix, so the temporary file keeps it.
-    suffix = ".weights.h5" if target.name.endswith(".weights.h5") else target.suffix
-    tmp = target.with_name(f".{uuid.uuid4().hex}.tmp{suffix}")
-    try:
-        save(str(tmp))
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
-    @tf.function(reduce_retracing=True)
-    def forward(x: tf.Tensor) -> tf.Tensor:
-        return tf.cast(model(x, training=False), tf.float32)
-
-    def predict(samples: np.ndarray) -> np.ndarray:
-        outs = []
-        for lo in range(0, len(samples), _EVAL_CHUNK):
-            chunk = np.ascontiguousarray(samples[lo:lo + _EVAL_CHUNK], dtype=np.float32)
-            outs.append(forward(tf.constant(chunk)).numpy().reshape(len(chunk), -1))
-        return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
-
-    return predict
-
-
 def create(config: TrainingConfig, data: PreparedData, seed: int, model: Any = None) -> TFBackend:
     return TFBackend(config, data, seed, model)
-
-
-def load_predict_fn(directory: Path, meta: dict[str, Any], model: Optional[keras.Model] = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from sample arrays to raw outputs, for a saved model."""
-    path = Path(directory) / meta["weights"]
-    if model is not None:
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model= must be a keras.Model for a TensorFlow run, got {type(model).__name__}")
-        model(np.zeros((1, *meta["input_shape"]), np.float32), training=False)   # builds its weights
-        model.load_weights(str(path))
-    elif meta.get("weights_only"):
-        raise RuntimeError(
-            f"the saved model is a custom {meta.get('module_class')} that Keras could not save whole "
-            f"({meta.get('save_error')}); pass an instance to load its weights: load_model(path, model=YourModel(...)), "
-            f"or give the class get_config() and @keras.saving.register_keras_serializable()")
-    else:
-        try:
-            model = keras.models.load_model(str(path), compile=False)
-        except (TypeError, ValueError) as exc:
-            if not meta.get("custom_model"):
-                raise
-            raise RuntimeError(
-                f"the saved model is a custom {meta.get('module_class')} that Keras cannot rebuild here ({exc}); "
-                f"import the module that defines it (registered with @keras.saving.register_keras_serializable()), "
-                f"or pass an instance: load_model(path, model=YourModel(...))") from None
-    return _predictor(model)
-
-
-# ---------------------------------------------------------------------- checkpoint encoding
-def _arrays_to_bytes(arrays: list[np.ndarray]) -> bytes:
-    import io
-    buf = io.BytesIO()
-    np.savez(buf, *arrays)        # members arr_0, arr_1, ... in variable order
-    return buf.getvalue()
-
-
-def _bytes_to_arrays(data: bytes) -> list[np.ndarray]:
-    import io
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        return [npz[f"arr_{i}"] for i in range(len(npz.files))]
-
-
-def _json_bytes(obj: Any) -> bytes:
-    import json
-    return json.dumps(obj).encode()
-
-
-def _check_layout(variables: list[Any], arrays: list[np.ndarray], what: str) -> None:
-    shapes = [tuple(v.shape) for v in variables]
-    saved = [a.shape for a in arrays]
-    if shapes != saved:
-        raise ValueError(f"the checkpoint's {what} do not fit this model: it holds {len(saved)} arrays "
-                         f"shaped {saved[:6]}{' ...' if len(saved) > 6 else ''}, the model has {len(shapes)} "
-                         f"shaped {shapes[:6]}{' ...' if len(shapes) > 6 else ''}")
-
-
-def _assign_all(variables: list[Any], arrays: list[np.ndarray], what: str) -> None:
-    _check_layout(variables, arrays, what)
-    for v, a in zip(variables, arrays):
-        v.assign(a)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import math
-import pickle
 import threading
 import time
 from pathlib import Path
@@ -21,113 +19,29 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..atomic import atomic_write_bytes, atomic_write_text
 from ..config import ConfigError, TrainingConfig
 from ..data import PreparedData
 from .base import Backend
 from .torch_fused_step import FusedAdamStep
 from .torch_models import build_model
+from .torch_saving import EVAL_CHUNK, load_predict_fn, predict, save_model, to_bytes
+from .torch_setup import MixedPrecision, cuda_graph_step, loss_fn, make_optimizer, resolve_device
 from .torch_threads import TrainThreads
+
+# load_predict_fn is what trainer.artifacts looks up on a backend module to load a saved model.
+__all__ = ["TorchBackend", "create", "load_predict_fn", "resolve_device"]
 
 # torch's RNG is process-global. Each run keeps its own RNG state and swaps it in while it
 # computes, so concurrent runs in one kernel stay reproducible; the lock serialises the swaps.
 _RNG_LOCK = threading.RLock()
 # Above this many bytes an epoch's windows are gathered per batch instead of all at once.
 _EPOCH_GATHER_LIMIT = 512 * 2**20
-_EVAL_CHUNK = 8192
 # Full batches a thread-count trial trains (fewer when steps are slow); see TrainThreads.choose.
 _PROBE_BATCHES = 16
 # Above this many bytes of weights and optimiser state a model is not copied for thread trials.
 _PROBE_COPY_LIMIT = 64 * 2**20
-
-
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError.single("device", requested, "CUDA is not available here (torch sees no GPU); use device='cpu' or 'auto'")
-        index = torch.device(requested).index or 0
-        if index >= torch.cuda.device_count():
-            raise ConfigError.single("device", requested, f"only {torch.cuda.device_count()} GPU(s) are visible")
-    return torch.device(requested)
-
-
-def _make_optimizer(name: str, params: Any, lr: float, device: torch.device) -> torch.optim.Optimizer:
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9)
-    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
-    # The fused kernel is the largest single speed-up on CPU and GPU (one kernel for every
-    # parameter instead of several per parameter); older builds without it for this device fall
-    # back to the default implementation.
-    try:
-        return cls(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return cls(params, lr=lr)
-
-
-def _loss(out: torch.Tensor, target: torch.Tensor, classification: bool, reduction: str = "mean") -> torch.Tensor:
-    if classification:
-        return F.cross_entropy(out, target, reduction=reduction)
-    return F.mse_loss(out.reshape(-1), target, reduction=reduction)
-
-
-class _ForwardLoss(nn.Module):
-    """The model and its loss as one module, so that ``torch.compile`` captures both together."""
-
-    def __init__(self, model: nn.Module, classification: bool):
-        super().__init__()
-        self.model = model
-        self.classification = classification
-
-    def forward(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.model(xb)
-        return out, _loss(out, yb, self.classification)
-
-
-def _cuda_graph_step(model: nn.Module, classification: bool) -> Callable[[torch.Tensor, torch.Tensor], Any]:
-    """``cuda_graphs=True``: forward, loss and backward replayed as CUDA graphs, one launch each
-    instead of one per op. torch.compile's "reduce-overhead" mode records them (after a first
-    eager call) and keeps one graph per batch shape: the full batches and the shorter last one.
-    Dropout masks then come from the compiled kernels' random stream: a seeded run repeats
-    itself, but differs from the same run with cuda_graphs=False."""
-    return torch.compile(_ForwardLoss(model, classification), mode="reduce-overhead", dynamic=False)
-
-
-# ---------------------------------------------------------------------- mixed precision
-class MixedPrecision:
-    """``config.mixed_precision`` for torch: autocast the forward pass and the loss to bfloat16
-    (CPU, and GPUs that support it: no loss scaling needed) or float16 (older GPUs, with a
-    GradScaler so small gradients do not underflow). Disabled, it adds nothing to a batch."""
-
-    def __init__(self, device: torch.device, enabled: bool):
-        self.device_type = device.type
-        self.dtype: Optional[torch.dtype] = None
-        self.scaler: Optional[torch.amp.GradScaler] = None
-        if enabled:
-            bf16 = device.type != "cuda" or torch.cuda.is_bf16_supported()
-            self.dtype = torch.bfloat16 if bf16 else torch.float16
-            if self.dtype == torch.float16:
-                self.scaler = torch.amp.GradScaler(device.type)
-
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device_type, dtype=self.dtype)
-
-    def backward_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
-                      step: Optional[Callable[[], None]] = None) -> None:
-        """Backward pass and optimiser step; ``step`` (if given) does ``optimizer.step()``."""
-        if self.scaler is None:
-            loss.backward()
-            (step or optimizer.step)()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)
-            self.scaler.update()
 
 
 class TorchBackend(Backend):
@@ -166,10 +80,12 @@ class TorchBackend(Backend):
         self.samples = x if self.window is None else x.unfold(0, self.window, 1).transpose(1, 2)
         offset = 0 if self.window is None else self.window - 1
         self.sample_targets = self.y[offset:]
-        self.train_ids = torch.from_numpy(data.train_index - offset).to(self.device)
-        self.val_ids = torch.from_numpy(data.val_index - offset).to(self.device)
+        # from_numpy shares memory with the prepared arrays: on the CPU the data exists once.
+        self.train_ids = torch.from_numpy(data.train_index - offset if offset else data.train_index).to(self.device)
+        self.val_ids = torch.from_numpy(data.val_index - offset if offset else data.val_index).to(self.device)
+        self._epoch_buffers: tuple[Optional[torch.Tensor], Optional[torch.Tensor]] = (None, None)
         self._check_model_output()
-        self.optimizer = _make_optimizer(config.optimizer, self.model.parameters(), config.learning_rate, self.device)
+        self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.learning_rate, self.device)
         self._acc_dtype = torch.float64 if self.device.type != "mps" else torch.float32
         self.amp = MixedPrecision(self.device, config.mixed_precision)
         self.threads = TrainThreads(self.device)
@@ -182,7 +98,7 @@ class TorchBackend(Backend):
                 raise ConfigError.single("cuda_graphs", True,
                                          f"CUDA graphs need a CUDA device, and this run trains on {self.device}; "
                                          f"set device='cuda' on a machine with an NVIDIA GPU, or cuda_graphs=False")
-            self._forward_loss = _cuda_graph_step(self.model, self.classification)
+            self._forward_loss = cuda_graph_step(self.model, self.classification)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -225,7 +141,7 @@ class TorchBackend(Backend):
                     torch.cuda.set_rng_state(saved_cuda, self.device)
 
     def _loss(self, out: torch.Tensor, target: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        return _loss(out, target, self.classification, reduction)
+        return loss_fn(out, target, self.classification, reduction)
 
     def _eager_forward_loss(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(xb)
@@ -248,8 +164,22 @@ class TorchBackend(Backend):
         per_sample = self.samples[0].numel() * self.samples.element_size()
         # Gathering the shuffled epoch once and slicing it beats indexing per batch: one gather
         # instead of one per batch, and each batch a contiguous view.
-        self._epoch_x = self.samples[ids] if per_sample * len(ids) <= _EPOCH_GATHER_LIMIT else None
-        self._epoch_y = self.sample_targets[ids]
+        # Each epoch gathers into the previous epoch's buffers (freed before a new size is
+        # allocated), so one epoch's copy exists at a time.
+        n = len(ids)
+        gather_x = per_sample * n <= _EPOCH_GATHER_LIMIT
+        bx, by = self._epoch_buffers
+        self._epoch_x = self._epoch_y = None
+        self._epoch_buffers = (None, None)
+        bx = bx if gather_x and bx is not None and len(bx) == n else None
+        by = by if by is not None and len(by) == n else None
+        if gather_x and bx is None:
+            bx = self.samples.new_empty((n, *self.samples.shape[1:]))
+        if by is None:
+            by = self.sample_targets.new_empty((n,))
+        self._epoch_buffers = (bx, by)
+        self._epoch_x = torch.index_select(self.samples, 0, ids, out=bx) if gather_x else None
+        self._epoch_y = torch.index_select(self.sample_targets, 0, ids, out=by)
         self._loss_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         self._score_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         self._seen = 0
@@ -358,23 +288,33 @@ class TorchBackend(Backend):
         """Intra-op threads the training slices run with (the user's count until decided)."""
         return self.threads.count
 
+    def train_one_batch(self, positions: np.ndarray, lr: float) -> float:
+        # Apart from train_batches on purpose: that loop is tuned for throughput, this one
+        # serves the learning-rate finder and reads the loss after every batch.
+        self.set_learning_rate(lr)
+        ids = self.train_ids[torch.from_numpy(np.asarray(positions, dtype=np.int64)).to(self.device)]
+        self.model.train()
+        with self._rng():
+            xb, yb = self.samples[ids], self.sample_targets[ids]
+            with self.amp.autocast():
+                loss = self._loss(self.model(xb), yb)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.amp.backward_step(loss, self.optimizer)
+        return float(loss.detach())
+
     def running_loss(self) -> float:
         return float(self._loss_sum) / max(self._seen, 1)
 
     def end_epoch(self) -> dict[str, float]:
-        n = max(self._seen, 1)
-        loss = float(self._loss_sum) / n
-        if self.classification:
-            return {"train_loss": loss, "train_accuracy": float(self._score_sum) / n}
-        return {"train_loss": loss, "train_mae": float(self._score_sum) / n * self.data.preprocessor.target_std}
+        return self.split_metrics("train", float(self._loss_sum), float(self._score_sum), self._seen)
 
     @torch.inference_mode()
     def evaluate(self) -> dict[str, float]:
         self.model.eval()
         loss_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
         score_sum = torch.zeros((), dtype=self._acc_dtype, device=self.device)
-        for lo in range(0, len(self.val_ids), _EVAL_CHUNK):
-            ids = self.val_ids[lo:lo + _EVAL_CHUNK]
+        for lo in range(0, len(self.val_ids), EVAL_CHUNK):
+            ids = self.val_ids[lo:lo + EVAL_CHUNK]
             yb = self.sample_targets[ids]
             with self.amp.autocast():
                 out = self.model(self.samples[ids])
@@ -383,10 +323,7 @@ class TorchBackend(Backend):
                 score_sum += (out.argmax(1) == yb).sum()
             else:
                 score_sum += (out.reshape(-1) - yb).abs().sum()
-        n = max(len(self.val_ids), 1)
-        if self.classification:
-            return {"val_loss": float(loss_sum) / n, "val_accuracy": float(score_sum) / n}
-        return {"val_loss": float(loss_sum) / n, "val_mae": float(score_sum) / n * self.data.preprocessor.target_std}
+        return self.split_metrics("val", float(loss_sum), float(score_sum), len(self.val_ids))
 
     # ------------------------------------------------------------------ weights
     def snapshot(self) -> dict[str, torch.Tensor]:
@@ -396,35 +333,11 @@ class TorchBackend(Backend):
         self.model.load_state_dict(snapshot)
 
     def save_model(self, directory: Path) -> dict[str, Any]:
-        import io
-        buf = io.BytesIO()
-        torch.save({k: v.cpu() for k, v in self.model.state_dict().items()}, buf)
-        atomic_write_bytes(directory / "model.pt", buf.getvalue())
-        meta: dict[str, Any] = {"framework": "torch", "torch_version": torch.__version__,
-                                "weights": "model.pt", "custom_model": self.custom_model}
-        if self.custom_model:
-            # A user's own module is pickled whole; loading it needs its class importable. A class
-            # that cannot be pickled (defined inside a function) still leaves weights, history and
-            # config behind: load_model then needs an instance passed in.
-            meta["module_class"] = f"{type(self.model).__module__}.{type(self.model).__qualname__}"
-            meta["module"] = None
-            buf = io.BytesIO()
-            try:
-                torch.save(self.model.cpu() if self.device.type != "cpu" else self.model, buf)
-            except (AttributeError, TypeError, pickle.PicklingError) as exc:
-                meta["module_error"] = f"{type(exc).__name__}: {exc}"
-            else:
-                atomic_write_bytes(directory / "model_module.pt", buf.getvalue())
-                meta["module"] = "model_module.pt"
-            finally:
-                self.model.to(self.device)
-        else:
-            meta["spec"] = self.spec
-        return meta
+        return save_model(self.model, self.device, directory, self.custom_model, self.spec)
 
     @torch.inference_mode()
     def predict_outputs(self, samples: np.ndarray) -> np.ndarray:
-        return _predict(self.model, samples, self.device)
+        return predict(self.model, samples, self.device)
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_state(self) -> dict[str, bytes]:
@@ -434,7 +347,7 @@ class TorchBackend(Backend):
             state["rng_cuda"] = self._rng_cuda
         if self.amp.scaler is not None:
             state["grad_scaler"] = self.amp.scaler.state_dict()
-        return {"torch_state.pt": _to_bytes(state)}
+        return {"torch_state.pt": to_bytes(state)}
 
     def load_checkpoint_state(self, members: dict[str, bytes]) -> None:
         if "torch_state.pt" not in members:
@@ -464,50 +377,11 @@ class TorchBackend(Backend):
         self._seen = int(totals["seen"])
 
     def encode_weights(self, snapshot: dict[str, torch.Tensor]) -> bytes:
-        return _to_bytes({k: v.cpu() for k, v in snapshot.items()})
+        return to_bytes({k: v.cpu() for k, v in snapshot.items()})
 
     def decode_weights(self, data: bytes) -> dict[str, torch.Tensor]:
         return torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
 
 
-def _to_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def _predict(model: nn.Module, samples: np.ndarray, device: torch.device) -> np.ndarray:
-    model.eval()
-    outs = []
-    with torch.inference_mode():
-        for lo in range(0, len(samples), _EVAL_CHUNK):
-            xb = torch.from_numpy(np.ascontiguousarray(samples[lo:lo + _EVAL_CHUNK])).to(device)
-            out = model(xb)
-            outs.append(out.reshape(len(xb), -1).float().cpu().numpy())
-    return np.concatenate(outs) if outs else np.zeros((0, 1), np.float32)
-
-
 def create(config: TrainingConfig, data: PreparedData, seed: int, model: Any = None) -> TorchBackend:
     return TorchBackend(config, data, seed, model)
-
-
-def load_predict_fn(directory: Path, meta: dict[str, Any], model: Optional[nn.Module] = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from sample arrays to raw outputs, for a saved model (CPU unless a GPU is free)."""
-    device = torch.device("cpu")
-    weights = torch.load(directory / meta["weights"], map_location=device, weights_only=True)
-    if model is None and meta.get("custom_model"):
-        if not meta.get("module"):
-            raise RuntimeError(
-                f"the saved model is a custom {meta.get('module_class')} that could not be saved whole "
-                f"({meta.get('module_error')}); pass an instance: load_model(path, model=YourModule(...))")
-        try:
-            model = torch.load(directory / meta["module"], map_location=device, weights_only=False)
-        except (AttributeError, ModuleNotFoundError) as exc:
-            raise RuntimeError(
-                f"the saved model is a custom {meta.get('module_class')} whose class cannot be imported here ({exc}); "
-                f"import it first, or pass an instance: load_model(path, model=YourModule(...))") from None
-    if model is None:
-        model = build_model(meta["spec"])
-    model.load_state_dict(weights)
-    model.to(device)
-    return lambda samples: _predict(model, samples, device)

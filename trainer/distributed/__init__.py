@@ -2,9 +2,9 @@
 
 - torch: DistributedDataParallel, one process per device (``nccl`` between GPUs, ``gloo`` between
   CPU processes). ``Trainer(config, df)`` with ``devices`` > 1 returns a
-  :class:`~trainer.distributed.launcher.LaunchedTrainer`, which spawns the ranks and presents the
-  usual Trainer interface; ``python -m trainer.distributed`` is the per-rank entry point for
-  ``torchrun`` (several machines).
+  :class:`~trainer.distributed.launcher.LaunchedRun`, which spawns the ranks (``rank.py``) and
+  follows rank 0 through the usual run-handle interface; ``python -m trainer.distributed`` is the
+  per-rank entry point for ``torchrun`` (several machines, ``torchrun.py``).
 - tensorflow: ``tf.distribute.MirroredStrategy`` over several GPUs (or logical CPU devices) in
   the training process itself (:mod:`trainer.distributed.tf_mirrored`).
 
@@ -16,28 +16,12 @@ Importing this package imports no framework.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from ..config import ConfigError, TrainingConfig
-from .plan import DevicePlan, plan_devices, single_device_config
+from .plan import DevicePlan, launches_processes, plan_devices, single_device_config
 
-__all__ = ["DevicePlan", "plan_devices", "launcher_class", "create_backend"]
-
-
-def launcher_class(config: Any) -> Optional[type]:
-    """The Trainer subclass that runs ``config`` in worker processes, or None when one process does."""
-    devices = config.get("devices", 1) if isinstance(config, dict) else getattr(config, "devices", 1)
-    if devices == 1:
-        return None
-    try:
-        config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
-        if config.backend != "torch" or not plan_devices(config).distributed:
-            return None
-    except (ConfigError, ImportError):
-        return None     # Trainer.__init__ raises the same error, from the usual place
-    from .launcher import LaunchedTrainer
-
-    return LaunchedTrainer
+__all__ = ["DevicePlan", "plan_devices", "launches_processes", "create_backend"]
 
 
 def create_backend(config: TrainingConfig, data: Any, seed: int, model: Any = None) -> Any:
@@ -55,5 +39,5 @@ def create_backend(config: TrainingConfig, data: Any, seed: int, model: Any = No
 
         return MirroredTFBackend(config, data, seed, model, plan)
     raise ConfigError.single("devices", config.devices,
-                             "torch trains on several devices in worker processes, which trainer.Trainer itself "
-                             "starts; a subclass of Trainer cannot. Use trainer.Trainer, or devices=1")
+                             "torch trains on several devices in worker processes, which trainer.Trainer(config, df) "
+                             "starts; a LocalRun cannot. Use trainer.Trainer, or devices=1")

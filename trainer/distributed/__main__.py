@@ -1,5 +1,5 @@
 import sys
 
-from .rank import torchrun_main
+from .torchrun import torchrun_main
 
 sys.exit(torchrun_main())

@@ -1,17 +1,14 @@
-"""``Trainer(config, df)`` with several torch devices: the ranks run in fresh worker processes and
-this class presents the ordinary Trainer interface in the kernel (or the API's worker).
+"""A run on several torch devices as seen from the process that started it: the ranks train in
+spawned worker processes (``rank.py``), and :class:`LaunchedRun` follows rank 0.
 
-The processes start with the ``spawn`` method: each is a fresh interpreter, so a CUDA context the
-kernel already holds cannot break them (the fork-based ``ddp_notebook`` trap), and nothing here
-ever initialises CUDA in the kernel. What spawn cannot carry (a model class defined in the
-notebook) is refused up front with the fix (``plan.check_spawnable``).
-
-Rank 0 forwards every event with its loop position; this process replays them to its own
-observers on its event loop's thread, keeps ``history``, ``state``, ``best_metrics`` and
-``progress()`` in step, and receives the final weights, so predictions work here afterwards.
-``pause``/``resume``/``stop`` write one shared integer that every rank reads; the ranks agree on
-the batch where it takes effect (``control.py``). A rank that fails or dies ends the run as failed
-with its message, and the others are terminated, since they would wait in a collective forever.
+``Trainer(config, df)`` returns a LaunchedRun when ``devices`` asks for several torch processes.
+It implements the same run-handle interface as a run in this process: rank 0 forwards every event
+(``trainer.protocol``) and a :class:`~trainer.follower.RunFollower` applies them to this run's
+state before its observers hear them, on its event loop's thread. ``pause``/``resume``/``stop``
+write one shared integer that every rank reads; the ranks agree on the batch where it takes effect
+(``control.py``). A rank that fails or dies ends the run as failed with its message, and the
+others are terminated, since they would wait in a collective forever. Rank 0 sends its trained
+weights before the run ends, so predictions work here afterwards. Nothing here initialises CUDA.
 """
 from __future__ import annotations
 
@@ -19,22 +16,29 @@ import asyncio
 import io
 import logging
 import multiprocessing
-import multiprocessing.connection
-import signal
+import os
+import sys
 import threading
-import time
-from pathlib import Path
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import pandas as pd
 import torch
 
+from .. import protocol
 from ..backends.torch_backend import TorchBackend
-from ..config import TrainingConfig
-from ..events import Observer
-from ..run import FINAL_STATES, Trainer, TrainingState
+from ..config import ConfigError, TrainingConfig, as_config, draw_seed
+from ..checkpoints import refuse_foreign_checkpoints
+from ..data import prepare_data
+from ..events import EventBus, Observer
+from ..follower import RunFollower
+from ..handle import RunHandle
+from ..loggers import loggers_for
+from ..memory_fit import check_fits
+from ..resume import ResumePlan
+from ..state import FINAL_STATES, RunState, StateError, TrainingState
 from .control import PAUSE, RUN, STOP
-from .plan import DevicePlan, check_spawnable, plan_devices
+from .plan import check_spawnable, plan_devices
+from .processes import EXITED, RankProcesses
 from .rank import SpawnJob, spawn_main
 
 log = logging.getLogger("trainer")
@@ -42,24 +46,9 @@ log = logging.getLogger("trainer")
 _END_GRACE_SECONDS = 30.0     # ranks that finished need a moment to leave the process group
 _FAIL_GRACE_SECONDS = 1.0
 _CAUSE_GRACE_SECONDS = 10.0   # how long to wait for the rank that broke a collective to report
-
-
-class MirrorBackend(TorchBackend):
-    """The kernel's CPU copy of the model: it checks the model against the data before any process
-    starts and receives the trained weights at the end. It never trains."""
-
-    def __init__(self, config: TrainingConfig, data: Any, seed: int, model: Any, plan: DevicePlan,
-                 on_interrupt: Callable[[], None]):
-        super().__init__(config, data, seed, model)
-        self.plan = plan
-        self._on_interrupt = on_interrupt
-
-    @property
-    def device_name(self) -> str:
-        return self.plan.describe()
-
-    def interrupt(self) -> None:
-        self._on_interrupt()
+_START_HINT = ("a multi-process run starts fresh Python processes that import your program's main module: "
+               "run the training from a .py file with the training code under `if __name__ == \"__main__\":`, "
+               "or from a notebook")
 
 
 def oom_advice(config: TrainingConfig, world_size: int) -> str:
@@ -70,45 +59,159 @@ def oom_advice(config: TrainingConfig, world_size: int) -> str:
             f"a smaller batch_size must stay a multiple of {world_size} (e.g. batch_size={smaller}).")
 
 
-class LaunchedTrainer(Trainer):
-    """A Trainer whose ranks run in spawned processes (see the module docstring)."""
+def check_main_module(devices: Any) -> None:
+    """Refuse up front when the spawned ranks could not import this program's ``__main__`` (a
+    script read from standard input), and inside a rank that is importing it (a script without a
+    main guard starts training again there): either way the ranks die before reporting."""
+    # multiprocessing marks a spawned process that is still re-importing __main__ this way.
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise ConfigError.single("devices", devices, f"a rank process is importing the program that started it; "
+                                                     f"{_START_HINT}")
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if getattr(getattr(main, "__spec__", None), "name", None) is None and path and not os.path.isfile(path):
+        raise ConfigError.single("devices", devices, f"this program's main module is {path!r}, not a file; {_START_HINT}")
+
+
+class LaunchedRun(RunHandle):
+    """A run whose ranks train in spawned processes (see the module docstring)."""
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = ()):
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = False):
+        self.config = config = as_config(config)
+        self._overwrite = overwrite or resume is not None
+        refuse_foreign_checkpoints(config.output_path, self._overwrite)
+        self.plan = plan_devices(config)
+        check_main_module(config.devices)
+        self.seed = draw_seed(config)
         self._frame = data
-        self._model_bytes: Optional[bytes] = None
-        self._mp = multiprocessing.get_context("spawn")
-        self._request = self._mp.RawValue("i", RUN)
-        self._procs: list[Any] = []
-        self._store: Any = None
-        self._summary: dict[str, Any] = {}
-        self._reader_done = threading.Event()
-        self._deferred: list[tuple] = []     # messages set aside while collecting a failure's cause
-        super().__init__(config, data, model=model, callbacks=callbacks)
-
-    def _create_backend(self, model: Any) -> MirrorBackend:
-        self.plan = plan_devices(self.config)
+        self.data = prepare_data(config, data, seed=self.seed)
+        if resume is not None:
+            resume.check_data(self.data)
+        check_fits(config, self.data, model)     # every rank's share, before any process starts
         self._model_bytes = check_spawnable(model, self.plan.world_size)
-        config = self.config.replace(device="cpu", devices=1)
-        return MirrorBackend(config, self.data, self.seed, model, self.plan, self._sync_request)
+        # The trained weights come back into this CPU copy of the model, which also checks the
+        # model against the data before any process starts.
+        self.backend = TorchBackend(config.replace(device="cpu", devices=1), self.data, self.seed, model)
+        self._resume = resume
+        self.run_state = resume.run_state(self.data.task) if resume else RunState.fresh(config, self.data.task,
+                                                                                        self.seed)
+        self.events = EventBus(self)
+        # config.loggers log here, from what rank 0 reports (the ranks themselves log nothing).
+        for cb in [*loggers_for(self), *callbacks]:
+            self.events.add(cb)
+        self._follower = RunFollower(self.run_state)
+        self._follower.listen(self.events.emit)
+        self._ranks = RankProcesses(self.plan.world_size)
+        self._pause_requested = self._stop_requested = self._claimed = False
+        self._started_ranks: set[int] = set()
+        self._failure: Optional[str] = None     # the launcher's own account of a failed run
+        self._final_change: Optional[dict[str, Any]] = None     # rank 0's final state, until its train_end
+        self._inbox: Optional[asyncio.Queue] = None
+        self._store: Any = None       # the rendezvous store; lives as long as the run
+        self._deferred: list[dict[str, Any]] = []    # messages set aside while collecting a failure's cause
+        self._task: Optional[asyncio.Task] = None
+        self._done = threading.Event()
+
+    @property
+    def device_name(self) -> str:
+        return self.plan.describe()
 
     # ------------------------------------------------------------------ control
-    def _sync_request(self) -> None:
-        self._request.value = STOP if self._stop_requested else PAUSE if self._pause_requested else RUN
+    def _check_active(self, action: str) -> None:
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
 
-    def _wake_up(self) -> None:
+    def pause(self) -> None:
+        self._check_active("pause")
+        if self.state == TrainingState.PAUSED or self._pause_requested:
+            raise StateError("cannot pause: the run is already paused")
+        self._pause_requested = True
         self._sync_request()
-        super()._wake_up()
+
+    def resume(self) -> None:
+        self._check_active("resume")
+        if not self._pause_requested:
+            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
+        self._pause_requested = False
+        self._sync_request()
+
+    def stop(self) -> None:
+        self._check_active("stop")
+        self._stop_requested = True
+        self._sync_request()
+
+    def _sync_request(self) -> None:
+        self._ranks.request.value = STOP if self._stop_requested else PAUSE if self._pause_requested else RUN
 
     # ------------------------------------------------------------------ running
+    def start(self) -> "asyncio.Task[None]":
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
+                             "in a plain script call fit()") from None
+        self._claim()
+        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
+        return self._task
+
+    def fit(self) -> "LaunchedRun":
+        self._claim()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self._run())
+            except KeyboardInterrupt:     # the ranks ignore SIGINT; this run ends them
+                pass
+            return self
+        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+        except KeyboardInterrupt:
+            if self.state not in FINAL_STATES:
+                self._stop_requested = True
+                self._sync_request()
+            worker.join()
+        return self
+
+    async def wait(self) -> "LaunchedRun":
+        if self._task is None:
+            raise StateError("wait() needs a run started with start()")
+        await asyncio.shield(self._task)
+        return self
+
+    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _claim(self) -> None:
+        if self._claimed or self.state != TrainingState.PENDING:
+            raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
+        self._claimed = True
+
+    def _change_state(self, new: TrainingState, reason: Optional[str], error: Optional[str] = None) -> None:
+        if new != self.state:
+            self._follower.apply("state_change", {"old": self.state.value, "new": new.value, "reason": reason,
+                                                  "error": error, "elapsed": self.run_state.elapsed()})
+
     async def _run(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
         self._inbox = inbox
+
+        def post(message: dict[str, Any]) -> bool:
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, message)
+                return True
+            except RuntimeError:    # the loop is gone
+                return False
+
         try:
-            self._set_state(TrainingState.RUNNING, f"starting {self.plan.describe()}")
-            await asyncio.to_thread(self._launch, inbox)
+            self._change_state(TrainingState.RUNNING, f"starting {self.plan.describe()}")
+            await asyncio.to_thread(self._launch, post)
             while not await self._handle(self._deferred.pop(0) if self._deferred else await inbox.get()):
                 pass
         except asyncio.CancelledError:
@@ -121,97 +224,78 @@ class LaunchedTrainer(Trainer):
             await self._end(TrainingState.FAILED, f"could not start the {self.plan.world_size} worker processes: "
                                                   f"{type(exc).__name__}: {exc}")
         finally:
-            self._reader_done.set()
-            self._store = None
+            self._ranks.forget_job()
 
-    def _launch(self, inbox: asyncio.Queue) -> None:
+    def _launch(self, post: Any) -> None:
         import torch.distributed as dist
 
-        # The kernel hosts the rendezvous store on a free port: no port to choose, none to clash.
+        # Checkpoints that appeared since the run was built are refused here too; the ranks then
+        # take this run's output_path as theirs.
+        refuse_foreign_checkpoints(self.config.output_path, self._overwrite)
+        # This process hosts the rendezvous store on a free port: no port to choose, none to clash.
         self._store = dist.TCPStore("127.0.0.1", 0, None, True, wait_for_workers=False)
         job = SpawnJob(config=self.config.replace(seed=self.seed).to_dict(), data=self._frame,
-                       model=self._model_bytes, plan=self.plan, store_port=self._store.port,
-                       resume_from=self.config.output_path if self._resume_from is not None else None)
-        pipes = []
-        for rank in range(self.plan.world_size):
-            receive, send = self._mp.Pipe(duplex=False)
-            proc = self._mp.Process(target=spawn_main, args=(rank, job, self._request, send),
-                                    name=f"epoch-widgets-rank-{rank}", daemon=True)
-            proc.start()
-            send.close()        # the rank holds the only writing end: its exit reads as end-of-file
-            self._procs.append(proc)
-            pipes.append(receive)
-        threading.Thread(target=self._read, args=(pipes, inbox, self._loop),
-                         name="epoch-widgets-ranks", daemon=True).start()
+                       model=self._model_bytes, plan=self.plan, store_port=self._store.port, resume=self._resume)
+        self._ranks.launch(spawn_main, job, post)
 
-    def _read(self, pipes: list[Any], inbox: asyncio.Queue, loop: asyncio.AbstractEventLoop) -> None:
-        """Relay the ranks' messages to the event loop, and report ranks that exit with an error
-        (after their last message: a dead rank's pipe is read to its end first)."""
-        open_pipes = dict(zip(pipes, range(len(pipes))))
-        sentinels = {proc.sentinel: rank for rank, proc in enumerate(self._procs)}
-
-        def post(msg: Any) -> bool:
-            try:
-                loop.call_soon_threadsafe(inbox.put_nowait, msg)
-                return True
-            except RuntimeError:    # the loop is gone
-                return False
-
-        def read(pipe: Any, until_end: bool) -> bool:
-            while pipe in open_pipes and (until_end or pipe.poll()):
-                try:
-                    msg = pipe.recv()
-                except (EOFError, OSError):
-                    del open_pipes[pipe]
-                    pipe.close()
-                    break
-                if not post(msg):
-                    return False
-            return True
-
-        while sentinels and not self._reader_done.is_set():
-            for ready in multiprocessing.connection.wait([*open_pipes, *sentinels], timeout=0.5):
-                if ready in open_pipes:
-                    if not read(ready, until_end=False):
-                        return
-                elif ready in sentinels:
-                    rank = sentinels.pop(ready)
-                    if not read(pipes[rank], until_end=True):
-                        return
-                    proc = self._procs[rank]
-                    proc.join(5)      # the sentinel can turn ready a moment before the exit status exists
-                    code = proc.exitcode
-                    if code:
-                        post(("exited", rank, code))
-        if not self._reader_done.is_set():
-            post(("exited", None, 0))
-
-    async def _handle(self, msg: tuple) -> bool:
+    async def _handle(self, msg: dict[str, Any]) -> bool:
         """Apply one message from the ranks; True once the run has ended."""
-        kind = msg[0]
-        if kind == "event":
-            return await self._replay(*msg[1:])
-        if kind == "summary":
-            self._summary = msg[1]
-        elif kind == "weights":
-            self.backend.model.load_state_dict(torch.load(io.BytesIO(msg[1]), weights_only=True))
-        elif kind == "exited" and msg[1] is None and self._state in FINAL_STATES:
+        kind = msg.get("kind")
+        if kind == protocol.EVENT:
+            return await self._follow(msg["event"], msg.get("data") or {})
+        if kind == protocol.READY:
+            self._started_ranks.add(msg["rank"])
+            if len(self._started_ranks) == self.plan.world_size:
+                self._ranks.forget_job()
+        elif kind == protocol.WEIGHTS:
+            self.backend.model.load_state_dict(torch.load(io.BytesIO(msg["data"]), weights_only=True))
+        elif kind == EXITED and msg["rank"] is None and self._final_change is not None:
             # Rank 0 reported its end but exited before its train_end event got through.
-            return await self._replay("train_end", {"state": self._state.value, "best_metrics": self.best_metrics,
-                                                    "reason": self.reason}, self._position())
-        elif kind in ("failed", "exited") and self._state not in FINAL_STATES:
+            change = self._final_change
+            return await self._follow("train_end", {"state": change["new"], "reason": change.get("reason"),
+                                                    "error": change.get("error"), "best_metrics": self.best_metrics,
+                                                    "artifacts_path": None, "last_checkpoint": None})
+        elif kind in (protocol.FAILED, EXITED) and self.state not in FINAL_STATES:
             reason = await self._root_cause(self._describe_rank_failure(msg))
             await self._end(TrainingState.FAILED, self._with_advice(reason))
             return True
         return False
 
-    def _describe_rank_failure(self, msg: tuple) -> str:
-        kind, rank, detail = msg
-        if kind == "failed":
-            return f"rank {rank} of {self.plan.world_size} failed: {detail}"
+    async def _follow(self, event: str, data: dict[str, Any]) -> bool:
+        """Apply one of rank 0's events here; True when it was the last."""
+        if event == "state_change" and data["new"] in _FINAL_VALUES:
+            if data["new"] == TrainingState.FAILED.value:
+                own = f"rank 0 of {self.plan.world_size} failed: {data.get('error') or data.get('reason')}"
+                self._failure = self._with_advice(await self._root_cause(own))
+                data = {**data, "reason": self._failure, "error": self._failure}
+            # Shown together with train_end, which says where the files are: observers that
+            # finish writing first (loggers) need that.
+            self._final_change = data
+            return False
+        if event == "train_end":
+            await asyncio.to_thread(self._ranks.reap, _END_GRACE_SECONDS)
+            if self._failure is not None:
+                data = {**data, "reason": self._failure, "error": self._failure}
+            self._pause_requested = False
+            await asyncio.to_thread(self.events.finish, data)
+            if self._final_change is not None:
+                self._follower.apply("state_change", {**self._final_change, "elapsed": self.run_state.elapsed()})
+            self._follower.apply(event, data)
+            self._done.set()
+            return True
+        self._follower.apply(event, data)
+        return False
+
+    def _describe_rank_failure(self, msg: dict[str, Any]) -> str:
+        rank, world = msg.get("rank"), self.plan.world_size
+        if msg["kind"] == protocol.FAILED:
+            return f"rank {rank} of {world} failed: {msg['message']}"
         if rank is None:
             return "the worker processes ended without reporting the end of training"
-        return f"rank {rank} of {self.plan.world_size} exited unexpectedly ({_exit_text(detail)})"
+        if rank not in self._started_ranks:
+            return (f"rank {rank} of {world} exited before it started training "
+                    f"({protocol.describe_exit(msg['code'])}); {_START_HINT}")
+        return f"rank {rank} of {world} exited unexpectedly ({protocol.describe_exit(msg['code'])})"
 
     async def _root_cause(self, first: str) -> str:
         """``first``, or when it reads like a collective broken by a rank that went away, the
@@ -219,19 +303,22 @@ class LaunchedTrainer(Trainer):
         their reports may arrive first. Waits briefly for the ranks to end while looking."""
         if not _broken_group(first):
             return first
-        deadline = time.monotonic() + _CAUSE_GRACE_SECONDS
-        while (left := deadline - time.monotonic()) > 0:
+        assert self._inbox is not None
+        deadline = asyncio.get_running_loop().time() + _CAUSE_GRACE_SECONDS
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
             try:
                 msg = await asyncio.wait_for(self._inbox.get(), left)
             except asyncio.TimeoutError:
                 break
-            if msg == ("exited", None, 0):
+            if msg.get("kind") == EXITED and msg.get("rank") is None:
                 break
-            if msg[0] in ("failed", "exited"):
-                text = self._describe_rank_failure(msg) if msg[1] is not None else None
+            text = None
+            if msg.get("kind") in (protocol.FAILED, EXITED):
+                text = self._describe_rank_failure(msg)
             else:
                 self._deferred.append(msg)
-                text = msg[1].get("error") if msg[0] == "summary" else None
+                if msg.get("kind") == protocol.EVENT and msg.get("event") == "state_change":
+                    text = msg["data"].get("error")
             if text and not _broken_group(text):
                 return text
         return first
@@ -241,80 +328,28 @@ class LaunchedTrainer(Trainer):
             text = text.rstrip(".") + "." + oom_advice(self.config, self.plan.world_size)
         return text
 
-    async def _replay(self, event: str, data: dict[str, Any], position: dict[str, Any]) -> bool:
-        self.batch, self.num_batches = position["batch"], position["num_batches"]
-        if event == "state_change":
-            new = TrainingState(data["new"])
-            if new in FINAL_STATES:
-                self._take_summary(new)
-                if new == TrainingState.FAILED:
-                    own = f"rank 0 of {self.plan.world_size} failed: {self.reason}"
-                    self.reason = self.error = self._with_advice(await self._root_cause(own))
-            self._set_state(new, self.reason if new in FINAL_STATES else data["reason"])
-            return False
-        if event == "epoch_end":
-            entry = dict(data["metrics"])
-            self.history.append(entry)
-            self.early_stopping.update(entry["epoch"], entry["val_loss"])
-        self.current_epoch = position["current_epoch"]
-        if event == "train_end":
-            await asyncio.to_thread(self._reap, _END_GRACE_SECONDS)
-            self._pause_requested = False
-            self.events.emit("train_end", {**data, "state": self._state.value, "reason": self.reason})
-            self._done.set()
-            return True
-        self.events.emit(event, data)
-        return False
-
-    def _position(self) -> dict[str, Any]:
-        return {"batch": self.batch, "num_batches": self.num_batches, "current_epoch": self.current_epoch}
-
-    def _take_summary(self, final: TrainingState) -> None:
-        s = self._summary
-        self.reason = s.get("reason")
-        self.error = s.get("error")
-        self.artifacts_path = Path(s["artifacts_path"]) if s.get("artifacts_path") else None
-        self._last_checkpoint = Path(s["last_checkpoint"]) if s.get("last_checkpoint") else None
-        self.finished_at = s.get("finished_at") or time.time()
-        self._pause_requested = False
-
-    @property
-    def last_checkpoint(self) -> Optional[Path]:
-        """The checkpoint file rank 0 wrote last, known once the run has ended."""
-        return getattr(self, "_last_checkpoint", None)
-
     async def _end(self, final: TrainingState, reason: str, wait: bool = True) -> None:
         """End the run from this side (a rank failed, the start failed, or the task was cancelled)."""
-        self.reason = reason
-        if final == TrainingState.FAILED:
-            self.error = reason
+        error = reason if final == TrainingState.FAILED else None
+        if error:
             log.error("training failed: %s", reason)
-        self.finished_at = time.time()
         self._pause_requested = False
         if wait:
-            await asyncio.to_thread(self._reap, _FAIL_GRACE_SECONDS)
+            await asyncio.to_thread(self._ranks.reap, _FAIL_GRACE_SECONDS)
         else:
-            self._reap(_FAIL_GRACE_SECONDS)
-        self._set_state(final, reason)
-        self.events.emit("train_end", {"state": final.value, "best_metrics": self.best_metrics, "reason": reason})
+            self._ranks.reap(_FAIL_GRACE_SECONDS)
+        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
+               "artifacts_path": None, "last_checkpoint": None}
+        if wait:
+            await asyncio.to_thread(self.events.finish, end)
+        else:
+            self.events.finish(end)
+        self._change_state(final, reason, error)
+        self._follower.apply("train_end", end)
         self._done.set()
 
-    def _reap(self, grace: float) -> None:
-        """Wait up to ``grace`` seconds for the ranks to exit, then terminate the rest."""
-        deadline = time.monotonic() + grace
-        for proc in self._procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-        for proc in self._procs:
-            if proc.is_alive():
-                proc.terminate()
-        for proc in self._procs:
-            proc.join(5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-        self._reader_done.set()
 
-
+_FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
 _BROKEN_GROUP = ("connection closed by peer", "connection reset by peer", "remote worker", "broken pipe",
                  "nccl communicator was aborted", "socket timeout")
 
@@ -322,14 +357,3 @@ _BROKEN_GROUP = ("connection closed by peer", "connection reset by peer", "remot
 def _broken_group(text: str) -> bool:
     """Whether a failure reads like a collective that broke because another rank went away."""
     return any(words in text.lower() for words in _BROKEN_GROUP)
-
-
-def _exit_text(code: int) -> str:
-    if code is not None and code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = ", e.g. by the system's out-of-memory killer" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
-    return f"exit code {code}"

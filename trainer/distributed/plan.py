@@ -130,6 +130,20 @@ def _checked(config: TrainingConfig, plan: DevicePlan) -> DevicePlan:
     return plan
 
 
+def launches_processes(config: Any) -> bool:
+    """Whether ``config`` trains in spawned torch processes (``devices`` asks for several torch
+    devices). A config that cannot be planned answers False: the run then raises the planning
+    error from its usual place."""
+    devices = config.get("devices", 1) if isinstance(config, dict) else getattr(config, "devices", 1)
+    if devices == 1:
+        return False
+    try:
+        config = config if isinstance(config, TrainingConfig) else TrainingConfig.from_dict(config)
+        return config.backend == "torch" and plan_devices(config).distributed
+    except (ConfigError, ImportError):
+        return False
+
+
 def single_device_config(config: TrainingConfig, plan: DevicePlan, rank: int = 0) -> TrainingConfig:
     """The config one rank's (or one replica set's first) framework backend runs with."""
     if plan.device_type == "auto":

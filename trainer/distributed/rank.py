@@ -1,9 +1,9 @@
-"""The process side of a DistributedDataParallel run: :class:`RankTrainer` and the entry points
-that start one (from :mod:`trainer.distributed.launcher`'s spawned processes, or ``torchrun``).
+"""One rank of a DistributedDataParallel run: :class:`RankRun` and the entry point of a rank that
+:class:`~trainer.distributed.launcher.LaunchedRun` spawned (``torchrun``'s is in ``torchrun.py``).
 
-Every rank runs the ordinary epoch loop of :class:`trainer.Trainer` on its own device. The loop's
-decisions stay identical on every rank because they only read values that are identical there:
-the agreed control request (``control.py``), the globally summed training metrics and the
+Every rank runs the ordinary epoch loop (:class:`trainer.loop.LocalRun`) on its own device. The
+loop's decisions stay identical on every rank because they only read values that are identical
+there: the agreed control request (``control.py``), the globally summed training metrics and the
 all-reduced validation metrics (``torch_ddp.py``), and the shared seed. Only rank 0 has observers
 and an ``output_path``, so only it reports events and writes artifacts and checkpoints.
 """
@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import multiprocessing.connection
 import os
+import pickle
 import threading
 import time
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ from typing import Any, Callable, Iterable, Optional, Union
 
 import pandas as pd
 
+from .. import protocol
 from ..config import ConfigError, TrainingConfig
-from ..events import Callback, Observer
-from ..run import FINAL_STATES, StateError, Trainer, TrainingState
+from ..events import Observer
+from ..loop import LocalRun
+from ..resume import ResumePlan
+from ..state import FINAL_STATES, StateError, TrainingState
 from .control import PAUSE, POLL_SECONDS, RUN, STOP
 from .plan import DevicePlan
 
@@ -33,7 +37,7 @@ log = logging.getLogger("trainer")
 
 @dataclass
 class RankContext:
-    """What this process is within the run; set once per process before its RankTrainer is built."""
+    """What this process is within the run; given to its RankRun."""
 
     rank: int
     world_size: int
@@ -42,30 +46,19 @@ class RankContext:
     cpu_group: Any = None                       # a gloo group for control polls when NCCL is the default
 
 
-_CONTEXT: Optional[RankContext] = None
-
-
-def set_context(context: RankContext) -> None:
-    global _CONTEXT
-    _CONTEXT = context
-
-
-def current_context() -> RankContext:
-    if _CONTEXT is None:
-        raise RuntimeError("RankTrainer runs only inside a rank process (trainer.distributed sets it up); "
-                           "use trainer.Trainer with devices=N instead")
-    return _CONTEXT
-
-
-class RankTrainer(Trainer):
+class RankRun(LocalRun):
     """The epoch loop of one rank; pause, resume and stop are agreed with the other ranks."""
 
-    def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
-                 model: Any = None, callbacks: Iterable[Observer] = ()):
-        self.context = current_context()
+    def __init__(self, context: RankContext, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = True):
+        self.context = context
         self._own_request = RUN
-        super().__init__(config, data, model=model, callbacks=callbacks)
-        if self.context.rank != 0:
+        # Only rank 0 writes to output_path, so only it checks for another run's checkpoints there;
+        # a spawned rank's launcher has checked already (overwrite defaults to True).
+        super().__init__(config, data, model=model, callbacks=callbacks, resume=resume,
+                         overwrite=overwrite or context.rank != 0)
+        if context.rank != 0:
             self.config = self.config.replace(output_path=None)
 
     def _create_backend(self, model: Any) -> Any:
@@ -98,15 +91,15 @@ class RankTrainer(Trainer):
         self._apply(self.backend.control.poll())
 
     def _check_running(self, action: str) -> None:
-        if self._state in FINAL_STATES:
-            raise StateError(f"cannot {action}: the run has already ended ({self._state.value})")
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
 
     # A rank's own pause/resume/stop (e.g. from a callback) become its request, agreed like any other.
     def pause(self) -> None:
         self._check_running("pause")
         self._own_request = PAUSE
 
-    def resume(self) -> None:  # type: ignore[override]
+    def resume(self) -> None:
         self._check_running("resume")
         self._own_request = RUN
 
@@ -132,31 +125,28 @@ class RankTrainer(Trainer):
 
 @dataclass
 class SpawnJob:
-    """What the launcher sends each spawned rank (pickled once per process)."""
+    """What the launcher hands each spawned rank (through a job file; see ``processes.py``)."""
 
     config: dict[str, Any]
     data: pd.DataFrame
     model: Optional[bytes]            # torch.save of the user's module, or None
     plan: DevicePlan
     store_port: int
-    resume_from: Optional[str] = None  # an output_path to continue from its checkpoint
+    resume: Optional[ResumePlan] = None
 
 
-class Forwarder(Callback):
-    """Rank 0's observer: every event, with the loop position, goes to the launching process."""
+class RankReporter(protocol.EventForwarder):
+    """Rank 0's observer: every event goes to the launcher, and the trained weights just before
+    the run's final state (so the launcher holds them when it shows the end)."""
 
     def __init__(self, conn: Any):
+        super().__init__(conn.send)
         self.conn = conn
 
-    def on_event(self, run: Any, event: str, data: dict[str, Any]) -> None:
-        if event == "state_change" and data["new"] in {s.value for s in FINAL_STATES}:
-            # What the launcher needs before it shows the end: the reason, the files, the weights.
-            self.conn.send(("summary", {"reason": run.reason, "error": run.error, "finished_at": run.finished_at,
-                                        "artifacts_path": str(run.artifacts_path) if run.artifacts_path else None,
-                                        "last_checkpoint": str(run.last_checkpoint) if run.last_checkpoint else None}))
-            self.conn.send(("weights", _state_dict_bytes(run.backend.model)))
-        position = {"batch": run.batch, "num_batches": run.num_batches, "current_epoch": run.current_epoch}
-        self.conn.send(("event", event, data, position))
+    def on_event(self, run: Any, name: str, data: dict[str, Any]) -> None:
+        if name == "state_change" and data["new"] in {s.value for s in FINAL_STATES}:
+            self.conn.send({"kind": protocol.WEIGHTS, "data": _state_dict_bytes(run.backend.model)})
+        super().on_event(run, name, data)
 
 
 def _state_dict_bytes(model: Any) -> bytes:
@@ -167,7 +157,7 @@ def _state_dict_bytes(model: Any) -> bytes:
     return buf.getvalue()
 
 
-def _exit_with_parent() -> None:
+def exit_with_parent() -> None:
     """End this process when the launching kernel dies, instead of waiting in a collective forever."""
     parent = multiprocessing.parent_process()
     if parent is None:
@@ -180,7 +170,7 @@ def _exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _share_cores(world_size_here: int) -> None:
+def share_cores(world_size_here: int) -> None:
     import torch
 
     try:
@@ -190,7 +180,7 @@ def _share_cores(world_size_here: int) -> None:
     torch.set_num_threads(max(1, cores // world_size_here))
 
 
-def _init_process_group(plan_backend: str, rank: int, world_size: int, device: str, store: Any = None) -> Any:
+def init_process_group(plan_backend: str, rank: int, world_size: int, device: str, store: Any = None) -> Any:
     """Join the group; returns a gloo group for control polls when the default one is NCCL."""
     import torch
     import torch.distributed as dist
@@ -204,9 +194,9 @@ def _init_process_group(plan_backend: str, rank: int, world_size: int, device: s
     return dist.new_group(backend="gloo") if plan_backend != "gloo" else None
 
 
-def spawn_main(rank: int, job: SpawnJob, request: Any, conn: Any) -> None:
-    """Entry point of a rank process started by :class:`~trainer.distributed.launcher.LaunchedTrainer`;
-    ``request`` is the shared control value, ``conn`` this rank's pipe to the launcher."""
+def spawn_main(rank: int, job_file: str, request: Any, conn: Any) -> None:
+    """Entry point of a rank process started by the launcher; ``request`` is the shared control
+    value, ``conn`` this rank's pipe to the launcher."""
     import signal
 
     import torch
@@ -214,32 +204,32 @@ def spawn_main(rank: int, job: SpawnJob, request: Any, conn: Any) -> None:
 
     # Ctrl-C in a terminal reaches the whole process group; the launcher turns it into an agreed stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _exit_with_parent()
+    exit_with_parent()
     logging.basicConfig(level=logging.WARNING, format=f"[epoch-widgets rank {rank}] %(levelname)s %(message)s")
-    plan, code = job.plan, 1
+    code = 1
     try:
+        with open(job_file, "rb") as fh:
+            job: SpawnJob = pickle.load(fh)
+        plan = job.plan
+        conn.send({"kind": protocol.READY, "rank": rank})
         device = plan.rank_device(rank)
         if plan.device_type == "cpu":
-            _share_cores(plan.world_size)
+            share_cores(plan.world_size)
         store = dist.TCPStore("127.0.0.1", job.store_port, is_master=False)
-        cpu_group = _init_process_group(plan.comm_backend, rank, plan.world_size, device, store)
-        set_context(RankContext(rank, plan.world_size, device, lambda: request.value, cpu_group))
+        cpu_group = init_process_group(plan.comm_backend, rank, plan.world_size, device, store)
+        context = RankContext(rank, plan.world_size, device, lambda: request.value, cpu_group)
         model = torch.load(io.BytesIO(job.model), weights_only=False) if job.model is not None else None
-        callbacks = [Forwarder(conn)] if rank == 0 else []
-        if job.resume_from:
-            run = RankTrainer.from_checkpoint(job.resume_from, job.data, config=job.config, model=model,
-                                              callbacks=callbacks)
-        else:
-            run = RankTrainer(job.config, job.data, model=model, callbacks=callbacks)
+        callbacks = [RankReporter(conn)] if rank == 0 else []
+        run = RankRun(context, job.config, job.data, model=model, callbacks=callbacks, resume=job.resume)
         run.agree_now()
         run.fit()
         if run.state == TrainingState.FAILED and rank != 0:
-            conn.send(("failed", rank, run.error or run.reason))
+            conn.send({"kind": protocol.FAILED, "rank": rank, "message": run.error or run.reason})
         code = 0 if run.state != TrainingState.FAILED else 1
     except BaseException as exc:  # reported to the launcher, which ends the other ranks
         log.debug("rank %d failed", rank, exc_info=True)
         try:
-            conn.send(("failed", rank, f"{type(exc).__name__}: {exc}"))
+            conn.send({"kind": protocol.FAILED, "rank": rank, "message": f"{type(exc).__name__}: {exc}"})
         except OSError:
             pass
     finally:
@@ -252,129 +242,3 @@ def spawn_main(rank: int, job: SpawnJob, request: Any, conn: Any) -> None:
             except Exception:
                 pass
     os._exit(code)
-
-
-# ---------------------------------------------------------------------- under torchrun
-
-_SIGNAL_REQUEST = RUN
-
-
-def _install_signal_requests() -> None:
-    """SIGTERM or SIGINT stop after an agreed batch; SIGUSR1 pauses and SIGUSR2 resumes."""
-    import signal
-
-    def handler(code: int) -> Callable[[int, Any], None]:
-        def set_request(_signum: int, _frame: Any) -> None:
-            global _SIGNAL_REQUEST
-            if _SIGNAL_REQUEST != STOP:     # a stop is final
-                _SIGNAL_REQUEST = code
-        return set_request
-
-    signal.signal(signal.SIGTERM, handler(STOP))
-    signal.signal(signal.SIGINT, handler(STOP))
-    signal.signal(signal.SIGUSR1, handler(PAUSE))
-    signal.signal(signal.SIGUSR2, handler(RUN))
-
-
-def torchrun_plan(config: TrainingConfig, world_size: int, local_rank: int) -> tuple[str, str]:
-    """(torch.distributed backend, this rank's device) for a rank started by torchrun."""
-    import torch
-
-    if config.device != "cpu" and torch.cuda.is_available():
-        if local_rank >= torch.cuda.device_count():
-            raise ConfigError.single("devices", world_size,
-                                     f"this node starts more processes than it has GPUs (local rank {local_rank}, "
-                                     f"{torch.cuda.device_count()} GPU(s)); lower --nproc-per-node")
-        return "nccl", f"cuda:{local_rank}"
-    if config.device.startswith("cuda"):
-        raise ConfigError.single("device", config.device, "torch sees no GPU on this node; use device='cpu' "
-                                                          "(gloo between CPU processes) or 'auto'")
-    return "gloo", "cpu"
-
-
-def torchrun_main(argv: Optional[list[str]] = None) -> int:
-    """``python -m trainer.distributed``: one rank of a run started by torchrun (see its --help)."""
-    import argparse
-    import sys
-
-    import torch.distributed as dist
-
-    from ..cli import ConsoleProgress, UsageError, _parse_value, _read_config, _read_data
-
-    ap = argparse.ArgumentParser(
-        prog="python -m trainer.distributed",
-        description="One rank of a multi-process (multi-GPU, multi-node) training run. Start it with torchrun, e.g. "
-                    "torchrun --nnodes 2 --nproc-per-node 4 --rdzv-backend c10d --rdzv-endpoint HOST:29500 "
-                    "-m trainer.distributed --config cfg.json --data data.parquet. Rank 0 prints progress and "
-                    "writes output_path. SIGTERM or Ctrl-C stops after an agreed batch, SIGUSR1 pauses, SIGUSR2 resumes.")
-    ap.add_argument("--config", required=True, help="JSON file with the training config")
-    ap.add_argument("--data", help="CSV or Parquet file (default: the config's data_path)")
-    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
-    ap.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_path")
-    args = ap.parse_args(argv)
-    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        print("python -m trainer.distributed runs one rank of a torchrun job; start it with e.g. "
-              "torchrun --standalone --nproc-per-node 2 -m trainer.distributed --config cfg.json --data data.csv "
-              "(in a notebook or script use Trainer with devices=N instead)", file=sys.stderr)
-        return 2
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    logging.basicConfig(level=logging.WARNING, format=f"[rank {rank}] %(levelname)s %(message)s")
-    try:
-        settings = _read_config(args.config)
-        for item in args.set:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
-            settings[key] = _parse_value(value)
-        config = TrainingConfig.from_dict(settings)
-        data_path = args.data or config.data_path
-        if not data_path:
-            raise UsageError("give --data FILE (or data_path in the config)")
-        df = _read_data(data_path)
-        if config.batch_size % world:
-            raise ConfigError.single("batch_size", config.batch_size,
-                                     f"with {world} processes batch_size is the global batch, split evenly; "
-                                     f"{config.batch_size} does not divide by {world}")
-        backend, device = torchrun_plan(config, world, local_rank)
-    except (UsageError, ConfigError) as exc:
-        if rank == 0:
-            print(f"trainer.distributed: {exc}", file=sys.stderr)
-        return 2
-    if config.devices not in (1, "auto", world) and rank == 0:
-        log.warning("torchrun started %d processes; the config's devices=%r is ignored (torchrun's --nnodes and "
-                    "--nproc-per-node decide)", world, config.devices)
-    if device == "cpu":
-        _share_cores(local_world)
-    _install_signal_requests()
-    cpu_group = _init_process_group(backend, rank, world, device)
-    try:
-        if config.seed is None:
-            # Every rank must shuffle and initialise alike: rank 0 draws the seed for all.
-            import numpy as np
-
-            seed = [int(np.random.SeedSequence().entropy % 2**32) if rank == 0 else None]
-            dist.broadcast_object_list(seed, src=0)
-            config = config.replace(seed=seed[0])
-        set_context(RankContext(rank, world, device, lambda: _SIGNAL_REQUEST, cpu_group))
-        callbacks = [ConsoleProgress()] if rank == 0 else []
-        if args.resume:
-            if not config.output_path:
-                raise UsageError("--resume needs output_path in the config")
-            run = RankTrainer.from_checkpoint(config.output_path, df, config=config, callbacks=callbacks)
-        else:
-            run = RankTrainer(config, df, callbacks=callbacks)
-        run.agree_now()
-        started = time.perf_counter()
-        run.fit()
-        if rank == 0:
-            print(f"{time.perf_counter() - started:.1f}s on {world} processes"
-                  + (f"; artifacts in {run.artifacts_path}" if run.artifacts_path else ""))
-        return 0 if run.state != TrainingState.FAILED else 1
-    except (UsageError, ConfigError) as exc:
-        if rank == 0:
-            print(f"trainer.distributed: {exc}", file=sys.stderr)
-        return 2
-    finally:
-        dist.destroy_process_group()

@@ -1,7 +1,7 @@
 """One rank of a DistributedDataParallel run: the PyTorch backend on a shard of every batch.
 
 Batches are global: batch ``b`` of an epoch is positions ``b*batch_size ..`` of
-``trainer.run.epoch_order``, exactly as on one device, and rank ``r`` of ``N`` trains on the
+``trainer.loop.epoch_order``, exactly as on one device, and rank ``r`` of ``N`` trains on the
 ``r``-th of ``N`` equal slices of it. Each rank's loss is its samples' summed loss times
 ``N / global_batch``, so DDP's gradient average is the mean gradient of the whole global batch,
 the same step a single process takes (a short last batch splits as evenly as it can; a rank left
@@ -24,7 +24,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..backends.torch_backend import _EVAL_CHUNK, TorchBackend
+from ..backends.torch_backend import TorchBackend
+from ..backends.torch_saving import EVAL_CHUNK
 from ..config import TrainingConfig
 from ..data import PreparedData
 from .control import RUN, ControlAgreement
@@ -128,8 +129,8 @@ class DDPBackend(TorchBackend):
         n = len(self.val_ids)
         mine = self.val_ids[n * self.rank // self.world_size:n * (self.rank + 1) // self.world_size]
         sums = torch.zeros(2, dtype=torch.float64, device=self.device)
-        for lo in range(0, len(mine), _EVAL_CHUNK):
-            ids = mine[lo:lo + _EVAL_CHUNK]
+        for lo in range(0, len(mine), EVAL_CHUNK):
+            ids = mine[lo:lo + EVAL_CHUNK]
             yb = self.sample_targets[ids]
             with self.amp.autocast():
                 out = self.model(self.samples[ids])
@@ -140,10 +141,7 @@ class DDPBackend(TorchBackend):
                 sums[1] += (out.reshape(-1).float() - yb).abs().sum()
         dist.all_reduce(sums)
         dist.broadcast(sums, src=0)
-        loss, score = float(sums[0]) / max(n, 1), float(sums[1]) / max(n, 1)
-        if self.classification:
-            return {"val_loss": loss, "val_accuracy": score}
-        return {"val_loss": loss, "val_mae": score * self.data.preprocessor.target_std}
+        return self.split_metrics("val", float(sums[0]), float(sums[1]), n)
 
     # ------------------------------------------------------------------ checkpoints
     def load_checkpoint_state(self, members: dict[str, bytes]) -> None:

@@ -1,0 +1,330 @@
+"""Comparing runs: their curves overlaid in bqplot, a sortable table of what differs, and
+checkboxes choosing which runs show.
+
+``compare_runs(source)`` takes run folders, a folder holding runs, in-memory ``trainer.Trainer``
+runs or a mix, and works from the saved files alone in a fresh kernel. :class:`RunsView` lists the
+runs under a folder plus runs added while the kernel lives (``add_run``): the panel's "Runs" tab.
+Reading the runs is :mod:`trainer.run_records`' job; this module only draws them.
+"""
+from __future__ import annotations
+
+import math
+from html import escape
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, Union
+
+import bqplot as bq
+import ipywidgets as W
+import numpy as np
+import pandas as pd
+
+from trainer.run_records import RunRecord, comparison_table, find_runs, load_runs, metrics_frame, read_run, record_of
+
+# matplotlib's tab10: one color per run, in order.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+# figure: (title, y label, history key or keys as (train, val))
+FIGURES: dict[str, tuple[str, str, tuple[Optional[str], str]]] = {
+    "loss": ("Loss", "loss", ("train_loss", "val_loss")),
+    "accuracy": ("Accuracy", "accuracy", ("train_accuracy", "val_accuracy")),
+    "mae": ("MAE", "MAE", ("train_mae", "val_mae")),
+    "learning_rate": ("Learning rate", "learning rate", (None, "learning_rate")),
+}
+SPLITS = {"train and validation": ("train", "val"), "validation": ("val",), "train": ("train",)}
+
+
+def color_of(index: int) -> str:
+    return PALETTE[index % len(PALETTE)]
+
+
+def _figure(title: str, y_label: str) -> tuple[bq.Figure, bq.LinearScale, bq.LinearScale]:
+    x, y = bq.LinearScale(), bq.LinearScale()
+    axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", num_ticks=6),
+            bq.Axis(scale=y, label=y_label, side="left", grid_lines="dashed", tick_format=".3~g",
+                    label_offset="48px")]
+    fig = bq.Figure(marks=[], axes=axes, title=title, animation_duration=0, legend_location="top-right",
+                    title_style={"font-size": "14px"}, fig_margin={"top": 40, "bottom": 40, "left": 66, "right": 15},
+                    layout=W.Layout(flex="1 1 0%", height="280px", min_width="280px"))
+    return fig, x, y
+
+
+class RunComparison(W.VBox):
+    """Overlaid curves, run checkboxes and a sortable table for a list of :class:`RunRecord`.
+
+    One color per run; train curves solid, validation dashed (``split`` shows one or both).
+    """
+
+    def __init__(self, records: Iterable[RunRecord] = ()):
+        self.records: list[RunRecord] = []
+        self.checkboxes: dict[str, W.Checkbox] = {}
+        self.figures: dict[str, bq.Figure] = {}
+        self._scales: dict[str, tuple[bq.LinearScale, bq.LinearScale]] = {}
+        self._marks: dict[str, dict[tuple[str, str], bq.Lines]] = {}   # label -> (figure, split) -> mark
+        self._rows: list[W.HBox] = []
+        for name, (title, y_label, _keys) in FIGURES.items():
+            fig, x, y = _figure(title, y_label)
+            self.figures[name], self._scales[name] = fig, (x, y)
+        self.split = W.ToggleButtons(options=list(SPLITS), value="train and validation", description="curves",
+                                     style={"button_width": "150px"})
+        self.split.observe(lambda _c: self._update_marks(), "value")
+        self.run_list = W.VBox(layout=W.Layout(max_height="220px", overflow="auto"))
+        self.all_button = W.Button(description="all", layout=W.Layout(width="60px"), tooltip="Show every run")
+        self.none_button = W.Button(description="none", layout=W.Layout(width="60px"), tooltip="Hide every run")
+        self.all_button.on_click(lambda _b: self.show_only([r.label for r in self.records]))
+        self.none_button.on_click(lambda _b: self.show_only([]))
+        self.sort_by = W.Dropdown(description="sort by", options=["run"], value="run")
+        self.order = W.ToggleButtons(options=["ascending", "descending"], value="ascending",
+                                     style={"button_width": "100px"})
+        self.sort_by.observe(lambda _c: self._render_table(), "value")
+        self.order.observe(lambda _c: self._render_table(), "value")
+        self.table = W.HTML()
+        self.legend_note = W.HTML("<small>solid: train &middot; dashed: validation</small>")
+        self.figure_box = W.Box(list(self.figures.values()), layout=W.Layout(display="flex", flex_flow="row wrap",
+                                                                               width="100%"))
+        super().__init__([W.HBox([W.VBox([W.HTML("<b>Runs</b>"), self.run_list,
+                                          W.HBox([self.all_button, self.none_button])]),
+                                  W.VBox([self.split, self.legend_note])]),
+                          self.figure_box, W.HBox([self.sort_by, self.order]), self.table])
+        self.set_runs(list(records))
+
+    # ------------------------------------------------------------------ public
+    @property
+    def shown(self) -> list[str]:
+        """Labels of the runs whose curves show."""
+        return [r.label for r in self.records if self.checkboxes[r.label].value]
+
+    def show_only(self, labels: Iterable[str]) -> None:
+        wanted = set(labels)
+        unknown = wanted - set(self.checkboxes)
+        if unknown:
+            raise KeyError(f"no runs named {sorted(unknown)}; the runs are {[r.label for r in self.records]}")
+        with self.hold_trait_notifications():
+            for label, box in self.checkboxes.items():
+                box.value = label in wanted
+        self._update_marks()
+
+    @property
+    def metrics(self) -> pd.DataFrame:
+        """Every run's per-epoch metrics, long: ``run``, ``epoch``, ``metric``, ``value``."""
+        return metrics_frame(self.records)
+
+    @property
+    def table_frame(self) -> pd.DataFrame:
+        """The table as shown: best metrics, state and differing config fields, sorted."""
+        return _sorted(comparison_table(self.records), self.sort_by.value, self.order.value == "ascending")
+
+    def set_runs(self, records: list[RunRecord]) -> None:
+        """Show these runs (checkbox choices are kept for labels seen before)."""
+        previous = {label: box.value for label, box in self.checkboxes.items()}
+        for marks in self._marks.values():
+            for mark in marks.values():
+                mark.close()
+        for row in self._rows:
+            for child in row.children:
+                child.close()
+            row.close()
+        self.records = list(records)
+        self._marks, self.checkboxes = {}, {}
+        rows = []
+        for index, record in enumerate(self.records):
+            color = color_of(index)
+            box = W.Checkbox(value=previous.get(record.label, True), description=record.label, indent=False,
+                             layout=W.Layout(width="auto"))
+            box.observe(lambda _c: self._update_marks(), "value")
+            self.checkboxes[record.label] = box
+            swatch = W.HTML(f"<span style='display:inline-block;width:14px;height:4px;background:{color};"
+                            f"vertical-align:middle'></span>", layout=W.Layout(width="22px"))
+            rows.append(W.HBox([swatch, box]))
+            self._marks[record.label] = self._make_marks(record, color)
+        self._rows = rows
+        self.run_list.children = rows
+        tasks = {r.task for r in self.records}
+        self.figures["accuracy"].layout.display = None if "classification" in tasks or not tasks else "none"
+        self.figures["mae"].layout.display = None if "regression" in tasks else "none"
+        columns = ["run", *comparison_table(self.records).columns] if self.records else ["run"]
+        keep = self.sort_by.value if self.sort_by.value in columns else ("best_loss" if "best_loss" in columns else "run")
+        with self.sort_by.hold_trait_notifications():
+            self.sort_by.options = columns
+            self.sort_by.value = keep
+        self._update_marks()
+        self._render_table()
+
+    # ------------------------------------------------------------------ drawing
+    def _make_marks(self, record: RunRecord, color: str) -> dict[tuple[str, str], bq.Lines]:
+        marks: dict[tuple[str, str], bq.Lines] = {}
+        epochs = np.array([float(e["epoch"]) for e in record.history])
+        for name, (_title, _y, (train_key, val_key)) in FIGURES.items():
+            x, y = self._scales[name]
+            for split, key in (("train", train_key), ("val", val_key)):
+                if key is None or not any(key in e for e in record.history):
+                    continue
+                values = np.array([_number(e.get(key)) for e in record.history])
+                dashed = split == "val" and name != "learning_rate"
+                marks[(name, split)] = bq.Lines(x=epochs, y=values, scales={"x": x, "y": y}, colors=[color],
+                                                line_style="dashed" if dashed else "solid", labels=[record.label],
+                                                display_legend=False, stroke_width=2)
+        return marks
+
+    def _update_marks(self) -> None:
+        splits = SPLITS[self.split.value]
+        shown = set(self.shown)
+        for name, fig in self.figures.items():
+            marks = []
+            for record in self.records:
+                if record.label not in shown:
+                    continue
+                run_marks = [mark for (figure, split), mark in self._marks[record.label].items()
+                             if figure == name and (split in splits or name == "learning_rate")]
+                if name == "loss":       # the legend names each run once
+                    for i, mark in enumerate(run_marks):
+                        mark.display_legend = i == len(run_marks) - 1
+                marks += run_marks
+            if list(fig.marks) != marks:
+                fig.marks = marks
+
+    def _render_table(self) -> None:
+        if not self.records:
+            self.table.value = "<i>No runs to compare yet.</i>"
+            return
+        frame = self.table_frame
+        colors = {r.label: color_of(i) for i, r in enumerate(self.records)}
+        head = "".join(f"<th style='text-align:left;padding:2px 8px'>{escape(str(c))}</th>"
+                       for c in ["run", *frame.columns])
+        body = []
+        for label, row in frame.iterrows():
+            cells = [f"<td style='padding:2px 8px;white-space:nowrap'><span style='color:{colors[label]}'>&#9632;"
+                     f"</span> {escape(str(label))}</td>"]
+            cells += [f"<td style='padding:2px 8px'>{escape(_format(v))}</td>" for v in row.tolist()]
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        self.table.value = (f"<table style='border-collapse:collapse;font-size:13px'><thead><tr>{head}</tr></thead>"
+                            f"<tbody>{''.join(body)}</tbody></table>")
+
+
+def compare_runs(source: Any) -> RunComparison:
+    """A widget comparing runs: ``source`` is a run folder, a folder holding runs (searched
+    recursively, newest first), a ``trainer.Trainer``, or a list of any of these."""
+    return RunComparison(load_runs(source))
+
+
+class RunsView(W.VBox):
+    """The runs under a folder plus the runs of this session, compared: the panel's "Runs" tab.
+
+    ``add_run(run)`` keeps an in-memory run (every Start of a panel); it is shown as it stands and
+    refreshed when it ends. ``refresh()`` re-reads the folder.
+    """
+
+    def __init__(self, folder: Union[str, Path, None] = None, runs: Iterable[Any] = ()):
+        self.folder = W.Text(value=str(folder) if folder is not None else "", description="folder",
+                             placeholder="a folder holding saved runs", layout=W.Layout(width="420px"))
+        self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="Read the folder again")
+        self.refresh_button.on_click(lambda _b: self.refresh())
+        self.message = W.HTML()
+        self.comparison = RunComparison()
+        self._runs: list[Any] = []
+        self._unsubscribe: dict[int, Callable[[], None]] = {}
+        super().__init__([W.HBox([self.folder, self.refresh_button]), self.message, self.comparison])
+        for run in runs:
+            self._runs.append(run)
+            self._follow(run)
+        self.refresh()
+
+    @property
+    def records(self) -> list[RunRecord]:
+        return self.comparison.records
+
+    def add_run(self, run: Any) -> None:
+        """Keep ``run`` (a trainer.Trainer) for comparison; it is re-read when it ends."""
+        if any(r is run for r in self._runs):
+            return
+        self._runs.append(run)
+        self._follow(run)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-read the folder and the kept runs and redraw."""
+        records: list[RunRecord] = []
+        kept_paths = set()
+        for number, run in enumerate(self._runs, start=1):
+            record = record_of(run)
+            if record.label == "run":
+                record.label = f"run {number}"
+            if record.path is not None:
+                kept_paths.add(_resolved(record.path))
+            records.append(record)
+        records.reverse()          # newest Start first
+        problems = []
+        saved = 0
+        text = self.folder.value.strip()
+        if text:
+            try:
+                for path in find_runs(text):
+                    if _resolved(path) in kept_paths:
+                        continue
+                    try:
+                        records.append(read_run(path))
+                        saved += 1
+                    except (OSError, ValueError) as exc:
+                        problems.append(str(exc))
+            except FileNotFoundError as exc:
+                problems.append(str(exc))
+        self.comparison.set_runs(load_runs(records) if records else [])
+        parts = [f"{len(self._runs)} run(s) of this session"] if self._runs else []
+        if text:
+            parts.append(f"{saved} saved under {escape(text)}")
+        note = ", ".join(parts) if parts else "No runs yet: start one, or name a folder holding saved runs."
+        if problems:
+            note += "<br><span style='color:#c62828'>" + "<br>".join(escape(p) for p in problems[:5]) + "</span>"
+        self.message.value = note
+
+    def _follow(self, run: Any) -> None:
+        state = getattr(getattr(run, "state", None), "value", getattr(run, "state", None))
+        if state not in ("pending", "running", "paused") or not hasattr(run, "add_callback"):
+            return
+
+        def on_event(event: str, _data: dict[str, Any]) -> None:
+            if event == "train_end":
+                stop = self._unsubscribe.pop(id(run), None)
+                if stop is not None:
+                    stop()
+                self.refresh()
+
+        self._unsubscribe[id(run)] = run.add_callback(on_event)
+
+    def close(self) -> None:
+        for stop in self._unsubscribe.values():
+            stop()
+        self._unsubscribe.clear()
+        self.comparison.close()
+        super().close()
+
+
+def _sorted(frame: pd.DataFrame, column: str, ascending: bool) -> pd.DataFrame:
+    if column == "run" or column not in frame.columns:
+        return frame.sort_index(ascending=ascending, kind="stable")
+    values = frame[column]
+    numeric = pd.to_numeric(values, errors="coerce")
+    key = numeric if numeric.notna().sum() == values.notna().sum() else values.map(lambda v: "" if v is None else str(v))
+    order = key.sort_values(ascending=ascending, na_position="last", kind="stable").index
+    return frame.loc[order]
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _format(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return Path(path).expanduser().resolve()
+    except OSError:
+        return Path(path)

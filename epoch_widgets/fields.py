@@ -1,0 +1,98 @@
+"""How config fields look to a person: labels, help, which are advanced, text parsing for list
+and optional fields, and what differs between two configs. All of it comes from the schema's
+field metadata (``trainer.config``'s ``json_schema_extra``: ``label``, ``help``, ``advanced``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from trainer.config import FIELD_SPECS, FieldSpec, TrainingConfig, parse_devices
+
+
+def meta(name: str) -> dict[str, Any]:
+    info = TrainingConfig.model_fields.get(name)
+    extra = info.json_schema_extra if info is not None else None
+    return extra if isinstance(extra, dict) else {}
+
+
+def label(name: str) -> str:
+    """The field's human label (``T_max`` -> "Half period (epochs)")."""
+    return meta(name).get("label") or name.replace("_", " ").capitalize()
+
+
+def help_text(name: str) -> str:
+    return meta(name).get("help", "")
+
+
+def is_advanced(name: str) -> bool:
+    return bool(meta(name).get("advanced"))
+
+
+def format_value(value: Any) -> str:
+    """A config value as a person writes it: 0.001, 64, 32, none."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "none"
+    return str(value)
+
+
+# Fields that name or place a run rather than change what it learns.
+_NOT_COMPARED = {"name", "output_path", "data_path", "checkpoints", "checkpoint_every_epochs",
+                 "checkpoint_every_batches", "checkpoint_every_seconds", "checkpoint_keep"}
+
+
+def config_difference(old: TrainingConfig, new: TrainingConfig, limit: int = 3) -> str:
+    """What ``old`` set differently from ``new``, in labels and values ("Schedule step, Epochs 12");
+    the fields that cannot change the results are left out."""
+    a, b = old.to_dict(), new.to_dict()
+    changed = [n for n in a if n not in _NOT_COMPARED and a[n] != b.get(n)]
+    # A scheduler's own parameters matter only when that scheduler is the one in use.
+    scheduler = a.get("learning_rate_scheduler")
+    changed = [n for n in changed if FIELD_SPECS[n].scheduler in (None, scheduler)]
+    parts = [f"{label(n)} {format_value(a[n])}" for n in changed[:limit]]
+    if len(changed) > limit:
+        parts.append(f"+{len(changed) - limit} more")
+    return ", ".join(parts) if parts else "same settings"
+
+
+class TextCodec:
+    """Parses a Text widget's string into a config value (lists, optional numbers and strings)."""
+
+    def __init__(self, spec: FieldSpec):
+        self.spec = spec
+
+    def to_text(self, value: Any) -> str:
+        if value is None:
+            return ""
+        if isinstance(value, (list, tuple)):
+            return ", ".join(str(v) for v in value)
+        return str(value)
+
+    def parse(self, text: str) -> Any:
+        """The config value for ``text``; raises ValueError with a short message for the user."""
+        text = text.strip()
+        kind = self.spec.type
+        if kind == "list[int]":
+            parts = [p for p in text.replace(";", ",").split(",") if p.strip()]
+            try:
+                return [int(p) for p in parts]
+            except ValueError:
+                raise ValueError("enter whole numbers separated by commas, e.g. 128, 64") from None
+        if kind == "list[str]":
+            return [p.strip() for p in text.split(",") if p.strip()]
+        if self.spec.name == "devices":
+            return parse_devices(text)     # "2", "0, 1" or "auto": a count, GPU indices or auto
+        if text == "" and self.spec.optional:
+            return None
+        if kind in ("int", "float"):
+            convert, what = (int, "a whole number") if kind == "int" else (float, "a number")
+            try:
+                return convert(text)
+            except ValueError:
+                hint = ", or leave it empty" if self.spec.optional else ""
+                raise ValueError(f"enter {what}{hint}") from None
+        return text

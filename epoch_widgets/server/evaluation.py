@@ -1,0 +1,48 @@
+"""``GET evaluation/{task_id}``: the figures a finished task's run wrote to ``evaluation.json``."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import tornado.web
+
+from .errors import Conflict
+from .base_handler import TrainingHandler
+from .tasks import Task
+
+FILE_NAME = "evaluation.json"    # trainer.evaluation.FILE_NAME, without importing the trainer here
+
+
+def read_evaluation(task: Task) -> dict[str, Any]:
+    """The task's ``evaluation.json``; Conflict (409) saying why when there is none to give."""
+    if not task.done:
+        raise Conflict(f"task {task.task_id} is still {task.state}; its evaluation is written when the run ends "
+                       f"(stream-progress/{task.task_id} says when)")
+    if task.output_dir is None:
+        raise Conflict(f"task {task.task_id} was started without output_path, so nothing of it was saved; "
+                       f"start it with an output_path to get its evaluation")
+    path = task.output_dir / FILE_NAME
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise Conflict(f"task {task.task_id} ({task.state}) has no evaluation: {_why_missing(task)}") from None
+
+
+def _why_missing(task: Task) -> str:
+    assert task.output_dir is not None
+    try:
+        note = json.loads((task.output_dir / "metadata.json").read_text()).get("evaluation") or {}
+    except (OSError, ValueError):
+        return "its run wrote no artifacts (it ended before saving them)"
+    if note.get("skipped"):
+        return note["skipped"]
+    if note.get("error"):
+        return f"evaluating it failed ({note['error']})"
+    return "its run saved none"
+
+
+class EvaluationHandler(TrainingHandler):
+    @tornado.web.authenticated
+    def get(self, task_id: str) -> None:
+        task = self.registry.get(task_id)
+        self.reply({"task_id": task_id, "evaluation": read_evaluation(task)})

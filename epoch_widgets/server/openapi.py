@@ -1,0 +1,241 @@
+"""The API's OpenAPI 3.1 document, served at ``GET <base_url>api/v1/epoch-training/openapi.json``.
+
+The config's schema is pydantic's JSON Schema of :class:`trainer.TrainingConfig` (the one the
+server validates with), so the document cannot drift from the fields; the endpoints, their
+parameters and every answer are described here, next to the handlers they describe.
+"""
+from __future__ import annotations
+
+import copy
+from functools import lru_cache
+from typing import Any
+
+from trainer import TrainingConfig, __version__
+
+from .lifecycle import TRAINING_STATES
+
+NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
+STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
+NON_NEGATIVE: dict[str, Any] = {"type": "integer", "minimum": 0}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required), **extra}
+
+
+def _success(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return _obj({"success": {"const": True}, **properties}, ("success", *required))
+
+
+def config_schema() -> dict[str, Any]:
+    """TrainingConfig's JSON Schema, its per-field help as descriptions."""
+    schema = copy.deepcopy(TrainingConfig.model_json_schema())
+    for prop in schema["properties"].values():
+        help_text = prop.pop("help", None)
+        if help_text:
+            prop["description"] = help_text
+        for key in ("group", "scheduler"):
+            if key in prop:
+                prop[f"x-{key}"] = prop.pop(key)
+        prop.pop("kind", None)
+    return schema
+
+
+def start_request_schema() -> dict[str, Any]:
+    """The start body: the config (``data_path`` required here) plus ``overwrite``."""
+    schema = config_schema()
+    schema["title"] = "StartRequest"
+    schema["description"] = ("A training config; unknown keys are refused. `overwrite` is not a config field: it is "
+                             "read from the request and not saved with the run.")
+    props = schema["properties"]
+    props["data_path"] = {"type": "string", "minLength": 1, "description": (
+        "CSV (optionally compressed) or Parquet file inside the server's root directory, relative to it.")}
+    props["output_path"] = {**props["output_path"], "description": (
+        "Folder inside the server's models directory (relative to it, or starting with /models/). A folder "
+        "holding another run's checkpoints is refused with 409 unless `overwrite` is true.")}
+    props["overwrite"] = {"type": "boolean", "default": False, "description": (
+        "Replace the checkpoints of another run (an ended task, or a run started elsewhere) in output_path. "
+        "That task can then no longer be resumed.")}
+    schema["required"] = ["data_path"]
+    return schema
+
+
+def _schemas() -> dict[str, Any]:
+    metrics = {"type": "object", "properties": {"epoch": {"type": "integer"}},
+               "additionalProperties": NUMBER_OR_NULL,
+               "description": "One epoch: epoch, train_loss, train_accuracy (train_mae for regression), val_loss, "
+                              "val_accuracy (val_mae), learning_rate, time_per_epoch. A non-finite number is null."}
+    best = {"type": "object", "additionalProperties": NUMBER_OR_NULL,
+            "description": "loss, accuracy (mae for regression) and epoch of the best epoch by val_loss; {} before one."}
+    progress = _obj({
+        "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer", "minimum": 1},
+        "training_state": {"enum": list(TRAINING_STATES), "description": (
+            "pending until the worker is ready (also while resuming from a checkpoint), then running or paused, "
+            "then how it ended; interrupted: the server stopped meanwhile.")},
+        "latest_metrics": metrics, "best_metrics": best, "current_batch": NON_NEGATIVE,
+        "total_batches": NON_NEGATIVE, "reason": STRING_OR_NULL, "error": STRING_OR_NULL,
+    }, ("current_epoch", "total_epochs", "training_state", "latest_metrics", "best_metrics"))
+    summary = _obj({
+        "task_id": {"type": "string"}, "name": STRING_OR_NULL, "training_state": progress["properties"]["training_state"],
+        "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": best,
+        "reason": STRING_OR_NULL, "error": STRING_OR_NULL, "created_at": STRING_OR_NULL, "finished_at": STRING_OR_NULL,
+        "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL,
+        "loggers": {"type": "object", "description": (
+            "where the task's loggers write (only for a task with loggers): tensorboard, a folder relative to "
+            "the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
+    }, ("task_id", "training_state", "current_epoch", "total_epochs"))
+    details = copy.deepcopy(summary)
+    details["properties"].update({
+        "config": _ref("TrainingConfig"), "progress": _ref("Progress"), "seed": {"type": ["integer", "null"]},
+        "samples": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "output_dir": {**STRING_OR_NULL, "description": "where output_path landed, as /models/<folder>"},
+    })
+    error = _obj({
+        "success": {"const": False}, "message": {"type": "string", "description": "what is wrong and what to do"},
+        "errors": {"type": "array", "items": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}},
+                                                  ("field", "message"))},
+    }, ("success", "message"))
+    state = progress["properties"]["training_state"]
+    common = {"task_id": {"type": "string"}, "progress": _ref("Progress")}
+    stream_event = {"description": "The JSON in one event's data line.", "oneOf": [
+        _obj({"type": {"const": "progress"}, **common, "improved": {"type": "boolean"}}, ("type", "task_id", "progress")),
+        _obj({"type": {"const": "state"}, **common, "old": {"type": ["string", "null"]}, "new": state,
+              "training_state": state, "reason": STRING_OR_NULL}, ("type", "task_id", "new", "training_state")),
+        _obj({"type": {"const": "complete"}, **common, "training_state": state, "best_metrics": best,
+              "reason": STRING_OR_NULL}, ("type", "task_id", "training_state", "best_metrics")),
+        _obj({"type": {"const": "error"}, **common, "training_state": state, "message": STRING_OR_NULL},
+             ("type", "task_id", "training_state")),
+    ]}
+    return {
+        "StreamEvent": stream_event,
+        # Before OpenAPI 3.2 a text/event-stream schema describes one event (its fields).
+        "ServerSentEvent": _obj({"event": {"type": "string"}, "id": {"type": "string"}, "data": {
+            "type": "string", "contentMediaType": "application/json", "contentSchema": _ref("StreamEvent")}},
+            ("data",)),
+        "TrainingConfig": config_schema(), "StartRequest": start_request_schema(), "Metrics": metrics,
+        "Progress": progress, "TaskSummary": summary, "TaskDetails": details, "Error": error,
+        "StartResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
+                                   "config": _ref("TrainingConfig"), "output_dir": details["properties"]["output_dir"],
+                                   "samples": details["properties"]["samples"], "data_task": STRING_OR_NULL,
+                                   "parameters": {"type": ["integer", "null"],
+                                                  "description": "the model's parameter count"}},
+                                  ("task_id", "message", "config")),
+        "ProgressResponse": _success({"task_id": {"type": "string"}, "progress": _ref("Progress")}, ("task_id", "progress")),
+        "HistoryResponse": _success({"task_id": {"type": "string"}, "history": {"type": "array", "items": _ref("Metrics")}},
+                                    ("task_id", "history")),
+        "ControlResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
+                                     "training_state": progress["properties"]["training_state"],
+                                     "progress": _ref("Progress")}, ("task_id", "message", "training_state", "progress")),
+        "TasksResponse": _success({"tasks": {"type": "array", "items": _ref("TaskSummary")}}, ("tasks",)),
+        "TaskResponse": _success({"task_id": {"type": "string"}, "task": _ref("TaskDetails")}, ("task_id", "task")),
+        "EvaluationResponse": _success({"task_id": {"type": "string"}, "evaluation": {"type": "object", "description": (
+            "the finished run's evaluation.json: for classification the confusion matrix, per-class report, "
+            "accuracy and ROC-AUC; for regression MAE, RMSE, R^2 and residuals")}}, ("task_id", "evaluation")),
+        "DeleteResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"}}, ("task_id", "message")),
+    }
+
+
+ERRORS = {
+    400: "invalid config, data or path; `errors` names each field",
+    401: "no or a wrong token", 403: "no or a wrong token",
+    404: "no such task",
+    409: "the task's state does not allow the action (or output_path is taken); the message says what to do",
+    429: "max_running_tasks are running", 500: "the worker process could not start",
+    503: "the server is shutting down", 504: "the worker did not answer in time",
+}
+
+
+def _operation(summary: str, ok: str, codes: tuple[int, ...], description: str = "",
+               body: bool = False, content: str = "application/json") -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "success", "content": {content: {"schema": _ref(ok)}}}}
+    for code in sorted((401, 403, *codes)):
+        responses[str(code)] = {"description": ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
+    op: dict[str, Any] = {"summary": summary, "description": description or summary, "responses": responses}
+    if body:
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref("StartRequest")}}}
+    return op
+
+
+TASK_PARAM = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"},
+              "description": "a task id as start returned it: epoch_training_YYYYMMDD_HHMMSS[_N]",
+              "example": "epoch_training_20240101_120000"}
+CONTROL = (404, 409, 504)
+
+
+@lru_cache(maxsize=8)
+def _document(server_url: str) -> dict[str, Any]:
+    def task_path(**ops: Any) -> dict[str, Any]:
+        return {"parameters": [TASK_PARAM], **ops}
+
+    paths = {
+        "/start": {"post": _operation(
+            "Validate a config against its data and start a task", "StartResponse", (400, 409, 429, 500, 503, 504),
+            "Answers once the worker has loaded the data and built the model. 409 when a running task writes "
+            "to output_path, or when output_path holds another run's checkpoints and `overwrite` is not true "
+            "(the message names that task and the ways out).", body=True)},
+        "/progress/{task_id}": task_path(get=_operation("A task's progress", "ProgressResponse", (404,))),
+        "/history/{task_id}": task_path(get=_operation("A task's per-epoch history", "HistoryResponse", (404,))),
+        "/stream-progress/{task_id}": task_path(get=_operation(
+            "Server-Sent Events of a task", "ServerSentEvent", (404,),
+            "`data: <json>` lines: the current progress first, then `progress` per epoch, `state` per state "
+            "change, and finally `complete` (final state, best metrics) or `error`; a `: keepalive` comment "
+            "when idle. Non-finite numbers are null.", content="text/event-stream")),
+        "/pause/{task_id}": task_path(post=_operation("Pause within one batch", "ControlResponse", CONTROL)),
+        "/resume/{task_id}": task_path(post=_operation(
+            "Resume a paused task, or continue an ended one from its checkpoint", "ControlResponse",
+            (*CONTROL, 429, 500, 503),
+            "A paused task resumes within one batch. An interrupted, stopped or failed task with checkpoints "
+            "continues in a new worker (training_state running once it is ready). Concurrent requests are served "
+            "one at a time: the losers get 409 and change nothing.")),
+        "/stop/{task_id}": task_path(post=_operation(
+            "Stop within one batch (artifacts are written)", "ControlResponse", CONTROL,
+            "A worker that has not ended stop_timeout seconds after the request is killed.")),
+        "/tasks": {"get": {**_operation("Every task of this server, oldest first", "TasksResponse", (400,)),
+                           "parameters": [
+                               {"name": "state", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "keep tasks in any of these training states (comma-separated; the "
+                                               "parameter may repeat); 400 names the allowed ones"},
+                               {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "keep tasks whose name contains this (any case)"}]}},
+        "/evaluation/{task_id}": task_path(get=_operation(
+            "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409),
+            "409 while the task runs, or when it has none (no output_path, or it ended before its first "
+            "epoch); the message says why.")),
+        "/tasks/{task_id}": task_path(
+            get=_operation("One task with its config", "TaskResponse", (404,)),
+            delete=_operation("Forget an ended task (its model files and checkpoints stay)", "DeleteResponse",
+                              (404, 409))),
+        "/openapi.json": {"get": {"summary": "This document", "responses": {"200": {
+            "description": "success", "content": {"application/json": {"schema": {"type": "object"}}}},
+            **{str(c): {"description": ERRORS[c], "content": {"application/json": {"schema": _ref("Error")}}}
+               for c in (401, 403)}}}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "epoch-widgets training API", "version": __version__, "description": (
+            "Train deep-learning models epoch by epoch in worker processes of a Jupyter server, and follow "
+            "them with Server-Sent Events. Every answer is `{\"success\": ...}` JSON; errors carry `message` "
+            "and, for invalid input, `errors` naming each field.")},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}, {"token_header": []}, {"token_query": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "the Jupyter server's token"},
+                "token_header": {"type": "apiKey", "in": "header", "name": "Authorization",
+                                 "description": "`token <the Jupyter server's token>`"},
+                "token_query": {"type": "apiKey", "in": "query", "name": "token",
+                                "description": "for EventSource clients, which cannot send headers"},
+            },
+        },
+    }
+
+
+def openapi_document(server_url: str = "/api/v1/epoch-training") -> dict[str, Any]:
+    """The document, its paths relative to ``server_url`` (the API's URL path on this server)."""
+    return copy.deepcopy(_document(server_url))

@@ -1,0 +1,97 @@
+"""A task's lifecycle under competing requests: stop then resume, concurrent resumes, and the rule
+that a new task never deletes another run's checkpoints without "overwrite": true."""
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pandas as pd
+import pytest
+
+from trainer import Trainer
+from trainer.checkpoints import checkpoint_dir, list_checkpoints
+
+from .conftest import epochs_of, worker_pids
+
+pytestmark = pytest.mark.server
+
+LONG = 100_000
+
+
+async def stopped_task(api, make_config, output_path: str, **overrides) -> str:
+    """A task stopped after at least one epoch, with checkpoints in ``output_path``."""
+    task_id = await api.start(make_config(epochs=LONG, output_path=output_path, **overrides))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+    status, body = await api.call("POST", "stop", task_id)
+    assert status == 200 and body["training_state"] == "stopped", body
+    return task_id
+
+
+async def test_a_run_resumed_after_a_stop_is_not_killed_by_that_stops_timeout(api, make_config, extension):
+    extension.registry.settings.stop_timeout = 4.0
+    task_id = await stopped_task(api, make_config, "stop_then_resume", batch_size=8)
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 200, body
+    assert body["training_state"] == "running"                # as an in-worker resume answers, not "pending"
+    assert body["progress"]["training_state"] == "running"
+    resumed_at = (await api.progress(task_id))["current_epoch"]
+    await asyncio.sleep(4.0 + 6.0)                           # well past the stop's timeout
+    progress = await api.progress(task_id)
+    assert progress["training_state"] == "running", progress
+    assert progress["current_epoch"] > resumed_at
+    status, body = await api.call("POST", "stop", task_id)
+    assert status == 200 and body["training_state"] == "stopped", body
+    history = (await api.call("GET", "history", task_id))[1]["history"]
+    assert epochs_of(history) == list(range(1, len(history) + 1))
+
+
+async def test_concurrent_resumes_of_a_stopped_task_start_one_worker_and_refuse_the_rest(api, make_config):
+    task_id = await stopped_task(api, make_config, "contested")
+    results = await asyncio.gather(*(api.call("POST", "resume", task_id) for _ in range(3)))
+    statuses = sorted(status for status, _ in results)
+    assert statuses == [200, 409, 409], results
+    for status, body in results:
+        if status == 409:
+            assert "not paused (running)" in body["message"] and body["success"] is False
+    assert len(worker_pids(os.getpid())) == 1
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 2)
+    status, body = await api.call("POST", "stop", task_id)
+    assert status == 200 and body["training_state"] == "stopped", body
+    history = (await api.call("GET", "history", task_id))[1]["history"]
+    assert epochs_of(history) == list(range(1, len(history) + 1))
+    assert (await api.call("DELETE", "tasks", task_id))[0] == 200
+
+
+async def test_a_new_task_is_refused_a_folder_holding_another_tasks_checkpoints(api, make_config, models_dir):
+    first = await stopped_task(api, make_config, "/models/shared")
+    before = list_checkpoints(checkpoint_dir(models_dir / "shared"))
+    status, body = await api.call("POST", "start", body=make_config(epochs=3, output_path="shared"))
+    assert status == 409, body
+    message = body["message"]
+    assert f"task {first} (stopped after epoch" in message and f"POST resume/{first}" in message
+    assert '"overwrite": true' in message and f"DELETE tasks/{first}" in message and "another output_path" in message
+    assert body["errors"][0]["field"] == "output_path"
+    assert list_checkpoints(checkpoint_dir(models_dir / "shared")) == before     # nothing deleted
+    assert [t["task_id"] for t in (await api.call("GET", "tasks"))[1]["tasks"]] == [first]
+
+    status, body = await api.call("POST", "start", body=make_config(epochs=3, output_path="shared", overwrite="yes"))
+    assert status == 400 and body["errors"][0]["field"] == "overwrite"
+
+    status, body = await api.call("POST", "start", body=make_config(epochs=3, output_path="shared", overwrite=True))
+    assert status == 200, body
+    assert "overwrite" not in body["config"]                                  # a request key, not saved
+    assert (await api.wait_done(body["task_id"]))["training_state"] == "completed"
+    status, body = await api.call("POST", "resume", first)
+    assert status == 409 and "no longer this task's" in body["message"], body
+
+
+async def test_a_folder_holding_checkpoints_of_a_run_no_task_knows_is_refused_too(api, make_config, models_dir, jp_root_dir):
+    config = make_config(epochs=2)
+    df = pd.read_csv(jp_root_dir / config["data_path"])
+    Trainer({**config, "output_path": str(models_dir / "from_python")}, df).fit()
+    status, body = await api.call("POST", "start", body=make_config(epochs=2, output_path="from_python"))
+    assert status == 409, body
+    assert "a run this server has no task for (completed after epoch 2 of 2)" in body["message"]
+    assert '"overwrite": true' in body["message"]
+    status, body = await api.call("POST", "start", body=make_config(epochs=2, output_path="from_python", overwrite=True))
+    assert status == 200, body

@@ -1,0 +1,65 @@
+"""The task list as a team's run list: filters by state and name, and each task's logger locations
+(relative to the models directory, never absolute server paths)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from tornado.httpclient import HTTPClientError
+
+from .conftest import API
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+async def tasks(api, *params: tuple[str, str]) -> tuple[int, dict]:
+    """GET tasks with query parameters (a parameter may repeat)."""
+    try:
+        response = await api.fetch(*API, "tasks", params=list(params), request_timeout=120)
+    except HTTPClientError as exc:
+        response = exc.response
+    return response.code, json.loads(response.body)
+
+
+async def test_tasks_filter_by_state_and_name_and_link_their_loggers(api, make_config, models_dir):
+    tracked = await api.start(make_config(name="Alpha tracked", epochs=3, output_path="/models/alpha",
+                                          loggers=["tensorboard", "mlflow"]))
+    plain = await api.start(make_config(name="beta plain", epochs=100_000))
+    assert (await api.wait_done(tracked, timeout=300))["training_state"] == "completed"
+    await api.wait_for(plain, lambda p: p["current_epoch"] >= 1)
+
+    status, body = await tasks(api)
+    assert status == 200 and [t["task_id"] for t in body["tasks"]] == [tracked, plain]
+    status, body = await tasks(api, ("state", "completed"))
+    assert status == 200 and [t["task_id"] for t in body["tasks"]] == [tracked]
+    status, body = await tasks(api, ("state", "running,paused"))
+    assert [t["task_id"] for t in body["tasks"]] == [plain]
+    status, body = await tasks(api, ("state", "completed"), ("state", "running"))
+    assert [t["task_id"] for t in body["tasks"]] == [tracked, plain]
+    status, body = await tasks(api, ("name", "ALPHA"))
+    assert [t["task_id"] for t in body["tasks"]] == [tracked]
+    status, body = await tasks(api, ("name", "plain"), ("state", "completed"))
+    assert status == 200 and body["tasks"] == []
+
+    status, body = await tasks(api, ("state", "done,running"))
+    assert status == 400 and body["success"] is False
+    assert "'done'" in body["message"] and "completed" in body["message"] and "interrupted" in body["message"]
+    assert body["errors"][0]["field"] == "state"
+
+    status, body = await tasks(api, ("state", "completed"))
+    summary = body["tasks"][0]
+    loggers = summary["loggers"]
+    assert loggers["tensorboard"] == "alpha/tensorboard"
+    assert (models_dir / loggers["tensorboard"]).is_dir()
+    mlflow = loggers["mlflow"]
+    assert mlflow["tracking_uri"] == "sqlite:///mlruns/mlflow.db"       # relative to the models directory
+    assert mlflow["run_id"] and mlflow["experiment_id"]
+    assert str(models_dir.resolve()) not in json.dumps(body)
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient("sqlite:///" + (models_dir / "mlruns" / "mlflow.db").as_posix())
+    assert [m.step for m in client.get_metric_history(mlflow["run_id"], "val_loss")] == [1, 2, 3]
+    status, body = await tasks(api, ("name", "beta"))
+    assert "loggers" not in body["tasks"][0]
+    assert (await api.call("POST", "stop", plain))[0] == 200
+    await api.wait_done(plain)

@@ -1,0 +1,263 @@
+"""MLflow: the config as params, every history key as a metric per epoch (``step`` = epoch), the
+best metrics, the end state, and the saved run (model, preprocessing, history) as artifacts.
+
+Where: ``mlflow_tracking_uri`` in the config, else ``MLFLOW_TRACKING_URI``, else a local SQLite
+store beside the run's outputs: ``<parent of output_path>/mlruns/mlflow.db`` with artifacts in
+``mlruns/artifacts/``. Runs saved side by side (``models/a``, ``models/b``) share that store, so
+``mlflow ui --backend-store-uri sqlite:///models/mlruns/mlflow.db`` lists them together; it works
+with nothing running. The experiment is ``MLFLOW_EXPERIMENT_NAME`` or "epoch-widgets".
+
+``output_path/mlflow_run.json`` records the MLflow run, so a run resumed from its checkpoint goes on
+in the same MLflow run (when the tracking URI is the same) and logs only the epochs it lacks.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlsplit, urlunsplit
+
+from ..atomic import atomic_write_json
+from .base import BackgroundLogger, LoggerFailure, RunEnd, RunStart
+
+log = logging.getLogger("trainer")
+
+STORE_FOLDER = "mlruns"
+STORE_FILE = "mlflow.db"
+RECORD_FILE = "mlflow_run.json"
+DEFAULT_EXPERIMENT = "epoch-widgets"
+DEFAULT_NAME = "Deep learning model training"    # TrainingConfig's default name says nothing about a run
+_STATUS = {"completed": "FINISHED", "early_stopped": "FINISHED", "stopped": "KILLED", "failed": "FAILED"}
+_PARAM_CHUNK = 100          # MLflow's limit of params per log_batch
+_METRIC_CHUNK = 1000        # and of metrics
+_PARAM_MAX = 6000           # characters of one param value
+
+
+def local_store(output_path: Path) -> Path:
+    """The folder of the default local store for a run saved at ``output_path``."""
+    return Path(output_path).expanduser().absolute().parent / STORE_FOLDER
+
+
+def tracking_target(config: dict[str, Any], output_path: Optional[Path]) -> tuple[str, Optional[Path]]:
+    """(tracking URI, local store folder or None) for a run; LoggerFailure when there is neither."""
+    uri = config.get("mlflow_tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri, None
+    if output_path is None:
+        raise LoggerFailure("the mlflow logger keeps its local store beside output_path, and this run has none: "
+                            "set output_path, or mlflow_tracking_uri (or MLFLOW_TRACKING_URI) for a tracking "
+                            "server; the run goes on without MLflow")
+    store = local_store(output_path)
+    return "sqlite:///" + (store / STORE_FILE).as_posix(), store
+
+
+def read_record(output_path: Path) -> Optional[dict[str, Any]]:
+    """The MLflow run recorded in ``output_path`` (None when there is none or it is unreadable)."""
+    try:
+        record = json.loads((Path(output_path) / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("run_id") else None
+
+
+def public_uri(uri: str) -> str:
+    """``uri`` without a user name or password (safe to show)."""
+    parts = urlsplit(uri)
+    if parts.username is None and parts.password is None:
+        return uri
+    host = parts.hostname or ""
+    netloc = host + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text[:_PARAM_MAX]
+
+
+def run_name(config: dict[str, Any], output_path: Optional[Path]) -> Optional[str]:
+    """The config's name, or the output folder's when the name is the default."""
+    name = config.get("name")
+    if name and name != DEFAULT_NAME:
+        return str(name)
+    return Path(output_path).name if output_path is not None else None
+
+
+def _quiet_store_setup() -> None:
+    # Creating the local store's tables logs INFO lines from a background thread into whatever
+    # notebook cell runs then; a user who configured this logger keeps their setting.
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+class MlflowLogger(BackgroundLogger):
+    """Logs the run to an MLflow tracking store; see the module docstring."""
+
+    title = "MLflow"
+
+    def __init__(self, config: dict[str, Any], output_path: Optional[Path]):
+        super().__init__()
+        self.output_path = Path(output_path).expanduser() if output_path is not None else None
+        self.tracking_uri, self.store = tracking_target(config, self.output_path)
+        self.run_id: Optional[str] = None
+        self.experiment_id: Optional[str] = None
+        self._client: Any = None
+        self._logged: set[int] = set()
+
+    def __repr__(self) -> str:
+        return f"<MLflow logger {public_uri(self.tracking_uri)!r}>"
+
+    # ------------------------------------------------------------------ writing
+    def open(self, start: RunStart) -> None:
+        from mlflow.tracking import MlflowClient
+
+        _quiet_store_setup()
+        if self.store is not None:
+            from filelock import FileLock
+
+            self.store.mkdir(parents=True, exist_ok=True)
+            # Runs saved side by side share the store: the first to arrive creates its tables and
+            # the experiment while the others wait (two at once would both try).
+            with FileLock(str(self.store / f"{STORE_FILE}.lock"), timeout=300):
+                self._client = MlflowClient(self.tracking_uri)
+                self.experiment_id = self._experiment()
+        else:
+            self._client = MlflowClient(self.tracking_uri)
+        if start.resumed and self._continue(start):
+            pass
+        else:
+            self._create_run(start)
+        self._log_metrics(start.history)
+
+    def log_epoch(self, entry: dict[str, Any]) -> None:
+        self._log_metrics([entry])
+
+    def log_epochs(self, entries: list[dict[str, Any]]) -> None:
+        self._log_metrics(entries)        # one log_batch (per 1000 values)
+
+    def close(self, end: RunEnd) -> None:
+        from mlflow.entities import Metric
+
+        client, run_id = self._client, self.run_id
+        now = _millis()
+        best = [Metric(f"best_{key}", float(value), now, end.epochs_done)
+                for key, value in end.best_metrics.items() if _is_number(value)]
+        if best:
+            client.log_batch(run_id, metrics=best)
+        client.set_tag(run_id, "state", end.state)
+        if end.reason:
+            client.set_tag(run_id, "reason", end.reason[:5000])
+        if end.artifacts_path is not None and end.artifacts_path.is_dir():
+            for path in sorted(end.artifacts_path.iterdir()):
+                if path.is_file() and path.name != RECORD_FILE and not path.name.startswith("."):
+                    client.log_artifact(run_id, str(path), artifact_path="model")
+        client.set_terminated(run_id, _STATUS.get(end.state, "FINISHED"))
+
+    # ------------------------------------------------------------------ the MLflow run
+    def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+
+        client = self._client
+        name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            location = (self.store / "artifacts").as_uri() if self.store is not None else None
+            try:
+                return client.create_experiment(name, artifact_location=location)
+            except MlflowException:       # another process created it in the meantime
+                experiment = client.get_experiment_by_name(name)
+                if experiment is None:
+                    raise
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+
+    def _continue(self, start: RunStart) -> bool:
+        """Go on in the MLflow run recorded in output_path; False when there is none to go on in."""
+        from mlflow.entities import Param
+        from mlflow.exceptions import MlflowException
+
+        record = read_record(self.output_path) if self.output_path is not None else None
+        if record is None or record.get("tracking_uri") != self.tracking_uri:
+            return False
+        client = self._client
+        try:
+            previous = client.get_run(record["run_id"])
+        except MlflowException:
+            log.warning("the MLflow run %s recorded in %s is gone; starting a new one", record["run_id"],
+                        self.output_path)
+            return False
+        if previous.info.lifecycle_stage == "deleted":
+            return False
+        self.run_id, self.experiment_id = previous.info.run_id, previous.info.experiment_id
+        client.update_run(self.run_id, status="RUNNING")
+        self._logged = {int(m.step) for m in client.get_metric_history(self.run_id, "val_loss")}
+        # Params cannot change in MLflow; what a resume changed (epochs, ...) is kept as tags.
+        params = {k: param_value(v) for k, v in start.config.items()}
+        known = previous.data.params
+        new = [Param(k, v) for k, v in params.items() if k not in known]
+        for i in range(0, len(new), _PARAM_CHUNK):
+            client.log_batch(self.run_id, params=new[i:i + _PARAM_CHUNK])
+        for key, value in params.items():
+            if key in known and known[key] != value:
+                client.set_tag(self.run_id, f"resumed.{key}", value)
+        client.set_tag(self.run_id, "resumed_at_epoch", str(start.start_epoch))
+        return True
+
+    def _create_run(self, start: RunStart) -> None:
+        from mlflow.entities import Param
+
+        client = self._client
+        if self.experiment_id is None:
+            self.experiment_id = self._experiment()
+        tags = {"mlflow.source.name": "epoch-widgets"}
+        if self.output_path is not None:
+            tags["output_path"] = str(self.output_path)
+        run = client.create_run(self.experiment_id, run_name=run_name(start.config, self.output_path), tags=tags)
+        self.run_id = run.info.run_id
+        params = [Param(k, param_value(v)) for k, v in start.config.items()]
+        for i in range(0, len(params), _PARAM_CHUNK):
+            client.log_batch(self.run_id, params=params[i:i + _PARAM_CHUNK])
+        self._logged = set()
+        if self.output_path is not None:
+            self.output_path.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.output_path / RECORD_FILE, {
+                "tracking_uri": self.tracking_uri, "local_store": self.store is not None,
+                "experiment_id": self.experiment_id, "run_id": self.run_id, "run_name": run.info.run_name})
+
+    def _log_metrics(self, entries: list[dict[str, Any]]) -> None:
+        from mlflow.entities import Metric
+
+        now = _millis()
+        metrics = []
+        for entry in entries:
+            epoch = int(entry["epoch"])
+            if epoch in self._logged:
+                continue
+            metrics += [Metric(key, float(value), now, epoch) for key, value in entry.items()
+                        if key != "epoch" and _is_number(value)]
+            self._logged.add(epoch)
+        for i in range(0, len(metrics), _METRIC_CHUNK):
+            self._client.log_batch(self.run_id, metrics=metrics[i:i + _METRIC_CHUNK])
+
+    # ------------------------------------------------------------------ reporting
+    def _advice(self, exc: Exception) -> str:
+        if self.store is not None:
+            return f"check that {str(self.store)!r} is writable; "
+        return f"check that the tracking server at {public_uri(self.tracking_uri)} is reachable; "
+
+    def _where(self) -> str:
+        return f"is the tracking server at {public_uri(self.tracking_uri)} slow or unreachable?"
+
+
+def _millis() -> int:
+    return int(time.time() * 1000)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -1,0 +1,411 @@
+"""The epoch loop of a run trained in this process: an asyncio coroutine that computes batches off
+the event loop in time slices.
+
+Control (pause, resume, stop) is a pair of request flags checked between batches, so a request
+takes effect within one batch; any thread may make one. Compute hops to a worker thread once per
+slice of batches (about ``SLICE_SECONDS``), not per batch, so the hop costs nothing measurable.
+
+The loop owns the run's :class:`~trainer.state.RunState` and changes what followers see only by
+emitting events (``_emit`` applies an event to the state, then hands it to the observers); early
+stopping and the schedule are the loop's own state machines inside it.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import threading
+import time
+from typing import Any, Iterable, Iterator, Optional, Union
+
+import numpy as np
+import pandas as pd
+
+from .backends import create_backend
+from .checkpointing import RunCheckpoints
+from .checkpoints import CheckpointError, refuse_foreign_checkpoints
+from .config import TrainingConfig, as_config, draw_seed
+from .data import prepare_data
+from .events import EventBus, Observer
+from .handle import RunHandle
+from .loggers import loggers_for
+from .metrics import history_entry
+from .memory_fit import check_fits
+from .resume import ResumePlan
+from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
+
+log = logging.getLogger("trainer")
+
+SLICE_SECONDS = 0.05
+
+
+def epoch_order(seed: int, epoch_index: int, n: int) -> np.ndarray:
+    """The shuffled order of training samples for one epoch: a pure function of seed and epoch."""
+    return np.random.default_rng([seed, epoch_index]).permutation(n)
+
+
+class LocalRun(RunHandle):
+    """A run whose batches are computed in this process (see the module docstring).
+
+    Build it with ``trainer.Trainer(config, df)``; ``resume`` (a :class:`~trainer.resume.ResumePlan`)
+    continues a checkpointed run instead of starting a fresh one. When ``output_path`` holds another
+    run's checkpoints it raises ``OutputPathInUse`` (a ConfigError) unless ``overwrite=True``.
+    """
+
+    def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = False):
+        self.config = config = as_config(config)
+        # Another run's checkpoints in output_path are deleted only when asked to; a resumed run
+        # continues its own.
+        self._overwrite = overwrite or resume is not None
+        refuse_foreign_checkpoints(config.output_path, self._overwrite)
+        self.seed = draw_seed(config)
+        self.data = prepare_data(config, data, seed=self.seed)
+        if resume is not None:
+            resume.check_data(self.data)
+        check_fits(config, self.data, model)     # before the model exists: refuse what cannot fit
+        self.backend = self._create_backend(model)
+        self._best_snapshot: Any = None
+        if resume is not None:
+            self._load_backend_state(resume)
+            self.run_state = resume.run_state(self.data.task)
+        else:
+            self.run_state = RunState.fresh(config, self.data.task, self.seed)
+        self._resume = resume
+        self.events = EventBus(self)
+        # config.loggers first: when the others hear the end, the tracking is written.
+        for cb in [*loggers_for(self), *callbacks]:
+            self.events.add(cb)
+        self._pause_requested = False
+        self._stop_requested = False
+        self._claimed = False
+        self._searching = False                 # an lr_find holds the run (trainer/lr_finder.py)
+        self._claim_lock = threading.Lock()     # a start and a search never both go ahead
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._wake: Optional[asyncio.Event] = None
+        self._task: Optional[asyncio.Task] = None
+        self._done = threading.Event()
+        self._checkpoints: Optional[RunCheckpoints] = None   # while running with checkpoints
+        self._epoch_started = 0.0
+        self._paused_seconds = 0.0
+
+    def _create_backend(self, model: Any) -> Any:
+        """The framework backend; with ``devices`` other than 1, trainer.distributed picks it."""
+        if self.config.devices != 1:
+            from .distributed import create_backend as create_distributed_backend
+            return create_distributed_backend(self.config, self.data, self.seed, model)
+        return create_backend(self.config.backend, self.config, self.data, self.seed, model)
+
+    def _load_backend_state(self, plan: ResumePlan) -> None:
+        try:
+            if plan.best_weights is not None:
+                self._best_snapshot = self.backend.decode_weights(plan.best_weights)
+        except (KeyError, ValueError) as exc:
+            raise CheckpointError(f"the best weights of epoch {plan.checkpoint.best_epoch} do not fit this "
+                                  f"model: {exc}") from None
+        try:
+            self.backend.load_checkpoint_state(plan.backend_state)
+        except ValueError as exc:
+            raise CheckpointError(f"{plan.checkpoint.path.name}: {exc}") from None
+        log.info("resuming %s from %s", self.config.output_path, plan.describe())
+
+    # ------------------------------------------------------------------ control
+    def pause(self) -> None:
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot pause: the run has already ended ({self.state.value})")
+        if self.state == TrainingState.PAUSED or self._pause_requested:
+            raise StateError("cannot pause: the run is already paused")
+        self._pause_requested = True
+        self.backend.interrupt()
+
+    def resume(self) -> None:
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot resume: the run has already ended ({self.state.value})")
+        if not self._pause_requested:
+            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
+        self._pause_requested = False
+        self._wake_up()
+
+    def stop(self) -> None:
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot stop: the run has already ended ({self.state.value})")
+        self._stop_requested = True
+        self.backend.interrupt()
+        self._wake_up()
+
+    def _wake_up(self) -> None:
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # loop closed between the check and the call
+                pass
+
+    def _interrupted(self) -> bool:
+        return self._pause_requested or self._stop_requested
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> "asyncio.Task[None]":
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
+                             "in a plain script call fit()") from None
+        self._claim()
+        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
+        return self._task
+
+    def fit(self) -> "LocalRun":
+        self._claim()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self._run())
+            except KeyboardInterrupt:
+                pass
+            return self
+        # A notebook cell already runs inside an event loop: drive the run on a private loop in
+        # a worker thread and block this one until it ends.
+        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+        except KeyboardInterrupt:
+            if self.state not in FINAL_STATES:
+                self._stop_requested = True
+                self._wake_up()
+            worker.join()
+        return self
+
+    async def wait(self) -> "LocalRun":
+        if self._task is None:
+            raise StateError("wait() needs a run started with start()")
+        await asyncio.shield(self._task)
+        return self
+
+    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _claim(self) -> None:
+        with self._claim_lock:
+            if self._searching:
+                raise StateError("cannot start while lr_find() is searching on this run; wait for it or stop it")
+            if self._claimed or self.state != TrainingState.PENDING:
+                raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
+            self._claimed = True
+
+    @contextlib.contextmanager
+    def searching(self) -> Iterator[None]:
+        """Hold the run for a search that trains and then restores it (``lr_find``): refused while
+        the run trains, and ``start()``/``fit()`` are refused until it ends."""
+        with self._claim_lock:
+            if self._searching:
+                raise StateError("another lr_find is already searching on this run; wait for it or stop it")
+            if self._claimed and self.state not in FINAL_STATES:
+                raise StateError(f"cannot run lr_find while the run is {self.state.value}: it would change the "
+                                 f"weights under the training; call it before start()/fit() or after the end")
+            self._searching = True
+        try:
+            yield
+        finally:
+            self._searching = False
+
+    def _emit(self, event: str, data: dict[str, Any]) -> None:
+        """Apply ``event`` to the run's state, then tell the observers."""
+        self.run_state.apply(event, data)
+        self.events.emit(event, data)
+
+    def _set_state(self, new: TrainingState, reason: Optional[str] = None, error: Optional[str] = None) -> None:
+        old = self.state
+        if old == new:
+            return
+        self._emit("state_change", {"old": old.value, "new": new.value, "reason": reason, "error": error,
+                                    "elapsed": self.run_state.elapsed()})
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        final, reason, error = TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs", None
+        try:
+            self._set_state(TrainingState.RUNNING)
+            self._checkpoints = await asyncio.to_thread(
+                RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
+            self._emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch,
+                                       "task": self.data.task, "device": self.device_name})
+            while self.current_epoch < self.total_epochs:
+                outcome = await self._run_epoch()
+                if outcome is not None:
+                    final, reason = outcome
+                    break
+            await self._checkpoint_at_end(final, reason)
+        except asyncio.CancelledError:
+            await self._finish(TrainingState.STOPPED, "cancelled")
+            raise
+        except Exception as exc:  # the run fails; the kernel and the history survive
+            final, reason = TrainingState.FAILED, _describe_failure(exc, self.config)
+            error = reason
+            log.error("training failed: %s", reason, exc_info=not isinstance(exc, TrainingFailure))
+        await self._finish(final, reason, error)
+
+    async def _run_epoch(self) -> Optional[tuple[TrainingState, str]]:
+        """Train one epoch; return (final state, reason) when the run must end after it."""
+        st = self.run_state
+        assert st.schedule is not None and st.early_stopping is not None
+        index = st.current_epoch
+        epoch = index + 1
+        # The epoch's time includes gathering its shuffled batches, not just the batches.
+        started = time.perf_counter()
+        self._paused_seconds = 0.0
+        lr = st.schedule.lr(index)
+        self.backend.set_learning_rate(lr)
+        order = epoch_order(self.seed, index, len(self.data.train_index))
+        num_batches = await asyncio.to_thread(self.backend.begin_epoch, order)
+        batch, done_seconds = self._continue_partial_epoch(num_batches)
+        self._epoch_started = started - done_seconds
+        self._emit("epoch_begin", {"epoch": epoch, "learning_rate": lr, "batch": batch, "num_batches": num_batches})
+        while st.batch < st.num_batches:
+            if self._stop_requested:
+                return TrainingState.STOPPED, f"stopped by the user during epoch {epoch}"
+            if self._pause_requested:
+                await self._checkpoint_on_pause()
+                await self._hold_paused(epoch)
+                continue
+            batch, loss = await asyncio.to_thread(self._train_slice)
+            if not math.isfinite(loss):
+                raise TrainingFailure(
+                    f"the training loss became {loss} in epoch {epoch} (batch {batch}); "
+                    f"lower learning_rate (now {lr:g}) or check the data for extreme values")
+            self._emit("batch_end", {"epoch": epoch, "batch": batch, "num_batches": num_batches, "loss": loss})
+            await self._checkpoint_mid_epoch()
+        metrics = self.backend.end_epoch()
+        metrics.update(await asyncio.to_thread(self.backend.evaluate))
+        if not math.isfinite(metrics["val_loss"]):
+            raise TrainingFailure(f"the validation loss became {metrics['val_loss']} in epoch {epoch}; "
+                                  f"lower learning_rate (now {lr:g}) or check the data")
+        entry = history_entry(epoch, metrics, lr, time.perf_counter() - self._epoch_started - self._paused_seconds)
+        improved, stop = st.early_stopping.update(epoch, metrics["val_loss"])
+        if improved and self.config.restore_best_weights:
+            self._best_snapshot = self.backend.snapshot()
+        st.schedule.observe(metrics["val_loss"])
+        data = {"metrics": entry, "improved": improved, "best_epoch": st.early_stopping.best_epoch}
+        # Observers hear of an epoch once its checkpoint is on disk: a process killed on hearing it
+        # loses nothing.
+        st.apply("epoch_end", data)
+        await self._checkpoint_epoch_end(improved)
+        self.events.emit("epoch_end", data)
+        if stop:
+            return TrainingState.EARLY_STOPPED, "early stopping: " + st.early_stopping.reason()
+        if self._stop_requested:
+            return TrainingState.STOPPED, f"stopped by the user after epoch {epoch}"
+        return None
+
+    def _continue_partial_epoch(self, num_batches: int) -> tuple[int, float]:
+        """At the first epoch of a run resumed mid-epoch: put back the partial sums (after
+        ``begin_epoch``) and return (batches done, active seconds so far); else (0, 0)."""
+        st = self.run_state
+        if st.epoch_totals is None or st.batch == 0:
+            return 0, 0.0
+        if num_batches != st.num_batches:
+            raise CheckpointError(f"the checkpoint stopped at batch {st.batch} of {st.num_batches}, but the "
+                                  f"epoch now has {num_batches} batches")
+        self.backend.restore_epoch_totals(st.epoch_totals)
+        batch, seconds = st.batch, st.epoch_elapsed
+        st.epoch_totals, st.epoch_elapsed = None, 0.0
+        return batch, seconds
+
+    def _train_slice(self) -> tuple[int, float]:
+        st = self.run_state
+        deadline = time.perf_counter() + SLICE_SECONDS
+        end = self._checkpoints.slice_end(st.batch, st.num_batches) if self._checkpoints else st.num_batches
+        batch = self.backend.train_batches(st.batch, end, deadline, self._interrupted)
+        return batch, self.backend.running_loss()
+
+    async def _hold_paused(self, epoch: int) -> None:
+        assert self._wake is not None
+        self._set_state(TrainingState.PAUSED, f"paused in epoch {epoch} after batch {self.batch}")
+        since = time.perf_counter()
+        while self._pause_requested and not self._stop_requested:
+            self._wake.clear()
+            await self._wake.wait()
+        self._paused_seconds += time.perf_counter() - since
+        if not self._stop_requested:
+            self._set_state(TrainingState.RUNNING, "resumed")
+
+    async def _finish(self, final: TrainingState, reason: str, error: Optional[str] = None) -> None:
+        artifacts = None
+        try:
+            if self.config.restore_best_weights and self._best_snapshot is not None:
+                self.backend.restore(self._best_snapshot)
+            if self.config.output_path:
+                from .artifacts import save_run
+                artifacts = await asyncio.to_thread(save_run, self, final, reason)
+        except Exception as exc:
+            log.error("could not write artifacts", exc_info=True)
+            msg = f"could not write the artifacts to {self.config.output_path!r}: {type(exc).__name__}: {exc}"
+            final, reason = TrainingState.FAILED, (f"{reason}; {msg}" if final == TrainingState.FAILED else msg)
+            error = reason
+        self._pause_requested = False
+        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
+               "artifacts_path": str(artifacts) if artifacts else None,
+               "last_checkpoint": str(self._checkpoints.last_path) if self._checkpoints and self._checkpoints.last_path
+               else None}
+        await asyncio.to_thread(self.events.finish, end)
+        self._set_state(final, reason, error)
+        self._emit("train_end", end)
+        self._done.set()
+
+    # ------------------------------------------------------------------ checkpoints
+    # When and what to write is RunCheckpoints' business; these are the loop's hooks. A checkpoint
+    # that cannot be written fails the run (it says where and why): nobody should train for hours
+    # believing they are protected. Only the end-of-run one is best effort.
+    def _write_checkpoint(self, final_state: Optional[str] = None, reason: Optional[str] = None) -> None:
+        assert self._checkpoints is not None
+        st = self.run_state
+        totals, elapsed = None, 0.0
+        if st.mid_epoch:
+            totals = self.backend.epoch_totals()
+            elapsed = time.perf_counter() - self._epoch_started - self._paused_seconds
+        path = self._checkpoints.write(final_state, reason, totals, elapsed)
+        # Followers learn the newest checkpoint from train_end; the run knows it at once.
+        st.last_checkpoint = str(path)
+
+    async def _checkpoint_mid_epoch(self) -> None:
+        ckpt = self._checkpoints
+        if ckpt is not None and ckpt.due_mid_epoch(self.batch, self.num_batches):
+            await asyncio.to_thread(self._write_checkpoint)
+
+    async def _checkpoint_on_pause(self) -> None:
+        # A paused notebook may well be closed or restarted next.
+        if self._checkpoints is not None:
+            await asyncio.to_thread(self._write_checkpoint)
+
+    async def _checkpoint_epoch_end(self, improved: bool) -> None:
+        ckpt = self._checkpoints
+        if ckpt is None:
+            return
+        if improved:
+            snapshot = self._best_snapshot if self.config.restore_best_weights else self.backend.snapshot()
+            await asyncio.to_thread(ckpt.write_best, snapshot)
+        if ckpt.due_epoch_end(self.current_epoch):
+            await asyncio.to_thread(self._write_checkpoint)
+
+    async def _checkpoint_at_end(self, final: TrainingState, reason: str) -> None:
+        if self._checkpoints is None:
+            return
+        try:
+            await asyncio.to_thread(self._write_checkpoint, final.value, reason)
+        except Exception:
+            log.warning("could not write the final checkpoint to %s", self._checkpoints.writer.directory,
+                        exc_info=True)
+
+
+def _describe_failure(exc: BaseException, config: TrainingConfig) -> str:
+    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrainingFailure) else str(exc)
+    if "out of memory" in str(exc).lower():
+        text += (f". The device ran out of memory at batch_size={config.batch_size}: try "
+                 f"batch_size={max(1, config.batch_size // 2)} or device='cpu'")
+    return text

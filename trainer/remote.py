@@ -1,0 +1,136 @@
+"""Hosting a run for a driver in another process: the far end of the protocol pipe.
+
+The HTTP API's worker process (``epoch_widgets.server.worker``) hosts one run this way, and so can
+anything else that carries ``trainer.protocol`` messages (a Ray actor, say). :class:`RunHost` builds
+the run from a ``start`` message and a DataFrame and answers ``ready`` (with the run's state to
+follow from) or why it could not; then it forwards every event of the run, and applies ``command``
+messages, replying once each has taken effect.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from typing import Any, Callable, Optional
+
+import pandas as pd
+
+from . import protocol
+from .checkpoints import CheckpointError, OutputPathInUse
+from .config import ConfigError
+from .events import Callback
+from .handle import RunHandle
+from .run import Trainer
+from .state import FINAL_STATES, StateError, TrainingState
+from .summary import parameter_count
+
+# How long a command waits for the run to reach the state it asked for (a batch takes milliseconds;
+# stopping includes writing the artifacts).
+COMMAND_WAIT = {"pause": 10.0, "resume": 10.0, "stop": 30.0}
+BATCH_INTERVAL = 0.25       # batch_end only feeds progress bars: a few a second are plenty
+_FINAL = {s.value for s in FINAL_STATES}
+TARGETS = {"pause": {"paused"} | _FINAL, "resume": {"running"} | _FINAL, "stop": _FINAL}
+
+
+class _StateWatch(Callback):
+    """The state the driver has been told of, for command replies to wait on."""
+
+    def __init__(self) -> None:
+        self.state = TrainingState.PENDING.value
+        self._changed = threading.Condition()
+
+    def on_state_change(self, run: Any, data: dict[str, Any]) -> None:
+        with self._changed:
+            self.state = data["new"]
+            self._changed.notify_all()
+
+    def wait_for(self, states: set[str], timeout: float) -> str:
+        with self._changed:
+            self._changed.wait_for(lambda: self.state in states, timeout)
+            return self.state
+
+
+class RunHost:
+    """One run driven through protocol messages sent with ``send`` (thread-safe)."""
+
+    def __init__(self, send: Callable[[protocol.Message], None]):
+        self._send = send
+        self._watch = _StateWatch()
+        self.run: Optional[RunHandle] = None
+
+    def build(self, spec: dict[str, Any], data: pd.DataFrame) -> protocol.Message:
+        """Build the run that ``spec`` (a ``start`` message) asks for on ``data``; send and return
+        ``ready``, or the refusal saying why not (then :attr:`run` stays None)."""
+        config = spec["config"]
+        # Events first to the driver, then to the watch: a reply never overtakes the change it reports.
+        callbacks = [protocol.EventForwarder(self._send, BATCH_INTERVAL), self._watch]
+        caught: list[warnings.WarningMessage] = []
+        try:
+            if spec.get("resume"):
+                # A damaged newest checkpoint is skipped with a warning: the driver tells its user.
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    run = Trainer.from_checkpoint(config["output_path"], data, config=config, callbacks=callbacks)
+            else:
+                run = Trainer(config, data, callbacks=callbacks, overwrite=bool(spec.get("overwrite")))
+        except OutputPathInUse as exc:      # checkpoints appeared after the driver checked the folder
+            return self._refuse(protocol.refusal(protocol.OUTPUT_IN_USE, f"output_path: {exc.errors[0]['message']}",
+                                                 exc.errors))
+        except ConfigError as exc:
+            return self._refuse(protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
+        except CheckpointError as exc:
+            return self._refuse(protocol.refusal(protocol.RESUME_ERROR, str(exc)))
+        except Exception as exc:  # e.g. the framework is not installed: the driver reports it
+            return self._refuse(protocol.refusal(protocol.START_ERROR, f"{type(exc).__name__}: {exc}"))
+        self.run = run
+        ready: protocol.Message = {
+            "kind": protocol.READY, "task_id": spec.get("task_id"), "pid": os.getpid(), "seed": run.seed,
+            "task": run.data.task, "snapshot": run.run_state.snapshot(),
+            "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)},
+            "parameters": parameter_count(run.backend.model)}
+        if spec.get("resume"):
+            ready.update(resumed_from={"epoch": run.current_epoch, "batch": run.batch},
+                         warnings=[str(w.message) for w in caught])
+        self._send(ready)
+        return ready
+
+    def _refuse(self, message: protocol.Message) -> protocol.Message:
+        self._send(message)
+        return message
+
+    def train(self) -> TrainingState:
+        """Train to the end (blocking); the final state."""
+        assert self.run is not None, "build() the run first"
+        self.run.fit()
+        return self.run.state
+
+    def command(self, message: protocol.Message) -> Optional[protocol.Message]:
+        """Apply one ``command`` message and send its reply once the effect is visible (or the
+        wait ran out); None for a message that is no command."""
+        try:
+            cmd, seq = message["cmd"], message.get("seq")
+        except (KeyError, TypeError):
+            return None
+        run = self.run
+        action = {"pause": run.pause, "resume": run.resume, "stop": run.stop}.get(cmd) if run else None
+        if action is None:
+            reply = protocol.reply(seq, False, message=f"unknown command {cmd!r}" if run else "no run to control")
+        else:
+            try:
+                action()
+            except StateError as exc:
+                reply = protocol.reply(seq, False, self._watch.state, conflict=True, message=str(exc))
+            else:
+                state = self._watch.wait_for(TARGETS[cmd], COMMAND_WAIT[cmd])
+                reply = {**protocol.reply(seq, True, state), "reached": state in TARGETS[cmd]}
+        self._send(reply)
+        return reply
+
+    def abandon(self) -> None:
+        """The driver went away: stop the run (its artifacts are still written)."""
+        if self.run is not None and self.run.state not in FINAL_STATES:
+            try:
+                self.run.stop()
+            except StateError:
+                pass
+
