@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer
 from trainer.checkpoints import saved_config
+from trainer.executors import run_factory
 
 if TYPE_CHECKING:
     from .panel import TrainingPanel
@@ -93,7 +94,8 @@ class Actions:
         config, data = validation.config, panel.data
         assert config is not None and data is not None
         backend = _FRAMEWORKS.get(config.backend) if config.devices == 1 else None
-        return self._launch(lambda: Trainer(config, data), config.epochs, backend)
+        factory = run_factory(panel.executor)
+        return self._launch(lambda: factory(config, data), config.epochs, backend)
 
     def resume_from_now(self, output_path: Optional[str], changes: dict[str, Any]) -> "asyncio.Task[None]":
         panel = self.panel
@@ -110,11 +112,12 @@ class Actions:
         except Exception as exc:
             raise self.fail(exc)
         data = panel.data
+        factory = run_factory(panel.executor)
 
         def build() -> Trainer:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
-                run = Trainer.from_checkpoint(path, data, **changes)
+                run = factory.from_checkpoint(path, data, **changes)
             if caught:
                 text = "; ".join(str(w.message) for w in caught)
                 panel.binding.call(lambda: panel.notices.set("resume", text, kind="warning"))
