@@ -139,6 +139,21 @@ async def test_a_killed_actor_fails_the_task_and_resume_continues_to_the_uninter
     assert without_timing(resumed[:len(kept)]) == without_timing(kept)
 
 
+async def test_a_server_shutdown_stops_the_actors_and_keeps_what_they_wrote(
+        api, make_config, models_dir, extension, ray_instance):  # noqa: F811
+    task_id = await api.start(make_config(epochs=LONG, output_path="/models/shutdown"))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+    registry = extension.registry
+    await extension.stop_extension()          # the actor stops its run and sends its artifacts back
+    task = registry.get(task_id)
+    assert task.state == "interrupted" and f"POST resume/{task_id}" in task.reason
+    assert load_model(models_dir / "shutdown").history[-1]["epoch"] == task.progress["current_epoch"]
+    deadline = time.monotonic() + 60
+    while actor_names(ray_instance, task_id):
+        assert time.monotonic() < deadline, "the actor was not released"
+        await asyncio.sleep(0.2)
+
+
 async def test_a_config_asking_for_gpus_the_cluster_lacks_is_refused_naming_device(api, make_config):
     status, body = await api.call("POST", "start", body=make_config(device="cuda", output_path="/models/gpu"))
     assert status == 400, body

@@ -189,6 +189,9 @@ class RunActor:
         except Exception:
             log.exception("the run failed outside its loop")
             self.exit_code = FAILED
+        # Let a command being answered (typically the stop that ended the run) send its reply first.
+        if self._command_lock.acquire(timeout=5):
+            self._command_lock.release()
         self._close(self.exit_code)
 
     def _refused(self, message: Optional[protocol.Message], sent: Optional[protocol.Message] = None) -> protocol.Message:

@@ -60,6 +60,7 @@ class ActorLink:
         self._lock = threading.Lock()
         self._killed = False
         self._closed = False
+        self._fresh = False
 
     # ------------------------------------------------------------------ starting
     def open(self, spec: protocol.Message, data: pd.DataFrame, files: Optional[dict[str, bytes]] = None
@@ -100,20 +101,24 @@ class ActorLink:
     def _check_output(self, spec: protocol.Message) -> Optional[protocol.Message]:
         """A fresh run replaces the checkpoints in the driver's output folder only with ``overwrite``
         (the actor's own folder starts empty, so the check is the driver's)."""
-        if self.local_output is None or spec.get("resume"):
+        self._fresh = self.local_output is not None and not spec.get("resume")
+        if not self._fresh:
             return None
         try:
             refuse_foreign_checkpoints(self.local_output, bool(spec.get("overwrite")))
         except OutputPathInUse as exc:
             return protocol.refusal(protocol.OUTPUT_IN_USE, f"output_path: {exc.errors[0]['message']}", exc.errors)
-        removed = CheckpointWriter(checkpoint_dir(self.local_output), 1).start_fresh()
-        if removed:
-            log.info("output_path %s: replaced %d checkpoint file(s) of an earlier run (overwrite=True)",
-                     self.local_output, removed)
         return None
 
     def train(self) -> None:
-        """Start the built run (its messages come through :meth:`follow`)."""
+        """Start the built run (its messages come through :meth:`follow`). A fresh run first
+        removes an earlier run's checkpoints from the driver's folder (allowed by ``overwrite``), as
+        a local run does when it starts: a folder never mixes two runs' checkpoints."""
+        if self._fresh and self.local_output is not None:
+            removed = CheckpointWriter(checkpoint_dir(self.local_output), 1).start_fresh()
+            if removed:
+                log.info("output_path %s: replaced %d checkpoint file(s) of an earlier run (overwrite=True)",
+                         self.local_output, removed)
         self.actor.train.remote()
 
     # ------------------------------------------------------------------ messages
