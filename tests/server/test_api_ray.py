@@ -154,6 +154,26 @@ async def test_a_server_shutdown_stops_the_actors_and_keeps_what_they_wrote(
         await asyncio.sleep(0.2)
 
 
+async def test_overwrite_replaces_the_checkpoints_on_the_server_only_once_the_new_run_starts(
+        api, make_config, models_dir):
+    first = await api.start(make_config(epochs=4, output_path="/models/ow"))
+    await api.wait_done(first)
+    folder = models_dir / "ow" / "checkpoints"
+    before = sorted(p.name for p in folder.iterdir())
+    assert (await api.call("POST", "start", body=make_config(epochs=3, output_path="/models/ow")))[0] == 409
+    # Refused by the actor (no such column): the earlier run's checkpoints stay.
+    status, body = await api.call("POST", "start", body={**make_config(epochs=3, output_path="/models/ow",
+                                                                       feature_columns=["nope"]), "overwrite": True})
+    assert status == 400 and body["errors"][0]["field"] == "feature_columns", body
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+    second = await api.start({**make_config(epochs=2, output_path="/models/ow"), "overwrite": True})
+    assert (await api.wait_done(second))["training_state"] == "completed"
+    # Only the new run's checkpoints (the old run's epochs 3 and 4 would outrank them on a resume).
+    assert sorted(p.name for p in folder.glob("ckpt-*")) == ["ckpt-000001-000000.zip", "ckpt-000002-000000.zip"]
+    assert load_model(models_dir / "ow").history[-1]["epoch"] == 2
+
+
 async def test_a_config_asking_for_gpus_the_cluster_lacks_is_refused_naming_device(api, make_config):
     status, body = await api.call("POST", "start", body=make_config(device="cuda", output_path="/models/gpu"))
     assert status == 400, body
