@@ -6,7 +6,8 @@ with ``call_soon_threadsafe`` and never touch widgets themselves.
 
 Starting: building a ``Trainer`` (importing the framework on a fresh kernel, preparing the data,
 building the model) takes seconds, so it runs in a worker thread while the panel already says
-"preparing" and Start is disabled; the run starts on the loop once it is built.
+"preparing" and Start is disabled; the run starts on the loop once it is built. A run and a
+learning-rate search (``lr_search``) never go on at once: each refuses while the other is active.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import sys
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from trainer import FINAL_STATES, CheckpointError, ConfigError, StateError, Trainer
+from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse, StateError, Trainer, TrainingConfig
 from trainer.checkpoints import saved_config
 from trainer.executors import run_factory
 
@@ -24,6 +25,17 @@ if TYPE_CHECKING:
     from .panel import TrainingPanel
 
 _FRAMEWORKS = {"torch": ("torch", "PyTorch"), "tensorflow": ("tensorflow", "TensorFlow")}
+
+
+async def import_framework(config: TrainingConfig, say: Callable[[str], None]) -> bool:
+    """Import the config's framework in a worker thread, saying so, when this process has not yet
+    (seconds on a fresh kernel); True when it did. Multi-process runs import it in their workers."""
+    framework = _FRAMEWORKS.get(config.backend) if config.devices == 1 else None
+    if framework is None or framework[0] in sys.modules:
+        return False
+    say(f"loading {framework[1]}…")
+    await asyncio.to_thread(importlib.import_module, framework[0])
+    return True
 
 
 class Actions:
@@ -61,6 +73,10 @@ class Actions:
 
     # ------------------------------------------------------------------ state
     def active(self) -> bool:
+        """Whether a run is being prepared or has not ended, or a learning-rate search is on."""
+        return self.run_active() or self.panel.lr_search.active
+
+    def run_active(self) -> bool:
         """Whether a run is being prepared or has not ended."""
         run = self.panel.run
         return self.preparing or (run is not None and run.state not in FINAL_STATES)
@@ -73,34 +89,43 @@ class Actions:
             self.panel.notices.set("action", text, holds=self.active if while_active else None)
         return exc
 
-    def _refuse_while_active(self, what: str) -> None:
-        if self.active():
-            raise self.fail(StateError(f"a run is in progress; stop it before {what} another"), while_active=True)
+    def refuse_while_active(self, what: str) -> None:
+        if self.panel.lr_search.active:
+            raise self.fail(StateError(f"a learning-rate search is in progress; stop it before {what}"),
+                            while_active=True)
+        if self.run_active():
+            raise self.fail(StateError(f"a run is in progress; stop it before {what}"), while_active=True)
 
-    def _need_loop(self, what: str) -> None:
+    def need_loop(self, what: str) -> None:
         if not self.panel.binding.bind_running():
             raise self.fail(StateError(f"{what} needs a running asyncio event loop: use the panel in a "
                                        "Jupyter notebook, or call it from async code"))
 
     # ------------------------------------------------------------------ start
-    def start_now(self) -> "asyncio.Task[None]":
+    def start_now(self, overwrite: bool = False) -> "asyncio.Task[None]":
         panel = self.panel
-        self._need_loop("start()")
-        self._refuse_while_active("starting")
+        self.need_loop("start()")
+        self.refuse_while_active("starting another")
         validation = panel.revalidate()
         if not validation.valid:
             raise self.fail(ConfigError([{"field": f, "value": None, "message": m}
                                          for f, m in validation.errors.items()]), notice=False)
         config, data = validation.config, panel.data
         assert config is not None and data is not None
-        backend = _FRAMEWORKS.get(config.backend) if config.devices == 1 else None
         factory = run_factory(panel.executor)
-        return self._launch(lambda: factory(config, data), config.epochs, backend)
+        return self._launch(lambda: factory(config, data, overwrite=overwrite), config.epochs, config)
+
+    def continue_other_now(self, output_path: str, planned_epochs: Optional[int]) -> "asyncio.Task[None]":
+        """"Continue that run" (the overwrite choice): resume the run in ``output_path``, to the
+        controls' epochs when they ask for more than that run planned."""
+        epochs = self.panel.controls["epochs"].value
+        changes = {"epochs": epochs} if planned_epochs is not None and epochs > planned_epochs else {}
+        return self.resume_from_now(output_path, changes)
 
     def resume_from_now(self, output_path: Optional[str], changes: dict[str, Any]) -> "asyncio.Task[None]":
         panel = self.panel
-        self._need_loop("resume_from()")
-        self._refuse_while_active("resuming")
+        self.need_loop("resume_from()")
+        self.refuse_while_active("resuming another")
         path = output_path or panel.controls["output_path"].value.strip()
         if not path:
             raise self.fail(CheckpointError("set output_path to the folder of the run to resume"))
@@ -135,39 +160,39 @@ class Actions:
             self.panel.controls.set_value("data_path", data_path)
             self.panel.load_data_path()
 
-    def _launch(self, build: Callable[[], Trainer], epochs: Optional[int], framework: Optional[tuple[str, str]],
+    def _launch(self, build: Callable[[], Trainer], epochs: Optional[int], config: Optional[TrainingConfig],
                 resumed: bool = False) -> "asyncio.Task[None]":
         panel = self.panel
         panel.notices.clear()
+        panel.overwrite.withdraw()
         self.preparing, self.pause_requested = True, False
         panel.begin_preparing(epochs, "reading the checkpoint and preparing the data…" if resumed
                               else "preparing the data and building the model…")
         loop = panel.binding.loop
         assert loop is not None
         self.built = loop.create_future()
-        self.task = loop.create_task(self._prepare_and_run(build, framework, resumed))
+        self.task = loop.create_task(self._prepare_and_run(build, config, resumed))
         self.task.add_done_callback(self._task_done)
         return self.task
 
-    async def _prepare_and_run(self, build: Callable[[], Trainer], framework: Optional[tuple[str, str]],
+    async def _prepare_and_run(self, build: Callable[[], Trainer], config: Optional[TrainingConfig],
                                resumed: bool) -> None:
         panel = self.panel
         try:
-            if framework is not None and framework[0] not in sys.modules:
-                # The first import of a framework takes seconds on a fresh kernel: say so.
-                panel.set_preparing(f"loading {framework[1]}…")
-                await asyncio.to_thread(importlib.import_module, framework[0])
+            if config is not None and await import_framework(config, panel.set_preparing):
                 panel.set_preparing("preparing the data and building the model…")
             run = await asyncio.to_thread(build)
         except Exception as exc:
-            if isinstance(exc, ConfigError):
+            if isinstance(exc, OutputPathInUse):
+                panel.overwrite.offer(exc)      # the choice says it all, with the ways out
+            elif isinstance(exc, ConfigError):
                 panel.show_config_errors({e["field"]: e["message"] for e in exc.errors})
             self._built(None)
             raise self.fail(exc, notice=not isinstance(exc, ConfigError))
         finally:
             self.preparing = False
             panel.end_preparing()
-        run_task = panel.follow(run, resumed)
+        run_task = panel.adapter.start(run, resumed)
         self._built(run)
         await run_task
 
@@ -202,6 +227,9 @@ class Actions:
         self.panel.sync_controls()
 
     def stop_now(self) -> None:
+        if self.panel.lr_search.active:
+            self.panel.lr_search.stop()
+            return
         self._control(lambda run: run.stop())
 
     def _control(self, fn: Callable[[Trainer], None]) -> None:

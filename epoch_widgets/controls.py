@@ -143,6 +143,13 @@ class ConfigControls:
         tabs.titles = tuple(self._group_title(g) for g in order)
         return tabs
 
+    def add_to_group(self, group: str, widget: W.Widget) -> None:
+        """Show ``widget`` in ``group``'s tab, after its controls and before its Advanced section."""
+        page = self.view.children[self.group_order.index(group)]
+        children = list(page.children)
+        at = children.index(self.advanced[group]) if group in self.advanced else len(children)
+        page.children = (*children[:at], widget, *children[at:])
+
     @staticmethod
     def _group_title(group: str) -> str:
         return GROUP_TITLES.get(group, group.replace("_", " ").capitalize())

@@ -2,15 +2,17 @@
 read, in one widget.
 
 The panel composes parts with one job each: ``controls`` (the config form), ``actions`` (what
-the buttons do, on which thread), ``adapter`` (a run's events into panel updates), ``progress``,
-``curves``, ``table``, ``notices``, ``exports`` and ``snapshot`` (the static copy kept in the
+the buttons do, on which thread), ``lr_search`` (Find LR), ``overwrite`` (the choice offered when
+output_path holds another run), ``adapter`` (a run's events into panel updates), ``progress``,
+``curves``, ``table``, ``notices``, ``exports``, ``tabs`` (the views below the curves: Epochs,
+Model summary, Evaluation, LR finder, Runs) and ``snapshot`` (the static copy kept in the
 notebook). Widget refreshes are throttled by time.
 """
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import ipywidgets as W
 import pandas as pd
@@ -25,16 +27,23 @@ from trainer.executors import check_executor
 from . import export, static_figure
 from ._loop import LoopBinding, Throttle
 from .actions import Actions
+from .lr_search import LRSearch
 from .controls import ConfigControls, Validation
 from .curves import MAX_POINTS, Curves
+from .compare import RunsView
 from .data_file import DataFile
-from .fields import config_difference
-from .metrics_table import MetricsTable, final_html, table_html
+from .metrics_table import MetricsTable
 from .notices import Notices
+from .overwrite_choice import OverwriteChoice
 from ._tree import close_tree
-from .progress import ProgressView, Snapshot, end_note, estimate_remaining
+from .progress import ProgressView, Snapshot, estimate_remaining
 from .run_adapter import RunAdapter
+from .run_buttons import RunButtons
 from .snapshot import Snapshot as StaticSnapshot
+from .views import PanelViews
+
+if TYPE_CHECKING:
+    from trainer.summary import ModelSummary
 
 __all__ = ["TrainingPanel"]
 UPDATE_INTERVAL = 0.25      # seconds between widget refreshes while training: <= 4 per second
@@ -48,7 +57,8 @@ class TrainingPanel(W.VBox):
     cluster this process joined with ``ray.init(address=...)``) instead of in the kernel. Traits (observable): ``state``, ``preparing``, ``current_epoch``,
     ``total_epochs``, ``current_batch``, ``total_batches``, ``latest_metrics``, ``best_metrics``,
     ``history``, ``reason``, ``error``, ``valid``, ``errors`` and ``run`` (the :class:`trainer.Trainer`).
-    ``panel.views`` is a tab container below the curves; ``add_view(title, widget)`` adds a tab.
+    ``panel.views`` is the tab container below the curves (Epochs, Model summary, Evaluation, LR
+    finder, Runs); ``add_view(title, widget)`` adds a tab.
     """
 
     state = Unicode(TrainingState.PENDING.value, help="The run's state; 'pending' before the first run.")
@@ -80,24 +90,22 @@ class TrainingPanel(W.VBox):
         # Where runs train: "local" (this kernel) or "ray" (a Ray actor; see trainer.executors).
         self.executor = check_executor(executor)
         self.data: Optional[pd.DataFrame] = data
-        self._data_given = data is not None
+        self.data_given = data is not None
         self._data_file = DataFile()
         self._validation = Validation(None)
         self.binding = LoopBinding()
         self.actions = Actions(self)
+        self.lr_search = LRSearch(self, update_interval)
+        ui = self.actions.from_ui
+        self.overwrite = OverwriteChoice(lambda: ui(lambda: self.actions.start_now(overwrite=True)),
+                                         lambda path, epochs: ui(lambda: self.actions.continue_other_now(path, epochs)))
         self.adapter = RunAdapter(self)
         self.snapshot = StaticSnapshot()
 
         self.controls = ConfigControls(list(data.columns) if data is not None else [], self._controls_changed)
-        self.start_button = W.Button(description="Start", button_style="success", icon="play",
-                                     tooltip="Train with these settings")
-        self.pause_button = W.Button(description="Pause", button_style="warning", icon="pause",
-                                     disabled=True, tooltip="Pause after the batch in progress")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True,
-                                    tooltip="Stop after the batch in progress; finished epochs are kept")
-        self.resume_button = W.Button(description="Resume from checkpoint", icon="history", disabled=True,
-                                      tooltip="Continue the run whose checkpoints are in the Save-to folder",
-                                      layout=W.Layout(width="auto"))
+        self.buttons = RunButtons()
+        self.start_button, self.find_lr_button, self.pause_button, self.stop_button, self.resume_button = \
+            self.buttons.all
         self.notices = Notices()
         self.message = self.notices.view
         self.progress = ProgressView()
@@ -105,23 +113,24 @@ class TrainingPanel(W.VBox):
         self.table = MetricsTable()
         self.exports = export.ExportBar(lambda: list(self.history), self.figure_data, self._export_path,
                                         self.actions.from_ui)
-        self.views = W.Tab([self.table.view], layout=W.Layout(width="100%"))
-        self.views.titles = ("Epochs",)
+        self.tabs = PanelViews(self.table.view, self.lr_search.view, self.binding, self.show_config_errors)
+        self.views = self.tabs.tab
+        self.controls.add_to_group("model", self.tabs.model.headline)
         self._throttle = Throttle(self._render, update_interval, self.binding)
 
-        ui = self.actions.from_ui
         self.start_button.on_click(lambda _b: ui(self.actions.start_now))
+        self.find_lr_button.on_click(lambda _b: ui(self.lr_search.start_now))
         self.pause_button.on_click(lambda _b: ui(self.actions.toggle_pause_now))
         self.stop_button.on_click(lambda _b: ui(self.actions.stop_now))
         self.resume_button.on_click(lambda _b: ui(lambda: self.actions.resume_from_now(None, {})))
         row = W.Layout(width="100%", flex_flow="row wrap", align_items="center")
-        buttons = W.HBox([self.start_button, self.pause_button, self.stop_button, self.resume_button,
-                          W.Box([self.progress.status], layout=W.Layout(margin="0 0 0 12px"))], layout=row)
+        buttons = W.HBox([*self.buttons.all, W.Box([self.progress.status], layout=W.Layout(margin="0 0 0 12px"))],
+                         layout=row)
         tools = W.HBox([*self.curves.tools, W.Box(layout=W.Layout(flex="1 1 auto")), *self.exports.widgets],
                        layout=row)
         style = W.HTML(self.snapshot.live_style(), layout=W.Layout(display="none"))
-        super().__init__([style, self.controls.view, buttons, self.message, self.progress.view, tools,
-                          self.curves.view, self.views], layout=W.Layout(width="100%"))
+        super().__init__([style, self.controls.view, buttons, self.message, self.overwrite.view, self.progress.view,
+                          tools, self.curves.view, self.views], layout=W.Layout(width="100%"))
         try:
             self._prefill(config)
         except Exception:
@@ -169,16 +178,28 @@ class TrainingPanel(W.VBox):
         assert validation.config is not None
         return validation.config
 
-    def start(self) -> Optional["asyncio.Task[None]"]:
+    def start(self, overwrite: bool = False) -> Optional["asyncio.Task[None]"]:
         """Start a run with the controls' config, like the Start button.
 
         On the loop's thread this returns at once with the task that prepares the data, builds
         the model and trains (await it, or ``panel.wait()``, for the end; ``panel.wait_started()``
         for the run). ConfigError or StateError when it cannot start; a problem found while
         preparing the data makes the task raise. The panel shows why either way. From another
-        thread the request goes to the loop and this returns None.
+        thread the request goes to the loop and this returns None. When output_path holds another
+        run's checkpoints the task raises ``trainer.OutputPathInUse`` and the panel offers to
+        replace or continue that run; ``overwrite=True`` replaces it ("Replace it").
         """
-        return self.actions.programmatic(self.actions.start_now)
+        return self.actions.programmatic(lambda: self.actions.start_now(overwrite))
+
+    def find_lr(self, **options: Any) -> Optional["asyncio.Task[Optional[trainer.LRFindResult]]"]:
+        """Search for a learning rate on the controls' config, like the Find LR button (the curve
+        in the LR finder tab; ``stop()`` ends it). Returns the task as ``start()`` does; its result
+        is ``panel.lr_result``. ``options``: start_lr, end_lr, num_iter, rule (``trainer.LRFinder``)."""
+        return self.actions.programmatic(lambda: self.lr_search.start_now(**options))
+
+    def use_suggested_rate(self) -> None:
+        """Put the last search's suggestion into the learning_rate control ("Use suggested rate")."""
+        self.actions.programmatic(self.lr_search.apply)
 
     def pause(self) -> None:
         """Pause after the batch in progress (StateError when there is no running run)."""
@@ -189,7 +210,8 @@ class TrainingPanel(W.VBox):
         self.actions.programmatic(self.actions.resume_now)
 
     def stop(self) -> None:
-        """Stop after the batch in progress; finished epochs and artifacts are kept."""
+        """Stop the run after the batch in progress (finished epochs and artifacts are kept), or
+        the learning-rate search."""
         self.actions.programmatic(self.actions.stop_now)
 
     def resume_from(self, output_path: Optional[str] = None, **changes: Any) -> Optional["asyncio.Task[None]"]:
@@ -215,12 +237,37 @@ class TrainingPanel(W.VBox):
         return run
 
     async def wait(self) -> Trainer:
-        """Wait for the run to end and the panel to show its end (its snapshot included); returns the run."""
+        """Wait for the run to end and the panel to show its end (its snapshot and evaluation
+        included); returns the run."""
         await asyncio.shield(self._started_task())
         await self.after_run()
         self._throttle.flush_now()
         assert self.run is not None
         return self.run
+
+    async def wait_summary(self) -> "Optional[ModelSummary]":
+        """Wait until the Model summary tab shows the controls' current config; returns its summary."""
+        return await self.tabs.model.settled()
+
+    @property
+    def model_summary(self) -> "Optional[ModelSummary]":
+        """The Model summary tab's: the controls' config (None until summarised, or invalid)."""
+        return self.tabs.model.summary
+
+    @property
+    def evaluation(self) -> "Optional[trainer.Evaluation]":
+        """The Evaluation tab's: the last ended run's model on its validation split."""
+        return self.tabs.evaluation.evaluation
+
+    @property
+    def lr_result(self) -> "Optional[trainer.LRFindResult]":
+        """The LR finder tab's: the last learning-rate search's result."""
+        return self.lr_search.result
+
+    @property
+    def runs(self) -> RunsView:
+        """The Runs tab: every run started or resumed here, beside the runs saved in its folder."""
+        return self.tabs.runs
 
     def _started_task(self) -> "asyncio.Task[None]":
         if self.actions.task is None:
@@ -249,12 +296,11 @@ class TrainingPanel(W.VBox):
         """Close every widget of the panel and stop following the run (which goes on: stop it first
         to end it)."""
         # Also called by Widget.__del__, possibly on a panel whose __init__ failed half-way.
-        throttle = getattr(self, "_throttle", None)
-        if throttle is not None:
-            throttle.cancel()
-        adapter = getattr(self, "adapter", None)
-        if adapter is not None:
-            adapter.unfollow()
+        for name, method in (("_throttle", "cancel"), ("lr_search", "close"), ("tabs", "close"),
+                             ("adapter", "unfollow")):
+            part = getattr(self, name, None)
+            if part is not None:
+                getattr(part, method)()
         close_tree(self)
 
     def __repr__(self) -> str:
@@ -288,56 +334,21 @@ class TrainingPanel(W.VBox):
         with self.hold_trait_notifications():
             self.errors = dict(self._validation.errors)
             self.valid = False
-
-    def follow(self, run: Trainer, resumed: bool) -> "asyncio.Task[None]":
-        """Show ``run`` (new, or resumed with its history so far) and start it; returns its task."""
-        previous = self.run
-        label = config_difference(previous.config, run.config) if previous is not None and len(self.curves.series) else ""
-        self.curves.begin_run(run.is_classification, label)
-        self.curves.set_preview(run.config)
-        self.table.show_final("")
-        self.exports.show(None, b"", "")
-        self.set_trait("run", run)
-        self.adapter.follow(run)
-        if resumed:
-            self.controls.show_config(run.config, skip={"data_path"} if self._data_given else set())
-        task = run.start()
         self.sync_controls()
-        self.refresh(urgent=True)
-        return task
-
-    def run_ended(self, run: Trainer) -> None:
-        """The run's last event: its end note, final metrics, and a fresh snapshot."""
-        self.actions.pause_requested = False
-        self.curves.end_run(end_note(run.state.value, run.current_epoch, run.best_metrics.get("epoch")))
-        if run.observer_errors:
-            self.notices.set("run", f"{len(run.observer_errors)} observer error(s) during the run; "
-                                    f"see panel.run.observer_errors. First: {run.observer_errors[0]}", kind="warning")
-        restored = run.config.restore_best_weights and run.state == TrainingState.EARLY_STOPPED
-        final = final_html(run.state.value, list(run.history), run.best_metrics, restored, self.adapter.elapsed())
-        self.table.show_final(final)
-        self.sync_controls()
-        self.refresh(urgent=True)
-        if self.binding.loop is not None:
-            self.snapshot.refresh_later(self.binding.loop, self.figure_data(), final,
-                                        table_html(list(self.history), self.best_metrics.get("epoch")))
 
     async def after_run(self) -> None:
-        """Wait for what a run's end set going (the snapshot), so a saved notebook has it."""
+        """Wait for what a run's end set going (the snapshot, the evaluation), so a saved notebook has it."""
         if self.snapshot.pending is not None:
             await asyncio.shield(self.snapshot.pending)
+        await self.tabs.after_run()
 
     def sync_controls(self) -> None:
         """Buttons and controls follow the run's state (called on every state change)."""
-        active, preparing = self.actions.active(), self.actions.preparing
-        self.start_button.disabled = active or not self.valid
-        self.pause_button.disabled = not active or preparing
-        self.stop_button.disabled = not active or preparing
-        output_path = self.controls["output_path"].value.strip()
-        self.resume_button.disabled = active or not has_checkpoints(output_path)
-        paused = active and self.actions.pause_requested
-        self.pause_button.description = "Resume" if paused else "Pause"
-        self.pause_button.icon = "play" if paused else "pause"
+        running, searching = self.actions.run_active(), self.lr_search.active
+        active = running or searching
+        self.buttons.sync(running=running, searching=searching, preparing=self.actions.preparing,
+                          paused=running and self.actions.pause_requested, valid=self.valid,
+                          can_resume=has_checkpoints(self.controls["output_path"].value.strip()))
         self.controls.set_enabled(not active)
         self.exports.sync(bool(self.history))
         self.notices.set_problems({} if active else self._validation.errors, self.controls.hidden_fields())
@@ -364,7 +375,7 @@ class TrainingPanel(W.VBox):
 
     # ------------------------------------------------------------------ controls (loop thread)
     def _prefill(self, config: dict[str, Any]) -> None:
-        if self._data_given:
+        if self.data_given:
             self.controls.lock("data_path", f"(using the DataFrame given as data, {len(self.data)} rows)")
         if "data_path" in config:
             self.controls.set_value("data_path", config.pop("data_path"))
@@ -376,7 +387,7 @@ class TrainingPanel(W.VBox):
 
     def _controls_changed(self) -> None:
         # May run on a subshell thread (a frontend edit): validate and redraw on the loop thread.
-        self.binding.call(self.revalidate)
+        self.binding.call(lambda: (self.overwrite.withdraw(), self.revalidate()))
 
     def revalidate(self) -> Validation:
         """Check the controls, show problems beside them, and preview the LR schedule."""
@@ -389,6 +400,7 @@ class TrainingPanel(W.VBox):
         with self.hold_trait_notifications():
             self.errors = dict(validation.errors)
             self.valid = validation.valid
+        self.tabs.model.request(validation.config if validation.valid else None, self.data)
         config = validation.config
         if config is not None and self.run is None:
             self.total_epochs = config.epochs      # before the first run, the epochs to come
@@ -403,7 +415,7 @@ class TrainingPanel(W.VBox):
 
     def load_data_path(self) -> None:
         """Without a DataFrame, read the table at data_path (once per path) and offer its columns."""
-        if self._data_given or not self._data_file.load(self.controls["data_path"].value):
+        if self.data_given or not self._data_file.load(self.controls["data_path"].value):
             return
         self.data = self._data_file.data
         self.controls.set_columns(list(self.data.columns) if self.data is not None else [])

@@ -1,4 +1,5 @@
-"""Turns one run's events into panel updates: traits, curves, refresh requests.
+"""Turns one run into panel updates: its start (curves, controls, views), its events (traits,
+curves, refresh requests) and its end (end note, final metrics, notices, evaluation, snapshot).
 
 The panel follows its run with :class:`trainer.RunFollower`, the same follower the HTTP API's task
 and the multi-process launcher use: the follower keeps a copy of the run's state (applying each
@@ -9,9 +10,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from trainer import RunFollower, RunState, Trainer
+from trainer import RunFollower, RunState, Trainer, TrainingState
+
+from .fields import config_difference
+from .metrics_table import final_html, table_html
+from .progress import end_note
 
 if TYPE_CHECKING:
+    import asyncio
+
     from .panel import TrainingPanel
 
 
@@ -31,6 +38,25 @@ class RunAdapter:
     def elapsed(self) -> Optional[float]:
         """The followed run's training time so far, pauses left out."""
         return self.follower.state.elapsed() if self.follower is not None else None
+
+    def start(self, run: Trainer, resumed: bool) -> "asyncio.Task[None]":
+        """Show ``run`` (new, or resumed with its history so far) and start it; returns its task."""
+        panel = self._panel
+        previous = panel.run
+        label = config_difference(previous.config, run.config) if previous is not None and len(panel.curves.series) else ""
+        panel.curves.begin_run(run.is_classification, label)
+        panel.curves.set_preview(run.config)
+        panel.table.show_final("")
+        panel.exports.show(None, b"", "")
+        panel.set_trait("run", run)
+        self.follow(run)
+        if resumed:
+            panel.controls.show_config(run.config, skip={"data_path"} if panel.data_given else set())
+        task = run.start()
+        panel.tabs.run_started(run)
+        panel.sync_controls()
+        panel.refresh(urgent=True)
+        return task
 
     def follow(self, run: Trainer) -> None:
         """Show ``run`` from now on: its history so far (a resumed run has some), then its events."""
@@ -88,4 +114,25 @@ class RunAdapter:
                 panel.reason = state.reason or ""
                 panel.error = state.error or ""
                 panel.state = state.state.value
-            panel.run_ended(run)
+            self._ended(run)
+
+    def _ended(self, run: Trainer) -> None:
+        """The run's last event: its end note, final metrics, observer errors, evaluation, snapshot."""
+        panel = self._panel
+        panel.actions.pause_requested = False
+        panel.curves.end_run(end_note(run.state.value, run.current_epoch, run.best_metrics.get("epoch")))
+        errors = run.observer_errors
+        if errors:
+            # A logger that failed (TensorBoard, MLflow) did not stop the run; say so where it shows.
+            more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+            panel.notices.set("observers", f"{len(errors)} observer error(s) during the run, see "
+                                           f"panel.run.observer_errors: " + "; ".join(errors[:3]) + more, kind="warning")
+        restored = run.config.restore_best_weights and run.state == TrainingState.EARLY_STOPPED
+        final = final_html(run.state.value, list(run.history), run.best_metrics, restored, self.elapsed())
+        panel.table.show_final(final)
+        panel.tabs.run_ended(run)
+        panel.sync_controls()
+        panel.refresh(urgent=True)
+        if panel.binding.loop is not None:
+            panel.snapshot.refresh_later(panel.binding.loop, panel.figure_data(), final,
+                                         table_html(list(panel.history), panel.best_metrics.get("epoch")))

@@ -1,4 +1,4 @@
-"""The one training-config schema: SPEC.md's fields and defaults, validated by pydantic.
+"""The one training-config schema: every field's default, limits and help, validated by pydantic.
 
 The panel's controls, the HTTP API's validation and the saved artifacts are all built from
 :class:`TrainingConfig`; :func:`config_fields` is the introspection face they use.
@@ -55,7 +55,7 @@ class TrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False,
                               protected_namespaces=())
 
-    # --- run identity (SPEC.md "other fields") ---
+    # --- run identity ---
     name: str = Field("Deep learning model training", json_schema_extra=_g("run", "Name kept with the run and its artifacts.", label="Run name"))
     algorithm_type: Literal["deep_learning"] = Field("deep_learning", json_schema_extra=_g("run", "Only 'deep_learning' is supported.", label="Algorithm", advanced=True))
 
@@ -194,7 +194,7 @@ class TrainingConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainingConfig":
-        """Build from a plain dict (SPEC.md's JSON), refusing unknown keys."""
+        """Build from a plain dict (the API's JSON body), refusing unknown keys."""
         if not isinstance(data, dict):
             raise ConfigError.single("<config>", data, f"expected a JSON object, got {type(data).__name__}")
         return cls(**data)

@@ -40,7 +40,7 @@ def make_time_series(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
 
 
 def make_benchmark(rows: int = 200_000, features: int = 20, seed: int = 0) -> pd.DataFrame:
-    """The benchmarks' data (DESIGN.md's peers): a noisy linear boundary in standard-normal
+    """The benchmarks' data (the peers' comparison in benchmarks/): a noisy linear boundary in standard-normal
     features ``x0..x{features-1}``, binary ``label``; float32 features as the peers use."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((rows, features)).astype(np.float32)

@@ -1,7 +1,7 @@
 """Which GPUs each installed framework sees, and what mixed precision will do there.
 
-SPEC.md's troubleshooting: "train on the GPU (report how many GPUs are visible)", "training slow:
-check GPU use". Importing this module imports no framework; :func:`device_report` imports each
+The first answers to "training is slow": is it on the GPU, how many GPUs are visible, and does
+mixed precision apply. Importing this module imports no framework; :func:`device_report` imports each
 installed one (TensorFlow takes seconds), so call it when the answer is wanted.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The epoch-training HTTP API as a Jupyter server extension (SPEC.md endpoints, Server-Sent Events).
+"""The epoch-training HTTP API as a Jupyter server extension (endpoints in docs/api.md, Server-Sent Events).
 
 Importing this package is cheap: the extension application (tornado, jupyter_server) is imported
 only when Jupyter asks for it.

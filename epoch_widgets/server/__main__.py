@@ -1,7 +1,7 @@
 """Serve the epoch-training API on its own: ``python -m epoch_widgets.server [--port 8000] [options]``.
 
 Any Jupyter Server option works (``--IdentityProvider.token=...``, ``--ServerApp.root_dir=...``,
-``--EpochTrainingApp.models_dir=...``); the port defaults to 8000 (SPEC.md's base URL) and no
+``--EpochTrainingApp.models_dir=...``); the port defaults to 8000 (the documented base URL) and no
 browser is opened. Without a token option, ``JUPYTER_TOKEN`` or a generated token is used (the
 server prints it).
 """

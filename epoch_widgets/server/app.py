@@ -19,7 +19,7 @@ from .tasks import Settings
 
 
 class EpochTrainingApp(ExtensionApp):
-    """Serves SPEC.md's epoch-training HTTP API with Server-Sent Events."""
+    """Serves the epoch-training HTTP API (docs/api.md) with Server-Sent Events."""
 
     name = "epoch_widgets"
     description = "HTTP API and Server-Sent Events for epoch-by-epoch training"

@@ -1,4 +1,4 @@
-"""HTTP handlers of the epoch-training API (SPEC.md), under ``<base_url>/api/v1/epoch-training/``.
+"""HTTP handlers of the epoch-training API (docs/api.md), under ``<base_url>/api/v1/epoch-training/``.
 
 Every handler requires Jupyter's authentication (``Authorization: Bearer <token>``, ``token <token>``
 or ``?token=`` for EventSource clients) and answers errors as ``{"success": false, "message": ...}``.

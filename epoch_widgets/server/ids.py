@@ -1,4 +1,4 @@
-"""Task ids in SPEC.md's ``epoch_training_YYYYMMDD_HHMMSS`` form that never collide."""
+"""Task ids of the form ``epoch_training_YYYYMMDD_HHMMSS`` that never collide."""
 from __future__ import annotations
 
 import re

@@ -3,7 +3,7 @@
 ``data_path`` is resolved inside the server's root directory and ``output_path`` inside the models
 directory. A relative path is taken relative to that folder, and an absolute path that lies inside
 it is used as is. For ``output_path`` a leading ``/models`` stands for the models directory, so
-SPEC.md's ``/models/deep_learning_model`` is ``<models_dir>/deep_learning_model``. Anything else
+The documented example ``/models/deep_learning_model`` is ``<models_dir>/deep_learning_model``. Anything else
 that would leave the folder (another absolute path, ``..``, a symbolic link pointing out) is refused.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from trainer.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 from .errors import BadRequest
 
-MODELS_MOUNT = PurePath("/models")   # how SPEC.md's example names the models directory
+MODELS_MOUNT = PurePath("/models")   # how the documented example names the models directory
 # Linux's limits (NAME_MAX, PATH_MAX): longer names fail in the file system with "File name too long".
 NAME_MAX = 255
 PATH_MAX = 4096

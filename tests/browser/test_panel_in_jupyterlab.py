@@ -2,11 +2,13 @@
 person uses it, a screenshot at every step (``test-artifacts/browser/``).
 
 JupyterLab: run the cells down to the panel; before Start the epoch axis shows whole epochs 1..N
-and no legend covers a chart; switching config tabs moves nothing; Start says "preparing" at once
-with Start disabled; the curves grow on whole-epoch ticks; log scale, zoom, CSV and PNG export
-work; at 1024 px with the file browser open the charts wrap instead of being cut off; Pause holds
-still, Resume goes on to the end with the final metrics shown; dark theme; then the saved notebook
-opened without its kernel, and its HTML export, show the static snapshot. Voila: the quickstart as
+and no legend covers a chart; switching config tabs moves nothing; the Model summary tab shows the
+model; Start says "preparing" at once with Start disabled; the curves grow on whole-epoch ticks;
+log scale, zoom, CSV and PNG export work; at 1024 px with the file browser open the charts wrap
+instead of being cut off; Pause holds still, Resume goes on to the end with the final metrics
+shown; the Evaluation tab shows the confusion matrix and the Runs tab the run; Find LR plots the
+search with its suggestion, which "Use suggested rate" puts into the learning rate; dark theme;
+then the saved notebook opened without its kernel, and its HTML export, show the static snapshot. Voila: the quickstart as
 a standalone app renders and trains. With ``UPDATE_SCREENSHOT=1`` a mid-training screenshot also
 replaces ``docs/panel.png``, the README's picture.
 """
@@ -66,10 +68,13 @@ class PanelView:
         const state = st ? [...st.classList].find(c => c.startsWith('ew-state-')).slice(9) : null;
         const texts = [...root.querySelectorAll('.widget-html')].map(e => e.innerText.trim());
         const counter = texts.find(t => /^\\d+\\/\\d+ done/.test(t)) || '';
-        const figs = [...root.querySelectorAll('.bqplot.figure')];
+        // The curves' figures: not those in the tabs below them (LR finder, Evaluation, Runs).
+        const figs = [...root.querySelectorAll('.bqplot.figure')].filter(f => !f.closest('.widget-tab'));
         const fig = name => figs.find(f => (f.querySelector('.mainheading') || {}).textContent?.startsWith(name));
+        // Only the ticks a person sees: d3 fades ticks in and out when the axis changes.
         const ticks = f => f ? [...f.querySelectorAll('g.axis')[0].querySelectorAll('.tick')]
-            .map(t => t.textContent.trim()) : [];
+            .filter(t => parseFloat(getComputedStyle(t).opacity) > 0.5)
+            .map(t => t.textContent.trim()).filter(t => t.length > 0) : [];
         const loss = fig('Loss');
         const xs = loss ? [...loss.querySelectorAll('.dot')].map(d => d.getBoundingClientRect())
             .filter(r => r.width > 0).map(r => Math.round(r.x + r.width / 2)) : [];
@@ -116,6 +121,11 @@ def wait_for(view: PanelView, check: Callable[[dict[str, Any]], bool], what: str
 
 def whole_epochs(ticks: list[str]) -> bool:
     return bool(ticks) and all(re.fullmatch(r"\d+", t.replace(",", "")) for t in ticks)
+
+
+def view_tab(output: Any, title: str) -> Any:
+    """The tab called ``title`` among the views below the curves."""
+    return output.locator(".lm-TabBar-tab", has_text=re.compile(rf"^\s*{re.escape(title)}\s*$"))
 
 
 def open_notebook(page: Any, lab: Lab, name: str) -> None:
@@ -169,6 +179,16 @@ def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: 
             places.add((round(box["y"]), round(output.bounding_box()["height"])))
         assert len(places) == 1, f"the panel's height or its buttons moved between tabs: {places}"
         tabs.first.click()
+
+        # The Model summary tab: the model the settings build, computed off the kernel's loop.
+        view_tab(output, "Model summary").click()
+        summary = output.locator(".epoch-widgets-model-summary")
+        expect(summary).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+        expect(summary).to_contain_text("parameters")
+        expect(summary).to_contain_text("Linear")
+        summary.scroll_into_view_if_needed()
+        shot("1b-model-summary", output)
+        view_tab(output, "Epochs").click()
 
         # 1. Start: at once a visible "preparing" state with Start disabled, then training.
         start.click()
@@ -243,6 +263,34 @@ def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: 
         expect(start).to_be_enabled()
         expect(view.button("Pause")).to_be_disabled()
         shot("8-finished", output)
+
+        # The Evaluation tab: the confusion matrix with its counts, beside the per-class table.
+        view_tab(output, "Evaluation").click()
+        heat = output.locator(".bqplot.figure", has=page.locator(".mainheading", has_text="Confusion matrix"))
+        expect(heat).to_be_visible(timeout=120_000)
+        expect(output.locator("table.epoch-widgets-report")).to_contain_text("macro avg")
+        heat.scroll_into_view_if_needed()
+        page.mouse.move(0, 0)           # no figure toolbar over the title
+        time.sleep(1)
+        shot("8b-evaluation", output)
+        # The Runs tab: the run just trained, compared with any others.
+        view_tab(output, "Runs").click()
+        expect(output.get_by_text(re.compile(r"1 run\(s\) of this session"))).to_be_visible(timeout=60_000)
+        time.sleep(1)
+        shot("8c-runs", output)
+        # Find LR: the loss against the rate, the suggestion marked, and its button.
+        view.button("Find LR").click()
+        lr_message = output.locator(".widget-html", has_text="suggested learning_rate")
+        expect(lr_message).to_be_visible(timeout=180_000)
+        expect(view.button("Start")).to_be_enabled()
+        lr_figure = output.locator(".bqplot.figure", has=page.locator(".mainheading", has_text="Learning-rate finder"))
+        expect(lr_figure.locator(".dot").first).to_be_attached()          # the suggestion's marker
+        lr_figure.scroll_into_view_if_needed()
+        page.mouse.move(0, 0)
+        time.sleep(1)
+        shot("8d-lr-finder", output)
+        view.button("Use suggested rate").click()
+        expect(output.get_by_text("learning_rate is now")).to_be_visible(timeout=30_000)
 
         # 11. Dark theme (a screenshot to look at).
         page.keyboard.press("Control+Shift+c")

@@ -49,7 +49,7 @@ def data_csv(jp_root_dir: Path) -> str:
 
 @pytest.fixture
 def make_config(data_csv: str) -> Callable[..., dict[str, Any]]:
-    """SPEC.md's request body, shrunk to train in well under a second per epoch."""
+    """The documented start request body, shrunk to train in well under a second per epoch."""
 
     def make(**overrides: Any) -> dict[str, Any]:
         cfg = {"name": "API test", "algorithm_type": "deep_learning", "model_type": "mlp", "epochs": 6,

@@ -1,4 +1,4 @@
-"""The config schema: SPEC.md's defaults, one clear error per bad field, introspection."""
+"""The config schema: the documented defaults, one clear error per bad field, introspection."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import trainer
 from trainer import ConfigError, Trainer, TrainingConfig, config_fields
 from trainer.config import SCHEDULER_PARAMS
 
-# SPEC.md's start request body, verbatim.
+# The documented start request body (docs/api.md), verbatim.
 SPEC_REQUEST = {
     "name": "Deep learning model training", "algorithm_type": "deep_learning", "model_type": "mlp",
     "epochs": 100, "batch_size": 32, "learning_rate": 0.001, "hidden_units": [128, 64, 32],

@@ -170,7 +170,7 @@ def test_tensorboard_holds_every_epochs_scalars_and_the_hparams_with_best_metric
 def test_a_fresh_run_in_the_same_folder_replaces_the_earlier_curves(clf_df, tmp_path):
     out = tmp_path / "again"
     Trainer(config(out, epochs=3, loggers=["tensorboard"]), clf_df).fit()
-    run = Trainer(config(out, epochs=2, loggers=["tensorboard"], learning_rate=0.01), clf_df).fit()
+    run = Trainer(config(out, epochs=2, loggers=["tensorboard"], learning_rate=0.01), clf_df, overwrite=True).fit()
     series, _ = scalars(out / "tensorboard")
     assert series["val_loss"] == [(e["epoch"], pytest.approx(e["val_loss"], rel=1e-6)) for e in run.history]
 
