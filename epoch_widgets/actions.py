@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse, StateError, Trainer, TrainingConfig
 from trainer.checkpoints import saved_config
+from trainer.executors import run_factory
 
 if TYPE_CHECKING:
     from .panel import TrainingPanel
@@ -111,7 +112,8 @@ class Actions:
                                          for f, m in validation.errors.items()]), notice=False)
         config, data = validation.config, panel.data
         assert config is not None and data is not None
-        return self._launch(lambda: Trainer(config, data, overwrite=overwrite), config.epochs, config)
+        factory = run_factory(panel.executor)
+        return self._launch(lambda: factory(config, data, overwrite=overwrite), config.epochs, config)
 
     def continue_other_now(self, output_path: str, planned_epochs: Optional[int]) -> "asyncio.Task[None]":
         """"Continue that run" (the overwrite choice): resume the run in ``output_path``, to the
@@ -135,11 +137,12 @@ class Actions:
         except Exception as exc:
             raise self.fail(exc)
         data = panel.data
+        factory = run_factory(panel.executor)
 
         def build() -> Trainer:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", RuntimeWarning)
-                run = Trainer.from_checkpoint(path, data, **changes)
+                run = factory.from_checkpoint(path, data, **changes)
             if caught:
                 text = "; ".join(str(w.message) for w in caught)
                 panel.binding.call(lambda: panel.notices.set("resume", text, kind="warning"))

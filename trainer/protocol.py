@@ -14,10 +14,15 @@ From the run's side
     ``resume_error`` {"message"}, ``start_error`` {"message"}: the run could not be built (a bad
     config, another run's checkpoints in output_path, an unusable checkpoint, anything else).
     ``reply``        {"seq", "ok", "state", "conflict", "message"}: the answer to a command.
-    ``weights``      {"data": bytes}: the trained weights (rank pipe only).
+    ``weights``      {"data": bytes}: the trained weights (rank pipe; a Ray actor asked for them).
     ``failed``       {"rank", "message"}: a rank's failure (rank pipe only).
+    ``file``         {"path", "data": bytes}: a file the run wrote or rewrote under its output_path
+                     (``path`` relative to it), sent before the event that follows it (Ray actors
+                     only, ``trainer.ray_executor``: the driver keeps the copy).
+    ``file_removed`` {"path"}: a file the run deleted there (a rotated checkpoint).
 To the run
     ``start``        {"task_id", "config", "resume", ...}: what to train (worker only; first line).
+                     A Ray actor gets it with the DataFrame and, for a resume, the checkpoint files.
     ``command``      {"cmd": "pause" | "resume" | "stop", "seq"}.
 """
 from __future__ import annotations
@@ -32,6 +37,7 @@ from .atomic import json_default
 from .events import Callback
 
 EVENT, READY, REPLY, WEIGHTS, FAILED = "event", "ready", "reply", "weights", "failed"
+FILE, FILE_REMOVED = "file", "file_removed"
 CONFIG_ERROR, RESUME_ERROR, START_ERROR = "config_error", "resume_error", "start_error"
 OUTPUT_IN_USE = "output_in_use"
 START, COMMAND = "start", "command"
@@ -56,6 +62,14 @@ def command(cmd: str, seq: int) -> Message:
 def reply(seq: Any, ok: bool, state: Optional[str] = None, *, conflict: bool = False,
           message: Optional[str] = None) -> Message:
     return {"kind": REPLY, "seq": seq, "ok": ok, "state": state, "conflict": conflict, "message": message}
+
+
+def file_written(path: str, data: bytes) -> Message:
+    return {"kind": FILE, "path": path, "data": data}
+
+
+def file_removed(path: str) -> Message:
+    return {"kind": FILE_REMOVED, "path": path}
 
 
 def refusal(kind: str, message: str, errors: Optional[list[dict[str, Any]]] = None) -> Message:

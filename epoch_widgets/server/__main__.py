@@ -19,6 +19,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if not any(a == "--port" or a.startswith(("--port=", "--ServerApp.port")) for a in args):
         args.insert(0, f"--ServerApp.port={DEFAULT_PORT}")
+    # The API is all this server serves: when the extension cannot start (a Ray cluster that does not
+    # answer), the server stops with that error instead of serving nothing.
+    if not any(a.startswith("--ServerApp.reraise_server_extension_failures") for a in args):
+        args.insert(0, "--ServerApp.reraise_server_extension_failures=True")
     EpochTrainingApp.launch_instance(args)
 
 

@@ -7,10 +7,11 @@ its own with ``python -m epoch_widgets.server`` (see ``__main__.py``). Settings 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Enum, Float, Integer, Unicode, default
 
 from .handlers import handlers
 from .registry import TaskRegistry
@@ -44,10 +45,42 @@ class EpochTrainingApp(ExtensionApp):
     shutdown_timeout = Float(10.0, min=0.0, config=True,
                              help="Seconds the workers get to stop and save when the server shuts down.")
     max_running_tasks = Integer(8, min=1, config=True, help="Most tasks training at the same time.")
+    executor = Enum(["local", "ray"], "local", config=True,
+                    help="Where tasks train: 'local' (a worker process per task on this machine) or 'ray' "
+                         "(a Ray actor per task on a Ray cluster; needs the ray extra).")
+    ray_address = Unicode(None, allow_none=True, config=True,
+                          help="With executor='ray': the cluster to join ('auto': the one `ray start` started "
+                               "on this machine; 'ray://host:10001'; 'host:6379'). Unset: start a local Ray "
+                               "instance (or join RAY_ADDRESS).")
+    ray_connect_timeout = Float(60.0, min=1.0, config=True,
+                                help="Seconds the server waits at start for the Ray cluster to answer.")
+    ray_cpus_per_task = Integer(1, min=1, config=True,
+                                help="CPUs Ray reserves for each task (a task on GPUs also reserves its devices).")
 
     @default("open_browser")
     def _default_open_browser(self) -> bool:
         return bool(self.serverapp.config["ServerApp"].get("open_browser", False))
+
+    def _worker_factory(self) -> Optional[Callable[..., Any]]:
+        """None for local worker processes; with Ray, connect now, so an unreachable cluster is
+        an error at start (naming the address and what to do) and never a hang per request."""
+        if self.executor != "ray":
+            return None
+        from trainer.ray_executor.cluster import ClusterUnavailable, connect
+
+        from .ray_worker import RayWorker
+
+        try:
+            self._owns_ray = connect(self.ray_address or None, self.ray_connect_timeout)
+        except ClusterUnavailable as exc:
+            self.log.critical("epoch-training API: executor='ray', but %s", exc)
+            raise
+        import ray
+
+        self.log.info("epoch-training API: tasks train on Ray (%s; %s)", self.ray_address or "a local instance",
+                      ", ".join(f"{v:g} {k}" for k, v in sorted(ray.cluster_resources().items())
+                                if k in ("CPU", "GPU")))
+        return RayWorker.factory(self.ray_cpus_per_task)
 
     def _resolved_settings(self) -> Settings:
         root = Path(self.serverapp.root_dir).expanduser().resolve()
@@ -57,7 +90,8 @@ class EpochTrainingApp(ExtensionApp):
         return Settings(root_dir=root, models_dir=(root / models).resolve(), tasks_dir=tasks.resolve(),
                         keepalive_interval=self.keepalive_interval, start_timeout=self.start_timeout,
                         command_timeout=self.command_timeout, stop_timeout=self.stop_timeout,
-                        shutdown_timeout=self.shutdown_timeout, max_running_tasks=self.max_running_tasks)
+                        shutdown_timeout=self.shutdown_timeout, max_running_tasks=self.max_running_tasks,
+                        worker_factory=self._worker_factory())
 
     def initialize_settings(self) -> None:
         settings = self._resolved_settings()
@@ -73,3 +107,7 @@ class EpochTrainingApp(ExtensionApp):
         registry = getattr(self, "registry", None)
         if registry is not None:
             await registry.shutdown()
+        if getattr(self, "_owns_ray", False):
+            import ray
+
+            ray.shutdown()

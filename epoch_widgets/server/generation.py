@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 from trainer import protocol
 
 from .errors import BadRequest, Conflict, WorkerProblem
-from .process import WorkerProcess, describe_exit
+from .process import WorkerProcess
 
 # The worker's answers to its start message that end the wait for ``ready``.
 START_ANSWERS = frozenset({protocol.READY}) | protocol.REFUSALS
@@ -29,7 +29,8 @@ class WorkerGeneration:
 
     def __init__(self, number: int, task_id: str, on_ready: Callable[["WorkerGeneration", dict[str, Any]], None],
                  on_message: Callable[["WorkerGeneration", dict[str, Any]], None],
-                 on_exit: Callable[["WorkerGeneration", int], None], python: str):
+                 on_exit: Callable[["WorkerGeneration", int], None], python: str,
+                 spawn: Optional[Callable[..., Any]] = None):
         loop = asyncio.get_running_loop()
         self.number = number
         self.ready: asyncio.Future[dict[str, Any]] = loop.create_future()
@@ -39,7 +40,8 @@ class WorkerGeneration:
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._seq = 0
         self._kill_timer: Optional[asyncio.TimerHandle] = None
-        self.process = WorkerProcess(task_id, self._message, self._exit, python=python)
+        # The worker: a local process, or anything with its interface (``ray_worker.RayWorker``).
+        self.process = (spawn or WorkerProcess)(task_id, self._message, self._exit, python=python)
 
     @property
     def pid(self) -> Optional[int]:
@@ -138,13 +140,13 @@ class WorkerGeneration:
         self._replies.clear()
         if not self.ready.done():
             self.ready.set_exception(WorkerProblem("the worker process ended before training started: "
-                                                   + describe_exit(returncode)))
+                                                   + self.process.describe_exit(returncode)))
         if not self.exited.done():
             self.exited.set_result(returncode)
         self._on_exit(self, returncode)
 
     def describe_exit(self, returncode: int) -> str:
-        return self.kill_reason or describe_exit(returncode)
+        return self.kill_reason or self.process.describe_exit(returncode)
 
 
 def _refusal(kind: str, msg: dict[str, Any]) -> Exception:

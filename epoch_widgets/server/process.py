@@ -89,6 +89,9 @@ class WorkerProcess:
                 except OSError:
                     pass
 
+    def describe_exit(self, returncode: int) -> str:
+        return describe_exit(returncode)
+
     def _read(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stdout is not None

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from trainer import RunState, protocol
 
@@ -47,6 +47,9 @@ class Settings:
     max_running_tasks: int = 8
     save_interval: float = 1.0
     python: str = sys.executable
+    # What runs a worker generation: None for a local worker process (``process.WorkerProcess``),
+    # or a factory with its interface (``ray_worker.RayWorker.factory()``).
+    worker_factory: Optional[Callable[..., Any]] = None
 
 
 def _iso(ts: Optional[float]) -> Optional[str]:
@@ -174,7 +177,8 @@ class Task(FollowsRun):
         """Start a new worker generation; with ``resume`` it continues from output_path's checkpoints."""
         self._generations += 1
         gen = WorkerGeneration(self._generations, self.task_id, self._ready, self._from_worker,
-                               self._worker_exited, python=self.settings.python)
+                               self._worker_exited, python=self.settings.python,
+                               spawn=self.settings.worker_factory)
         self.gen = gen
         self.launched_at = time.time()
         gen.start(protocol.start(self.task_id, worker_config, resume, overwrite))

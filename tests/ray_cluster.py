@@ -1,0 +1,33 @@
+"""One real local Ray instance per test module, for the tests of the Ray executor.
+
+``ray.init(num_cpus=2)``: two tasks train at once with one CPU each. Ray's memory monitor is off:
+it kills workers when the machine's memory is nearly full, which on a machine shared with other
+jobs would fail a test for someone else's memory. Import the fixture into a test module with
+``from tests.ray_cluster import ray_instance  # noqa: F401``.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def ray_instance() -> Iterator[Any]:
+    ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray: pip install -e '.[ray]'")
+    if ray.is_initialized():
+        pytest.fail("Ray is already initialised in this process; each module starts (and shuts down) its own")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_memory_monitor_refresh_ms", "0")
+        patch.setenv("RAY_DEDUP_LOGS", "0")
+        ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20,
+                 namespace="epoch-widgets", log_to_driver=True)
+    try:
+        yield ray
+    finally:
+        ray.shutdown()
+
+
+def actor_names(ray: Any, task: str) -> list[str]:
+    """The names of the live actors whose name contains ``task`` (a task id, or "run")."""
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if task in a["name"]]

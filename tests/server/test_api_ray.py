@@ -1,0 +1,198 @@
+"""The HTTP API with EpochTrainingApp.executor = "ray": tasks train on Ray actors of a real local
+Ray instance (one per module, two CPUs), and clients see what they see with local workers."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from traitlets.config import Config
+
+from tests.ray_cluster import actor_names, ray_instance  # noqa: F401
+from epoch_widgets.server.launch import free_port
+from trainer import load_model
+from trainer.ray_executor.actor import FOLDER_PREFIX
+
+pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.ray]
+
+LONG = 100_000     # epochs for a run that only ends when told to
+TIMING_KEYS = ("time_per_epoch",)
+
+
+@pytest.fixture
+def jp_server_config(tasks_dir: Path, ray_instance: Any) -> Config:  # noqa: F811
+    return Config({"ServerApp": {"jpserver_extensions": {"epoch_widgets": True}},
+                   "EpochTrainingApp": {"tasks_dir": str(tasks_dir), "keepalive_interval": 0.3, "executor": "ray"}})
+
+
+def without_timing(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in entry.items() if k not in TIMING_KEYS} for entry in history]
+
+
+def live_actor_folders() -> list[Path]:
+    """The temporary output folders of actors on this machine whose process is still alive."""
+    out = []
+    for path in Path(tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+        pid = int(path.name[len(FOLDER_PREFIX):].split("-")[0])
+        if Path(f"/proc/{pid}").exists():
+            out.append(path)
+    return out
+
+
+async def test_two_tasks_train_on_actors_at_once_and_stream_every_epoch(api, make_config, models_dir, extension):
+    assert extension.executor == "ray"
+    ids = [await api.start(make_config(epochs=5, output_path=f"/models/ray{i}", seed=i)) for i in range(2)]
+    seen: dict[str, list[float]] = {task_id: [] for task_id in ids}
+
+    async def watch(task_id: str) -> list[dict[str, Any]]:
+        events, _ = await api.stream(task_id, lambda e: seen[task_id].append(time.monotonic()))
+        return events
+
+    streams = await asyncio.wait_for(asyncio.gather(*(watch(t) for t in ids)), 300)
+    for task_id, events in zip(ids, streams):
+        types = [e["type"] for e in events]
+        assert types[0] == "progress" and types[-1] == "complete" and "error" not in types, types
+        epochs = [e["progress"]["current_epoch"] for e in events if e["type"] == "progress"]
+        # From where the client came in, every epoch once and in order: nothing lost, nothing twice.
+        assert epochs == list(range(epochs[0], 6)), epochs
+        assert events[-1]["training_state"] == "completed"
+        status, body = await api.call("GET", "history", task_id)
+        assert [h["epoch"] for h in body["history"]] == [1, 2, 3, 4, 5]
+        assert events[-1]["best_metrics"] == (await api.progress(task_id))["best_metrics"]
+    # Both were training at once: each stream's first event came before the other's last.
+    first, second = (seen[t] for t in ids)
+    assert first[0] < second[-1] and second[0] < first[-1]
+
+    for i, task_id in enumerate(ids):
+        out = models_dir / f"ray{i}"
+        model = load_model(out)                           # the artifacts came back from the actor
+        assert len(model.history) == 5
+        assert json.loads((out / "config.json").read_text())["output_path"] == str(out)   # not the node's folder
+        assert sorted(p.name for p in (out / "checkpoints").glob("ckpt-*.zip"))       # rotated as locally
+        assert (out / "evaluation.json").is_file()
+        status, body = await api.call("GET", "evaluation", task_id)
+        assert status == 200 and body["evaluation"]["metrics"]["accuracy"] is not None
+    assert live_actor_folders() == []                     # each actor removed its folder at the end
+
+
+async def test_pause_resume_stop_are_actor_calls_that_take_effect(api, make_config, models_dir):
+    task_id = await api.start(make_config(epochs=LONG, output_path="/models/ctl"))
+    stream = asyncio.ensure_future(api.stream(task_id))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+
+    status, body = await api.call("POST", "pause", task_id)
+    assert status == 200 and body["training_state"] == "paused", body
+    paused = await api.progress(task_id)
+    await asyncio.sleep(1.0)
+    assert (await api.progress(task_id))["current_epoch"] == paused["current_epoch"]      # it holds
+    assert (await api.call("POST", "pause", task_id))[0] == 409
+
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 200 and body["training_state"] == "running", body
+    await api.wait_for(task_id, lambda p: p["current_epoch"] > paused["current_epoch"])
+
+    status, body = await api.call("POST", "stop", task_id)
+    assert status == 200 and body["training_state"] == "stopped", body
+    events, _ = await asyncio.wait_for(stream, 120)
+    states = [e["new"] for e in events if e["type"] == "state"]
+    assert states[:2] == ["paused", "running"] and states[-1] == "stopped", states
+    assert events[-1]["type"] == "complete" and events[-1]["training_state"] == "stopped"
+    final = await api.progress(task_id)
+    assert load_model(models_dir / "ctl").history[-1]["epoch"] == final["current_epoch"]   # artifacts at stop
+
+
+async def test_a_killed_actor_fails_the_task_and_resume_continues_to_the_uninterrupted_history(
+        api, make_config, models_dir, ray_instance):  # noqa: F811
+    config = make_config(epochs=8, output_path="/models/killed", checkpoint_every_epochs=1)
+    task_id = await api.start(config)
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 3)
+    [name] = actor_names(ray_instance, task_id)
+    ray_instance.kill(ray_instance.get_actor(name, namespace="epoch-widgets"))
+
+    failed = await api.wait_done(task_id)
+    assert failed["training_state"] == "failed", failed
+    assert "Ray actor" in failed["error"] and "ray.kill" in failed["error"], failed["error"]
+    status, body = await api.call("GET", "history", task_id)
+    kept = body["history"]
+    assert len(kept) >= 3                                  # the history survives the actor
+    assert (models_dir / "killed" / "checkpoints").is_dir()
+
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 200 and "resumed from its checkpoint" in body["message"], body
+    done = await api.wait_done(task_id)
+    assert done["training_state"] == "completed", done
+    status, body = await api.call("GET", "history", task_id)
+    resumed = body["history"]
+
+    reference = await api.start({**config, "output_path": "/models/reference"})
+    assert (await api.wait_done(reference))["training_state"] == "completed"
+    status, body = await api.call("GET", "history", reference)
+    assert without_timing(resumed) == without_timing(body["history"])
+    assert without_timing(resumed[:len(kept)]) == without_timing(kept)
+
+
+async def test_a_server_shutdown_stops_the_actors_and_keeps_what_they_wrote(
+        api, make_config, models_dir, extension, ray_instance):  # noqa: F811
+    task_id = await api.start(make_config(epochs=LONG, output_path="/models/shutdown"))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+    registry = extension.registry
+    await extension.stop_extension()          # the actor stops its run and sends its artifacts back
+    task = registry.get(task_id)
+    assert task.state == "interrupted" and f"POST resume/{task_id}" in task.reason
+    assert load_model(models_dir / "shutdown").history[-1]["epoch"] == task.progress["current_epoch"]
+    deadline = time.monotonic() + 60
+    while actor_names(ray_instance, task_id):
+        assert time.monotonic() < deadline, "the actor was not released"
+        await asyncio.sleep(0.2)
+
+
+async def test_overwrite_replaces_the_checkpoints_on_the_server_only_once_the_new_run_starts(
+        api, make_config, models_dir):
+    first = await api.start(make_config(epochs=4, output_path="/models/ow"))
+    await api.wait_done(first)
+    folder = models_dir / "ow" / "checkpoints"
+    before = sorted(p.name for p in folder.iterdir())
+    assert (await api.call("POST", "start", body=make_config(epochs=3, output_path="/models/ow")))[0] == 409
+    # Refused by the actor (no such column): the earlier run's checkpoints stay.
+    status, body = await api.call("POST", "start", body={**make_config(epochs=3, output_path="/models/ow",
+                                                                       feature_columns=["nope"]), "overwrite": True})
+    assert status == 400 and body["errors"][0]["field"] == "feature_columns", body
+    assert sorted(p.name for p in folder.iterdir()) == before
+
+    second = await api.start({**make_config(epochs=2, output_path="/models/ow"), "overwrite": True})
+    assert (await api.wait_done(second))["training_state"] == "completed"
+    # Only the new run's checkpoints (the old run's epochs 3 and 4 would outrank them on a resume).
+    assert sorted(p.name for p in folder.glob("ckpt-*")) == ["ckpt-000001-000000.zip", "ckpt-000002-000000.zip"]
+    assert load_model(models_dir / "ow").history[-1]["epoch"] == 2
+
+
+async def test_a_config_asking_for_gpus_the_cluster_lacks_is_refused_naming_device(api, make_config):
+    status, body = await api.call("POST", "start", body=make_config(device="cuda", output_path="/models/gpu"))
+    assert status == 400, body
+    [error] = body["errors"]
+    assert error["field"] == "device" and "GPU" in error["message"] and "cluster" in error["message"]
+    assert (await api.call("GET", "tasks"))[1]["tasks"] == []       # a refused start leaves no task
+
+
+def test_an_unreachable_cluster_stops_the_server_at_start_with_the_reason(tmp_path: Path) -> None:
+    with socket.socket() as s:            # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "epoch_widgets.server", "--port", str(free_port()), "--allow-root",
+                           f"--ServerApp.root_dir={tmp_path}", "--EpochTrainingApp.executor=ray",
+                           f"--EpochTrainingApp.ray_address=127.0.0.1:{port}"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode != 0
+    assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in proc.stderr, proc.stderr[-2000:]
+    assert "ray start --head" in proc.stderr
+    assert time.monotonic() - started < 100

@@ -1,0 +1,114 @@
+"""A run's files without a shared filesystem: the actor's output folder mirrored on the driver's side.
+
+A Ray actor trains with ``output_path`` in a temporary folder on its node. :class:`FolderMirror`
+notices what changed there (files written or rewritten, files deleted) and turns it into ``file``
+and ``file_removed`` messages (``trainer.protocol``) that the actor sends before the event that
+follows, so whoever hears of an epoch already holds its checkpoint; :func:`apply_file_message`
+writes them atomically into the driver's own output folder. :func:`resume_files` reads what a new
+actor needs to continue a run from that folder.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable, Optional
+
+from .. import protocol
+from ..atomic import atomic_write_bytes
+from ..checkpoints import DIRNAME
+from ..loggers.mlflow_logger import RECORD_FILE
+
+# What a file looked like when it was last sent: a rewrite (atomic: a new inode) or an append changes it.
+Signature = tuple[int, int, int]
+
+
+def _in_progress(name: str) -> bool:
+    """A temporary file of an atomic write (``.name.XXXX.tmp``, see ``trainer.atomic``): the
+    finished file follows under its own name."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _json_text(text: str) -> bytes:
+    return json.dumps(text)[1:-1].encode()
+
+
+class FolderMirror:
+    """What changed in ``root`` since the last look, as protocol messages. ``rename`` (the folder's
+    own path, the path the driver knows it by) is applied to the top-level JSON files, which name
+    the folder they were written in (``config.json``'s output_path)."""
+
+    def __init__(self, root: Path, rename: Optional[tuple[str, str]] = None, known: Iterable[str] = ()):
+        self.root = Path(root)
+        self._rename = (_json_text(rename[0]), _json_text(rename[1])) if rename else None
+        current = self._scan()
+        # Files the driver already has (sent for a resume): only a change to them goes back.
+        self._sent: dict[str, Signature] = {rel: current[rel] for rel in known if rel in current}
+
+    def _scan(self) -> dict[str, Signature]:
+        found: dict[str, Signature] = {}
+        for folder, dirs, files in os.walk(self.root):
+            dirs.sort()
+            base = Path(folder)
+            for name in sorted(files):
+                if _in_progress(name):
+                    continue
+                try:
+                    st = (base / name).stat()
+                except OSError:          # removed meanwhile
+                    continue
+                found[(base / name).relative_to(self.root).as_posix()] = (st.st_ino, st.st_size, st.st_mtime_ns)
+        return found
+
+    def changes(self) -> list[protocol.Message]:
+        """``file`` messages for new and changed files (checkpoints first: an artifact names them),
+        then ``file_removed`` for the files that went."""
+        current = self._scan()
+        out: list[protocol.Message] = []
+        for rel in sorted(current, key=lambda r: (not r.startswith(DIRNAME + "/"), r)):
+            if self._sent.get(rel) == current[rel]:
+                continue
+            try:
+                data = (self.root / rel).read_bytes()
+            except OSError:              # removed between the scan and the read: its removal follows
+                current.pop(rel)
+                continue
+            if self._rename is not None and "/" not in rel and rel.endswith(".json"):
+                data = data.replace(*self._rename)
+            out.append(protocol.file_written(rel, data))
+        out += [protocol.file_removed(rel) for rel in sorted(self._sent.keys() - current.keys())]
+        self._sent = current
+        return out
+
+
+def _target(root: Path, rel: Any) -> Path:
+    path = PurePosixPath(rel) if isinstance(rel, str) else None
+    if path is None or not rel or path.is_absolute() or ".." in path.parts:
+        raise ValueError(f"a file message names {rel!r}, which is not a path inside the output folder")
+    return Path(root) / path
+
+
+def apply_file_message(root: Path, message: protocol.Message) -> None:
+    """Write (atomically) or delete the file a ``file`` / ``file_removed`` message names under ``root``."""
+    target = _target(root, message.get("path"))
+    if message["kind"] == protocol.FILE:
+        atomic_write_bytes(target, message["data"])
+    else:
+        target.unlink(missing_ok=True)
+
+
+def resume_files(output_path: Path) -> dict[str, bytes]:
+    """What a new actor needs to continue the run saved in ``output_path``: its checkpoints (every
+    kept one, so an unreadable newest one falls back as it does locally) and the MLflow run's record
+    (so the run goes on logging to the same MLflow run)."""
+    root = Path(output_path)
+    wanted = [p for p in sorted((root / DIRNAME).glob("*")) if p.is_file() and not _in_progress(p.name)]
+    if (root / RECORD_FILE).is_file():
+        wanted.append(root / RECORD_FILE)
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in wanted}
+
+
+def write_files(root: Path, files: dict[str, bytes]) -> None:
+    """Put ``files`` (relative path -> content) under ``root``, as the actor does before a resume."""
+    for rel, data in files.items():
+        atomic_write_bytes(_target(root, rel), data)

@@ -1,0 +1,279 @@
+"""A run trained by a Ray actor, seen from the process that started it: one more implementation of
+the run-handle interface (:class:`~trainer.handle.RunHandle`), beside ``LocalRun`` and ``LaunchedRun``.
+
+``RayRun(config, df)`` checks the config against the data here (the same errors as
+``Trainer(config, df)``), then builds the run on an actor that Ray places where the config's
+resources are (``cluster.task_resources``): the DataFrame travels through Ray's object store,
+the run trains there, and its events come back as ``trainer.protocol`` messages that a
+:class:`~trainer.follower.RunFollower` applies to this run's state before its observers hear
+them, on its event loop's thread. ``pause``/``resume``/``stop`` are actor calls that take effect
+within one batch. Files the run writes under ``output_path`` come back as it writes them
+(``files.py``), so this machine holds its checkpoints and artifacts even if the node vanishes;
+the trained weights come back into a CPU copy of the model at the end, so predictions and
+evaluation work here afterwards. An actor that dies ends the run as failed, its history kept;
+``RayRun.from_checkpoint(output_path, df)`` continues it on a new actor.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Optional, Union
+
+import pandas as pd
+
+from .. import protocol
+from ..backends import create_backend
+from ..checkpoints import CheckpointError, refuse_foreign_checkpoints
+from ..config import ConfigError, TrainingConfig, as_config, draw_seed
+from ..data import prepare_data
+from ..events import EventBus, Observer
+from ..follower import RunFollower
+from ..handle import RunHandle
+from ..resume import ResumePlan, plan_resume
+from ..state import FINAL_STATES, RunState, StateError, TrainingState
+from .cluster import connect, task_resources
+from .files import resume_files
+from .link import ActorLink
+
+log = logging.getLogger("trainer")
+
+_EXITED = "actor_exited"        # this module's own inbox message: the actor said everything, or died
+_FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
+
+
+def refusal_error(message: protocol.Message) -> Exception:
+    """The exception ``Trainer(config, df)`` would have raised for an actor's refusal."""
+    kind, text = message.get("kind"), message.get("message", "")
+    if kind in (protocol.CONFIG_ERROR, protocol.OUTPUT_IN_USE) and message.get("errors"):
+        return ConfigError(message["errors"])
+    if kind == protocol.RESUME_ERROR:
+        return CheckpointError(text)
+    return RuntimeError(f"the run could not start on its Ray actor: {text}")
+
+
+class RayRun(RunHandle):
+    """A run whose batches a Ray actor computes (see the module docstring). ``address`` joins a
+    cluster when this process is not connected to Ray yet (None: a local instance, or the
+    ``RAY_ADDRESS`` environment variable); ``cpus`` is the CPUs reserved for it."""
+
+    def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
+                 model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
+                 overwrite: bool = False, address: Optional[str] = None, cpus: int = 1):
+        self.config = config = as_config(config)
+        if model is not None:
+            raise ConfigError.single("model", type(model).__name__, "the Ray executor trains the built-in models; "
+                                     "train a model of your own with the local executor")
+        self._overwrite = overwrite or resume is not None
+        refuse_foreign_checkpoints(config.output_path, self._overwrite)
+        self.seed = draw_seed(config)
+        self.data = prepare_data(config, data, seed=self.seed)
+        if resume is not None:
+            resume.check_data(self.data)
+        # The trained weights come back into this CPU copy of the model.
+        self.backend = create_backend(config.backend, config.replace(device="cpu", devices=1), self.data,
+                                      self.seed, None)
+        connect(address)
+        output = str(Path(config.output_path).expanduser().resolve()) if config.output_path else None
+        spec = protocol.start(config.name or "run", {**config.to_dict(), "seed": self.seed, "output_path": output},
+                              resume=resume is not None, overwrite=overwrite)
+        spec["weights"] = True
+        self._link = ActorLink("run", task_resources(config, cpus))
+        ready = self._link.open(spec, data, resume_files(Path(output)) if resume is not None and output else None)
+        if ready.get("kind") != protocol.READY:
+            self._link.close()
+            raise refusal_error(ready)
+        self.ready = ready
+        self.run_state = RunState.from_snapshot(ready["snapshot"])
+        self.events = EventBus(self)
+        for cb in callbacks:        # config.loggers log on the actor; their files come back here
+            self.events.add(cb)
+        self._follower = RunFollower(self.run_state)
+        self._follower.listen(self.events.emit)
+        self._device = "a Ray actor"
+        self._pause_requested = self._stop_requested = self._claimed = False
+        self._seq = 0
+        self._final_change: Optional[dict[str, Any]] = None     # the actor's final state, until its train_end
+        self._task: Optional[asyncio.Task] = None
+        self._done = threading.Event()
+
+    @classmethod
+    def from_checkpoint(cls, output_path: Union[str, Path], data: pd.DataFrame, *,
+                        config: Union[TrainingConfig, dict[str, Any], None] = None, callbacks: Iterable[Observer] = (),
+                        address: Optional[str] = None, cpus: int = 1, **changes: Any) -> "RayRun":
+        """Continue the run checkpointed in ``output_path`` on a new actor, wherever Ray places it:
+        the newest checkpoint files go to it (see ``Trainer.from_checkpoint`` for ``config`` and
+        ``changes``)."""
+        plan = plan_resume(output_path, data, config=config, **changes)
+        return cls(plan.config, data, callbacks=callbacks, resume=plan, address=address, cpus=cpus)
+
+    @property
+    def device_name(self) -> str:
+        return self._device
+
+    @property
+    def actor_name(self) -> str:
+        """The actor's name in Ray's ``epoch-widgets`` namespace (``ray.get_actor(name, namespace=...)``)."""
+        return self._link.name
+
+    def lr_find(self, *args: Any, **kwargs: Any) -> Any:
+        raise StateError("lr_find searches in this process: run it on Trainer(config, df); the rate it suggests "
+                         "serves the Ray run as well")
+
+    # ------------------------------------------------------------------ control
+    def _check_active(self, action: str) -> None:
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
+
+    def pause(self) -> None:
+        self._check_active("pause")
+        if self.state == TrainingState.PAUSED or self._pause_requested:
+            raise StateError("cannot pause: the run is already paused")
+        self._pause_requested = True
+        self._command("pause")
+
+    def resume(self) -> None:
+        self._check_active("resume")
+        if not self._pause_requested:
+            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
+        self._pause_requested = False
+        self._command("resume")
+
+    def stop(self) -> None:
+        self._check_active("stop")
+        self._stop_requested = True
+        self._command("stop")
+
+    def _command(self, cmd: str) -> None:
+        self._seq += 1
+        self._link.command(protocol.command(cmd, self._seq))
+
+    # ------------------------------------------------------------------ running
+    def start(self) -> "asyncio.Task[None]":
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
+                             "in a plain script call fit()") from None
+        self._claim()
+        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
+        return self._task
+
+    def fit(self) -> "RayRun":
+        self._claim()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self._run())
+            except KeyboardInterrupt:
+                pass
+            return self
+        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+        except KeyboardInterrupt:
+            if self.state not in FINAL_STATES:
+                self.stop()
+            worker.join()
+        return self
+
+    async def wait(self) -> "RayRun":
+        if self._task is None:
+            raise StateError("wait() needs a run started with start()")
+        await asyncio.shield(self._task)
+        return self
+
+    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
+        return self._done.wait(timeout)
+
+    def _claim(self) -> None:
+        if self._claimed or self.state != TrainingState.PENDING:
+            raise StateError(f"this run has already been started ({self.state.value}); create a new run")
+        self._claimed = True
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        inbox: asyncio.Queue = asyncio.Queue()
+
+        def post(message: protocol.Message) -> None:
+            try:
+                loop.call_soon_threadsafe(inbox.put_nowait, message)
+            except RuntimeError:     # the loop is gone
+                pass
+
+        def follow() -> None:
+            try:
+                code = self._link.follow(post)
+            except Exception as exc:      # e.g. this process lost its connection to the cluster
+                self._link.death = f"could not be followed: {type(exc).__name__}: {exc}"
+                code = -1
+            post({"kind": _EXITED, "code": code})
+
+        try:
+            self._link.train()
+            threading.Thread(target=follow, name="ray-run-follow", daemon=True).start()
+            while not await self._handle(await inbox.get()):
+                pass
+        except asyncio.CancelledError:
+            self._link.kill()
+            await self._end(TrainingState.STOPPED, "cancelled", wait=False)
+            raise
+
+    async def _handle(self, msg: protocol.Message) -> bool:
+        """Apply one message from the actor; True once the run has ended."""
+        kind = msg.get("kind")
+        if kind == protocol.EVENT:
+            return await self._follow(msg["event"], msg.get("data") or {})
+        if kind == protocol.WEIGHTS and msg.get("data"):
+            await asyncio.to_thread(lambda: self.backend.restore(self.backend.decode_weights(msg["data"])))
+        elif kind == protocol.REPLY and not msg.get("ok"):
+            log.info("the Ray actor did not apply a command: %s", msg.get("message"))
+        elif kind == _EXITED and self.state not in FINAL_STATES:
+            death = self._link.death
+            reason = (f"the Ray actor training the run {death}" if death
+                      else "the Ray actor ended without reporting the end of training")
+            if self.config.output_path and self.config.checkpoints and self.current_epoch:
+                reason += "; RayRun.from_checkpoint(output_path, df) continues it from its last checkpoint"
+            await self._end(TrainingState.FAILED, reason)
+            return True
+        return False
+
+    async def _follow(self, event: str, data: dict[str, Any]) -> bool:
+        if event == "train_begin" and data.get("device"):
+            self._device = f"{data['device']} on a Ray actor"
+        if event == "state_change" and data["new"] in _FINAL_VALUES:
+            # Shown together with train_end, after the observers' finish (as a local run does).
+            self._final_change = data
+            return False
+        if event == "train_end":
+            self._pause_requested = False
+            await asyncio.to_thread(self.events.finish, data)
+            if self._final_change is not None:
+                self._follower.apply("state_change", self._final_change)
+            self._follower.apply(event, data)
+            self._done.set()
+            return True
+        self._follower.apply(event, data)
+        return False
+
+    async def _end(self, final: TrainingState, reason: str, wait: bool = True) -> None:
+        """End the run from this side (the actor died, or the task was cancelled)."""
+        error = reason if final == TrainingState.FAILED else None
+        if error:
+            log.error("training failed: %s", reason)
+        self._pause_requested = False
+        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
+               "artifacts_path": None, "last_checkpoint": None}
+        if wait:
+            await asyncio.to_thread(self.events.finish, end)
+        else:
+            self.events.finish(end)
+        if final != self.state:
+            self._follower.apply("state_change", {"old": self.state.value, "new": final.value, "reason": reason,
+                                                  "error": error, "elapsed": self.run_state.elapsed()})
+        self._follower.apply("train_end", end)
+        self._done.set()
