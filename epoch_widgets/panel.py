@@ -53,8 +53,8 @@ class TrainingPanel(W.VBox):
     """Train a model on a DataFrame from the notebook and watch it live.
 
     ``TrainingPanel(data=df, target_column="label", epochs=30)``: any config field as a keyword
-    pre-fills its control; ``executor="ray"`` trains on a Ray actor (a local Ray instance, or the
-    cluster this process joined with ``ray.init(address=...)``) instead of in the kernel. Traits (observable): ``state``, ``preparing``, ``current_epoch``,
+    pre-fills its control; ``executor="ray"`` trains on a Ray actor (see :mod:`trainer.executors`)
+    instead of in the kernel. Traits (observable): ``state``, ``preparing``, ``current_epoch``,
     ``total_epochs``, ``current_batch``, ``total_batches``, ``latest_metrics``, ``best_metrics``,
     ``history``, ``reason``, ``error``, ``valid``, ``errors`` and ``run`` (the :class:`trainer.Trainer`).
     ``panel.views`` is the tab container below the curves (Epochs, Model summary, Evaluation, LR
@@ -87,7 +87,6 @@ class TrainingPanel(W.VBox):
             raise ValueError(f"max_points must be an int >= 10, got {max_points!r}")
         if config.get("target_column") is not None and config["target_column"] in (config.get("feature_columns") or ()):
             trainer.TrainingConfig(feature_columns=config["feature_columns"], target_column=config["target_column"])
-        # Where runs train: "local" (this kernel) or "ray" (a Ray actor; see trainer.executors).
         self.executor = check_executor(executor)
         self.data: Optional[pd.DataFrame] = data
         self.data_given = data is not None

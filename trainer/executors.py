@@ -1,5 +1,6 @@
 """Where a run's batches are computed: ``"local"`` (this machine: ``trainer.Trainer``) or ``"ray"``
-(a Ray actor on a cluster: ``trainer.ray_executor.RayRun``). Both build a run handle from
+(a Ray actor: ``trainer.ray_executor.RayRun``, on the cluster this process joined with
+``ray.init(address=...)``, else ``RAY_ADDRESS``, else a local Ray instance). Both build a run handle from
 ``(config, df)`` and continue one with ``from_checkpoint(output_path, df)``."""
 from __future__ import annotations
 

@@ -1,12 +1,15 @@
 """The run-handle interface: what every run offers, wherever its batches are computed.
 
 :class:`~trainer.loop.LocalRun` trains in this process; :class:`~trainer.distributed.launcher.LaunchedRun`
-runs ranks in worker processes and follows rank 0. Both hold a :class:`~trainer.state.RunState`
+runs ranks in worker processes and follows rank 0; :class:`~trainer.ray_executor.run.RayRun` follows a
+run hosted on a Ray actor. Each holds a :class:`~trainer.state.RunState`
 (changed only by applying the run's events) and an :class:`~trainer.events.EventBus`, so everything
-below reads the same for either. ``trainer.Trainer(config, df)`` returns one of them.
+below, and the way a run is started, fitted and awaited, are the same for all. ``trainer.Trainer(config, df)`` returns one of them.
 """
 from __future__ import annotations
 
+import asyncio
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -16,11 +19,9 @@ import pandas as pd
 from .config import TrainingConfig
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
-from .state import Progress, RunState, StateError, TrainingState
+from .state import FINAL_STATES, Progress, RunState, StateError, TrainingState
 
 if TYPE_CHECKING:
-    import asyncio
-
     from .backends.base import Backend
     from .data import PreparedData
     from .evaluation import Evaluation
@@ -38,34 +39,105 @@ class RunHandle(ABC):
     run_state: RunState
     events: EventBus
 
-    # ------------------------------------------------------------------ control
+    # ------------------------------------------------------------------ control (one way for every run)
+    # A subclass sets _pause_requested = _stop_requested = False and carries a request to its
+    # batches in _request(); the checks and flags are the same for every run.
+    _pause_requested: bool
+    _stop_requested: bool
+
     @abstractmethod
+    def _request(self, action: str) -> None:
+        """Carry ``"pause"``, ``"resume"`` or ``"stop"`` (already flagged) to where the batches run."""
+
+    def _check_active(self, action: str) -> None:
+        if self.state in FINAL_STATES:
+            raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
+
     def pause(self) -> None:
         """Pause after the batch in progress. Safe from any thread."""
+        self._check_active("pause")
+        if self.state == TrainingState.PAUSED or self._pause_requested:
+            raise StateError("cannot pause: the run is already paused")
+        self._pause_requested = True
+        self._request("pause")
 
-    @abstractmethod
     def resume(self) -> None:
         """Continue a paused run. Safe from any thread."""
+        self._check_active("resume")
+        if not self._pause_requested:
+            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
+        self._pause_requested = False
+        self._request("resume")
 
-    @abstractmethod
     def stop(self) -> None:
         """Stop after the batch in progress; completed epochs and artifacts are kept. Safe from any thread."""
+        self._check_active("stop")
+        self._stop_requested = True
+        self._request("stop")
+
+    # ------------------------------------------------------------------ driving (one way for every run)
+    # A subclass sets _task = None, _done = threading.Event() and _claimed = False, and implements
+    # _run(), the whole run, which sets _done at its end.
+    _task: Optional[asyncio.Task[None]]
+    _done: threading.Event
+    _claimed: bool
 
     @abstractmethod
-    def start(self) -> "asyncio.Task[None]":
+    async def _run(self) -> None:
+        """The whole run, from preparation to its final state; sets ``_done`` at the end."""
+
+    def _claim(self) -> None:
+        """Mark the run started; a second start is refused."""
+        if self._claimed or self.state != TrainingState.PENDING:
+            raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
+        self._claimed = True
+
+    def start(self) -> asyncio.Task[None]:
         """Schedule the run on the running event loop and return its task at once."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
+                             "in a plain script call fit()") from None
+        self._claim()
+        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
+        return self._task
 
-    @abstractmethod
     def fit(self) -> "RunHandle":
         """Train to the end, blocking; works in a script and inside a notebook cell. Ctrl-C stops."""
+        self._claim()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            try:
+                asyncio.run(self._run())
+            except KeyboardInterrupt:
+                pass
+            return self
+        # A notebook cell already runs inside an event loop: drive the run on a private loop in
+        # a worker thread and block this one until it ends.
+        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.1)
+        except KeyboardInterrupt:
+            if self.state not in FINAL_STATES:
+                self._stop_requested = True
+                self._request("stop")
+            worker.join()
+        return self
 
-    @abstractmethod
     async def wait(self) -> "RunHandle":
         """Wait for the end of a run started with ``start()``."""
+        if self._task is None:
+            raise StateError("wait() needs a run started with start()")
+        await asyncio.shield(self._task)
+        return self
 
-    @abstractmethod
     def wait_until_done(self, timeout: Optional[float] = None) -> bool:
         """Block the calling thread until the run ends; True if it did within ``timeout``."""
+        return self._done.wait(timeout)
 
     # ------------------------------------------------------------------ state (read-only views)
     @property

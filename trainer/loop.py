@@ -112,28 +112,11 @@ class LocalRun(RunHandle):
         log.info("resuming %s from %s", self.config.output_path, plan.describe())
 
     # ------------------------------------------------------------------ control
-    def pause(self) -> None:
-        if self.state in FINAL_STATES:
-            raise StateError(f"cannot pause: the run has already ended ({self.state.value})")
-        if self.state == TrainingState.PAUSED or self._pause_requested:
-            raise StateError("cannot pause: the run is already paused")
-        self._pause_requested = True
-        self.backend.interrupt()
-
-    def resume(self) -> None:
-        if self.state in FINAL_STATES:
-            raise StateError(f"cannot resume: the run has already ended ({self.state.value})")
-        if not self._pause_requested:
-            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
-        self._pause_requested = False
-        self._wake_up()
-
-    def stop(self) -> None:
-        if self.state in FINAL_STATES:
-            raise StateError(f"cannot stop: the run has already ended ({self.state.value})")
-        self._stop_requested = True
-        self.backend.interrupt()
-        self._wake_up()
+    def _request(self, action: str) -> None:
+        if action in ("pause", "stop"):
+            self.backend.interrupt()
+        if action in ("resume", "stop"):
+            self._wake_up()
 
     def _wake_up(self) -> None:
         loop, wake = self._loop, self._wake
@@ -147,56 +130,11 @@ class LocalRun(RunHandle):
         return self._pause_requested or self._stop_requested
 
     # ------------------------------------------------------------------ running
-    def start(self) -> "asyncio.Task[None]":
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
-                             "in a plain script call fit()") from None
-        self._claim()
-        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
-        return self._task
-
-    def fit(self) -> "LocalRun":
-        self._claim()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            try:
-                asyncio.run(self._run())
-            except KeyboardInterrupt:
-                pass
-            return self
-        # A notebook cell already runs inside an event loop: drive the run on a private loop in
-        # a worker thread and block this one until it ends.
-        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.1)
-        except KeyboardInterrupt:
-            if self.state not in FINAL_STATES:
-                self._stop_requested = True
-                self._wake_up()
-            worker.join()
-        return self
-
-    async def wait(self) -> "LocalRun":
-        if self._task is None:
-            raise StateError("wait() needs a run started with start()")
-        await asyncio.shield(self._task)
-        return self
-
-    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
-        return self._done.wait(timeout)
-
     def _claim(self) -> None:
         with self._claim_lock:
             if self._searching:
                 raise StateError("cannot start while lr_find() is searching on this run; wait for it or stop it")
-            if self._claimed or self.state != TrainingState.PENDING:
-                raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
-            self._claimed = True
+            super()._claim()
 
     @contextlib.contextmanager
     def searching(self) -> Iterator[None]:

@@ -1,4 +1,4 @@
-"""binder/requirements.txt installs into a fresh virtual environment, and the notebooks run there.
+"""binder/requirements.txt installs into a fresh virtual environment, and the quickstart runs there.
 
 Binder builds the image with ``pip install -r binder/requirements.txt`` from the repository root.
 Here that file is installed the same way into a new venv, with one difference: the line adding
@@ -41,7 +41,7 @@ def test_binder_requirements_pin_cpu_frameworks_and_install_the_repo() -> None:
     assert (REPO / "binder" / "runtime.txt").read_text().strip().startswith("python-3.")
 
 
-def test_binder_environment_installs_and_runs_every_notebook(tmp_path: Path) -> None:
+def test_binder_environment_installs_and_runs_the_quickstart(tmp_path: Path) -> None:
     venv = tmp_path / "binder-venv"
     _run([sys.executable, "-m", "venv", str(venv)], timeout=300)
     python = venv / "bin" / "python"
@@ -52,7 +52,9 @@ def test_binder_environment_installs_and_runs_every_notebook(tmp_path: Path) -> 
     _run([str(python), "-m", "pip", "install", "-q", "-r", str(requirements)], timeout=1800, cwd=REPO)
     _run([str(python), "-m", "pip", "check"], timeout=300)
 
-    probe = _run([str(python), "-c", "import epoch_widgets, torch, tensorflow; "
+    # Every package a tutorial imports (the notebooks themselves run under nbval in test_notebooks).
+    probe = _run([str(python), "-c", "import epoch_widgets, torch, tensorflow, mlflow, tensorboard, requests, "
+                  "sseclient; "
                   "print(epoch_widgets.__file__); print(torch.__version__); print(torch.cuda.is_available())"],
                  timeout=300, cwd=tmp_path).stdout.split()
     assert Path(probe[0]).is_relative_to(venv), f"epoch_widgets is not installed in the venv: {probe[0]}"
@@ -73,7 +75,8 @@ def test_binder_environment_installs_and_runs_every_notebook(tmp_path: Path) -> 
 
     work = tmp_path / "notebooks"
     shutil.copytree(REPO / "notebooks", work, ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
-    for notebook in sorted(work.glob("[0-9][0-9]_*.ipynb")):
+    # The notebook the README's Binder badge opens; the others run under nbval with the same code.
+    for notebook in sorted(work.glob("01_*.ipynb")):
         _run([str(venv / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute", "--inplace",
               "--ExecutePreprocessor.timeout=600", "--ExecutePreprocessor.kernel_name=python3", notebook.name],
              timeout=1200, cwd=work, env=env)

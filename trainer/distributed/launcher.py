@@ -35,7 +35,7 @@ from ..handle import RunHandle
 from ..loggers import loggers_for
 from ..memory_fit import check_fits
 from ..resume import ResumePlan
-from ..state import FINAL_STATES, RunState, StateError, TrainingState
+from ..state import FINAL_STATES, RunState, TrainingState
 from .control import PAUSE, RUN, STOP
 from .plan import check_spawnable, plan_devices
 from .processes import EXITED, RankProcesses
@@ -119,79 +119,13 @@ class LaunchedRun(RunHandle):
         return self.plan.describe()
 
     # ------------------------------------------------------------------ control
-    def _check_active(self, action: str) -> None:
-        if self.state in FINAL_STATES:
-            raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
-
-    def pause(self) -> None:
-        self._check_active("pause")
-        if self.state == TrainingState.PAUSED or self._pause_requested:
-            raise StateError("cannot pause: the run is already paused")
-        self._pause_requested = True
-        self._sync_request()
-
-    def resume(self) -> None:
-        self._check_active("resume")
-        if not self._pause_requested:
-            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
-        self._pause_requested = False
-        self._sync_request()
-
-    def stop(self) -> None:
-        self._check_active("stop")
-        self._stop_requested = True
+    def _request(self, action: str) -> None:
         self._sync_request()
 
     def _sync_request(self) -> None:
         self._ranks.request.value = STOP if self._stop_requested else PAUSE if self._pause_requested else RUN
 
     # ------------------------------------------------------------------ running
-    def start(self) -> "asyncio.Task[None]":
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
-                             "in a plain script call fit()") from None
-        self._claim()
-        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
-        return self._task
-
-    def fit(self) -> "LaunchedRun":
-        self._claim()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            try:
-                asyncio.run(self._run())
-            except KeyboardInterrupt:     # the ranks ignore SIGINT; this run ends them
-                pass
-            return self
-        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.1)
-        except KeyboardInterrupt:
-            if self.state not in FINAL_STATES:
-                self._stop_requested = True
-                self._sync_request()
-            worker.join()
-        return self
-
-    async def wait(self) -> "LaunchedRun":
-        if self._task is None:
-            raise StateError("wait() needs a run started with start()")
-        await asyncio.shield(self._task)
-        return self
-
-    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
-        return self._done.wait(timeout)
-
-    def _claim(self) -> None:
-        if self._claimed or self.state != TrainingState.PENDING:
-            raise StateError(f"this run has already been started ({self.state.value}); create a new Trainer")
-        self._claimed = True
-
     def _change_state(self, new: TrainingState, reason: Optional[str], error: Optional[str] = None) -> None:
         if new != self.state:
             self._follower.apply("state_change", {"old": self.state.value, "new": new.value, "reason": reason,

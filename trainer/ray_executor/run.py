@@ -122,79 +122,14 @@ class RayRun(RunHandle):
                          "serves the Ray run as well")
 
     # ------------------------------------------------------------------ control
-    def _check_active(self, action: str) -> None:
-        if self.state in FINAL_STATES:
-            raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
-
-    def pause(self) -> None:
-        self._check_active("pause")
-        if self.state == TrainingState.PAUSED or self._pause_requested:
-            raise StateError("cannot pause: the run is already paused")
-        self._pause_requested = True
-        self._command("pause")
-
-    def resume(self) -> None:
-        self._check_active("resume")
-        if not self._pause_requested:
-            raise StateError(f"cannot resume: the run is not paused ({self.state.value})")
-        self._pause_requested = False
-        self._command("resume")
-
-    def stop(self) -> None:
-        self._check_active("stop")
-        self._stop_requested = True
-        self._command("stop")
+    def _request(self, action: str) -> None:
+        self._command(action)
 
     def _command(self, cmd: str) -> None:
         self._seq += 1
         self._link.command(protocol.command(cmd, self._seq))
 
     # ------------------------------------------------------------------ running
-    def start(self) -> "asyncio.Task[None]":
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            raise StateError("start() needs a running asyncio event loop (a notebook or async code); "
-                             "in a plain script call fit()") from None
-        self._claim()
-        self._task = loop.create_task(self._run(), name=f"trainer-{id(self):x}")
-        return self._task
-
-    def fit(self) -> "RayRun":
-        self._claim()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            try:
-                asyncio.run(self._run())
-            except KeyboardInterrupt:
-                pass
-            return self
-        worker = threading.Thread(target=lambda: asyncio.run(self._run()), name="trainer-fit", daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.1)
-        except KeyboardInterrupt:
-            if self.state not in FINAL_STATES:
-                self.stop()
-            worker.join()
-        return self
-
-    async def wait(self) -> "RayRun":
-        if self._task is None:
-            raise StateError("wait() needs a run started with start()")
-        await asyncio.shield(self._task)
-        return self
-
-    def wait_until_done(self, timeout: Optional[float] = None) -> bool:
-        return self._done.wait(timeout)
-
-    def _claim(self) -> None:
-        if self._claimed or self.state != TrainingState.PENDING:
-            raise StateError(f"this run has already been started ({self.state.value}); create a new run")
-        self._claimed = True
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
