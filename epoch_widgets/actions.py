@@ -183,18 +183,28 @@ class Actions:
                 panel.set_preparing("preparing the data and building the model…")
             run = await asyncio.to_thread(build)
         except Exception as exc:
+            self._end_preparing()
             if isinstance(exc, OutputPathInUse):
                 panel.overwrite.offer(exc)      # the choice says it all, with the ways out
             elif isinstance(exc, ConfigError):
                 panel.show_config_errors({e["field"]: e["message"] for e in exc.errors})
             self._built(None)
             raise self.fail(exc, notice=not isinstance(exc, ConfigError))
+        try:
+            run_task = panel.adapter.start(run, resumed)
+        except Exception:
+            self._built(None)
+            raise
         finally:
-            self.preparing = False
-            panel.end_preparing()
-        run_task = panel.adapter.start(run, resumed)
+            # Only once panel.run is the new run: in between, nothing would count as active and
+            # "a run is in progress" notices would vanish while it is.
+            self._end_preparing()
         self._built(run)
         await run_task
+
+    def _end_preparing(self) -> None:
+        self.preparing = False
+        self.panel.end_preparing()
 
     def _built(self, run: Optional[Trainer]) -> None:
         if self.built is not None and not self.built.done():

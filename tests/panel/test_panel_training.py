@@ -75,6 +75,27 @@ def test_a_run_from_the_start_button_completes_with_every_epoch_on_the_curves(cl
     assert repr(panel) == "TrainingPanel(state='completed', epoch=6/6)"
 
 
+def test_a_run_counts_as_in_progress_without_a_gap_between_preparing_and_training(clf_df: pd.DataFrame) -> None:
+    """A second click's "a run is in progress" notice holds while it is true: also at the moment
+    preparing ends, which once left an instant where no run counted as active."""
+    async def main() -> list[bool]:
+        panel = make_panel(clf_df, **LONG)
+        seen: list[bool] = []
+        panel.observe(lambda c: seen.append(panel.actions.run_active()) if not c["new"] else None, "preparing")
+        panel.start()
+        await panel.wait_started()
+        with pytest.raises(StateError, match="in progress"):
+            panel.start()
+        assert "in progress; stop it before" in panel.message.value
+        panel.stop()
+        await panel.wait()
+        assert "in progress" not in panel.message.value       # no longer true: gone
+        panel.close()
+        return seen
+
+    assert asyncio.run(main()) == [True]
+
+
 def test_pause_resume_and_stop_through_the_buttons(clf_df: pd.DataFrame) -> None:
     async def main() -> None:
         panel = make_panel(clf_df, **LONG)

@@ -167,6 +167,22 @@ def test_tensorboard_holds_every_epochs_scalars_and_the_hparams_with_best_metric
 
 
 @pytest.mark.slow
+def test_a_resumed_runs_event_file_sorts_after_the_earlier_one_even_within_a_second(clf_df, tmp_path):
+    out = tmp_path / "quick"
+    Trainer(config(out, epochs=2, loggers=["tensorboard"]), clf_df).fit()
+    # An earlier file stamped later than now: as when both runs begin in the same second.
+    (old,) = (out / "tensorboard").glob("events.out.tfevents.*")
+    parts = old.name.split(".")
+    parts[3] = f"{int(parts[3]) + 100:010d}"
+    old.rename(old.with_name(".".join(parts)))
+    Trainer.from_checkpoint(out, clf_df, epochs=4).fit()
+    names = sorted(p.name for p in (out / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(names) == 2 and names[0] == ".".join(parts), names
+    series, _ = scalars(out / "tensorboard")
+    assert [step for step, _ in series["val_loss"]] == [1, 2, 3, 4]
+
+
+@pytest.mark.slow
 def test_a_fresh_run_in_the_same_folder_replaces_the_earlier_curves(clf_df, tmp_path):
     out = tmp_path / "again"
     Trainer(config(out, epochs=3, loggers=["tensorboard"]), clf_df).fit()

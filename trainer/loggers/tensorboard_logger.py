@@ -104,9 +104,10 @@ class TensorBoardLogger(BackgroundLogger):
                     path.unlink()
         self.directory.mkdir(parents=True, exist_ok=True)
         self._logged = logged_steps(self.directory) if start.resumed else set()
-        # The name EventFileWriter gives its files: TensorBoard reads them in name order.
-        name = (f"events.out.tfevents.{int(time.time()):010d}.{socket.gethostname()}.{os.getpid()}."
-                f"{id(self) & 0xFFFF}")
+        # The name EventFileWriter gives its files. TensorBoard reads them in name order, so a
+        # resumed run's file must sort after the earlier ones, also when both began in one second.
+        stamp = max([int(time.time())] + [_stamp(p) + 1 for p in self.directory.glob(EVENT_FILE_GLOB)])
+        name = f"events.out.tfevents.{stamp:010d}.{socket.gethostname()}.{os.getpid()}.{id(self) & 0xFFFF}"
         self._file = open(self.directory / name, "wb")
         self._writer = RecordWriter(self._file)
         self._write(event_pb2.Event(wall_time=time.time(), file_version="brain.Event:2"))
@@ -176,3 +177,9 @@ class TensorBoardLogger(BackgroundLogger):
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _stamp(path: Path) -> int:
+    """The seconds field of an event file's name (0 when it has none)."""
+    field = path.name.split(".")[3:4]
+    return int(field[0]) if field and field[0].isdigit() else 0
