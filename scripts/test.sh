@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 . .venv/bin/activate
-python -m pytest "$@"
+# Two test processes, each taking whole files (module fixtures start once): many tests wait on
+# worker processes, servers and kernels, so two share the CPU well. PYTEST_WORKERS=0 runs in one.
+python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"

@@ -1,9 +1,9 @@
-"""One real local Ray instance per test module, for the tests of the Ray executor.
+"""One real local Ray instance for the whole test session, for the tests of the Ray executor.
 
 ``ray.init(num_cpus=2)``: two tasks train at once with one CPU each. Ray's memory monitor is off:
 it kills workers when the machine's memory is nearly full, which on a machine shared with other
-jobs would fail a test for someone else's memory. Import the fixture into a test module with
-``from tests.ray_cluster import ray_instance  # noqa: F401``.
+jobs would fail a test for someone else's memory. One instance serves every module (starting one
+takes 10-15 s); tests/conftest.py offers the fixture to all of them.
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from typing import Any, Iterator
 import pytest
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_instance() -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray: pip install -e '.[ray]'")
     if ray.is_initialized():
-        pytest.fail("Ray is already initialised in this process; each module starts (and shuts down) its own")
+        pytest.fail("Ray is already initialised in this process; the ray_instance fixture starts (and shuts down) the one the tests use")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_memory_monitor_refresh_ms", "0")
         patch.setenv("RAY_DEDUP_LOGS", "0")

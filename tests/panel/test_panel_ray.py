@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from epoch_widgets import TrainingPanel
-from tests.ray_cluster import actor_names, ray_instance  # noqa: F401
+from tests.ray_cluster import actor_names
 from trainer import ConfigError, Trainer, load_model
 
 from .conftest import until

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from traitlets.config import Config
 
-from tests.ray_cluster import actor_names, ray_instance  # noqa: F401
+from tests.ray_cluster import actor_names
 from epoch_widgets.server.launch import free_port
 from trainer import load_model
 from trainer.ray_executor.actor import FOLDER_PREFIX

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.ray_cluster import actor_names, ray_instance  # noqa: F401
+from tests.ray_cluster import actor_names
 from trainer import ConfigError, OutputPathInUse, StateError, TrainedModel, Trainer, TrainingState, load_model
 from trainer.executors import run_factory
 
