@@ -93,7 +93,7 @@ class RayRun(RunHandle):
         self._follower.listen(self.events.emit)
         self._device = "a Ray actor"
         self._pause_requested = self._stop_requested = self._claimed = False
-        self._seq = 0
+        self._seq, self._seq_lock = 0, threading.Lock()
         self._final_change: Optional[dict[str, Any]] = None     # the actor's final state, until its train_end
         self._task: Optional[asyncio.Task] = None
         self._done = threading.Event()
@@ -123,11 +123,11 @@ class RayRun(RunHandle):
 
     # ------------------------------------------------------------------ control
     def _request(self, action: str) -> None:
-        self._command(action)
-
-    def _command(self, cmd: str) -> None:
-        self._seq += 1
-        self._link.command(protocol.command(cmd, self._seq))
+        # Numbered under a lock: requests may come from several threads, and the actor applies
+        # them in number order.
+        with self._seq_lock:
+            self._seq += 1
+            self._link.command(protocol.command(action, self._seq))
 
     # ------------------------------------------------------------------ running
     async def _run(self) -> None:
