@@ -1,4 +1,4 @@
-"""End to end: a real ``jupyter server`` process, driven by the guide's own client code.
+"""End to end: a real ``jupyter server`` process, driven by a plain requests + sseclient client, as docs/api.md shows.
 
 The extension is not configured here: the auto-enable file installed with the package turns it
 on, as in a user's JupyterLab.
@@ -59,12 +59,12 @@ def _server(workdir: dict[str, Path]) -> BackgroundServer:
                             log_file=workdir["root"].parent / "server.log")
 
 
-def test_guide_client_flow_with_pause_resume_and_a_server_restart(workdir):
+def test_a_client_flow_with_pause_resume_and_a_server_restart(workdir):
     server = _server(workdir).start(timeout=120)
     try:
         base_url = server.url
         headers = {"Authorization": f"Bearer {server.token}"}
-        # --- the guide's client, with its own config (trimmed to train in seconds) ---
+        # --- a plain client, with a typical config (trimmed to train in seconds) ---
         config = {
             "name": "Deep learning model training", "algorithm_type": "deep_learning", "model_type": "mlp",
             "epochs": 8, "batch_size": 32, "learning_rate": 0.001, "hidden_units": [128, 64, 32],

@@ -10,7 +10,7 @@ from trainer import ConfigError, Trainer, TrainingConfig, config_fields
 from trainer.config import SCHEDULER_PARAMS
 
 # The documented start request body (docs/api.md), verbatim.
-SPEC_REQUEST = {
+REQUEST_EXAMPLE = {
     "name": "Deep learning model training", "algorithm_type": "deep_learning", "model_type": "mlp",
     "epochs": 100, "batch_size": 32, "learning_rate": 0.001, "hidden_units": [128, 64, 32],
     "dropout_rate": 0.2, "early_stopping_patience": 10, "learning_rate_scheduler": "step",
@@ -45,15 +45,15 @@ def test_defaults_are_the_spec_table():
 
 
 def test_spec_request_body_is_accepted_and_round_trips():
-    c = TrainingConfig.from_dict(SPEC_REQUEST)
+    c = TrainingConfig.from_dict(REQUEST_EXAMPLE)
     d = c.to_dict()
-    assert {k: d[k] for k in SPEC_REQUEST} == SPEC_REQUEST
+    assert {k: d[k] for k in REQUEST_EXAMPLE} == REQUEST_EXAMPLE
     assert TrainingConfig.from_dict(d) == c
     assert TrainingConfig.from_json(json.dumps(d)) == c
     json.dumps(d)  # JSON-safe
 
 
-def test_guide_examples_are_accepted():
+def test_documented_examples_are_accepted():
     basic = TrainingConfig(epochs=50, batch_size=64, learning_rate=0.001, hidden_units=[128, 64],
                            dropout_rate=0.3, early_stopping_patience=5, learning_rate_scheduler="step")
     complex_ = TrainingConfig(epochs=200, batch_size=32, learning_rate=0.0001, hidden_units=[256, 128, 64, 32],
