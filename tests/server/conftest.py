@@ -19,8 +19,8 @@ from pytest_jupyter.jupyter_server import *  # noqa: F401,F403  (jp_fetch, jp_se
 from trainer import datasets
 
 API = ("api", "v1", "epoch-training")
-SPEC_METRICS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "time_per_epoch"}
-SPEC_PROGRESS = {"current_epoch", "total_epochs", "training_state", "latest_metrics", "best_metrics"}
+API_METRICS = {"epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "time_per_epoch"}
+API_PROGRESS = {"current_epoch", "total_epochs", "training_state", "latest_metrics", "best_metrics"}
 
 
 @pytest.fixture

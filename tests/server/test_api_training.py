@@ -13,7 +13,7 @@ from epoch_widgets.server.ids import is_task_id
 from epoch_widgets.server.registry import TaskRegistry
 from trainer import load_model
 
-from .conftest import SPEC_METRICS, SPEC_PROGRESS
+from .conftest import API_METRICS, API_PROGRESS
 
 pytestmark = pytest.mark.server
 
@@ -36,7 +36,7 @@ async def test_full_run_start_progress_pause_resume_complete_history(api, make_c
     status, body = await api.call("POST", "pause", task_id)
     assert status == 200 and body["training_state"] == "paused", body
     paused = await api.progress(task_id)
-    assert SPEC_PROGRESS <= paused.keys() and paused["training_state"] == "paused"
+    assert API_PROGRESS <= paused.keys() and paused["training_state"] == "paused"
     await asyncio.sleep(0.5)
     assert (await api.progress(task_id))["current_epoch"] == paused["current_epoch"] < 12
     assert (await api.call("POST", "pause", task_id))[0] == 409                 # already paused
@@ -50,7 +50,7 @@ async def test_full_run_start_progress_pause_resume_complete_history(api, make_c
     assert events[0]["type"] == "progress" and events[-1]["type"] == "complete"
     final = await api.progress(task_id)
     assert final["training_state"] == "completed" and final["current_epoch"] == 12
-    assert final["latest_metrics"]["epoch"] == 12 and SPEC_METRICS <= final["latest_metrics"].keys()
+    assert final["latest_metrics"]["epoch"] == 12 and API_METRICS <= final["latest_metrics"].keys()
     assert {"loss", "accuracy"} <= final["best_metrics"].keys()
     assert events[-1]["training_state"] == "completed" and events[-1]["best_metrics"] == final["best_metrics"]
 
@@ -58,7 +58,7 @@ async def test_full_run_start_progress_pause_resume_complete_history(api, make_c
     assert status == 200 and body["task_id"] == task_id
     history = body["history"]
     assert [h["epoch"] for h in history] == list(range(1, 13))
-    assert all(SPEC_METRICS <= h.keys() for h in history)
+    assert all(API_METRICS <= h.keys() for h in history)
     assert history[0]["learning_rate"] == pytest.approx(0.005) and history[3]["learning_rate"] == pytest.approx(0.0025)
 
     for action in ("pause", "resume", "stop"):
@@ -247,7 +247,7 @@ async def test_a_tensorflow_task_trains_and_controls_like_a_torch_one(api, make_
     events, _ = await api.stream(task_id)
     assert events[-1]["type"] == "complete" and events[-1]["training_state"] == "completed"
     history = (await api.call("GET", "history", task_id))[1]["history"]
-    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all(SPEC_METRICS <= h.keys() for h in history)
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4] and all(API_METRICS <= h.keys() for h in history)
     assert load_model(models_dir / "tf").metadata["backend"] == "tensorflow"
 
 
