@@ -12,7 +12,7 @@ import pytest
 import trainer.loop
 from trainer import Callback, StateError, Trainer, TrainingState, load_model
 
-SPEC_CLASSIFICATION_KEYS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
+CLASSIFICATION_KEYS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy",
                             "learning_rate", "time_per_epoch"]
 
 
@@ -51,7 +51,7 @@ def test_fit_produces_spec_history_and_progress(backend, base_config, clf_df):
     assert run.state == TrainingState.PENDING and run.history == [] and run.best_metrics == {}
     assert run.fit() is run
     assert run.state == TrainingState.COMPLETED and run.reason == "finished all 3 epochs"
-    assert [list(h) for h in run.history] == [SPEC_CLASSIFICATION_KEYS] * 3
+    assert [list(h) for h in run.history] == [CLASSIFICATION_KEYS] * 3
     assert [h["epoch"] for h in run.history] == [1, 2, 3]
     json.dumps(run.history)                                  # plain, JSON-safe values
     assert all(h["time_per_epoch"] > 0 for h in run.history)
@@ -62,7 +62,7 @@ def test_fit_produces_spec_history_and_progress(backend, base_config, clf_df):
     best = min(run.history, key=lambda h: h["val_loss"])
     assert progress["best_metrics"] == {"loss": best["val_loss"], "accuracy": best["val_accuracy"],
                                         "epoch": best["epoch"]}
-    assert list(run.history_frame().columns) == SPEC_CLASSIFICATION_KEYS
+    assert list(run.history_frame().columns) == CLASSIFICATION_KEYS
 
 
 def test_regression_history_reports_mae_instead_of_accuracy(backend, base_config, reg_df):
