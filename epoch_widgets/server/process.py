@@ -115,14 +115,18 @@ class WorkerProcess:
         self._dispatch(self._on_exit, returncode)
 
     def _dispatch(self, fn: Callable[[Any], None], arg: Any) -> bool:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return False
-        try:
-            loop.call_soon_threadsafe(fn, arg)
-            return True
-        except RuntimeError:  # the loop closed meanwhile (server shutting down)
-            return False
+        return call_on_loop(self._loop, fn, arg)
+
+
+def call_on_loop(loop: Optional[asyncio.AbstractEventLoop], fn: Callable[[Any], None], arg: Any) -> bool:
+    """Hand ``fn(arg)`` from a reader thread to the server's loop; False once the loop is gone."""
+    if loop is None or loop.is_closed():
+        return False
+    try:
+        loop.call_soon_threadsafe(fn, arg)
+        return True
+    except RuntimeError:  # the loop closed meanwhile (server shutting down)
+        return False
 
 
 def describe_exit(returncode: int) -> str:

@@ -24,6 +24,8 @@ from trainer.ray_executor.files import resume_files
 from trainer.ray_executor.link import ActorLink
 from trainer.tables import read_table
 
+from .process import call_on_loop
+
 log = logging.getLogger("epoch_widgets.server")
 
 DIED = -1      # the exit code of an actor that died (see RayWorker.describe_exit)
@@ -135,11 +137,4 @@ class RayWorker:
         return link.follow(lambda msg: self._dispatch(self._on_message, msg))
 
     def _dispatch(self, fn: Callable[[Any], None], arg: Any) -> bool:
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return False
-        try:
-            loop.call_soon_threadsafe(fn, arg)
-            return True
-        except RuntimeError:  # the loop closed meanwhile (server shutting down)
-            return False
+        return call_on_loop(self._loop, fn, arg)
