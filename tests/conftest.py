@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.ray_cluster import ray_instance  # noqa: F401  (a fixture: one Ray instance per session)
+from tests.ray_cluster import ray_instance, ray_workers_tmp  # noqa: F401  (fixtures: one Ray instance per session)
 from trainer import datasets
 
 # The behavioural tests (learning, early stopping, schedules in history, pause/resume determinism,

@@ -7,22 +7,36 @@ takes 10-15 s); tests/conftest.py offers the fixture to all of them.
 """
 from __future__ import annotations
 
+import os
+import tempfile
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
 
 @pytest.fixture(scope="session")
-def ray_instance() -> Iterator[Any]:
+def ray_workers_tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TMPDIR of the tests' Ray workers: the actors' temporary output folders land here, apart
+    from those of another test process's Ray instance (the suite runs in several)."""
+    return tmp_path_factory.mktemp("ray-workers-tmp")
+
+
+@pytest.fixture(scope="session")
+def ray_instance(ray_workers_tmp: Path) -> Iterator[Any]:
     ray = pytest.importorskip("ray", reason="the Ray executor's tests need ray: pip install -e '.[ray]'")
     if ray.is_initialized():
         pytest.fail("Ray is already initialised in this process; the ray_instance fixture starts (and shuts down) the one the tests use")
+    ray_dir = os.path.join(tempfile.gettempdir(), "ray")     # Ray's own default, kept (socket paths are short)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_memory_monitor_refresh_ms", "0")
         patch.setenv("RAY_DEDUP_LOGS", "0")
+        patch.setenv("TMPDIR", str(ray_workers_tmp))      # inherited by the raylet and its workers
         ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20,
-                 namespace="epoch-widgets", log_to_driver=True)
+                 namespace="epoch-widgets", log_to_driver=True, _temp_dir=ray_dir)
     try:
+        # The workers' temporary folder is ours (else the tests' checks of it would check nothing).
+        assert ray.get(ray.remote(tempfile.gettempdir).remote()) == str(ray_workers_tmp)
         yield ray
     finally:
         ray.shutdown()

@@ -8,7 +8,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,17 +36,19 @@ def without_timing(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in entry.items() if k not in TIMING_KEYS} for entry in history]
 
 
-def live_actor_folders() -> list[Path]:
-    """The temporary output folders of actors on this machine whose process is still alive."""
+def live_actor_folders(folder: Path) -> list[Path]:
+    """The temporary output folders in ``folder`` (the test Ray workers' TMPDIR) of actors whose
+    process is still alive."""
     out = []
-    for path in Path(tempfile.gettempdir()).glob(FOLDER_PREFIX + "*"):
+    for path in folder.glob(FOLDER_PREFIX + "*"):
         pid = int(path.name[len(FOLDER_PREFIX):].split("-")[0])
         if Path(f"/proc/{pid}").exists():
             out.append(path)
     return out
 
 
-async def test_two_tasks_train_on_actors_at_once_and_stream_every_epoch(api, make_config, models_dir, extension):
+async def test_two_tasks_train_on_actors_at_once_and_stream_every_epoch(api, make_config, models_dir, extension,
+                                                                    ray_workers_tmp):
     assert extension.executor == "ray"
     ids = [await api.start(make_config(epochs=5, output_path=f"/models/ray{i}", seed=i)) for i in range(2)]
     seen: dict[str, list[float]] = {task_id: [] for task_id in ids}
@@ -80,7 +81,7 @@ async def test_two_tasks_train_on_actors_at_once_and_stream_every_epoch(api, mak
         assert (out / "evaluation.json").is_file()
         status, body = await api.call("GET", "evaluation", task_id)
         assert status == 200 and body["evaluation"]["metrics"]["accuracy"] is not None
-    assert live_actor_folders() == []                     # each actor removed its folder at the end
+    assert live_actor_folders(ray_workers_tmp) == []      # each actor removed its folder at the end
 
 
 async def test_pause_resume_stop_are_actor_calls_that_take_effect(api, make_config, models_dir):
