@@ -211,6 +211,13 @@ def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: 
         # Pause holds still; Resume goes on.
         view.button("Pause").click()
         paused = wait_for(view, lambda s: s["state"] == "paused", "the paused state", timeout=60)
+        # The last epoch's point may still be on its way to the chart: read once it has settled.
+        for _ in range(20):
+            time.sleep(0.5)
+            again = view.read()
+            if (again["epoch"], again["loss_points"]) == (paused["epoch"], paused["loss_points"]):
+                break
+            paused = again
         time.sleep(2)
         held = view.read()
         assert (held["epoch"], held["loss_points"]) == (paused["epoch"], paused["loss_points"]), (paused, held)
