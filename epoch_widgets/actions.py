@@ -101,17 +101,22 @@ class Actions:
             raise self.fail(StateError(f"{what} needs a running asyncio event loop: use the panel in a "
                                        "Jupyter notebook, or call it from async code"))
 
+    def valid_config(self) -> TrainingConfig:
+        """The controls' config, checked again now; its problems (shown beside the controls) raised if any."""
+        validation = self.panel.revalidate()
+        if not validation.valid:
+            raise self.fail(ConfigError([{"field": f, "value": None, "message": m}
+                                         for f, m in validation.errors.items()]), notice=False)
+        assert validation.config is not None
+        return validation.config
+
     # ------------------------------------------------------------------ start
     def start_now(self, overwrite: bool = False) -> "asyncio.Task[None]":
         panel = self.panel
         self.need_loop("start()")
         self.refuse_while_active("starting another")
-        validation = panel.revalidate()
-        if not validation.valid:
-            raise self.fail(ConfigError([{"field": f, "value": None, "message": m}
-                                         for f, m in validation.errors.items()]), notice=False)
-        config, data = validation.config, panel.data
-        assert config is not None and data is not None
+        config, data = self.valid_config(), panel.data
+        assert data is not None
         factory = run_factory(panel.executor)
         return self._launch(lambda: factory(config, data, overwrite=overwrite), config.epochs, config)
 

@@ -50,13 +50,9 @@ class LRSearch:
         panel, actions = self.panel, self.panel.actions
         actions.need_loop("find_lr()")
         actions.refuse_while_active("finding a learning rate")
-        validation = panel.revalidate()
-        if not validation.valid:
-            raise actions.fail(ConfigError([{"field": f, "value": None, "message": m}
-                                            for f, m in validation.errors.items()]), notice=False)
-        assert validation.config is not None and panel.data is not None
         # Writes nothing and uses one device (the global batch_size carries the rate over).
-        config = validation.config.replace(output_path=None, loggers=[], devices=1)
+        config = actions.valid_config().replace(output_path=None, loggers=[], devices=1)
+        assert panel.data is not None
         panel.notices.clear()
         panel.overwrite.withdraw()
         self._stop_requested = False

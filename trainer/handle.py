@@ -9,6 +9,7 @@ below, and the way a run is started, fitted and awaited, are the same for all. `
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -16,7 +17,9 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import pandas as pd
 
-from .config import TrainingConfig
+from .checkpoints import refuse_foreign_checkpoints
+from .config import TrainingConfig, as_config, draw_seed
+from .data import prepare_data
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
 from .state import FINAL_STATES, Progress, RunState, StateError, TrainingState
@@ -24,9 +27,13 @@ from .state import FINAL_STATES, Progress, RunState, StateError, TrainingState
 if TYPE_CHECKING:
     from .backends.base import Backend
     from .data import PreparedData
+    from .follower import RunFollower
+    from .resume import ResumePlan
     from .evaluation import Evaluation
     from .lr_finder import LRFindResult
     from .summary import ModelSummary
+
+log = logging.getLogger("trainer")
 
 
 class RunHandle(ABC):
@@ -38,6 +45,23 @@ class RunHandle(ABC):
     backend: "Backend"          # the model in this process (a multi-process run's trained copy)
     run_state: RunState
     events: EventBus
+
+    # ------------------------------------------------------------------ building (the same for every run)
+    def _accept_config(self, config: "TrainingConfig | dict[str, Any]", resume: Optional["ResumePlan"],
+                       overwrite: bool) -> TrainingConfig:
+        """Take ``config``. Another run's checkpoints in its output_path are deleted only when asked
+        to (``overwrite``); a resumed run continues its own."""
+        self.config = config = as_config(config)
+        self._overwrite = overwrite or resume is not None
+        refuse_foreign_checkpoints(config.output_path, self._overwrite)
+        return config
+
+    def _prepare_data(self, data: pd.DataFrame, resume: Optional["ResumePlan"]) -> None:
+        """Draw the seed and prepare ``data``; a resumed run checks it is the data it trained on."""
+        self.seed = draw_seed(self.config)
+        self.data = prepare_data(self.config, data, seed=self.seed)
+        if resume is not None:
+            resume.check_data(self.data)
 
     # ------------------------------------------------------------------ control (one way for every run)
     # A subclass sets _pause_requested = _stop_requested = False and carries a request to its
@@ -138,6 +162,27 @@ class RunHandle(ABC):
     def wait_until_done(self, timeout: Optional[float] = None) -> bool:
         """Block the calling thread until the run ends; True if it did within ``timeout``."""
         return self._done.wait(timeout)
+
+    async def _end_followed(self, follower: "RunFollower", final: TrainingState, reason: str,
+                            wait: bool = True) -> None:
+        """End a run this process follows from here (its far end died or could not start, or the
+        task was cancelled): the loggers finish, then the followers hear the final state and train_end.
+        ``wait=False`` (a cancelled task) finishes without yielding to the loop."""
+        error = reason if final == TrainingState.FAILED else None
+        if error:
+            log.error("training failed: %s", reason)
+        self._pause_requested = False
+        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
+               "artifacts_path": None, "last_checkpoint": None}
+        if wait:
+            await asyncio.to_thread(self.events.finish, end)
+        else:
+            self.events.finish(end)
+        if final != self.state:
+            follower.apply("state_change", {"old": self.state.value, "new": final.value, "reason": reason,
+                                            "error": error, "elapsed": self.run_state.elapsed()})
+        follower.apply("train_end", end)
+        self._done.set()
 
     # ------------------------------------------------------------------ state (read-only views)
     @property

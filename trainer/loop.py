@@ -24,9 +24,8 @@ import pandas as pd
 
 from .backends import create_backend
 from .checkpointing import RunCheckpoints
-from .checkpoints import CheckpointError, refuse_foreign_checkpoints
-from .config import TrainingConfig, as_config, draw_seed
-from .data import prepare_data
+from .checkpoints import CheckpointError
+from .config import TrainingConfig
 from .events import EventBus, Observer
 from .handle import RunHandle
 from .loggers import loggers_for
@@ -56,15 +55,8 @@ class LocalRun(RunHandle):
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
                  model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
                  overwrite: bool = False):
-        self.config = config = as_config(config)
-        # Another run's checkpoints in output_path are deleted only when asked to; a resumed run
-        # continues its own.
-        self._overwrite = overwrite or resume is not None
-        refuse_foreign_checkpoints(config.output_path, self._overwrite)
-        self.seed = draw_seed(config)
-        self.data = prepare_data(config, data, seed=self.seed)
-        if resume is not None:
-            resume.check_data(self.data)
+        config = self._accept_config(config, resume, overwrite)
+        self._prepare_data(data, resume)
         check_fits(config, self.data, model)     # before the model exists: refuse what cannot fit
         self.backend = self._create_backend(model)
         self._best_snapshot: Any = None

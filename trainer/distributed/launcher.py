@@ -26,9 +26,8 @@ import torch
 
 from .. import protocol
 from ..backends.torch_backend import TorchBackend
-from ..config import ConfigError, TrainingConfig, as_config, draw_seed
+from ..config import ConfigError, TrainingConfig
 from ..checkpoints import refuse_foreign_checkpoints
-from ..data import prepare_data
 from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
@@ -79,16 +78,11 @@ class LaunchedRun(RunHandle):
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
                  model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
                  overwrite: bool = False):
-        self.config = config = as_config(config)
-        self._overwrite = overwrite or resume is not None
-        refuse_foreign_checkpoints(config.output_path, self._overwrite)
+        config = self._accept_config(config, resume, overwrite)
         self.plan = plan_devices(config)
         check_main_module(config.devices)
-        self.seed = draw_seed(config)
         self._frame = data
-        self.data = prepare_data(config, data, seed=self.seed)
-        if resume is not None:
-            resume.check_data(self.data)
+        self._prepare_data(data, resume)
         check_fits(config, self.data, model)     # every rank's share, before any process starts
         self._model_bytes = check_spawnable(model, self.plan.world_size)
         # The trained weights come back into this CPU copy of the model, which also checks the
@@ -264,23 +258,11 @@ class LaunchedRun(RunHandle):
 
     async def _end(self, final: TrainingState, reason: str, wait: bool = True) -> None:
         """End the run from this side (a rank failed, the start failed, or the task was cancelled)."""
-        error = reason if final == TrainingState.FAILED else None
-        if error:
-            log.error("training failed: %s", reason)
-        self._pause_requested = False
         if wait:
             await asyncio.to_thread(self._ranks.reap, _FAIL_GRACE_SECONDS)
         else:
             self._ranks.reap(_FAIL_GRACE_SECONDS)
-        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
-               "artifacts_path": None, "last_checkpoint": None}
-        if wait:
-            await asyncio.to_thread(self.events.finish, end)
-        else:
-            self.events.finish(end)
-        self._change_state(final, reason, error)
-        self._follower.apply("train_end", end)
-        self._done.set()
+        await self._end_followed(self._follower, final, reason, wait)
 
 
 _FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)

@@ -25,9 +25,8 @@ import pandas as pd
 
 from .. import protocol
 from ..backends import create_backend
-from ..checkpoints import CheckpointError, refuse_foreign_checkpoints
-from ..config import ConfigError, TrainingConfig, as_config, draw_seed
-from ..data import prepare_data
+from ..checkpoints import CheckpointError
+from ..config import ConfigError, TrainingConfig
 from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
@@ -61,16 +60,11 @@ class RayRun(RunHandle):
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
                  model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
                  overwrite: bool = False, address: Optional[str] = None, cpus: int = 1):
-        self.config = config = as_config(config)
         if model is not None:
             raise ConfigError.single("model", type(model).__name__, "the Ray executor trains the built-in models; "
                                      "train a model of your own with the local executor")
-        self._overwrite = overwrite or resume is not None
-        refuse_foreign_checkpoints(config.output_path, self._overwrite)
-        self.seed = draw_seed(config)
-        self.data = prepare_data(config, data, seed=self.seed)
-        if resume is not None:
-            resume.check_data(self.data)
+        config = self._accept_config(config, resume, overwrite)
+        self._prepare_data(data, resume)
         # The trained weights come back into this CPU copy of the model.
         self.backend = create_backend(config.backend, config.replace(device="cpu", devices=1), self.data,
                                       self.seed, None)
@@ -197,18 +191,4 @@ class RayRun(RunHandle):
 
     async def _end(self, final: TrainingState, reason: str, wait: bool = True) -> None:
         """End the run from this side (the actor died, or the task was cancelled)."""
-        error = reason if final == TrainingState.FAILED else None
-        if error:
-            log.error("training failed: %s", reason)
-        self._pause_requested = False
-        end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
-               "artifacts_path": None, "last_checkpoint": None}
-        if wait:
-            await asyncio.to_thread(self.events.finish, end)
-        else:
-            self.events.finish(end)
-        if final != self.state:
-            self._follower.apply("state_change", {"old": self.state.value, "new": final.value, "reason": reason,
-                                                  "error": error, "elapsed": self.run_state.elapsed()})
-        self._follower.apply("train_end", end)
-        self._done.set()
+        await self._end_followed(self._follower, final, reason, wait)
