@@ -17,6 +17,9 @@ Sides:
   skorch              skorch NeuralNetClassifier with a validation set
   lightning           Lightning Trainer with a validation DataLoader
   torch-panel         the torch trainer driven by a TrainingPanel, its widget messages counted
+  kernel-torch        the torch trainer started in a cell of a real IPython kernel (``await run.wait()``)
+  kernel-panel        a TrainingPanel shown and started in a cell of a real kernel: its widget
+                      messages go through the kernel's session to a client, as in a notebook
   torch-output        the torch trainer writing artifacts to an output_path, no checkpoints
   torch-checkpoints   the same with a checkpoint at every epoch end (the default)
   panel-refresh       no training: what one curves refresh sends and costs after 50 / 10,000 epochs
@@ -309,9 +312,78 @@ def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
     return _trainer_result(panel.run, clock, _torch_versions(), **extras)
 
 
+# The cells the kernel sides run: the same run as trainer_torch and trainer_panel, in a kernel that a
+# client (this process, standing in for the notebook server) talks to over ZeroMQ.
+_KERNEL_PRELUDE = """
+import json, sys
+sys.path.insert(0, {bench_dir!r})
+from sides import EpochClock, FEATURES, SEED, RESULT_PREFIX, trainer_config, _trainer_result, _torch_versions
+from trainer.datasets import make_benchmark
+p = json.loads({params!r})
+clock = EpochClock()
+"""
+_KERNEL_CELLS = {
+    "bare": """
+from trainer import Trainer
+run = Trainer(trainer_config(p, "torch"), make_benchmark(p["rows"], FEATURES, seed=SEED), callbacks=[clock.on_event])
+run.start()
+await run.wait()
+""",
+    "panel": """
+from epoch_widgets import TrainingPanel
+config = trainer_config(p, "torch")
+config.pop("backend")
+panel = TrainingPanel(data=make_benchmark(p["rows"], FEATURES, seed=SEED), **config)
+panel.show()
+panel.start()
+run = await panel.wait_started()
+run.add_callback(clock.on_event)
+await panel.wait()
+""",
+}
+_KERNEL_RESULT = """
+print(RESULT_PREFIX + json.dumps(_trainer_result(run, clock, _torch_versions(), threads=run.backend.train_threads)))
+"""
+
+
+def _kernel_side(cell: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    def side(p: dict[str, Any]) -> dict[str, Any]:
+        from collections import Counter
+
+        from jupyter_client.manager import start_new_kernel
+
+        code = (_KERNEL_PRELUDE.format(bench_dir=str(Path(__file__).resolve().parent), params=json.dumps(p))
+                + _KERNEL_CELLS[cell] + _KERNEL_RESULT)
+        received: Counter = Counter()
+        text: list[str] = []
+        errors: list[str] = []
+
+        def on_message(msg: dict[str, Any]) -> None:
+            kind = msg["msg_type"]
+            received[kind] += 1
+            if kind == "stream":
+                text.append(msg["content"]["text"])
+            elif kind == "error":
+                errors.append("\n".join(msg["content"]["traceback"]))
+
+        km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+        try:
+            reply = kc.execute_interactive(code, output_hook=on_message, timeout=1500)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+        lines = [ln for ln in "".join(text).splitlines() if ln.startswith(RESULT_PREFIX)]
+        if reply["content"]["status"] != "ok" or not lines:
+            raise RuntimeError(f"the kernel's cell failed: {errors[-1] if errors else ''.join(text)[-2000:]}")
+        result = json.loads(lines[-1][len(RESULT_PREFIX):])
+        result["extras"]["messages_per_run"] = received["comm_msg"]
+        return result
+    return side
+
+
 def _flushes(panel: Any) -> int:
     """How many refreshes the panel has sent (its throttle counts them)."""
-    return getattr(getattr(panel, "_throttle", None), "flushes", 0)
+    return panel.redraw.throttle.flushes
 
 
 def panel_refresh(p: dict[str, Any]) -> dict[str, Any]:
@@ -386,6 +458,8 @@ SIDES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "skorch": skorch_fit,
     "lightning": lightning_fit,
     "torch-panel": trainer_panel,
+    "kernel-torch": _kernel_side("bare"),
+    "kernel-panel": _kernel_side("panel"),
     "torch-output": _checkpoint_side(False),
     "torch-checkpoints": _checkpoint_side(True),
     "panel-refresh": panel_refresh,

@@ -5,11 +5,14 @@ and a tooltip on every epoch point.
 The marks are created once; ``render()`` pushes only what changed since the last push, each mark
 inside ``hold_sync()`` so one mark costs one message. Series longer than ``max_points`` are
 downsampled (min and max of each bucket, so spikes survive), which makes a 10,000-epoch run cost
-about what a 500-epoch run costs per refresh.
+about what a 500-epoch run costs per refresh. While training, new epochs are pushed at most once
+per ``EPOCH_PUSH_INTERVAL`` (``render(paced=True)``): an epoch end touches a dozen marks, and runs
+with epochs shorter than that would otherwise spend the kernel's time on messages no one can follow.
 """
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, Optional
 
 import bqplot as bq
@@ -23,6 +26,8 @@ from .series import MAX_POINTS, Series, downsample_indices, epoch_ticks, lr_prev
 from .theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 __all__ = ["Curves", "MAX_POINTS", "GHOST_OPACITY", "downsample_indices", "lr_preview"]
+
+EPOCH_PUSH_INTERVAL = 1.0     # seconds: the least time between two paced pushes of new epochs
 
 
 def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale) -> bq.Figure:
@@ -65,8 +70,10 @@ def _set(mark: bq.Mark, **values: Any) -> None:
 class Curves:
     """The three live figures of a panel, their legends and tools, and the data behind them."""
 
-    def __init__(self, max_points: int = MAX_POINTS):
+    def __init__(self, max_points: int = MAX_POINTS, epoch_push_interval: float = EPOCH_PUSH_INTERVAL):
         self.max_points = max_points
+        self.epoch_push_interval = epoch_push_interval
+        self._epochs_pushed_at = -math.inf
         self.series = Series()
         self.previous: Optional[Series] = None      # the run before, drawn faded
         self.previous_label = ""
@@ -222,10 +229,28 @@ class Curves:
         self._render_domains(force=True)
 
     # ------------------------------------------------------------------ data out (messages)
-    def render(self) -> None:
-        """Push what changed since the last render to the frontend."""
-        if self._pushed.get("epoch") != self._epoch_version:
-            self._pushed["epoch"] = self._epoch_version
+    @property
+    def epochs_pending(self) -> bool:
+        """Whether epochs were added since the last push (a paced render may hold them back)."""
+        return self._pushed.get("epoch") != self._epoch_version
+
+    @property
+    def epochs_held_back(self) -> int:
+        """How many of the run's epochs the figures do not show yet (0 once pushed)."""
+        return max(0, len(self.series) - self._pushed.get("epochs_shown", 0)) if self.epochs_pending else 0
+
+    def render(self, paced: bool = False) -> None:
+        """Push what changed since the last render to the frontend.
+
+        ``paced``: when new epochs came less than ``epoch_push_interval`` after the last push of
+        epochs, push nothing yet; the figures, their legends and the in-epoch line wait together so
+        that they never disagree. A later render pushes them."""
+        if self.epochs_pending:
+            now = time.monotonic()
+            if paced and now - self._epochs_pushed_at < self.epoch_push_interval:
+                return
+            self._epochs_pushed_at = now
+            self._pushed["epoch"], self._pushed["epochs_shown"] = self._epoch_version, len(self.series)
             self._render_epochs()
         if self._pushed.get("batch") != self._batch_version:
             self._pushed["batch"] = self._batch_version

@@ -5,8 +5,8 @@ The panel composes parts with one job each: ``controls`` (the config form), ``ac
 the buttons do, on which thread), ``lr_search`` (Find LR), ``overwrite`` (the choice offered when
 output_path holds another run), ``adapter`` (a run's events into panel updates), ``progress``,
 ``curves``, ``table``, ``notices``, ``exports``, ``tabs`` (the views below the curves: Epochs,
-Model summary, Evaluation, LR finder, Runs) and ``snapshot`` (the static copy kept in the
-notebook). Widget refreshes are throttled by time.
+Model summary, Evaluation, LR finder, Runs), ``snapshot`` (the static copy kept in the notebook)
+and ``redraw`` (what a refresh shows, throttled by time).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from trainer.data import infer_task
 from trainer.executors import check_executor
 
 from . import export, static_figure
-from ._loop import LoopBinding, Throttle
+from ._loop import LoopBinding
 from .actions import Actions
 from .lr_search import LRSearch
 from .controls import ConfigControls, Validation
@@ -36,7 +36,8 @@ from .metrics_table import MetricsTable
 from .notices import Notices
 from .overwrite_choice import OverwriteChoice
 from ._tree import close_tree
-from .progress import ProgressView, Snapshot, estimate_remaining
+from .progress import ProgressView
+from .redraw import Redraw
 from .run_adapter import RunAdapter
 from .run_buttons import RunButtons
 from .snapshot import Snapshot as StaticSnapshot
@@ -115,7 +116,7 @@ class TrainingPanel(W.VBox):
         self.tabs = PanelViews(self.table.view, self.lr_search.view, self.binding, self.show_config_errors)
         self.views = self.tabs.tab
         self.controls.add_to_group("model", self.tabs.model.headline)
-        self._throttle = Throttle(self._render, update_interval, self.binding)
+        self.redraw = Redraw(self, update_interval)
 
         self.start_button.on_click(lambda _b: ui(self.actions.start_now))
         self.find_lr_button.on_click(lambda _b: ui(self.lr_search.start_now))
@@ -136,7 +137,7 @@ class TrainingPanel(W.VBox):
             self.close()    # a panel that is never shown must not leave its widgets' comms open
             raise
         self.revalidate()
-        self._render()
+        self.redraw.draw()
 
     # ------------------------------------------------------------------ public API
     def show(self) -> None:
@@ -240,7 +241,7 @@ class TrainingPanel(W.VBox):
         included); returns the run."""
         await asyncio.shield(self._started_task())
         await self.after_run()
-        self._throttle.flush_now()
+        self.redraw.now()
         assert self.run is not None
         return self.run
 
@@ -295,7 +296,7 @@ class TrainingPanel(W.VBox):
         """Close every widget of the panel and stop following the run (which goes on: stop it first
         to end it)."""
         # Also called by Widget.__del__, possibly on a panel whose __init__ failed half-way.
-        for name, method in (("_throttle", "cancel"), ("lr_search", "close"), ("tabs", "close"),
+        for name, method in (("redraw", "cancel"), ("lr_search", "close"), ("tabs", "close"),
                              ("adapter", "unfollow")):
             part = getattr(self, name, None)
             if part is not None:
@@ -308,7 +309,7 @@ class TrainingPanel(W.VBox):
     # ------------------------------------------------------------------ used by actions and the adapter
     def refresh(self, urgent: bool = False) -> None:
         """Ask for a widget refresh (throttled; urgent ones at the next loop turn)."""
-        self._throttle.request(urgent)
+        self.redraw.request(urgent)
 
     def begin_preparing(self, epochs: Optional[int], text: str) -> None:
         if epochs is not None and self.run is None:
@@ -318,7 +319,7 @@ class TrainingPanel(W.VBox):
 
     def set_preparing(self, text: str) -> None:
         self.preparing = text
-        self._throttle.flush_now()      # now, not in 0.25 s: the next seconds go to the worker thread
+        self.redraw.now()      # now, not in 0.25 s: the next seconds go to the worker thread
 
     def end_preparing(self) -> None:
         self.preparing = ""
@@ -351,26 +352,6 @@ class TrainingPanel(W.VBox):
         self.controls.set_enabled(not active)
         self.exports.sync(bool(self.history))
         self.notices.set_problems({} if active else self._validation.errors, self.controls.hidden_fields())
-
-    # ------------------------------------------------------------------ rendering (loop thread)
-    def _render(self) -> None:
-        run = self.run
-        reason = self.reason
-        if run is None and not self.preparing:
-            reason = (f"press Start to train {self.total_epochs} epochs" if self.valid
-                      else "fix the settings marked \u26a0 to start")
-        snap = Snapshot(state=self.state, current_epoch=self.current_epoch, total_epochs=self.total_epochs,
-                        batch=self.current_batch, num_batches=self.total_batches, reason=reason,
-                        error=self.error, preparing=self.preparing)
-        if run is not None and run.started_at is not None and not self.preparing:
-            snap.elapsed = self.adapter.elapsed()
-            snap.remaining = estimate_remaining([h["time_per_epoch"] for h in run.history[-10:]],
-                                                self.current_epoch, self.total_epochs,
-                                                self.current_batch, self.total_batches)
-        self.progress.update(snap)
-        self.exports.sync(bool(self.history))
-        self.curves.render()
-        self.table.update(list(self.history), self.best_metrics.get("epoch"))
 
     # ------------------------------------------------------------------ controls (loop thread)
     def _prefill(self, config: dict[str, Any]) -> None:

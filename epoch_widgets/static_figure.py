@@ -4,6 +4,7 @@ kernel, or a picture kept for a notebook opened without its kernel, needs a rend
 """
 from __future__ import annotations
 
+import functools
 import importlib.util
 import io
 import math
@@ -16,8 +17,10 @@ from .series import Series
 from .theme import BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 
+@functools.lru_cache(maxsize=None)
 def available() -> bool:
-    """Whether matplotlib is installed (it is optional: ``pip install matplotlib``)."""
+    """Whether matplotlib is installed (it is optional: ``pip install matplotlib``); looked up once
+    per process, since every refresh asks and the lookup walks sys.path."""
     return importlib.util.find_spec("matplotlib") is not None
 
 

@@ -2,8 +2,11 @@
 the event loop in time slices.
 
 Control (pause, resume, stop) is a pair of request flags checked between batches, so a request
-takes effect within one batch; any thread may make one. Compute hops to a worker thread once per
-slice of batches (about ``SLICE_SECONDS``), not per batch, so the hop costs nothing measurable.
+takes effect within one batch; any thread may make one. Compute hops to the run's own compute
+thread once per slice of batches (about ``SLICE_SECONDS``), not per batch, so the hop costs nothing
+measurable. It is one thread, not the loop's default pool: a notebook's pool holds several idle
+threads (a panel's background work starts them), and slices that wander between them run measurably
+slower, since each thread keeps its own intra-op setting and team and its own warm caches.
 
 The loop owns the run's :class:`~trainer.state.RunState` and changes what followers see only by
 emitting events (``_emit`` applies an event to the state, then hands it to the observers); early
@@ -17,7 +20,8 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Iterable, Iterator, Optional, Union
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar, Union
 
 import numpy as np
 import pandas as pd
@@ -37,6 +41,7 @@ from .state import FINAL_STATES, RunState, StateError, TrainingFailure, Training
 log = logging.getLogger("trainer")
 
 SLICE_SECONDS = 0.05
+T = TypeVar("T")
 
 
 def epoch_order(seed: int, epoch_index: int, n: int) -> np.ndarray:
@@ -78,6 +83,7 @@ class LocalRun(RunHandle):
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._wake: Optional[asyncio.Event] = None
         self._task: Optional[asyncio.Task] = None
+        self._compute_thread: Optional[ThreadPoolExecutor] = None   # while _run() runs
         self._done = threading.Event()
         self._checkpoints: Optional[RunCheckpoints] = None   # while running with checkpoints
         self._epoch_started = 0.0
@@ -156,7 +162,20 @@ class LocalRun(RunHandle):
         self._emit("state_change", {"old": old.value, "new": new.value, "reason": reason, "error": error,
                                     "elapsed": self.run_state.elapsed()})
 
+    async def _compute(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on the run's compute thread (see the module docstring), awaited."""
+        assert self._compute_thread is not None
+        return await asyncio.get_running_loop().run_in_executor(self._compute_thread, fn, *args)
+
     async def _run(self) -> None:
+        self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="trainer-compute")
+        try:
+            await self._run_to_end()
+        finally:
+            # A slice still running after a cancel ends on its own; nothing waits for it here.
+            self._compute_thread.shutdown(wait=False)
+
+    async def _run_to_end(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         final, reason, error = TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs", None
@@ -193,7 +212,7 @@ class LocalRun(RunHandle):
         lr = st.schedule.lr(index)
         self.backend.set_learning_rate(lr)
         order = epoch_order(self.seed, index, len(self.data.train_index))
-        num_batches = await asyncio.to_thread(self.backend.begin_epoch, order)
+        num_batches = await self._compute(self.backend.begin_epoch, order)
         batch, done_seconds = self._continue_partial_epoch(num_batches)
         self._epoch_started = started - done_seconds
         self._emit("epoch_begin", {"epoch": epoch, "learning_rate": lr, "batch": batch, "num_batches": num_batches})
@@ -204,7 +223,7 @@ class LocalRun(RunHandle):
                 await self._checkpoint_on_pause()
                 await self._hold_paused(epoch)
                 continue
-            batch, loss = await asyncio.to_thread(self._train_slice)
+            batch, loss = await self._compute(self._train_slice)
             if not math.isfinite(loss):
                 raise TrainingFailure(
                     f"the training loss became {loss} in epoch {epoch} (batch {batch}); "
@@ -212,7 +231,7 @@ class LocalRun(RunHandle):
             self._emit("batch_end", {"epoch": epoch, "batch": batch, "num_batches": num_batches, "loss": loss})
             await self._checkpoint_mid_epoch()
         metrics = self.backend.end_epoch()
-        metrics.update(await asyncio.to_thread(self.backend.evaluate))
+        metrics.update(await self._compute(self.backend.evaluate))
         if not math.isfinite(metrics["val_loss"]):
             raise TrainingFailure(f"the validation loss became {metrics['val_loss']} in epoch {epoch}; "
                                   f"lower learning_rate (now {lr:g}) or check the data")
@@ -272,7 +291,7 @@ class LocalRun(RunHandle):
                 self.backend.restore(self._best_snapshot)
             if self.config.output_path:
                 from .artifacts import save_run
-                artifacts = await asyncio.to_thread(save_run, self, final, reason)
+                artifacts = await self._compute(save_run, self, final, reason)
         except Exception as exc:
             log.error("could not write artifacts", exc_info=True)
             msg = f"could not write the artifacts to {self.config.output_path!r}: {type(exc).__name__}: {exc}"
@@ -306,12 +325,12 @@ class LocalRun(RunHandle):
     async def _checkpoint_mid_epoch(self) -> None:
         ckpt = self._checkpoints
         if ckpt is not None and ckpt.due_mid_epoch(self.batch, self.num_batches):
-            await asyncio.to_thread(self._write_checkpoint)
+            await self._compute(self._write_checkpoint)
 
     async def _checkpoint_on_pause(self) -> None:
         # A paused notebook may well be closed or restarted next.
         if self._checkpoints is not None:
-            await asyncio.to_thread(self._write_checkpoint)
+            await self._compute(self._write_checkpoint)
 
     async def _checkpoint_epoch_end(self, improved: bool) -> None:
         ckpt = self._checkpoints
@@ -319,15 +338,15 @@ class LocalRun(RunHandle):
             return
         if improved:
             snapshot = self._best_snapshot if self.config.restore_best_weights else self.backend.snapshot()
-            await asyncio.to_thread(ckpt.write_best, snapshot)
+            await self._compute(ckpt.write_best, snapshot)
         if ckpt.due_epoch_end(self.current_epoch):
-            await asyncio.to_thread(self._write_checkpoint)
+            await self._compute(self._write_checkpoint)
 
     async def _checkpoint_at_end(self, final: TrainingState, reason: str) -> None:
         if self._checkpoints is None:
             return
         try:
-            await asyncio.to_thread(self._write_checkpoint, final.value, reason)
+            await self._compute(self._write_checkpoint, final.value, reason)
         except Exception:
             log.warning("could not write the final checkpoint to %s", self._checkpoints.writer.directory,
                         exc_info=True)

@@ -80,6 +80,28 @@ def test_render_sends_nothing_when_nothing_changed(comm_counter) -> None:
     assert comm_counter.sent["comm_msg"] == 2          # the in-epoch line and its legend value
 
 
+def test_paced_renders_push_new_epochs_at_most_once_per_interval(comm_counter) -> None:
+    # Epochs shorter than the interval would otherwise cost a dozen mark messages each.
+    curves = Curves(epoch_push_interval=60.0)
+    fill(curves, 3)
+    curves.render(paced=True)                  # the first push is never held back
+    assert list(curves.loss_lines.x) == [1, 2, 3] and not curves.epochs_pending
+    comm_counter.sent.clear()
+    curves.add_epoch(entry(4, 0.2), improved=True)
+    curves.add_batch(5, 6, 10, 0.19)
+    curves.render(paced=True)
+    # Held back whole, so the figures, legends and in-epoch line never disagree.
+    assert comm_counter.sent["comm_msg"] == 0 and curves.epochs_pending
+    assert list(curves.loss_lines.x) == [1, 2, 3] and len(curves.batch_line.x) == 0
+    curves.render()                             # an unpaced render (a pause, the end) pushes at once
+    assert list(curves.loss_lines.x) == [1, 2, 3, 4] and list(curves.loss_best.x) == [4]
+    assert len(curves.batch_line.x) == 1 and not curves.epochs_pending
+    curves.epoch_push_interval = 0.0
+    curves.add_epoch(entry(5, 0.18), improved=False)
+    curves.render(paced=True)                   # once the interval has passed, paced pushes too
+    assert list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
+
+
 def test_curves_hold_every_epoch_and_mark_the_best() -> None:
     curves = Curves()
     fill(curves, 30)

@@ -45,7 +45,7 @@ def test_a_real_pause_stops_the_elapsed_time(clf_df: pd.DataFrame) -> None:
         await asyncio.sleep(0.5)
         assert panel.adapter.elapsed() == at_pause
         epoch = panel.current_epoch
-        panel._throttle.flush_now()
+        panel.redraw.now()
         assert f"during epoch {epoch + 1} of {LONG['epochs']}" in panel.progress.status.value
         assert f"{epoch}/{LONG['epochs']} done" in panel.progress.epoch_text.value
         panel.resume()

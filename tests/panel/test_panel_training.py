@@ -314,9 +314,38 @@ def test_widget_refreshes_are_throttled_by_time(clf_df: pd.DataFrame, comm_count
 
     panel, seconds = asyncio.run(main())
     assert len(panel.history) == 20
-    interval = panel._throttle.interval
+    interval = panel.redraw.throttle.interval
     # Each state change may flush at once; everything else waits for the interval.
-    assert panel._throttle.flushes <= seconds / interval + 8
+    assert panel.redraw.throttle.flushes <= seconds / interval + 8
     batch_events = 20 * 2          # at least one batch_end and one epoch_end per epoch
-    assert panel._throttle.flushes < batch_events
+    assert panel.redraw.throttle.flushes < batch_events
     assert comm_counter.sent["comm_msg"] > 0
+
+
+def test_an_epoch_held_back_by_the_pacing_appears_without_another_event(clf_df: pd.DataFrame) -> None:
+    """While training, new epochs reach the figures (and the epoch counter) at most once per
+    curves.epoch_push_interval; one held back must still appear when no further event asks for a
+    refresh (a slow next batch)."""
+    async def main() -> None:
+        panel = make_panel(clf_df, epochs=2)
+        curves = panel.curves
+        curves.epoch_push_interval = 1.0
+        curves.begin_run(classification=True)
+        curves.add_epoch({"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.7, "val_loss": 0.6,
+                          "val_accuracy": 0.7, "learning_rate": 0.01, "time_per_epoch": 0.1}, improved=True)
+        panel.refresh()
+        await until(lambda: list(curves.loss_lines.x) == [1], timeout=5, what="the first epoch")
+        curves.add_epoch({"epoch": 2, "train_loss": 0.4, "train_accuracy": 0.8, "val_loss": 0.5,
+                          "val_accuracy": 0.8, "learning_rate": 0.01, "time_per_epoch": 0.1}, improved=True)
+        panel.current_epoch = 2
+        panel.refresh()             # the only request...
+        panel.redraw.throttle.flush_now()       # ...drawn now, paced: the epoch waits for the interval
+        assert list(curves.loss_lines.x) == [1]
+        # ...and so does the counter: never "2 done" beside a chart with one epoch.
+        assert "1/2 done" in panel.progress.epoch_text.value
+        # Pushed once the interval has passed, without anyone asking again.
+        await until(lambda: list(curves.loss_lines.x) == [1, 2], timeout=5, what="the held-back epoch")
+        assert "2/2 done" in panel.progress.epoch_text.value
+        panel.close()
+
+    asyncio.run(main())

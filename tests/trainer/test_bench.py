@@ -138,3 +138,21 @@ def test_the_real_sides_run_the_throughput_benchmark_end_to_end(tmp_path):
     assert len({r["pid"] for r in runs}) == 4
     # Both sides learn the same task: the runs are real training, not stand-ins.
     assert all(r["extras"]["val_accuracy"] > 0.8 for r in runs)
+
+
+@pytest.mark.slow
+def test_the_panel_benchmark_measures_a_panel_in_a_real_kernel(tmp_path):
+    pytest.importorskip("torch")
+    pytest.importorskip("ipykernel")
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_panel.py"), "--rows", "2000",
+                          "--epochs", "2", "--rounds", "1", "--no-check", "--json", str(tmp_path / "runs.json")],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"^\| 32 \| a TrainingPanel in a kernel's cell \(\d threads?\) \| .* \| [\d.]+ vs trainer in a "
+                     r"kernel's cell, no panel \|", out.stdout, re.M)
+    runs = {r["side"]: r for r in json.loads((tmp_path / "runs.json").read_text())["runs"]}
+    assert set(runs) == {"torch", "torch-panel", "kernel-torch", "kernel-panel"}
+    # The kernel's panel really sent its widgets to the client; the bare cell sent none.
+    assert runs["kernel-panel"]["extras"]["messages_per_run"] > 20
+    assert runs["kernel-torch"]["extras"]["messages_per_run"] == 0
+    assert all(r["extras"]["val_accuracy"] > 0.8 for r in runs.values())

@@ -177,6 +177,31 @@ def test_start_keeps_the_event_loop_responsive(backend, base_config, clf_df):
     assert rec.threads == {loop_thread}         # events arrive on the loop's thread
 
 
+def test_every_slice_of_a_run_computes_on_one_thread_while_the_loop_pool_has_others(
+        backend, base_config, clf_df, one_batch_slices):
+    # Slices that wandered between the default pool's threads ran measurably slower; a notebook's
+    # loop pool always has several idle threads (the panel's own background work starts them).
+    run = Trainer(base_config(epochs=2), clf_df)
+    threads: list[str] = []
+    train_batches = run.backend.train_batches
+
+    def recording(*args, **kwargs):
+        threads.append(threading.current_thread().name)
+        return train_batches(*args, **kwargs)
+
+    run.backend.train_batches = recording
+
+    async def main():
+        # Several idle threads in the default pool, as a panel leaves behind.
+        await asyncio.gather(*(asyncio.to_thread(time.sleep, 0.02) for _ in range(4)))
+        run.start()
+        await run.wait()
+
+    asyncio.run(main())
+    assert run.state == TrainingState.COMPLETED and len(threads) > 10
+    assert len(set(threads)) == 1 and threads[0].startswith("trainer-compute")
+
+
 def test_fit_inside_a_running_loop_works_like_a_notebook_cell(backend, base_config, clf_df):
     async def cell():
         return Trainer(base_config(epochs=2), clf_df).fit()

@@ -8,9 +8,10 @@ the faster, unless the user chose a count.
 
 How torch's setting behaves (OpenMP build): ``torch.set_num_threads`` sets the count of the calling
 thread and the count a thread takes when it first runs torch code; threads that ran torch code
-before keep their own. The epoch loop trains in worker threads, so the count is set at the start of
-every slice in the thread that runs it and put back to the user's count at its end: the user's
-threads never see another count, and nothing changed is left behind after a run.
+before keep their own. The epoch loop trains in a compute thread of its own and ``lr_find`` in a
+worker thread, so the count is set at the start of every slice in the thread that runs it and put
+back to the user's count at its end: no other thread ever sees another count, and nothing changed is
+left behind after a run.
 """
 from __future__ import annotations
 
