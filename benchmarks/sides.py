@@ -268,6 +268,26 @@ def lightning_fit(p: dict[str, Any]) -> dict[str, Any]:
             "versions": {"lightning": L.__version__, "torch": torch.__version__}}
 
 
+async def run_panel(p: dict[str, Any], clock: EpochClock, show: bool = False,
+                    on_epoch: Callable[[Any, dict[str, Any]], None] = lambda panel, change: None) -> Any:
+    """Train ``p``'s run from a TrainingPanel (shown first when ``show``) and return the panel;
+    ``on_epoch(panel, change)`` hears every change of its epoch counter. Used outside and inside a kernel."""
+    from epoch_widgets import TrainingPanel
+    from trainer.datasets import make_benchmark
+
+    config = trainer_config(p, "torch")
+    config.pop("backend")
+    panel = TrainingPanel(data=make_benchmark(p["rows"], FEATURES, seed=SEED), **config)
+    panel.observe(lambda change: on_epoch(panel, change), "current_epoch")
+    if show:
+        panel.show()
+    panel.start()
+    run = await panel.wait_started()     # built in a worker thread, outside the epochs timed
+    run.add_callback(clock.on_event)
+    await panel.wait()
+    return panel
+
+
 def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
     """The torch trainer run by a TrainingPanel. Outside a kernel widgets talk to the comm package's
     stand-in comm; counting what it would send gives the panel's message rate."""
@@ -284,25 +304,13 @@ def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
             sent[msg_type] += 1
 
     comm.create_comm = lambda *a, **kw: CountingComm(*a, **kw)     # before any widget exists
-    from epoch_widgets import TrainingPanel
-    from trainer.datasets import make_benchmark
-
-    config = trainer_config(p, "torch")
-    config.pop("backend")
     marks: dict[int, tuple[float, int, int]] = {}
     clock = EpochClock()
 
-    async def go() -> Any:
-        panel = TrainingPanel(data=make_benchmark(p["rows"], FEATURES, seed=SEED), **config)
-        panel.observe(lambda ch: marks.setdefault(ch["new"], (time.perf_counter(), sent["comm_msg"],
-                                                              _flushes(panel))), "current_epoch")
-        panel.start()
-        run = await panel.wait_started()     # built in a worker thread, outside the epochs timed
-        run.add_callback(clock.on_event)
-        await panel.wait()
-        return panel
+    def mark(panel: Any, change: dict[str, Any]) -> None:
+        marks.setdefault(change["new"], (time.perf_counter(), sent["comm_msg"], panel.redraw.throttle.flushes))
 
-    panel = asyncio.run(go())
+    panel = asyncio.run(run_panel(p, clock, on_epoch=mark))
     extras: dict[str, Any] = {"threads": panel.run.backend.train_threads, "messages_per_run": sent["comm_msg"]}
     # Steady rates between the first and the last epoch end, without the start's and end's messages.
     first, last = min(marks), max(marks)
@@ -317,28 +325,20 @@ def trainer_panel(p: dict[str, Any]) -> dict[str, Any]:
 _KERNEL_PRELUDE = """
 import json, sys
 sys.path.insert(0, {bench_dir!r})
-from sides import EpochClock, FEATURES, SEED, RESULT_PREFIX, trainer_config, _trainer_result, _torch_versions
-from trainer.datasets import make_benchmark
+from sides import EpochClock, FEATURES, SEED, RESULT_PREFIX, run_panel, trainer_config, _trainer_result, _torch_versions
 p = json.loads({params!r})
 clock = EpochClock()
 """
 _KERNEL_CELLS = {
     "bare": """
 from trainer import Trainer
+from trainer.datasets import make_benchmark
 run = Trainer(trainer_config(p, "torch"), make_benchmark(p["rows"], FEATURES, seed=SEED), callbacks=[clock.on_event])
 run.start()
 await run.wait()
 """,
     "panel": """
-from epoch_widgets import TrainingPanel
-config = trainer_config(p, "torch")
-config.pop("backend")
-panel = TrainingPanel(data=make_benchmark(p["rows"], FEATURES, seed=SEED), **config)
-panel.show()
-panel.start()
-run = await panel.wait_started()
-run.add_callback(clock.on_event)
-await panel.wait()
+run = (await run_panel(p, clock, show=True)).run
 """,
 }
 _KERNEL_RESULT = """
@@ -379,11 +379,6 @@ def _kernel_side(cell: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         result["extras"]["messages_per_run"] = received["comm_msg"]
         return result
     return side
-
-
-def _flushes(panel: Any) -> int:
-    """How many refreshes the panel has sent (its throttle counts them)."""
-    return panel.redraw.throttle.flushes
 
 
 def panel_refresh(p: dict[str, Any]) -> dict[str, Any]:

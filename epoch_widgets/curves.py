@@ -152,6 +152,7 @@ class Curves:
             # Accuracy and MAE share no scale: drop a faded curve of the other kind.
             _set(self.metric_ghost, x=np.empty(0), y=np.empty((2, 0)))
         self.series = Series(classification)
+        self._pushed["epochs_shown"] = 0        # of this run's epochs, the figures show none yet
         self.set_task(classification)
         self.best_epoch = None
         self.ended_note = ""

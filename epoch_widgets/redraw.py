@@ -47,7 +47,7 @@ class Redraw:
             self.throttle.request()         # again, even if no event asks for it
         held = curves.epochs_held_back
         if not held:
-            panel.table.update(list(panel.history), panel.best_metrics.get("epoch"))
+            panel.table.update(panel.history, panel.best_metrics.get("epoch"))
         run = panel.run
         reason = panel.reason
         if run is None and not panel.preparing:

@@ -178,11 +178,16 @@ class RunHandle(ABC):
             await asyncio.to_thread(self.events.finish, end)
         else:
             self.events.finish(end)
-        if final != self.state:
-            follower.apply("state_change", {"old": self.state.value, "new": final.value, "reason": reason,
-                                            "error": error, "elapsed": self.run_state.elapsed()})
+        self._follow_state_change(follower, final, reason, error)
         follower.apply("train_end", end)
         self._done.set()
+
+    def _follow_state_change(self, follower: "RunFollower", new: TrainingState, reason: Optional[str],
+                             error: Optional[str] = None) -> None:
+        """A state change decided on this side of a followed run, told to its followers."""
+        if new != self.state:
+            follower.apply("state_change", {"old": self.state.value, "new": new.value, "reason": reason,
+                                            "error": error, "elapsed": self.run_state.elapsed()})
 
     # ------------------------------------------------------------------ state (read-only views)
     @property

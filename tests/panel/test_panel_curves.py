@@ -100,6 +100,12 @@ def test_paced_renders_push_new_epochs_at_most_once_per_interval(comm_counter) -
     curves.add_epoch(entry(5, 0.18), improved=False)
     curves.render(paced=True)                   # once the interval has passed, paced pushes too
     assert list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
+    # A second run's first epoch, held back, counts as held back (not as the first run's fifth).
+    curves.epoch_push_interval = 60.0
+    curves.begin_run(classification=True)
+    curves.add_epoch(entry(1, 0.3), improved=True)
+    curves.render(paced=True)
+    assert curves.epochs_held_back == 1 and list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
 
 
 def test_curves_hold_every_epoch_and_mark_the_best() -> None:

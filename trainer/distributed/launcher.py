@@ -120,11 +120,6 @@ class LaunchedRun(RunHandle):
         self._ranks.request.value = STOP if self._stop_requested else PAUSE if self._pause_requested else RUN
 
     # ------------------------------------------------------------------ running
-    def _change_state(self, new: TrainingState, reason: Optional[str], error: Optional[str] = None) -> None:
-        if new != self.state:
-            self._follower.apply("state_change", {"old": self.state.value, "new": new.value, "reason": reason,
-                                                  "error": error, "elapsed": self.run_state.elapsed()})
-
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
@@ -138,7 +133,7 @@ class LaunchedRun(RunHandle):
                 return False
 
         try:
-            self._change_state(TrainingState.RUNNING, f"starting {self.plan.describe()}")
+            self._follow_state_change(self._follower, TrainingState.RUNNING, f"starting {self.plan.describe()}")
             await asyncio.to_thread(self._launch, post)
             while not await self._handle(self._deferred.pop(0) if self._deferred else await inbox.get()):
                 pass
