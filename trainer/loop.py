@@ -169,11 +169,15 @@ class LocalRun(RunHandle):
 
     async def _run(self) -> None:
         self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="trainer-compute")
+        ended = False
         try:
             await self._run_to_end()
+            ended = True
         finally:
-            # A slice still running after a cancel ends on its own; nothing waits for it here.
-            self._compute_thread.shutdown(wait=False)
+            # An ended run's thread is idle, so joining it is immediate, and fit() returns with no
+            # thread of the run left behind. After a cancel a slice may still be running: it ends
+            # on its own and nothing waits for it here.
+            self._compute_thread.shutdown(wait=ended)
 
     async def _run_to_end(self) -> None:
         self._loop = asyncio.get_running_loop()

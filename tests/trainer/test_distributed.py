@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -272,12 +273,26 @@ def test_the_rank_entry_point_runs_under_torchrun(clf_df, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
          "-m", "trainer.distributed", "--config", str(tmp_path / "cfg.json"), "--data", str(tmp_path / "data.csv")],
-        capture_output=True, text=True, timeout=300)
+        capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONFAULTHANDLER": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     assert "completed: finished all 3 epochs" in done.stdout and done.stdout.count("epoch    1/3") == 1
     saved = json.loads((tmp_path / "out" / "history.json").read_text())
     single = Trainer({k: v for k, v in config.items() if k != "output_path"}, clf_df).fit()
     assert_same_training(saved["history"], single.history)
+
+
+def test_a_rank_ends_with_its_code_and_its_output_flushed_without_interpreter_teardown():
+    # exit_rank skips teardown (where torch's leftover C++ objects can abort a finished rank), so
+    # it must flush what Python still buffers: the final progress lines a pipe would otherwise lose.
+    script = ("import atexit, logging, sys\n"
+              "from trainer.distributed.torchrun import exit_rank\n"
+              "atexit.register(lambda: print('teardown ran'))\n"
+              "logging.basicConfig(format='%(message)s')\n"
+              "print('progress line'); print('to stderr', file=sys.stderr); logging.warning('logged')\n"
+              "exit_rank(3)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stdout == "progress line\n" and "to stderr" in done.stderr and "logged" in done.stderr
 
 
 @slow

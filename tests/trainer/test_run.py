@@ -185,8 +185,11 @@ def test_every_slice_of_a_run_computes_on_one_thread_while_the_loop_pool_has_oth
     threads: list[str] = []
     train_batches = run.backend.train_batches
 
+    computed_on: set[threading.Thread] = set()
+
     def recording(*args, **kwargs):
         threads.append(threading.current_thread().name)
+        computed_on.add(threading.current_thread())
         return train_batches(*args, **kwargs)
 
     run.backend.train_batches = recording
@@ -196,10 +199,14 @@ def test_every_slice_of_a_run_computes_on_one_thread_while_the_loop_pool_has_oth
         await asyncio.gather(*(asyncio.to_thread(time.sleep, 0.02) for _ in range(4)))
         run.start()
         await run.wait()
+        # An ended run leaves no thread behind: a thread still exiting while the interpreter tears
+        # down can abort the process.
+        return [t.name for t in computed_on if t.is_alive()]
 
-    asyncio.run(main())
+    left_behind = asyncio.run(main())
     assert run.state == TrainingState.COMPLETED and len(threads) > 10
     assert len(set(threads)) == 1 and threads[0].startswith("trainer-compute")
+    assert left_behind == []
 
 
 def test_fit_inside_a_running_loop_works_like_a_notebook_cell(backend, base_config, clf_df):

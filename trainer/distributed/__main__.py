@@ -1,5 +1,3 @@
-import sys
+from .torchrun import exit_rank, torchrun_main
 
-from .torchrun import torchrun_main
-
-sys.exit(torchrun_main())
+exit_rank(torchrun_main())
