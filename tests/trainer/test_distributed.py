@@ -285,7 +285,7 @@ def test_a_rank_ends_with_its_code_and_its_output_flushed_without_interpreter_te
     # exit_rank skips teardown (where torch's leftover C++ objects can abort a finished rank), so
     # it must flush what Python still buffers: the final progress lines a pipe would otherwise lose.
     script = ("import atexit, logging, sys\n"
-              "from trainer.distributed.torchrun import exit_rank\n"
+              "from trainer.distributed.rank import exit_rank\n"
               "atexit.register(lambda: print('teardown ran'))\n"
               "logging.basicConfig(format='%(message)s')\n"
               "print('progress line'); print('to stderr', file=sys.stderr); logging.warning('logged')\n"

@@ -1,3 +1,4 @@
-from .torchrun import exit_rank, torchrun_main
+from .rank import exit_rank
+from .torchrun import torchrun_main
 
 exit_rank(torchrun_main())

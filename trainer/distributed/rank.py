@@ -16,10 +16,11 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
+import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, NoReturn, Optional, Union
 
 import pandas as pd
 
@@ -170,6 +171,24 @@ def exit_with_parent() -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
+def exit_rank(code: int) -> NoReturn:
+    """End this rank with ``code`` once its output is flushed, skipping interpreter teardown.
+
+    The process group is destroyed by then, yet the run's DDP model and the gloo group it references
+    stay alive until the interpreter tears down (``gc.collect()`` does not free them), and freeing
+    them there can abort a rank that had finished ("terminate called without an active exception",
+    exit -6). Every rank ends here, spawned by the launcher or started by torchrun.
+    """
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
+
+
 def share_cores(world_size_here: int) -> None:
     import torch
 
@@ -241,4 +260,4 @@ def spawn_main(rank: int, job_file: str, request: Any, conn: Any) -> None:
                 dist.destroy_process_group()
             except Exception:
                 pass
-    os._exit(code)
+    exit_rank(code)

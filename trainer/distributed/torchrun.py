@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Callable, NoReturn, Optional
+from typing import Any, Callable, Optional
 
 from ..config import ConfigError, TrainingConfig
 from ..resume import plan_resume
@@ -18,23 +18,6 @@ from .rank import RankContext, RankRun, init_process_group, share_cores
 log = logging.getLogger("trainer")
 
 _SIGNAL_REQUEST = RUN
-
-
-def exit_rank(code: int) -> NoReturn:
-    """End this rank with ``code`` once its output is flushed, skipping interpreter teardown.
-
-    The process group is destroyed by then, yet the run's DDP model and the gloo group it references
-    stay alive (held from outside Python's garbage collector) until the interpreter tears down, and
-    freeing them there can abort a rank that had finished ("terminate called without an active
-    exception", exit -6). The ranks the launcher spawns end the same way (``rank.spawn_main``).
-    """
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
 
 
 def _install_signal_requests() -> None:
