@@ -396,7 +396,7 @@ def panel_refresh(p: dict[str, Any]) -> dict[str, Any]:
                 nbytes[0] += len(json.dumps(data, default=str)) + sum(memoryview(b).nbytes for b in buffers or ())
 
     comm.create_comm = lambda *a, **kw: CountingComm(*a, **kw)
-    from epoch_widgets.curves import Curves
+    from epoch_widgets.charts.curves import Curves
 
     def cost(epochs: int, repeats: int = 20) -> tuple[float, float]:
         curves = Curves()

@@ -127,3 +127,20 @@ def test_the_trainer_core_imports_no_ui_or_server_code(name, path):
 def test_modules_stay_small(name, path):
     lines = len(path.read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines; split it by responsibility (at most {MAX_LINES})"
+
+
+# (part, parts it must not import): the charts are shared by the panel, its Runs tab and
+# compare_runs, so they know nothing of the panel; the server extension runs without widgets.
+LAYERS = (("epoch_widgets.charts", ("epoch_widgets.panel", "epoch_widgets.server")),
+          ("epoch_widgets.server", ("epoch_widgets.panel", "epoch_widgets.charts")),
+          ("epoch_widgets.panel", ("epoch_widgets.server",)))
+
+
+@pytest.mark.parametrize("part, forbidden", LAYERS)
+def test_the_widget_packages_keep_their_layers(part, forbidden):
+    graph = import_graph()
+    assert any(name.startswith(part + ".") for name in graph), f"{part} has no modules"
+    bad = sorted(f"{name} -> {target}" for name, targets in graph.items()
+                 if name == part or name.startswith(part + ".")
+                 for target in targets if target.startswith(forbidden))
+    assert not bad, f"{part} must not import {forbidden}: " + ", ".join(bad)

@@ -12,7 +12,7 @@ from pathlib import Path
 import bqplot as bq
 import pytest
 
-from epoch_widgets.compare import PALETTE, RunComparison, RunsView, compare_runs
+from epoch_widgets.charts.compare import PALETTE, RunComparison, RunsView, compare_runs
 from trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +136,7 @@ def test_an_empty_comparison_says_so():
 
 
 def test_the_widget_builds_from_saved_files_in_a_fresh_process(models):
-    code = ("import sys; from epoch_widgets.compare import compare_runs; v = compare_runs(sys.argv[1]); "
+    code = ("import sys; from epoch_widgets.charts.compare import compare_runs; v = compare_runs(sys.argv[1]); "
             "print([r.label for r in v.records]); print({k: len(f.marks) for k, f in v.figures.items()}); "
             "print('torch' in sys.modules)")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}

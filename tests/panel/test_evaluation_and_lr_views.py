@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from epoch_widgets.evaluation_view import (confusion_matrix_figure, evaluation_view, predicted_vs_actual_figure,
+from epoch_widgets.charts.evaluation_view import (confusion_matrix_figure, evaluation_view, predicted_vs_actual_figure,
                                            report_table, residuals_figure)
-from epoch_widgets.lr_finder_view import LRFinderView, describe, lr_finder_figure
+from epoch_widgets.charts.lr_finder_view import LRFinderView, describe, lr_finder_figure
 from trainer import Evaluation, Trainer
 from trainer.datasets import make_classification, make_regression
 

@@ -13,7 +13,7 @@ import trainer
 from epoch_widgets import TrainingPanel
 from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError
 from trainer.datasets import make_regression
-from epoch_widgets import fields
+from epoch_widgets.panel import fields
 
 
 def visible(panel: TrainingPanel, name: str) -> bool:
@@ -247,7 +247,7 @@ def test_controls_are_standard_ipywidgets_and_bqplot_only(clf_df: pd.DataFrame) 
 
 def test_importing_the_package_does_not_load_widgets() -> None:
     code = ("import sys, epoch_widgets; "
-            "print(any(m in sys.modules for m in ('ipywidgets', 'bqplot', 'epoch_widgets.panel')))")
+            "print(any(m in sys.modules for m in ('ipywidgets', 'bqplot', 'epoch_widgets.panel', 'epoch_widgets.charts')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import trainer
-from epoch_widgets.curves import GHOST_OPACITY, MAX_POINTS, Curves, downsample_indices, lr_preview
+from epoch_widgets.charts.curves import GHOST_OPACITY, MAX_POINTS, Curves, downsample_indices, lr_preview
 
 
 def entry(epoch: int, loss: float) -> dict:
@@ -163,7 +163,7 @@ def test_lr_preview_of_a_million_epochs_stays_small() -> None:
 
 # ---------------------------------------------------------------------- axes, legends, tools
 
-from epoch_widgets.series import epoch_ticks  # noqa: E402
+from epoch_widgets.charts.series import epoch_ticks  # noqa: E402
 
 
 @pytest.mark.parametrize("low, high, expected", [

@@ -9,9 +9,9 @@ import bqplot as bq
 import numpy as np
 import pytest
 
-import epoch_widgets.evaluation_tab as evaluation_tab
+import epoch_widgets.panel.evaluation_tab as evaluation_tab
 from epoch_widgets import TrainingPanel
-from epoch_widgets.evaluation_tab import MAX_POINTS
+from epoch_widgets.panel.evaluation_tab import MAX_POINTS
 from trainer import Evaluation
 from trainer.datasets import make_regression
 

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 import trainer
-from epoch_widgets import TrainingPanel, fields
-from epoch_widgets.controls import CONTROLS_HEIGHT
-from epoch_widgets.messages import short_message
+from epoch_widgets import TrainingPanel
+from epoch_widgets.panel import fields
+from epoch_widgets.panel.controls import CONTROLS_HEIGHT
+from epoch_widgets.panel.messages import short_message
 from trainer import ConfigError, TrainingConfig
 
 

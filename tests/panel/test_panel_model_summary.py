@@ -8,7 +8,7 @@ import threading
 
 import pandas as pd
 
-import epoch_widgets.model_view as model_view
+import epoch_widgets.panel.model_view as model_view
 from epoch_widgets import TrainingPanel
 from trainer.summary import model_summary
 

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from epoch_widgets import TrainingPanel
-from epoch_widgets.progress import ProgressView, Snapshot, describe
+from epoch_widgets.panel.progress import ProgressView, Snapshot, describe
 
 from .conftest import until
 from .test_panel_training import LONG, make_panel

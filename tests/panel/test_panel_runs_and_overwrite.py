@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from epoch_widgets import TrainingPanel
-from epoch_widgets.views import runs_folder
+from epoch_widgets.panel.views import runs_folder
 from trainer import CheckpointError, OutputPathInUse, Trainer
 
 from .conftest import until

@@ -8,9 +8,10 @@ import io
 import pandas as pd
 import pytest
 
-from epoch_widgets import TrainingPanel, static_figure
-from epoch_widgets.metrics_table import final_html, table_html
-from epoch_widgets.snapshot import Snapshot
+from epoch_widgets import TrainingPanel
+from epoch_widgets.charts import static_figure
+from epoch_widgets.panel.metrics_table import final_html, table_html
+from epoch_widgets.charts.snapshot import Snapshot
 
 from .test_panel_training import make_panel
 

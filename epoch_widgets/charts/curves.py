@@ -23,7 +23,7 @@ import trainer
 
 from .legend import Item, fmt, legend_html
 from .series import MAX_POINTS, Series, downsample_indices, epoch_ticks, lr_preview
-from .theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
+from ..theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 __all__ = ["Curves", "MAX_POINTS", "GHOST_OPACITY", "downsample_indices", "lr_preview"]
 

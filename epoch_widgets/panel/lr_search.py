@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any, Optional
 from trainer import ConfigError, StateError, Trainer, TrainingConfig
 from trainer.lr_finder import LRFinder, LRFindResult
 
-from . import theme
+from .. import theme
 from ._loop import Throttle
 from .actions import import_framework
-from .lr_finder_view import LRFinderView
+from ..charts.lr_finder_view import LRFinderView
 
 if TYPE_CHECKING:
-    from .panel import TrainingPanel
+    from .training_panel import TrainingPanel
 
 
 class LRSearch:

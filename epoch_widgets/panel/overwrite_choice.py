@@ -14,7 +14,8 @@ import ipywidgets as W
 from trainer import OutputPathInUse
 from trainer.checkpoints import run_summary
 
-from . import fields, theme
+from .. import theme
+from . import fields
 
 
 class OverwriteChoice:

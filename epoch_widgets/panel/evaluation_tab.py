@@ -18,9 +18,9 @@ import ipywidgets as W
 
 from trainer.evaluation import FILE_NAME, Evaluation
 
-from . import theme
+from .. import theme
 from ._tree import close_tree
-from .evaluation_view import evaluation_view
+from ..charts.evaluation_view import evaluation_view
 
 MAX_POINTS = 2000       # what evaluation.json keeps for regression plots
 _WAITING = "The evaluation on the validation split appears here when a run ends."

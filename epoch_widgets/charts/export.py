@@ -13,7 +13,8 @@ from typing import Any, Callable, Optional, Union
 import ipywidgets as W
 import pandas as pd
 
-from . import static_figure, theme
+from .. import theme
+from . import static_figure
 
 
 def default_path(run_name: str, suffix: str, folder: Union[str, Path, None] = None) -> Path:

@@ -13,7 +13,7 @@ from ._loop import Throttle
 from .progress import Snapshot, estimate_remaining
 
 if TYPE_CHECKING:
-    from .panel import TrainingPanel
+    from .training_panel import TrainingPanel
 
 
 class Redraw:

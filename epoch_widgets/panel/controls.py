@@ -19,7 +19,8 @@ import trainer
 from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError, FieldSpec
 from trainer.data import resolve_columns
 
-from . import fields, theme
+from .. import theme
+from . import fields
 from .messages import short_message
 
 GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",

@@ -8,7 +8,7 @@ from typing import Optional
 
 import ipywidgets as W
 
-from . import theme
+from .. import theme
 
 _BAR_STYLES = {"completed": "success", "early_stopped": "success", "failed": "danger", "paused": "warning"}
 STATE_WORDS = {"pending": "ready", "preparing": "preparing", "running": "running", "paused": "paused",

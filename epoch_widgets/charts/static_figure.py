@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from .series import Series
-from .theme import BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
+from ..theme import BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,7 +14,7 @@ from typing import Any, Callable, Optional
 
 import ipywidgets as W
 
-from .compare import RunsView
+from ..charts.compare import RunsView
 from .evaluation_tab import EvaluationTab
 from .model_view import ModelView
 from ._loop import LoopBinding

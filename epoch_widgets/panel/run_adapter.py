@@ -19,7 +19,7 @@ from .progress import end_note
 if TYPE_CHECKING:
     import asyncio
 
-    from .panel import TrainingPanel
+    from .training_panel import TrainingPanel
 
 
 class RunAdapter:

@@ -22,7 +22,7 @@ from trainer.checkpoints import saved_config
 from trainer.executors import run_factory
 
 if TYPE_CHECKING:
-    from .panel import TrainingPanel
+    from .training_panel import TrainingPanel
 
 _FRAMEWORKS = {"torch": ("torch", "PyTorch"), "tensorflow": ("tensorflow", "TensorFlow")}
 

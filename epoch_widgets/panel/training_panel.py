@@ -24,13 +24,13 @@ from trainer.checkpoints import has_checkpoints
 from trainer.data import infer_task
 from trainer.executors import check_executor
 
-from . import export, static_figure
+from ..charts import export, static_figure
 from ._loop import LoopBinding
 from .actions import Actions
 from .lr_search import LRSearch
 from .controls import ConfigControls, Validation
-from .curves import MAX_POINTS, Curves
-from .compare import RunsView
+from ..charts.curves import MAX_POINTS, Curves
+from ..charts.compare import RunsView
 from .data_file import DataFile
 from .metrics_table import MetricsTable
 from .notices import Notices
@@ -40,7 +40,7 @@ from .progress import ProgressView
 from .redraw import Redraw
 from .run_adapter import RunAdapter
 from .run_buttons import RunButtons
-from .snapshot import Snapshot as StaticSnapshot
+from ..charts.snapshot import Snapshot as StaticSnapshot
 from .views import PanelViews
 
 if TYPE_CHECKING:

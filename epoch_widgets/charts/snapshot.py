@@ -15,7 +15,8 @@ import uuid
 from html import escape
 from typing import Any, Optional
 
-from . import static_figure, theme
+from .. import theme
+from . import static_figure
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from trainer import ConfigError, TrainingConfig
 from trainer.model_size import gib
 from trainer.summary import ModelSummary, model_summary
 
-from . import theme
+from .. import theme
 from ._loop import LoopBinding
 
 DEBOUNCE_S = 0.5        # controls still this long before a summary is computed

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Optional
 
-from . import theme
+from .. import theme
 
 
 def fmt(value: Optional[float]) -> str:

@@ -7,8 +7,8 @@ from typing import Any, Optional
 
 import ipywidgets as W
 
-from . import theme
-from .legend import fmt
+from .. import theme
+from ..charts.legend import fmt
 from .progress import format_seconds
 
 ROWS = 8

@@ -8,7 +8,8 @@ from typing import Callable, Optional
 
 import ipywidgets as W
 
-from . import fields, theme
+from .. import theme
+from . import fields
 from .messages import short_message
 
 MAX_LISTED_PROBLEMS = 6
