@@ -46,7 +46,6 @@ class Actions:
         self.task: Optional["asyncio.Task[None]"] = None      # preparing, then training, one run
         self.built: Optional["asyncio.Future[Optional[Trainer]]"] = None   # the run, once built (None: failed)
         self.preparing = False
-        self.pause_requested = False
 
     # ------------------------------------------------------------------ threads
     def programmatic(self, action: Callable[[], Any]) -> Any:
@@ -170,7 +169,7 @@ class Actions:
         panel = self.panel
         panel.notices.clear()
         panel.overwrite.withdraw()
-        self.preparing, self.pause_requested = True, False
+        self.preparing = True
         panel.begin_preparing(epochs, "reading the checkpoint and preparing the data…" if resumed
                               else "preparing the data and building the model…")
         loop = panel.binding.loop
@@ -228,17 +227,17 @@ class Actions:
 
     # ------------------------------------------------------------------ pause, resume, stop
     def toggle_pause_now(self) -> None:
-        # Decided here, on the loop thread, so two quick clicks from a subshell cannot both pause.
-        (self.resume_now if self.pause_requested else self.pause_now)()
+        # Decided here, on the loop thread, so two quick clicks from a subshell cannot both pause;
+        # and from the run's own flag, so a pause asked for in code (panel.run.pause()) counts too.
+        run = self.panel.run
+        (self.resume_now if run is not None and run.pause_requested else self.pause_now)()
 
     def pause_now(self) -> None:
         self._control(lambda run: run.pause())
-        self.pause_requested = True
         self.panel.sync_controls()
 
     def resume_now(self) -> None:
         self._control(lambda run: run.resume())
-        self.pause_requested = False
         self.panel.sync_controls()
 
     def stop_now(self) -> None:
