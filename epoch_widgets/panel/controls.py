@@ -2,7 +2,7 @@
 
 One input per config field, labelled for people, with a hint beside it: the field's help, or
 what is wrong with the value, or a warning. Fields are grouped in tabs of one fixed height, the
-rarely used ones under "Advanced". Nothing here knows a field's range or default: those come from
+rarely used ones under "Advanced" (opening it scrolls the tab; nothing shrinks). Nothing here knows a field's range or default: those come from
 the schema, and validation is the schema's own plus the column check against the DataFrame.
 """
 from __future__ import annotations
@@ -34,6 +34,9 @@ _FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow"}
 _HINT_STYLE = ("font-size:var(--jp-ui-font-size0, 11px);line-height:1.3;display:-webkit-box;"
                "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;white-space:normal")
 _KIND_COLORS = {"error": theme.ERROR, "warning": theme.WARN, "info": theme.FG_MUTED}
+# A tab's page has a fixed height; its rows must keep their own height and let the page scroll
+# (flex items shrink by default: an opened Advanced section crushed the rows above it to ~8 px).
+_KEEP_HEIGHT = "0 0 auto"
 
 
 @dataclass
@@ -79,7 +82,7 @@ class ConfigControls:
             self.inputs[spec.name] = widget
             self.hints[spec.name] = W.HTML("", layout=W.Layout(flex="1 1 0%", min_width="0", margin="0 0 0 8px"))
             self.rows[spec.name] = W.HBox([widget, self.hints[spec.name]],
-                                          layout=W.Layout(width="100%", align_items="center"))
+                                          layout=W.Layout(width="100%", align_items="center", flex=_KEEP_HEIGHT))
         self._refresh_feature_options()
         self.view = self._build_tabs()
         self._update_visibility()
@@ -136,7 +139,8 @@ class ConfigControls:
             basic, advanced = groups[g]
             children = list(basic)
             if advanced:
-                self.advanced[g] = W.Accordion([W.VBox(advanced)], titles=("Advanced",), selected_index=None)
+                self.advanced[g] = W.Accordion([W.VBox(advanced)], titles=("Advanced",), selected_index=None,
+                                               layout=W.Layout(flex=_KEEP_HEIGHT))
                 children.append(self.advanced[g])
             pages.append(W.VBox(children, layout=W.Layout(height=CONTROLS_HEIGHT, overflow="hidden auto",
                                                           padding="4px 2px")))
@@ -149,6 +153,7 @@ class ConfigControls:
         page = self.view.children[self.group_order.index(group)]
         children = list(page.children)
         at = children.index(self.advanced[group]) if group in self.advanced else len(children)
+        widget.layout.flex = _KEEP_HEIGHT
         page.children = (*children[:at], widget, *children[at:])
 
     @staticmethod
