@@ -64,6 +64,16 @@ def _column_options(columns: list[Any]) -> list[tuple[str, Any]]:
     return [(str(c), c) for c in columns]
 
 
+def _schema_check(values: dict[str, Any], errors: dict[str, str]) -> Optional[trainer.TrainingConfig]:
+    """The config ``values`` make, or None with the schema's problems added to ``errors`` by field."""
+    try:
+        return trainer.TrainingConfig(**values)
+    except ConfigError as exc:
+        for e in exc.errors:
+            errors.setdefault(e["field"].split("[")[0], e["message"])
+        return None
+
+
 class ConfigControls:
     """Widgets for every config field; ``values()`` reads them, ``validate()`` checks them."""
 
@@ -265,28 +275,24 @@ class ConfigControls:
 
     # ------------------------------------------------------------------ checking
     def validate(self, data: Optional[pd.DataFrame]) -> Validation:
-        """Check the controls with the schema, then the columns against ``data``."""
+        """Check the controls with the schema, then the columns against ``data``: every problem at once."""
         values, errors = self.values()
+        values = {k: v for k, v in values.items() if k not in errors}
+        config = _schema_check(values, errors)
+        # The columns are checked even when a field is wrong, on the fields the schema accepts (the
+        # others at their defaults): a missing target shows beside the bad field, not after its fix.
+        columns_config = config or _schema_check({k: v for k, v in values.items() if k not in errors}, {})
         if errors:
-            # Still run the schema on the parsable fields so every problem shows at once.
-            values = {k: v for k, v in values.items() if k not in errors}
-        try:
-            config = trainer.TrainingConfig(**values)
-        except ConfigError as exc:
-            for e in exc.errors:
-                errors.setdefault(e["field"].split("[")[0], e["message"])
-            return Validation(None, errors)
-        if errors:
-            return Validation(None, errors)
+            config = None
         if data is None:
-            return Validation(config, {"data": "no data: pass data=DataFrame to TrainingPanel or set data_path"})
-        try:
-            resolve_columns(config, data)
-        except ConfigError as exc:
-            for e in exc.errors:
-                errors.setdefault(e["field"], e["message"])
-            return Validation(config, errors)
-        return Validation(config, {})
+            errors.setdefault("data", "no data: pass data=DataFrame to TrainingPanel or set data_path")
+        elif columns_config is not None:
+            try:
+                resolve_columns(columns_config, data)
+            except ConfigError as exc:
+                for e in exc.errors:
+                    errors.setdefault(e["field"], e["message"])
+        return Validation(config, errors)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         """Show each field's problem (short) beside its control; the others show their help."""

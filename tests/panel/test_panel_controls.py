@@ -126,6 +126,18 @@ def test_several_problems_show_at_once(clf_df: pd.DataFrame) -> None:
     assert "ew-hint-error" in panel.controls.hints["hidden_units"].value
 
 
+def test_a_missing_target_is_listed_beside_invalid_fields_not_after_their_fix(clf_df: pd.DataFrame) -> None:
+    panel = TrainingPanel(data=clf_df)                  # no target column chosen
+    panel.controls["epochs"].value = 0                  # a schema problem
+    panel.controls["hidden_units"].value = "x"          # a parse problem
+    assert set(panel.errors) == {"epochs", "hidden_units", "target_column"}
+    for label in ("Epochs", "Hidden layers", "Target column"):
+        assert label in panel.message.value
+    panel.controls["target_column"].value = "label"
+    assert set(panel.errors) == {"epochs", "hidden_units"}
+    assert panel.start_button.disabled
+
+
 def test_a_target_is_required_before_start(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df)
     assert panel.start_button.disabled
