@@ -245,10 +245,13 @@ class Curves:
 
         ``paced``: when new epochs came less than ``epoch_push_interval`` after the last push of
         epochs, push nothing yet; the figures, their legends and the in-epoch line wait together so
-        that they never disagree. A later render pushes them."""
+        that they never disagree. A later render pushes them. A run's first epochs are never held
+        back: the push of its empty curves at its start must not delay them (a run of very short
+        epochs showed nothing for a second, or until its end)."""
         if self.epochs_pending:
             now = time.monotonic()
-            if paced and now - self._epochs_pushed_at < self.epoch_push_interval:
+            shown = self._pushed.get("epochs_shown", 0)
+            if paced and shown and now - self._epochs_pushed_at < self.epoch_push_interval:
                 return
             self._epochs_pushed_at = now
             self._pushed["epoch"], self._pushed["epochs_shown"] = self._epoch_version, len(self.series)

@@ -100,12 +100,25 @@ def test_paced_renders_push_new_epochs_at_most_once_per_interval(comm_counter) -
     curves.add_epoch(entry(5, 0.18), improved=False)
     curves.render(paced=True)                   # once the interval has passed, paced pushes too
     assert list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
-    # A second run's first epoch, held back, counts as held back (not as the first run's fifth).
+    # A second run's epoch held back counts as held back (not as the first run's sixth).
     curves.epoch_push_interval = 60.0
     curves.begin_run(classification=True)
     curves.add_epoch(entry(1, 0.3), improved=True)
+    curves.render(paced=True)                   # a run's first epoch: at once
+    curves.add_epoch(entry(2, 0.25), improved=True)
     curves.render(paced=True)
-    assert curves.epochs_held_back == 1 and list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
+    assert curves.epochs_held_back == 1 and list(curves.loss_lines.x) == [1]
+
+
+def test_a_runs_first_epoch_is_not_held_back_by_the_push_of_its_empty_curves() -> None:
+    # The panel pushes a run's empty curves when it starts; an epoch ending within the interval
+    # after that used to wait for it, so a run of short epochs showed nothing for a second.
+    curves = Curves(epoch_push_interval=60.0)
+    curves.begin_run(classification=True)
+    curves.render()                             # the start: no epochs yet
+    curves.add_epoch(entry(1, 0.5), improved=True)
+    curves.render(paced=True)
+    assert list(curves.loss_lines.x) == [1] and not curves.epochs_pending
 
 
 def test_curves_hold_every_epoch_and_mark_the_best() -> None:
