@@ -27,8 +27,9 @@ GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",
                 "early_stopping": "Early stopping", "scheduler": "LR schedule", "output": "Output",
                 "tracking": "Tracking", "run": "Run"}
 CONTROLS_HEIGHT = "270px"       # every tab the same height: switching tabs moves nothing below
-_LABEL_STYLE = {"description_width": "170px"}
-_INPUT_LAYOUT = {"width": "390px", "flex": "0 0 auto"}
+# Wide enough for the longest label ("Checkpoint every N seconds") without an ellipsis.
+_LABEL_STYLE = {"description_width": "200px"}
+_INPUT_LAYOUT = {"width": "420px", "flex": "0 0 auto"}
 # Where a backend's framework lives; find_spec answers without importing it (TF takes seconds).
 _FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow"}
 _HINT_STYLE = ("font-size:var(--jp-ui-font-size0, 11px);line-height:1.3;display:-webkit-box;"
@@ -83,6 +84,7 @@ class ConfigControls:
         self.hints: dict[str, W.HTML] = {}
         self.rows: dict[str, W.HBox] = {}
         self._codecs: dict[str, fields.TextCodec] = {}
+        self._fixed: dict[str, Any] = {}        # fields with one allowed value, shown as text
         self._columns = list(columns)
         self._locked: set[str] = set()
         self._errors: dict[str, str] = {}
@@ -119,6 +121,10 @@ class ConfigControls:
         if spec.name == "device":
             return W.Combobox(options=["auto", "cpu", "cuda"], value=spec.default, ensure_option=False,
                               **common)
+        if spec.type == "choice" and len(spec.choices) == 1:
+            # Nothing to choose (algorithm_type): said as text rather than offered as a control.
+            self._fixed[spec.name] = spec.choices[0]
+            return W.HTML(value=escape(str(spec.choices[0])), **common)
         if spec.type == "list[choice]":       # loggers: any of a few names
             return W.SelectMultiple(options=[(str(c), c) for c in spec.choices], value=tuple(spec.default),
                                     rows=len(spec.choices), **common)
@@ -177,6 +183,9 @@ class ConfigControls:
         errors: dict[str, str] = {}
         for name, widget in self.inputs.items():
             codec = self._codecs.get(name)
+            if name in self._fixed:
+                out[name] = self._fixed[name]
+                continue
             if codec is None:
                 value = widget.value
                 out[name] = list(value) if isinstance(value, tuple) else value
@@ -198,6 +207,10 @@ class ConfigControls:
                                                   "remove it")
         widget = self.inputs[name]
         codec = self._codecs.get(name)
+        if name in self._fixed:
+            if value != self._fixed[name]:
+                raise ConfigError.single(name, value, self._cannot_hold(name, value, ValueError(value)))
+            return
         try:
             if codec is not None:
                 widget.value = codec.to_text(value)
@@ -262,7 +275,7 @@ class ConfigControls:
     def set_enabled(self, enabled: bool) -> None:
         for name, widget in self.inputs.items():
             disabled = not enabled or name in self._locked
-            if widget.disabled != disabled:
+            if name not in self._fixed and widget.disabled != disabled:
                 widget.disabled = disabled
 
     def lock(self, name: str, note: str) -> None:

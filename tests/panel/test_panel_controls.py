@@ -31,7 +31,10 @@ def test_every_schema_field_has_a_control_of_its_type_with_its_default(clf_df: p
         assert widget.description == fields.label(spec.name) and widget.description != ""
         assert spec.help in widget.tooltip and spec.name in widget.tooltip
         assert values[spec.name] == spec.default, spec.name
-        if spec.type == "choice":
+        if spec.type == "choice" and len(spec.choices) == 1:
+            # Nothing to choose (algorithm_type): text, not a control.
+            assert isinstance(widget, W.HTML) and widget.value == spec.choices[0]
+        elif spec.type == "choice":
             assert isinstance(widget, W.Dropdown)
             assert [value for _label, value in widget.options] == list(spec.choices)
         elif spec.type == "bool":
@@ -40,6 +43,15 @@ def test_every_schema_field_has_a_control_of_its_type_with_its_default(clf_df: p
             assert isinstance(widget, W.IntText)
         elif spec.type == "float" and not spec.optional:
             assert isinstance(widget, W.FloatText)
+
+
+def test_a_field_with_one_allowed_value_is_text_that_still_refuses_others(clf_df: pd.DataFrame) -> None:
+    panel = TrainingPanel(data=clf_df, target_column="label", algorithm_type="deep_learning")
+    assert panel.config.algorithm_type == "deep_learning"
+    with pytest.raises(ConfigError, match="algorithm_type"):
+        panel.controls.set_value("algorithm_type", "random_forest")
+    panel.controls.set_enabled(False)                   # a run starts: no control to disable there
+    assert panel.valid
 
 
 def test_backend_dropdown_lists_the_schema_choices(clf_df: pd.DataFrame) -> None:

@@ -77,7 +77,7 @@ def test_an_error_keeps_the_input_box_its_width_and_its_details_in_the_tooltip(c
     panel = TrainingPanel(data=clf_df, target_column="label", batch_size=0)
     hint = panel.controls.hints["batch_size"].value
     assert ">must be at least 1<" in hint and "allowed: int &gt;= 1" in hint       # short text, full title
-    assert panel.controls["batch_size"].layout.width == "390px"
+    assert panel.controls["batch_size"].layout.width == "420px"
     assert panel.controls["batch_size"].layout.flex == "0 0 auto"
 
 
