@@ -21,6 +21,8 @@ from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse,
 from trainer.checkpoints import saved_config
 from trainer.executors import run_factory
 
+from . import fields
+
 if TYPE_CHECKING:
     from .training_panel import TrainingPanel
 
@@ -114,7 +116,7 @@ class Actions:
         panel = self.panel
         self.need_loop("start()")
         self.refuse_while_active("starting another")
-        config, data = self.valid_config(), panel.data
+        config, data = fields.with_run_name(self.valid_config()), panel.data
         assert data is not None
         factory = run_factory(panel.executor)
         return self._launch(lambda: factory(config, data, overwrite=overwrite), config.epochs, config)

@@ -355,7 +355,8 @@ class ConfigControls:
         on_change()
 
     def _update_notes(self) -> None:
-        """Hints that depend on other fields: what empty features mean, a cosine period off the epochs."""
+        """Hints that depend on values: what empty features mean, a cosine period off the epochs, the
+        default run name."""
         features = self.inputs["feature_columns"]
         if self._notes.get("feature_columns", ("", ""))[1] != "warning":
             n = len(features.options)
@@ -374,7 +375,11 @@ class ConfigControls:
             else:
                 text = f"shorter than the {epochs} epochs: the rate rises again after epoch {t_max}"
             self._notes["T_max"] = (text + "; set it to the epochs for one smooth decay", "warning")
-        for name in ("feature_columns", "T_max"):
+        self._notes.pop("name", None)
+        if self.inputs["name"].value == fields.DEFAULT_NAME:
+            self._notes["name"] = ("left as it is, a run is named after its Save-to folder, or else by its "
+                                   "model and start time", "info")
+        for name in ("feature_columns", "T_max", "name"):
             self._render_hint(name)
 
     def _update_visibility(self) -> None:
