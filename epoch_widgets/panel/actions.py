@@ -125,7 +125,8 @@ class Actions:
         """"Continue that run" (the overwrite choice): resume the run in ``output_path``, to the
         controls' epochs when they ask for more than that run planned."""
         epochs = self.panel.controls["epochs"].value
-        changes = {"epochs": epochs} if planned_epochs is not None and epochs > planned_epochs else {}
+        more = isinstance(epochs, int) and planned_epochs is not None and epochs > planned_epochs
+        changes = {"epochs": epochs} if more else {}
         return self.resume_from_now(output_path, changes)
 
     def resume_from_now(self, output_path: Optional[str], changes: dict[str, Any]) -> "asyncio.Task[None]":

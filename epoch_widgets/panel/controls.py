@@ -22,6 +22,7 @@ from trainer.data import resolve_columns
 from .. import theme
 from . import fields
 from .messages import short_message
+from .number_text import NumberText
 
 GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",
                 "early_stopping": "Early stopping", "scheduler": "LR schedule", "output": "Output",
@@ -132,10 +133,8 @@ class ConfigControls:
             return W.Dropdown(options=[(str(c), c) for c in spec.choices], value=spec.default, **common)
         if spec.type == "bool":
             return W.Checkbox(value=spec.default, indent=True, **common)
-        if spec.type == "int" and not spec.optional:
-            return W.IntText(value=spec.default, **common)
-        if spec.type == "float" and not spec.optional:
-            return W.FloatText(value=spec.default, **common)
+        if spec.type in ("int", "float") and not spec.optional:
+            return NumberText(spec.type, value=spec.default, **common)
         codec = self._codecs[spec.name] = fields.TextCodec(spec)
         placeholder = "(none)" if spec.optional else ""
         if spec.type == "list[int]":
@@ -186,6 +185,9 @@ class ConfigControls:
             if name in self._fixed:
                 out[name] = self._fixed[name]
                 continue
+            if isinstance(widget, NumberText) and widget.problem():
+                errors[name] = widget.problem()         # an emptied box: said, not put back silently
+                continue
             if codec is None:
                 value = widget.value
                 out[name] = list(value) if isinstance(value, tuple) else value
@@ -207,6 +209,8 @@ class ConfigControls:
                                                   "remove it")
         widget = self.inputs[name]
         codec = self._codecs.get(name)
+        if isinstance(widget, NumberText) and (isinstance(value, str) or value is None):
+            raise ConfigError.single(name, value, self._cannot_hold(name, value, TypeError(value)))
         if name in self._fixed:
             if value != self._fixed[name]:
                 raise ConfigError.single(name, value, self._cannot_hold(name, value, ValueError(value)))
@@ -369,7 +373,9 @@ class ConfigControls:
                 self._notes["feature_columns"] = (f"{len(features.value)} of {n} columns", "info")
         self._notes.pop("T_max", None)
         epochs, t_max = self.inputs["epochs"].value, self.inputs["T_max"].value
-        if self.inputs["learning_rate_scheduler"].value == "cosine" and epochs >= 1 and t_max >= 1 and t_max != epochs:
+        numbers = isinstance(epochs, int) and isinstance(t_max, int)
+        if (self.inputs["learning_rate_scheduler"].value == "cosine" and numbers and epochs >= 1 and t_max >= 1
+                and t_max != epochs):
             if t_max > epochs:
                 text = f"longer than the {epochs} epochs: the rate never gets down to its minimum"
             else:

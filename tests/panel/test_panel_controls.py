@@ -11,6 +11,7 @@ import pytest
 
 import trainer
 from epoch_widgets import TrainingPanel
+from epoch_widgets.panel.number_text import NumberText
 from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError
 from trainer.datasets import make_regression
 from epoch_widgets.panel import fields
@@ -39,10 +40,8 @@ def test_every_schema_field_has_a_control_of_its_type_with_its_default(clf_df: p
             assert [value for _label, value in widget.options] == list(spec.choices)
         elif spec.type == "bool":
             assert isinstance(widget, W.Checkbox)
-        elif spec.type == "int" and not spec.optional:
-            assert isinstance(widget, W.IntText)
-        elif spec.type == "float" and not spec.optional:
-            assert isinstance(widget, W.FloatText)
+        elif spec.type in ("int", "float") and not spec.optional:
+            assert isinstance(widget, NumberText) and widget.kind == spec.type
 
 
 def test_a_field_with_one_allowed_value_is_text_that_still_refuses_others(clf_df: pd.DataFrame) -> None:
@@ -197,6 +196,26 @@ def test_bad_keywords_raise_a_clear_error(clf_df: pd.DataFrame) -> None:
     with pytest.raises(ConfigError) as exc:
         TrainingPanel(data=[[1, 2]])
     assert "DataFrame" in str(exc.value)
+
+
+def test_an_emptied_number_box_is_an_error_not_silently_put_back(clf_df: pd.DataFrame) -> None:
+    # ipywidgets' IntText put the last number back in the browser, unheard by the kernel.
+    panel = TrainingPanel(data=clf_df, target_column="label", epochs=12)
+    box = panel.controls["epochs"]
+    box.set_state({"value": ""})                        # what the browser sends when it is emptied
+    assert box.value == "" and panel.errors["epochs"] == "empty: enter a whole number"
+    assert panel.controls.hint_text("epochs") == "empty: enter a whole number" and panel.start_button.disabled
+    box.set_state({"value": "1.5"})
+    assert panel.errors["epochs"] == "enter a whole number"
+    box.set_state({"value": "20"})
+    assert box.value == 20 and panel.config.epochs == 20 and panel.valid
+    rate = panel.controls["learning_rate"]
+    rate.set_state({"value": "0.02"})
+    assert rate.value == 0.02 and panel.config.learning_rate == 0.02
+    rate.set_state({"value": " "})
+    assert panel.errors["learning_rate"] == "empty: enter a number"
+    with pytest.raises(ConfigError, match="epochs"):
+        panel.controls.set_value("epochs", "ten")          # from code: refused at once, as before
 
 
 def test_out_of_range_keywords_are_shown_not_raised(clf_df: pd.DataFrame) -> None:
