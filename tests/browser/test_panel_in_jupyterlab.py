@@ -420,3 +420,86 @@ def test_quickstart_as_a_voila_app_renders_and_trains(voila_factory: Any, tmp_pa
     except BaseException:
         page.screenshot(path=str(artifacts / "failure-voila.png"))
         raise
+
+
+APP = REPO / "notebooks" / "app.ipynb"
+
+# Every settings tab, with its Advanced section open: each field's row keeps a readable height, no
+# two rows overlap, and no label is cut off with an ellipsis.
+_READ_SETTINGS = """root => {
+    const tab = root.querySelector('.widget-tab');
+    const pages = [...tab.querySelector('.widget-tab-contents').children];
+    const page = pages.find(p => p.getBoundingClientRect().height > 0);
+    const shown = e => e.getBoundingClientRect().height > 0 && getComputedStyle(e).display !== 'none';
+    const rows = [...page.querySelectorAll('.widget-hbox')].filter(r => r.closest('.widget-tab') === tab)
+        .filter(r => r.querySelector('.widget-label')).filter(shown)
+        .map(r => { const b = r.getBoundingClientRect();
+                    return {label: r.querySelector('.widget-label').textContent.trim(), top: b.top,
+                            bottom: b.bottom, height: b.height}; });
+    const cut = [...page.querySelectorAll('.widget-label')].filter(shown)
+        .filter(l => l.scrollWidth > l.clientWidth + 1).map(l => l.textContent.trim());
+    return {rows, cut};
+}"""
+
+
+def check_settings_layout(output: Any, artifacts: Path) -> None:
+    """Issue 23.1: opening Advanced scrolls the tab; the fields above it keep their height."""
+    from playwright.sync_api import expect
+
+    tabs = output.locator(".widget-tab").first.locator(".lm-TabBar-tab")
+    problems = []
+    for i in range(tabs.count()):
+        tabs.nth(i).click()
+        title = tabs.nth(i).inner_text().strip()
+        advanced = output.locator(".widget-tab").first.locator(".jupyter-widget-Collapse-header",
+                                                                 has_text="Advanced")
+        visible = [advanced.nth(j) for j in range(advanced.count()) if advanced.nth(j).is_visible()]
+        if visible:
+            visible[0].click()
+            expect(output.locator(".widget-tab").first.locator(".jupyter-widget-Collapse-open")).not_to_have_count(0)
+            time.sleep(0.5)
+        seen = output.evaluate(_READ_SETTINGS)
+        output.screenshot(path=str(artifacts / f"14-settings-{i}-advanced-open.png"))
+        rows = sorted(seen["rows"], key=lambda r: r["top"])
+        problems += [f"{title}: {r['label']} is {r['height']:.0f} px high" for r in rows if r["height"] < 24]
+        problems += [f"{title}: {a['label']} overlaps {b['label']}" for a, b in zip(rows, rows[1:])
+                     if b["top"] < a["bottom"] - 1]
+        problems += [f"{title}: label cut off: {label}" for label in seen["cut"]]
+        assert rows, f"no settings rows found in the {title} tab"
+    assert not problems, problems
+
+
+def test_the_app_notebook_in_voila_shows_the_panel_and_trains_a_picked_file(voila_factory: Any, tmp_path: Path,
+                                                                            page: Any, artifacts: Path) -> None:
+    """``voila notebooks/app.ipynb``: only the panel and its data-file picker; the settings keep
+    their heights with Advanced open; the generated sample trains to the end."""
+    from playwright.sync_api import expect
+
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    nb = nbformat.read(APP, as_version=4)
+    for name, value in {"SAMPLE_ROWS": 4000, "EPOCHS": 6}.items():
+        nb.cells[0].source, found = re.subn(rf"(?m)^{name}\s*=\s*[^#\n]*", f"{name} = {value}  ", nb.cells[0].source)
+        assert found == 1, f"the app's Parameters cell no longer sets {name}"
+    nbformat.write(nb, app_dir / APP.name)
+    app = voila_factory(app_dir / APP.name)
+    try:
+        page.goto(app.url)
+        output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
+        expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+        expect(page.locator(".jp-OutputArea-output")).to_have_count(1)       # the panel, nothing else
+        check_settings_layout(output, artifacts)
+        picker = output.locator("select").first
+        sample = next(o for o in picker.locator("option").all_inner_texts() if o.startswith("sample"))
+        picker.select_option(label=sample)
+        view = PanelView(output)
+        start = view.button("Start")
+        expect(start).to_be_enabled(timeout=60_000)
+        page.screenshot(path=str(artifacts / "15-app-ready.png"))
+        start.click()
+        end = wait_for(view, lambda s: s["state"] in ("completed", "early_stopped"), "the app's run to end")
+        assert end["epoch"] == end["total"] == 6 and end["loss_points"] >= 6, end
+        page.screenshot(path=str(artifacts / "16-app-trained.png"))
+    except BaseException:
+        page.screenshot(path=str(artifacts / "failure-app.png"))
+        raise

@@ -20,6 +20,9 @@ import pytest
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 CELL_TIMEOUT_S = 300       # generous: several test suites share two CPU cores
+# Parameters a notebook is run with here instead of its own: the quickstart trains for about half a
+# minute per run so that a person sees the curves grow; its outputs do not depend on the sizes.
+TEST_PARAMETERS = {"01_quickstart": {"ROWS": 4000, "EPOCHS": 8}}
 
 
 def _code(path: Path) -> str:
@@ -68,12 +71,25 @@ def test_notebook_is_stored_ready_for_nbval(path: Path) -> None:
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3", f"{path.name}: kernel is not python3"
 
 
+def _set_parameters(path: Path, values: dict[str, int]) -> None:
+    """Rewrite assignments in ``path``'s Parameters cell (the first code cell), keeping the rest."""
+    if not values:
+        return
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    for name, value in values.items():
+        cell.source, found = re.subn(rf"(?m)^{name}\s*=\s*[^#\n]*", f"{name} = {value}  ", cell.source)
+        assert found == 1, f"{path.name}'s Parameters cell no longer sets {name}"
+    nbformat.write(nb, path)
+
+
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem, marks=_marks(p)) for p in NOTEBOOKS])
 def test_notebook_runs_under_nbval(path: Path, tmp_path: Path) -> None:
     if 'backend="tensorflow"' in _code(path) and importlib.util.find_spec("tensorflow") is None:
         pytest.skip("TensorFlow is not installed: pip install -e '.[tensorflow]'")
     copy = tmp_path / path.name
     shutil.copy(path, copy)
+    _set_parameters(copy, TEST_PARAMETERS.get(path.stem, {}))
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env", f"--nbval-cell-timeout={CELL_TIMEOUT_S}",
          "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-W", "ignore::DeprecationWarning", copy.name],
