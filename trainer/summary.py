@@ -17,8 +17,7 @@ from __future__ import annotations
 import copy
 import html
 import itertools
-import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 import pandas as pd
@@ -27,7 +26,7 @@ from .available_memory import Budget
 from .config import ConfigError, TrainingConfig
 from .data import PreparedData, prepare_data
 from .memory_fit import Placement, placements, refusal, too_big
-from .model_size import RUN_OVERHEAD, DataShape, LayerSize, MemoryEstimate, ModelSpec, builtin_layers, gib
+from .model_size import DataShape, LayerSize, MemoryEstimate, ModelSpec, as_trained_here, builtin_layers, gib
 
 LAYER_COLUMNS = ["name", "type", "output_shape", "parameters", "trainable_parameters"]
 _HTML_ROWS = 60          # longer layer tables show their first and last rows
@@ -340,22 +339,9 @@ def _main_placement(config: TrainingConfig) -> tuple[Optional[Placement], list[P
     return main, found
 
 
-def _need(placement: Optional[Placement], spec: ModelSpec, shape: DataShape, config: TrainingConfig,
+def _need(main: Optional[Placement], spec: ModelSpec, shape: DataShape, config: TrainingConfig,
           **custom: Any) -> MemoryEstimate:
-    if placement is None:
-        placement = Placement("RAM", "on the CPU")
-    return _as_trained_here(placement.need(spec, shape, **custom), config)
-
-
-def _as_trained_here(memory: MemoryEstimate, config: TrainingConfig) -> MemoryEstimate:
-    """The estimate shown for a one-device CPU run when this process has imported the framework
-    (summarising a built-in model does): its import memory is spent already and not in what is
-    available, so a run adds only its working memory (a 2,466-parameter MLP: about 16 MiB, not
-    0.3 GiB). The refusal (``memory_fit``) still counts a fresh process's, to be safe."""
-    if (config.devices == 1 and memory.where == "RAM" and memory.replicas == 1
-            and config.backend in sys.modules and memory.overhead > RUN_OVERHEAD):
-        return replace(memory, overhead=RUN_OVERHEAD)
-    return memory
+    return as_trained_here((main or Placement("RAM", "on the CPU")).need(spec, shape, **custom), config)
 
 
 def model_summary(config: Union[TrainingConfig, dict[str, Any]], data: Union[pd.DataFrame, PreparedData], *,
