@@ -33,8 +33,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.kernel, pytest.
 
 QUICKSTART = REPO / "notebooks" / "01_quickstart.ipynb"
 README_SCREENSHOT = REPO / "docs" / "panel.png"
-# The quickstart's run takes a second or two; this many rows and epochs make it last long enough
-# (tens of seconds) to watch it grow and to pause it half-way, like a real training run.
+# Half the quickstart's own rows: still long enough (tens of seconds) to watch the run grow and to
+# pause it half-way, on a machine the other test suites share.
 PARAMETERS = {"ROWS": 20000, "EPOCHS": 30}
 KERNEL_TIMEOUT_MS = 180_000
 TRAINING_TIMEOUT_S = 600
