@@ -2,8 +2,9 @@
 
 One input per config field, labelled for people, with a hint beside it: the field's help, or
 what is wrong with the value, or a warning. Fields are grouped in tabs of one fixed height, the
-rarely used ones under "Advanced" (opening it scrolls the tab; nothing shrinks). Nothing here knows a field's range or default: those come from
-the schema, and validation is the schema's own plus the column check against the DataFrame.
+rarely used ones under "Advanced" (opening it scrolls the tab; nothing shrinks). Nothing here
+knows a field's range or default: those come from the schema, and validation is the schema's own
+plus the column check against the DataFrame.
 """
 from __future__ import annotations
 
