@@ -222,3 +222,23 @@ async def test_a_task_whose_folder_another_task_replaced_says_so(registry, worke
     await registry.delete(second.task_id)                     # the folder still holds the second run
     with pytest.raises(Exception, match=f"task {second.task_id}"):
         registry.check_not_replaced(first, "evaluation")
+
+
+async def test_a_client_streaming_a_task_whose_resume_is_refused_gets_its_end_over_http(api, extension, make_config):
+    workers = extension.registry.settings.worker_factory = FakeWorkers()
+    status, body = await api.call("POST", "start", body=make_config(epochs=10, output_path="streamed"))
+    assert status == 200, body
+    task_id = body["task_id"]
+    workers.made[0].train_epoch()
+    assert (await api.call("POST", "stop", task_id))[1]["training_state"] == "stopped"
+    workers.on_start = HANG
+    resume = asyncio.ensure_future(api.call("POST", "resume", task_id))
+    await until(lambda: len(workers.made) == 2)
+    stream = asyncio.ensure_future(api.stream(task_id))
+    task = extension.registry.get(task_id)
+    await until(lambda: task.subscribers)          # the client watches the relaunch
+    workers.made[1].refuse()
+    status, body = await asyncio.wait_for(resume, 5.0)
+    assert status == 409 and "checkpoint does not load" in body["message"], body
+    events, _ = await asyncio.wait_for(stream, 5.0)
+    assert events[-1]["type"] == "complete" and events[-1]["training_state"] == "stopped"
