@@ -291,11 +291,11 @@ class Task(FollowsRun):
         from its checkpoint cancels that resume. Raises Conflict when the state does not allow it,
         WorkerProblem when the worker does not answer."""
         async with self.lock:
+            self.check(action)
             if action == "stop" and self.phase == lc.RELAUNCHING:
                 self.cancel_relaunch(f"a stop request (POST stop/{self.task_id}) cancelled its resume from the "
                                      f"checkpoint before it trained; {self.restart_hint()}")
                 return self.state
-            self.check(action)
             gen, reply = self.request(action)
         return await self.answer(action, gen, reply)
 
