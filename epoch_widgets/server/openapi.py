@@ -93,6 +93,9 @@ def _schemas() -> dict[str, Any]:
         "config": _ref("TrainingConfig"), "progress": _ref("Progress"), "seed": {"type": ["integer", "null"]},
         "samples": {"type": "object", "additionalProperties": {"type": "integer"}},
         "output_dir": {**STRING_OR_NULL, "description": "where output_path landed, as /models/<folder>"},
+        "replaced_by": {**STRING_OR_NULL, "description": (
+            "the task whose run replaced this task's files in output_path (started with overwrite); "
+            "then its evaluation answers 410")},
     })
     error = _obj({
         "success": {"const": False}, "message": {"type": "string", "description": "what is wrong and what to do"},

@@ -89,30 +89,26 @@ class TaskRegistry:
         return max(writers, key=lambda t: (t.launched_at, t.created_at), default=None)
 
     def replaced_by(self, task: Task) -> Optional[str]:
-        """Who replaced ``task``'s files in its output folder since its run wrote them ("task <id>"
-        or "another run"); None while they are its own."""
+        """The id of the task whose run replaced ``task``'s files in its output folder since its
+        own run wrote them; None while they are its own."""
         if task.output_dir is None:
             return None
         claim = ownership.holder(task.output_dir)
         if claim is not None and task.run_id is not None:
-            if claim["run_id"] == task.run_id:
-                return None
-            return f"task {claim['task_id']}" if claim.get("task_id") else "another run"
+            return None if claim["run_id"] == task.run_id else str(claim.get("task_id"))
         owner = self.owner(task.output_dir)     # a task recorded before runs had ids
-        return f"task {owner.task_id}" if owner is not None and owner is not task else None
+        return owner.task_id if owner is not None and owner is not task else None
 
     def check_not_replaced(self, task: Task, what: str) -> None:
         """410 when ``task``'s output folder holds another task's run, so ``what`` (its
         evaluation, its model) would be that run's."""
-        replacer = self.replaced_by(task)
-        if replacer is None:
+        later = self.replaced_by(task)
+        if later is None:
             return
-        later = replacer[len("task "):] if replacer.startswith("task ") else None
-        raise Gone(f"task {task.task_id} was replaced: {replacer} was started in its output_path "
+        raise Gone(f"task {task.task_id} was replaced: task {later} was started in its output_path "
                    f"{task.config.get('output_path')!r} with \"overwrite\": true and its run replaced this "
-                   f"task's files, so this task's {what} is gone"
-                   + (f"; GET evaluation/{later} gives the new run's" if later and what == "evaluation" else "")
-                   + f" (this task's own history stays in GET history/{task.task_id})")
+                   f"task's files, so this task's {what} is gone (GET {what}/{later} gives the new run's; this "
+                   f"task's own history stays in GET history/{task.task_id})")
 
     # ------------------------------------------------------------------ start
     async def start(self, body: Any) -> tuple[Task, dict[str, Any]]:
@@ -259,7 +255,7 @@ class TaskRegistry:
                            f"before its first one); start it again to train")
         replacer = self.replaced_by(task)
         if replacer is not None:
-            raise Conflict(f"{ended} and {replacer} has written to its output_path since (started with "
+            raise Conflict(f"{ended} and task {replacer} has written to its output_path since (started with "
                            f"\"overwrite\": true), so the checkpoints there are no longer this task's; start it "
                            f"again to train")
         if not task.data_file.is_file():

@@ -72,6 +72,8 @@ async def test_a_new_task_is_refused_a_folder_holding_another_tasks_checkpoints(
     status, body = await api.call("GET", "evaluation", first)
     assert status == 410 and f"task {first} was replaced: task {second}" in body["message"], body
     assert (await api.call("GET", "evaluation", second))[0] == 200
+    assert (await api.call("GET", "tasks", first))[1]["task"]["replaced_by"] == second
+    assert (await api.call("GET", "tasks", second))[1]["task"]["replaced_by"] is None
 
 
 async def test_a_folder_holding_checkpoints_of_a_run_no_task_knows_is_refused_too(api, make_config, models_dir, jp_root_dir):

@@ -218,6 +218,7 @@ async def test_a_task_whose_folder_another_task_replaced_says_so(registry, worke
     with pytest.raises(Exception) as info:
         registry.check_not_replaced(first, "evaluation")
     assert info.value.status == 410 and f"task {second.task_id} was started" in info.value.message
+    assert registry.replaced_by(first) == second.task_id and registry.replaced_by(second) is None
     registry.check_not_replaced(second, "evaluation")
     await registry.delete(second.task_id)                     # the folder still holds the second run
     with pytest.raises(Exception, match=f"task {second.task_id}"):
