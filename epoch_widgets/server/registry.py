@@ -293,4 +293,6 @@ class TaskRegistry:
                 task.gen.kill(f"the Jupyter server shut down and the worker did not stop within "
                               f"{self.settings.shutdown_timeout:g} s")
                 await task.wait_exit(2.0)
+        for task in live:
+            task.save()         # with the epochs its run finished while it stopped
         await asyncio.to_thread(self.store.close)

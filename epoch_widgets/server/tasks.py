@@ -84,6 +84,7 @@ class Task(FollowsRun):
         self._generations = 0
         self._finished_gen = 0      # the generation whose end was recorded (streams closed, record saved)
         self._run_ended_gen = 0     # the generation whose run reported its own end (its train_end still counts)
+        self._trailing_gen = 0      # the generation whose epochs still count after the task's end (shutdown)
         # A resume from checkpoint in progress: its token, where the task was, its generation count.
         self._relaunch: Optional[object] = None
         self._relaunch_from: tuple[Any, ...] = ()
@@ -212,7 +213,7 @@ class Task(FollowsRun):
             lc.STARTING, lc.RELAUNCHING, lc.DELETED)
 
     def _from_worker(self, gen: WorkerGeneration, msg: dict[str, Any]) -> None:
-        if self._following(gen):
+        if self._following(gen) or (gen is self.gen and gen.number == self._trailing_gen):
             self.follow(msg)
         elif gen is self.gen and self._run_ended_gen == gen.number and msg.get("event") == "train_end":
             # The run reported its own end (its final state_change came first): train_end adds
@@ -220,6 +221,8 @@ class Task(FollowsRun):
             self.follow(msg)
 
     def _run_state_changed(self, new: str, reason: Optional[str], error: Optional[str]) -> None:
+        if self.done:       # a run the server gave up on, still saving its last epochs
+            return
         if new in lc.FINAL:
             self._run_ended_gen = self.gen.number if self.gen is not None else 0
             self._finish(new, reason, (error or reason) if new == lc.FAILED else None)
@@ -252,6 +255,10 @@ class Task(FollowsRun):
         """Mark a task the server gives up on (shutdown) as interrupted, before its worker is
         stopped: what that worker reports afterwards no longer concerns the task."""
         if self.phase in lc.LIVE and self.phase != lc.STARTING:
+            if self.phase != lc.RELAUNCHING and self.gen is not None:
+                # Its run stops within a batch and may finish an epoch meanwhile: the history the
+                # record keeps goes as far as the artifacts the run writes.
+                self._trailing_gen = self.gen.number
             self._finish(lc.INTERRUPTED, reason, reason)
 
     def _finish(self, state: str, reason: Optional[str], error: Optional[str],

@@ -160,7 +160,10 @@ async def test_a_shutdown_records_live_tasks_as_interrupted_never_as_out_of_memo
     workers.obey_close = obeys
     registry = TaskRegistry(settings)
     task, _ = await registry.start(config())
-    workers.made[0].train_epoch()
+    worker = workers.made[0]
+    worker.train_epoch()
+    if obeys:       # it finishes one more epoch while it stops: the record keeps it, as the artifacts do
+        worker.close_input = lambda: worker._later(lambda: (worker.train_epoch(), worker.end("stopped", "input closed")))
     sub = task.subscribe()
     await asyncio.wait_for(registry.shutdown(), 5.0)
     assert task.state == "interrupted"
@@ -176,6 +179,7 @@ async def test_a_shutdown_records_live_tasks_as_interrupted_never_as_out_of_memo
     try:
         again = later.get(task.task_id)
         assert again.state == "interrupted" and again.reason == task.reason
+        assert len(again.history) == len(task.history) == (2 if obeys else 1)
         assert again.lifecycle.refusal("relaunch", again.task_id) is None
     finally:
         later.store.close()
