@@ -96,11 +96,6 @@ class WorkerGeneration:
             raise WorkerGone()
         return reply
 
-    async def command(self, action: str, timeout: float) -> dict[str, Any]:
-        """Send pause/resume/stop and return the worker's reply. Raises WorkerGone when the worker
-        ends first and asyncio.TimeoutError when it does not answer within ``timeout``."""
-        return await asyncio.wait_for(self.request(action), timeout)
-
     def arm_kill_timer(self, delay: float, reason: str) -> None:
         """Kill this worker ``delay`` seconds from now unless it exits first (the first call counts)."""
         if self._kill_timer is None and not self.exited.done():

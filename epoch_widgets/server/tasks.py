@@ -388,6 +388,8 @@ class Task(FollowsRun):
             if current:
                 phase, reason, error, finished_at, self.launched_at = self._relaunch_from
                 self._finish(phase, reason, error, finished_at)
+                if gen is not None:
+                    await gen.wait_exit(10.0)       # reaped before the refusal goes out
             elif isinstance(exc, Exception) and not isinstance(exc, Conflict):
                 self._check_relaunch_current(token)     # says who cancelled it, not how its worker ended
             raise
