@@ -281,7 +281,8 @@ class TaskRegistry:
         live = self.live()
         for task in live:
             if task.task_id in self.tasks:
-                task.interrupt(f"the Jupyter server shut down while the task was {task.state} (after epoch "
+                doing = "resuming from its checkpoint" if task.phase == lc.RELAUNCHING else task.state
+                task.interrupt(f"the Jupyter server shut down while the task was {doing} (after epoch "
                                f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
                                f"{task.restart_hint()}")
         for task in live:
