@@ -99,6 +99,23 @@ async def test_a_stop_during_a_resume_answers_at_once_cancels_it_and_kills_the_n
     assert state == "running" and "resumed from its checkpoint" in note and len(workers.alive) == 1
 
 
+async def test_a_stop_while_a_resume_waits_for_the_last_worker_to_exit_cancels_it_before_any_new_worker(
+        registry, workers):
+    task, _ = await registry.start(config())
+    first = workers.made[0]
+    first.train_epoch()
+    first.end("stopped", "stop requested", exit=False)      # ended, still writing its files
+    await until(lambda: task.done)
+    resume = asyncio.ensure_future(registry.resume(task.task_id))
+    await until(lambda: task.phase == lc.RELAUNCHING)
+    _, state = await asyncio.wait_for(registry.control(task.task_id, "stop"), PROMPT)
+    assert state == "stopped"
+    first._exit(0)
+    with pytest.raises(Conflict, match="cancelled"):
+        await asyncio.wait_for(resume, PROMPT)
+    assert len(workers.made) == 1                           # no new worker was started
+
+
 async def test_a_delete_during_a_resume_answers_at_once_and_cancels_it(registry, workers, settings):
     task = await stopped_task(registry, workers)
     resume = await relaunching(registry, workers, task)
