@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 
 from epoch_widgets.server import lifecycle as lc
-from epoch_widgets.server.errors import Conflict, TaskNotFound, WorkerProblem
+from epoch_widgets.server.errors import Conflict, Gone, TaskNotFound, WorkerProblem
 from epoch_widgets.server.registry import TaskRegistry
 from epoch_widgets.server.subscriptions import Subscription
 from epoch_widgets.server.tasks import Settings, Task
@@ -236,13 +236,13 @@ async def test_a_task_whose_folder_another_task_replaced_says_so(registry, worke
     workers.made[1].end()
     await until(lambda: second.done)
     assert json.loads((first.output_dir / "evaluation.json").read_text()) == {"written_by": second.task_id}
-    with pytest.raises(Exception) as info:
+    with pytest.raises(Gone) as info:
         registry.check_not_replaced(first, "evaluation")
     assert info.value.status == 410 and f"task {second.task_id} was started" in info.value.message
     assert registry.replaced_by(first) == second.task_id and registry.replaced_by(second) is None
     registry.check_not_replaced(second, "evaluation")
     await registry.delete(second.task_id)                     # the folder still holds the second run
-    with pytest.raises(Exception, match=f"task {second.task_id}"):
+    with pytest.raises(Gone, match=f"task {second.task_id}"):
         registry.check_not_replaced(first, "evaluation")
 
 
