@@ -31,6 +31,12 @@ class Conflict(ApiProblem):
     status = 409
 
 
+class Gone(ApiProblem):
+    """What the task made is no longer there: another task's run replaced it (410)."""
+
+    status = 410
+
+
 class TooManyTasks(ApiProblem):
     status = 429
 

@@ -45,4 +45,6 @@ class EvaluationHandler(TrainingHandler):
     @tornado.web.authenticated
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
+        if task.done:
+            self.registry.check_not_replaced(task, "evaluation")
         self.reply({"task_id": task_id, "evaluation": read_evaluation(task)})

@@ -82,28 +82,28 @@ class WorkerGeneration:
             return False
 
     # ------------------------------------------------------------------ commands
-    async def command(self, action: str, timeout: float) -> dict[str, Any]:
-        """Send pause/resume/stop and return the worker's reply. Raises WorkerGone when the worker
-        ends first and asyncio.TimeoutError when it does not answer within ``timeout``."""
+    def request(self, action: str) -> "asyncio.Future[dict[str, Any]]":
+        """Send pause/resume/stop now (without awaiting: the caller may hold the task's lock) and
+        return the future of the worker's reply, which fails with WorkerGone when the worker ends
+        first. Raises WorkerGone when the worker can no longer be written to."""
         self._seq += 1
         seq = self._seq
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[seq] = reply
+        reply.add_done_callback(lambda _: self._replies.pop(seq, None))
         if not self.process.send(protocol.command(action, seq)):
-            self._replies.pop(seq, None)
+            reply.cancel()
             raise WorkerGone()
-        try:
-            return await asyncio.wait_for(reply, timeout)
-        finally:
-            self._replies.pop(seq, None)
+        return reply
 
     def arm_kill_timer(self, delay: float, reason: str) -> None:
         """Kill this worker ``delay`` seconds from now unless it exits first (the first call counts)."""
         if self._kill_timer is None and not self.exited.done():
             self._kill_timer = asyncio.get_running_loop().call_later(delay, self.kill, reason)
 
-    def kill(self, reason: Optional[str] = None) -> None:
-        """End the worker at once; ``reason`` becomes the task's error if it was still running."""
+    def kill(self, reason: str) -> None:
+        """End the worker at once. ``reason`` says why (it becomes the task's error if the task was
+        still running): without it a SIGKILL reads as the out-of-memory killer's."""
         if self.exited.done():
             return
         self.kill_reason = self.kill_reason or reason
@@ -140,7 +140,7 @@ class WorkerGeneration:
         self._replies.clear()
         if not self.ready.done():
             self.ready.set_exception(WorkerProblem("the worker process ended before training started: "
-                                                   + self.process.describe_exit(returncode)))
+                                                   + self.describe_exit(returncode)))
         if not self.exited.done():
             self.exited.set_result(returncode)
         self._on_exit(self, returncode)

@@ -84,7 +84,8 @@ class TaskHandler(TrainingHandler):
     @tornado.web.authenticated
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
-        self.reply({"task_id": task_id, "task": task.details(self.registry.shown_output_dir(task))})
+        self.reply({"task_id": task_id, "task": {**task.details(self.registry.shown_output_dir(task)),
+                                                 "replaced_by": self.registry.replaced_by(task)}})
 
     @tornado.web.authenticated
     async def delete(self, task_id: str) -> None:

@@ -9,15 +9,20 @@
                          ├─────────> stopping ──> completed | stopped | early_stopped | failed
                          └──(the run ends, the worker dies, the server shuts down)──> an ended state
     stopped | failed | interrupted ──resume──> relaunching ──ready──> running
-                                               (or back to where it was when the new worker fails)
+                                               (back to where it was when the new worker fails;
+                                                stopped when a stop or delete cancels it)
     any ended state ──delete──> deleted
 
-Every transition that awaits something (launching a worker, a control command, resuming from a
-checkpoint, deleting) holds the task's :attr:`Lifecycle.lock` from its check to its last change, so
-two requests never interleave on one task: the second sees the state the first left and is answered
-409 when that state does not allow it. Transitions that do not await (worker events, the worker's
-exit, the stop timeout's kill) run on the event loop's thread in one step each, so they need no lock;
-they act only on the worker generation they belong to (see ``generation.py``).
+Every move into an ended phase goes through one step, ``Task._finish``: it records the end and its
+reason, sends each stream client its final event and ends its stream, and saves the record.
+
+A request takes its transition under the task's :attr:`Lifecycle.lock` without awaiting, so the
+next request sees the state it left and is answered 409 when that state does not allow it. No lock
+is held across a wait (for a worker's reply, its exit or its ready): a request that waits re-checks
+afterwards that its transition is still the current one, so a stop or delete never waits behind
+it and a resume in progress can be cancelled. Transitions that do not await (worker events, the
+worker's exit, the stop timeout's kill) run on the event loop's thread in one step each; they act
+only on the worker generation they belong to (see ``generation.py``).
 """
 from __future__ import annotations
 
@@ -98,11 +103,11 @@ class Lifecycle:
         busy = {STARTING: "its worker is starting", RELAUNCHING: "it is resuming from its checkpoint",
                 STOPPING: "it is stopping (a stop was requested); it ends within a batch or two"}
         if action == "delete":
-            if phase in FINAL:
+            if phase in FINAL:      # (a resume in progress is cancelled before this is asked)
                 return None
             return (f"task {task_id} is still {state}; stop it first (POST stop/{task_id}), then delete it"
                     + (f" ({busy[phase]})" if phase in busy else ""))
-        if phase in busy and not (action == "stop" and phase == STOPPING):
+        if phase in busy and not (action == "stop" and phase in (STOPPING, RELAUNCHING)):
             return f"cannot {action}: {busy[phase]}; try again once it has answered (GET progress/{task_id})"
         if action == "pause":
             if phase == PAUSED:
@@ -112,8 +117,8 @@ class Lifecycle:
             if phase == RUNNING:
                 return f"cannot resume: the run is not paused ({state})"
             return None if phase == PAUSED else ended
-        if action == "stop":
-            return None if phase in (RUNNING, PAUSED, STOPPING) else ended
+        if action == "stop":      # stopping a task that resumes from its checkpoint cancels that resume
+            return None if phase in (RUNNING, PAUSED, STOPPING, RELAUNCHING) else ended
         if action == "relaunch":
             return None if phase in RESUMABLE else ended
         raise ValueError(f"unknown action {action!r}")

@@ -93,6 +93,9 @@ def _schemas() -> dict[str, Any]:
         "config": _ref("TrainingConfig"), "progress": _ref("Progress"), "seed": {"type": ["integer", "null"]},
         "samples": {"type": "object", "additionalProperties": {"type": "integer"}},
         "output_dir": {**STRING_OR_NULL, "description": "where output_path landed, as /models/<folder>"},
+        "replaced_by": {**STRING_OR_NULL, "description": (
+            "the task whose run replaced this task's files in output_path (started with overwrite); "
+            "then its evaluation answers 410")},
     })
     error = _obj({
         "success": {"const": False}, "message": {"type": "string", "description": "what is wrong and what to do"},
@@ -144,6 +147,7 @@ ERRORS = {
     401: "no or a wrong token", 403: "no or a wrong token",
     404: "no such task",
     409: "the task's state does not allow the action (or output_path is taken); the message says what to do",
+    410: "another task's run replaced this task's files in its output_path; the message names that task",
     429: "max_running_tasks are running", 500: "the worker process could not start",
     503: "the server is shutting down", 504: "the worker did not answer in time",
 }
@@ -189,11 +193,12 @@ def _document(server_url: str) -> dict[str, Any]:
             "Resume a paused task, or continue an ended one from its checkpoint", "ControlResponse",
             (*CONTROL, 429, 500, 503),
             "A paused task resumes within one batch. An interrupted, stopped or failed task with checkpoints "
-            "continues in a new worker (training_state running once it is ready). Concurrent requests are served "
-            "one at a time: the losers get 409 and change nothing.")),
+            "continues in a new worker (training_state running once it is ready); a stop or delete meanwhile "
+            "cancels it (409). Concurrent requests: the losers get 409 at once and change nothing.")),
         "/stop/{task_id}": task_path(post=_operation(
             "Stop within one batch (artifacts are written)", "ControlResponse", CONTROL,
-            "A worker that has not ended stop_timeout seconds after the request is killed.")),
+            "A worker that has not ended stop_timeout seconds after the request is killed. A task resuming "
+            "from its checkpoint is stopped at once (its new worker is ended).")),
         "/tasks": {"get": {**_operation("Every task of this server, oldest first", "TasksResponse", (400,)),
                            "parameters": [
                                {"name": "state", "in": "query", "required": False, "schema": {"type": "string"},
@@ -202,9 +207,10 @@ def _document(server_url: str) -> dict[str, Any]:
                                {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
                                 "description": "keep tasks whose name contains this (any case)"}]}},
         "/evaluation/{task_id}": task_path(get=_operation(
-            "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409),
+            "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409, 410),
             "409 while the task runs, or when it has none (no output_path, or it ended before its first "
-            "epoch); the message says why.")),
+            "epoch); the message says why. 410 when a task started later with `overwrite` replaced its "
+            "files (the message names it).")),
         "/tasks/{task_id}": task_path(
             get=_operation("One task with its config", "TaskResponse", (404,)),
             delete=_operation("Forget an ended task (its model files and checkpoints stay)", "DeleteResponse",

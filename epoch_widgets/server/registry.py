@@ -12,7 +12,8 @@ from trainer.checkpoints import describe_run, run_summary
 from trainer.loggers import logger_locations
 
 from . import lifecycle as lc
-from .errors import ApiProblem, BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
+from . import ownership
+from .errors import ApiProblem, BadRequest, Conflict, Gone, TaskNotFound, TooManyTasks, WorkerProblem
 from .ids import TaskIdAllocator
 from .paths import PathRedactor, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
@@ -87,6 +88,28 @@ class TaskRegistry:
         writers = [t for t in self.tasks.values() if t.output_dir == output_dir]
         return max(writers, key=lambda t: (t.launched_at, t.created_at), default=None)
 
+    def replaced_by(self, task: Task) -> Optional[str]:
+        """The id of the task whose run replaced ``task``'s files in its output folder since its
+        own run wrote them; None while they are its own."""
+        if task.output_dir is None:
+            return None
+        claim = ownership.holder(task.output_dir)
+        if claim is not None and task.run_id is not None:
+            return None if claim["run_id"] == task.run_id else str(claim.get("task_id"))
+        owner = self.owner(task.output_dir)     # a task recorded before runs had ids
+        return owner.task_id if owner is not None and owner is not task else None
+
+    def check_not_replaced(self, task: Task, what: str) -> None:
+        """410 when ``task``'s output folder holds another task's run, so ``what`` (its
+        evaluation, its model) would be that run's."""
+        later = self.replaced_by(task)
+        if later is None:
+            return
+        raise Gone(f"task {task.task_id} was replaced: task {later} was started in its output_path "
+                   f"{task.config.get('output_path')!r} with \"overwrite\": true and its run replaced this "
+                   f"task's files, so this task's {what} is gone (GET {what}/{later} gives the new run's; this "
+                   f"task's own history stays in GET history/{task.task_id})")
+
     # ------------------------------------------------------------------ start
     async def start(self, body: Any) -> tuple[Task, dict[str, Any]]:
         """Validate ``body`` (a training config, plus ``overwrite``), start its worker, and return the
@@ -133,7 +156,7 @@ class TaskRegistry:
             ready = await gen.wait_ready(self.settings.start_timeout)
         except BaseException as exc:
             if task.gen is not None:
-                task.gen.kill()
+                task.gen.kill(f"its start was refused: {exc}")
                 await task.gen.wait_exit(10.0)     # reaped before the refusal goes out
             if task.phase == lc.STARTING:
                 task.lifecycle.move(lc.DELETED)
@@ -148,6 +171,8 @@ class TaskRegistry:
             effective["seed"] = ready.get("seed")     # the effective config reproduces the run
         task.accepted = True
         self.tasks[task_id] = task
+        if output_dir is not None:
+            ownership.claim(output_dir, task_id, task.run_id or "")
         task.save()
         return task, ready
 
@@ -189,19 +214,24 @@ class TaskRegistry:
 
     async def resume(self, task_id: str) -> tuple[Task, str, Optional[str]]:
         """Resume a paused task; or continue an interrupted, stopped or failed one from its last
-        checkpoint in a new worker. Returns (task, state, a note when it came from a checkpoint)."""
+        checkpoint in a new worker. Returns (task, state, a note when it came from a checkpoint).
+        The task's lock is held only while the request is checked and the transition taken, never
+        across the waits for a worker (a stop or delete meanwhile answers at once)."""
         task = self.get(task_id)
         async with task.lock:
-            if task.phase not in lc.RESUMABLE:
+            in_worker = task.phase not in lc.RESUMABLE
+            if in_worker:
                 task.check("resume")
-                return task, await task.command("resume"), None
-            # The last worker may still be writing its artifacts; its exit must not overlap the next one.
-            if not await task.wait_exit(self.settings.stop_timeout):
-                raise Conflict("cannot resume: the task's last worker process is still finishing; try again shortly")
-            self._check_relaunch(task)
-            assert task.output_dir is not None
-            ready = await task.relaunch({**task.config, "data_path": str(task.data_file),
-                                         "output_path": str(task.output_dir)}, self.settings.start_timeout)
+                gen, reply = task.request("resume")
+            else:
+                self._check_relaunch(task)
+                token = task.begin_relaunch()
+        if in_worker:
+            return task, await task.answer("resume", gen, reply), None
+        assert task.output_dir is not None
+        ready = await task.relaunch(token, {**task.config, "data_path": str(task.data_file),
+                                            "output_path": str(task.output_dir)},
+                                    self.settings.stop_timeout, self.settings.start_timeout)
         where = ready.get("resumed_from") or {}
         epoch, batch = where.get("epoch", 0), where.get("batch", 0)
         note = f"Training resumed from its checkpoint after epoch {epoch}" + (f", batch {batch} of epoch {epoch + 1}"
@@ -223,9 +253,9 @@ class TaskRegistry:
         if not has_checkpoints(task.output_dir):
             raise Conflict(f"{ended} and wrote no checkpoint to continue from (checkpoints=False, or it ended "
                            f"before its first one); start it again to train")
-        owner = self.owner(task.output_dir)
-        if owner is not task and owner is not None:
-            raise Conflict(f"{ended} and task {owner.task_id} has written to its output_path since (started with "
+        replacer = self.replaced_by(task)
+        if replacer is not None:
+            raise Conflict(f"{ended} and task {replacer} has written to its output_path since (started with "
                            f"\"overwrite\": true), so the checkpoints there are no longer this task's; start it "
                            f"again to train")
         if not task.data_file.is_file():
@@ -236,29 +266,34 @@ class TaskRegistry:
 
     # ------------------------------------------------------------------ delete, shutdown
     async def delete(self, task_id: str) -> Task:
+        """Forget an ended task (its files stay); a resume in progress is cancelled first."""
         task = self.get(task_id)
         async with task.lock:
-            task.check("delete")
             task.delete()
             self.tasks.pop(task_id, None)
             self.store.delete(task_id)
         return task
 
     async def shutdown(self) -> None:
-        """Stop every worker (each saves its artifacts if it can), record those tasks as interrupted."""
+        """Record every live task as interrupted (so a later server lists it as resumable), then
+        stop the workers (each saves its artifacts if it can) and kill those that do not stop."""
         self._closing = True
         live = self.live()
+        for task in live:
+            if task.task_id in self.tasks:
+                doing = "resuming from its checkpoint" if task.phase == lc.RELAUNCHING else task.state
+                task.interrupt(f"the Jupyter server shut down while the task was {doing} (after epoch "
+                               f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
+                               f"{task.restart_hint()}")
         for task in live:
             if task.gen is not None:
                 task.gen.close_input()
         deadline = time.monotonic() + self.settings.shutdown_timeout
         for task in live:
             if not await task.wait_exit(max(0.0, deadline - time.monotonic())) and task.gen is not None:
-                task.gen.kill()
+                task.gen.kill(f"the Jupyter server shut down and the worker did not stop within "
+                              f"{self.settings.shutdown_timeout:g} s")
                 await task.wait_exit(2.0)
         for task in live:
-            if task.task_id in self.tasks:
-                task.interrupt(f"the Jupyter server shut down while the task was running (after epoch "
-                               f"{task.progress['current_epoch']} of {task.progress['total_epochs']}); "
-                               f"{task.restart_hint()}")
+            task.save()         # with the epochs its run finished while it stopped
         await asyncio.to_thread(self.store.close)

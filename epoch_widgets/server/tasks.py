@@ -11,6 +11,7 @@ import asyncio
 import logging
 import sys
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -73,12 +74,22 @@ class Task(FollowsRun):
         self.follow_state(RunState(total_epochs=config["epochs"]))
         self.seed: Optional[int] = config.get("seed")
         self.samples: dict[str, int] = {}
+        # Which run of output_dir is this task's (``ownership.py``); None for a task recorded
+        # before runs had ids.
+        self.run_id: Optional[str] = uuid.uuid4().hex
         self.created_at = time.time()
         self.launched_at = self.created_at        # the last time a worker started writing to output_dir
         self.finished_at: Optional[float] = None
         self.gen: Optional[WorkerGeneration] = None
         self._generations = 0
         self._finished_gen = 0      # the generation whose end was recorded (streams closed, record saved)
+        self._run_ended_gen = 0     # the generation whose run reported its own end (its train_end still counts)
+        self._trailing_gen = 0      # the generation whose epochs still count after the task's end (shutdown)
+        # A resume from checkpoint in progress: its token, where the task was, its generation count.
+        self._relaunch: Optional[object] = None
+        self._relaunch_from: tuple[Any, ...] = ()
+        self._relaunch_gens = 0
+        self._ready_gen = 0         # the last generation whose ready the task accepted
         self.subscribers: set[Subscription] = set()
         # Only a task the registry accepted is persisted or reported; a refused start leaves no trace.
         self.accepted = False
@@ -120,7 +131,7 @@ class Task(FollowsRun):
                 "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
                 "state": self.state, "reason": self.reason, "error": self.error,
                 "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
-                "seed": self.seed,
+                "seed": self.seed, "run_id": self.run_id,
                 "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
                 "finished_at": self.finished_at}
 
@@ -132,6 +143,7 @@ class Task(FollowsRun):
                    Path(out) if out else None, store, settings)
         task.follow_state(state_from_record(record, record["config"]["epochs"]))
         task.seed = record.get("seed")
+        task.run_id = record.get("run_id")
         task.samples = record.get("samples", {})
         task.created_at = record.get("created_at") or task.created_at
         task.launched_at = record.get("launched_at") or task.created_at
@@ -190,72 +202,79 @@ class Task(FollowsRun):
         old = self.state
         self.apply_ready(msg)
         self.lifecycle.move(lc.RUNNING)
+        self._ready_gen, self._relaunch = gen.number, None
         self.publish_state(old)
         self.save()
 
     def _following(self, gen: WorkerGeneration) -> bool:
         """Whether ``gen``'s reports still concern the task: it is the current generation, and the
-        task's end has not been recorded (a final state_change comes before train_end)."""
+        task's end has not been recorded."""
         return gen is self.gen and self._finished_gen != gen.number and self.phase not in (
             lc.STARTING, lc.RELAUNCHING, lc.DELETED)
 
     def _from_worker(self, gen: WorkerGeneration, msg: dict[str, Any]) -> None:
-        if self._following(gen):
+        if self._following(gen) or (gen is self.gen and gen.number == self._trailing_gen):
+            self.follow(msg)
+        elif gen is self.gen and self._run_ended_gen == gen.number and msg.get("event") == "train_end":
+            # The run reported its own end (its final state_change came first): train_end adds
+            # where its files are to the record.
             self.follow(msg)
 
     def _run_state_changed(self, new: str, reason: Optional[str], error: Optional[str]) -> None:
-        old = self.state
-        if self.phase in lc.FINAL:       # the end is already known; train_end records it
+        if self.done:       # a run the server gave up on, still saving its last epochs
             return
         if new in lc.FINAL:
-            self.lifecycle.move(new)
-        elif new in (lc.RUNNING, lc.PAUSED):
-            if self.phase == lc.STOPPING:
-                self.lifecycle.run_state = new
-            else:
-                self.lifecycle.move(new)
-        else:
+            self._run_ended_gen = self.gen.number if self.gen is not None else 0
+            self._finish(new, reason, (error or reason) if new == lc.FAILED else None)
             return
+        if new not in (lc.RUNNING, lc.PAUSED):
+            return
+        old = self.state
+        if self.phase == lc.STOPPING:
+            self.lifecycle.run_state = new
+        else:
+            self.lifecycle.move(new)
         self.reason = reason
-        if new == lc.FAILED:
-            self.error = error or reason
         if self.state != old:
             self.publish_state(old)
         self.save()
 
     def _run_ended(self, state: str, reason: Optional[str], error: Optional[str]) -> None:
-        old = self.state
-        if self.phase not in lc.FINAL:
-            self.lifecycle.move(state)
-        self.reason, self.error = reason, error
-        if self.state != old:
-            self.publish_state(old)
-        self._finish()
+        if not self.done:               # a train_end without its final state_change
+            self._finish(state, reason, error)
+        else:
+            self.save()                 # the files' paths train_end brought
 
     def _worker_exited(self, gen: WorkerGeneration, returncode: int) -> None:
         # Starting and relaunching handle their worker's early exit themselves (its ready fails).
-        if not self._following(gen):
-            return
-        if self.phase in lc.LIVE:
-            old = self.state
-            self.lifecycle.move(lc.FAILED)
-            self.reason = self.error = gen.describe_exit(returncode)
-            self.publish_state(old)
-        self._finish()      # also when it died between its final state and its train_end
+        if self._following(gen):
+            why = gen.describe_exit(returncode)
+            self._finish(lc.FAILED, why, why)
 
     def interrupt(self, reason: str) -> None:
-        """Mark a task the server gave up on (shutdown) as interrupted."""
-        if self.phase not in lc.LIVE and self.phase != lc.STOPPED:
+        """Mark a task the server gives up on (shutdown) as interrupted, before its worker is
+        stopped: what that worker reports afterwards no longer concerns the task."""
+        if self.phase in lc.LIVE and self.phase != lc.STARTING:
+            if self.phase != lc.RELAUNCHING and self.gen is not None:
+                # Its run stops within a batch and may finish an epoch meanwhile: the history the
+                # record keeps goes as far as the artifacts the run writes.
+                self._trailing_gen = self.gen.number
+            self._finish(lc.INTERRUPTED, reason, reason)
+
+    def _finish(self, state: str, reason: Optional[str], error: Optional[str],
+                finished_at: Optional[float] = None) -> None:
+        """The one way into an ended phase: record the end and why, cancel a resume in progress,
+        send every stream client its final event and end its stream, and save the record. The
+        current worker generation's reports no longer concern the task (a new generation's will)."""
+        if self.done:
             return
         old = self.state
-        self.lifecycle.move(lc.INTERRUPTED)
-        self.reason = self.error = reason
-        self.publish_state(old)
-        self._finish()
-
-    def _finish(self) -> None:
+        self.lifecycle.move(state)
+        self.reason, self.error = reason, error
         self._finished_gen = self.gen.number if self.gen is not None else 0
-        self.finished_at = self.finished_at or time.time()
+        self._relaunch = None
+        self.finished_at = finished_at or self.finished_at or time.time()
+        self.publish_state(old)
         self.close_streams()
         self.save()
 
@@ -263,6 +282,9 @@ class Task(FollowsRun):
         return self.gen is None or await self.gen.wait_exit(timeout)
 
     # ------------------------------------------------------------------ transitions that await
+    # Each takes its transition under the lock without awaiting, releases it, then waits; after
+    # a wait it checks that its transition is still the current one (a stop, delete or shutdown
+    # meanwhile ends it). So a stop or delete never waits behind another request's wait.
     def check(self, action: str) -> None:
         """Raise 404 for a deleted task and 409 when ``action`` is not possible now (hold the lock)."""
         if self.phase == lc.DELETED:
@@ -272,14 +294,21 @@ class Task(FollowsRun):
             raise Conflict(refusal)
 
     async def control(self, action: str) -> str:
-        """Pause, resume or stop; returns the state the run reached. Raises Conflict when the
-        state does not allow it, WorkerProblem when the worker does not answer."""
+        """Pause, resume or stop; returns the state the run reached. A stop while the task resumes
+        from its checkpoint cancels that resume. Raises Conflict when the state does not allow it,
+        WorkerProblem when the worker does not answer."""
         async with self.lock:
             self.check(action)
-            return await self.command(action)
+            if action == "stop" and self.phase == lc.RELAUNCHING:
+                self.cancel_relaunch(f"a stop request (POST stop/{self.task_id}) cancelled its resume from the "
+                                     f"checkpoint before it trained; {self.restart_hint()}")
+                return self.state
+            gen, reply = self.request(action)
+        return await self.answer(action, gen, reply)
 
-    async def command(self, action: str) -> str:
-        """``control`` for a caller that holds the lock and has checked the action."""
+    def request(self, action: str) -> tuple[WorkerGeneration, "asyncio.Future[dict[str, Any]]"]:
+        """Send ``action`` to the worker (the caller holds the lock and has checked it); await its
+        reply with :meth:`answer` after releasing the lock."""
         gen = self.gen
         assert gen is not None
         if action == "stop":
@@ -288,7 +317,16 @@ class Task(FollowsRun):
                                f"the run did not stop within {self.settings.stop_timeout:g} s of the stop request, "
                                f"so its worker process was killed; no artifacts were written")
         try:
-            reply = await gen.command(action, self.settings.command_timeout)
+            return gen, gen.request(action)
+        except WorkerGone:
+            failed: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            failed.set_exception(WorkerGone())
+            return gen, failed
+
+    async def answer(self, action: str, gen: WorkerGeneration, reply_future: "asyncio.Future[dict[str, Any]]") -> str:
+        """The state the run reached after ``action``, from the worker's reply."""
+        try:
+            reply = await asyncio.wait_for(reply_future, self.settings.command_timeout)
         except asyncio.TimeoutError:
             hint = ("it is killed if it has not ended " f"{self.settings.stop_timeout:g} s after the request"
                     if action == "stop" else f"it may be hung: POST stop/{self.task_id} ends it")
@@ -308,30 +346,75 @@ class Task(FollowsRun):
             raise Conflict(f"cannot {action}: the run ended ({state}) before it could be {ACTIONS[action]}")
         return state
 
-    async def relaunch(self, worker_config: dict[str, Any], timeout: float) -> dict[str, Any]:
-        """Continue an ended task in a new worker generation from its last checkpoint; returns the
-        worker's ``ready``. The caller holds the lock, has checked ``relaunch`` and waited for the
-        last worker's exit. On failure the task is left as it was."""
-        before = (self.phase, self.reason, self.error, self.finished_at, self.launched_at)
+    # ------------------------------------------------------------------ resuming from a checkpoint
+    def begin_relaunch(self) -> object:
+        """Move to relaunching (the caller holds the lock and has checked ``relaunch``); returns
+        the token :meth:`relaunch` needs. Until the new worker is ready a stop, delete or shutdown
+        cancels it (:meth:`cancel_relaunch`)."""
+        token = object()
+        self._relaunch = token
+        self._relaunch_from = (self.phase, self.reason, self.error, self.finished_at, self.launched_at)
+        self._relaunch_gens = self._generations
         old = self.state
         self.lifecycle.move(lc.RELAUNCHING)
         self.reason = self.error = self.finished_at = None
         self.publish_state(old)
-        gen = self.launch(worker_config, resume=True)
+        return token
+
+    async def relaunch(self, token: object, worker_config: dict[str, Any], exit_timeout: float,
+                       ready_timeout: float) -> dict[str, Any]:
+        """Continue the task from its last checkpoint in a new worker generation, begun with
+        :meth:`begin_relaunch`; returns the worker's ``ready``. No lock is held while it waits
+        for the last worker's exit or the new one's ready. On failure the task is back where it
+        was (its streams ended); when a stop or delete cancelled it, Conflict says so."""
+        previous, gen = self.gen, None
         try:
-            return await gen.wait_ready(timeout)
-        except BaseException:
-            gen.kill()
-            await gen.wait_exit(10.0)
-            if self.phase == lc.RELAUNCHING:        # (a shutdown may have interrupted it meanwhile)
-                phase, self.reason, self.error, self.finished_at, self.launched_at = before
-                self.lifecycle.move(phase)
-                self.publish_state("pending")
-                self.save()
+            # The last worker may still be writing its artifacts; its exit must not overlap the next one.
+            if previous is not None and not await previous.wait_exit(exit_timeout):
+                raise Conflict("cannot resume: the task's last worker process is still finishing; try again shortly")
+            async with self.lock:
+                self._check_relaunch_current(token)
+                gen = self.launch(worker_config, resume=True)
+            ready = await gen.wait_ready(ready_timeout)
+            async with self.lock:
+                if self._ready_gen != gen.number:       # a stop, delete or shutdown came first
+                    self._check_relaunch_current(token)
+            return ready
+        except BaseException as exc:
+            current = self._relaunch is token
+            if gen is not None:
+                gen.kill(f"its resume from the checkpoint failed: {exc}" if current else
+                         "its resume from the checkpoint was cancelled")
+            if current:
+                phase, reason, error, finished_at, self.launched_at = self._relaunch_from
+                self._finish(phase, reason, error, finished_at)
+                if gen is not None:
+                    await gen.wait_exit(10.0)       # reaped before the refusal goes out
+            elif isinstance(exc, Exception) and not isinstance(exc, Conflict):
+                self._check_relaunch_current(token)     # says who cancelled it, not how its worker ended
             raise
 
+    def _check_relaunch_current(self, token: object) -> None:
+        if self._relaunch is token and self.phase == lc.RELAUNCHING:
+            return
+        if self.phase == lc.DELETED:
+            raise Conflict(f"cannot resume: task {self.task_id} was deleted while it resumed from its checkpoint")
+        raise Conflict(f"cannot resume: the resume from the checkpoint was cancelled ({self.reason}); the task "
+                       f"is {self.state}")
+
+    def cancel_relaunch(self, reason: str) -> None:
+        """End a resume in progress (hold the lock): the new worker, if it appeared, is killed and
+        the task is stopped. The request that began the resume is answered 409."""
+        if self.phase != lc.RELAUNCHING:
+            return
+        if self.gen is not None and self.gen.number > self._relaunch_gens:
+            self.gen.kill(f"its resume from the checkpoint was cancelled: {reason}")
+        self._finish(lc.STOPPED, reason, None)
+
     def delete(self) -> None:
-        """Forget the task (the caller holds the lock and has checked ``delete``)."""
+        """Forget the task (the caller holds the lock; a resume in progress is cancelled first)."""
+        self.cancel_relaunch(f"task {self.task_id} was deleted (DELETE tasks/{self.task_id})")
+        self.check("delete")
         self.lifecycle.move(lc.DELETED)
         if self._save_handle is not None:
             self._save_handle.cancel()

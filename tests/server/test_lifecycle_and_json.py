@@ -60,7 +60,7 @@ def test_clients_see_one_vocabulary():
     (lc.PAUSED, "pause", "already paused; POST resume/t1"),
     (lc.RUNNING, "resume", "not paused (running)"),
     (lc.STOPPING, "pause", "stopping"),
-    (lc.RELAUNCHING, "stop", "resuming from its checkpoint; try again"),
+    (lc.RELAUNCHING, "pause", "resuming from its checkpoint; try again"),
     (lc.COMPLETED, "stop", "already ended (completed)"),
     (lc.COMPLETED, "relaunch", "already ended (completed)"),
     (lc.RUNNING, "delete", "stop it first (POST stop/t1)"),
@@ -70,7 +70,8 @@ def test_refusals_say_the_state_and_what_to_do(phase, action, words):
 
 
 @pytest.mark.parametrize("phase, action", [(lc.RUNNING, "pause"), (lc.PAUSED, "resume"), (lc.PAUSED, "stop"),
-                                           (lc.STOPPING, "stop"), (lc.FAILED, "relaunch"), (lc.STOPPED, "delete")])
+                                           (lc.STOPPING, "stop"), (lc.RELAUNCHING, "stop"), (lc.FAILED, "relaunch"),
+                                           (lc.STOPPED, "delete")])
 def test_allowed_actions(phase, action):
     assert Lifecycle(phase).refusal(action, "t1") is None
 
