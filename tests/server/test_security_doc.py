@@ -48,6 +48,7 @@ def server(tmp_path: Path):
 
 def test_the_documented_viewer_token_reads_but_cannot_start_or_stop(server):
     operator, viewer = server.headers, server.viewer_headers
+    # Far more epochs than the test lasts: the task is still running when the viewer tries to stop it.
     config = {"name": "watched", "model_type": "mlp", "epochs": 100_000, "batch_size": 32, "hidden_units": [8],
               "feature_columns": ["f1", "f2", "f3"], "target_column": "label", "device": "cpu",
               "data_path": "data.csv"}
