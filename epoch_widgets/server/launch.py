@@ -3,9 +3,9 @@
     with BackgroundServer(root_dir="work") as server:
         requests.get(server.api_url("tasks"), headers=server.headers)
 
-It runs ``python -m epoch_widgets.server`` (or, with ``jupyter=True``, a full ``jupyter server``
-with every enabled extension) on a free local port with a fresh token, and waits until the API
-answers.
+It runs ``python -m epoch_widgets.server`` (the API alone; with ``jupyter=True``, a full ``jupyter
+server`` with every enabled extension) on a free local port with a fresh token, passed in the
+environment, and waits until the API answers.
 """
 from __future__ import annotations
 

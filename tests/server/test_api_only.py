@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -91,3 +93,13 @@ def test_the_token_comes_from_the_environment_and_a_task_trains_to_the_end(serve
     assert "epoch_widgets | extension was successfully loaded" in log
     assert "not loading the server extensions" in log and "jupyterlab" in log   # said, not done
     assert server.token not in log      # the printed URL shows '?token=...', never the token
+
+
+def test_a_token_on_the_command_line_is_warned_about():
+    result = subprocess.run([sys.executable, "-m", "epoch_widgets.server", "--IdentityProvider.token=visible", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "the token is on the command line" in result.stderr and "JUPYTER_TOKEN" in result.stderr
+    quiet = subprocess.run([sys.executable, "-m", "epoch_widgets.server", "--help"], capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "JUPYTER_TOKEN": "hidden"})
+    assert "the token is on the command line" not in quiet.stderr
