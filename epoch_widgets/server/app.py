@@ -13,6 +13,7 @@ from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Enum, Float, Integer, Unicode, default
 
+from .api_only import ApiOnlyServerApp
 from .handlers import handlers
 from .registry import TaskRegistry
 from .tasks import Settings
@@ -23,8 +24,10 @@ class EpochTrainingApp(ExtensionApp):
 
     name = "epoch_widgets"
     description = "HTTP API and Server-Sent Events for epoch-by-epoch training"
-    # When launched on its own it is an API server: no other extensions, no browser.
+    # When launched on its own it is an API server: no other extensions, none of Jupyter's services
+    # (kernels, contents, files, ...), no browser. Loaded into a user's server, neither applies.
     load_other_extensions = False
+    serverapp_class = ApiOnlyServerApp
 
     models_dir = Unicode(
         "", config=True,

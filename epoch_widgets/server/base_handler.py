@@ -1,5 +1,5 @@
-"""The base of every handler of the API: authentication, strict-JSON answers and errors, and
-log lines that never show the token."""
+"""The base of every handler of the API: authentication, authorization, strict-JSON answers and
+errors, and log lines that never show the token."""
 from __future__ import annotations
 
 import logging
@@ -20,6 +20,10 @@ except ImportError:  # pragma: no cover - a future jupyter_server without it
         return path + (sep + "[secret]" if query else "")
 
 TASK_ID = r"(?P<task_id>[^/]+)"
+# What a deployment's Jupyter Authorizer is asked about: action 'read' for GET requests (tasks,
+# progress, history, streams, evaluation, the OpenAPI document), 'write' for the rest (start,
+# pause, resume, stop, delete).
+AUTH_RESOURCE = "epoch_training"
 app_log = logging.getLogger("tornado.application")
 
 
@@ -27,6 +31,7 @@ class TrainingHandler(APIHandler):
     """Common parts: the registry, JSON replies and JSON errors."""
 
     registry: TaskRegistry
+    auth_resource = AUTH_RESOURCE   # read by jupyter_server's @authorized
 
     def initialize(self, registry: TaskRegistry) -> None:
         self.registry = registry
@@ -59,6 +64,10 @@ class TrainingHandler(APIHandler):
             body["message"] = exc.message
             if exc.errors:
                 body["errors"] = exc.errors
+        elif status_code == 403 and isinstance(exc, tornado.web.HTTPError) and AUTH_RESOURCE in (exc.log_message or ""):
+            # @authorized's refusal: the token was fine, the server's Authorizer said no.
+            body["message"] = (f"{self._reason}: {exc.log_message} This server's Authorizer decides what each "
+                               f"user may do ('read' for GET requests, 'write' for the others)")
         elif status_code in (401, 403):
             detail = exc.log_message if isinstance(exc, tornado.web.HTTPError) and exc.log_message else ""
             body["message"] = (f"{self._reason}{f' ({detail})' if detail else ''}: this API needs the Jupyter "

@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 
 from .errors import Conflict
 from .base_handler import TrainingHandler
@@ -43,6 +44,7 @@ def _why_missing(task: Task) -> str:
 
 class EvaluationHandler(TrainingHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
         if task.done:

@@ -1,7 +1,8 @@
 """HTTP handlers of the epoch-training API (docs/api.md), under ``<base_url>/api/v1/epoch-training/``.
 
 Every handler requires Jupyter's authentication (``Authorization: Bearer <token>``, ``token <token>``
-or ``?token=`` for EventSource clients) and answers errors as ``{"success": false, "message": ...}``.
+or ``?token=`` for EventSource clients) and the server's ``Authorizer`` (resource ``epoch_training``:
+``read`` for GET, ``write`` for the rest), and answers errors as ``{"success": false, "message": ...}``.
 Answers are standard JSON and never show the server's own absolute paths; logged URLs never show
 the token.
 """
@@ -11,6 +12,7 @@ import asyncio
 from typing import Any, Optional
 
 import tornado.web
+from jupyter_server.auth.decorator import authorized
 from tornado.iostream import StreamClosedError
 
 from .base_handler import TASK_ID, TrainingHandler
@@ -22,6 +24,7 @@ from .urls import API_PREFIX
 
 class StartHandler(TrainingHandler):
     @tornado.web.authenticated
+    @authorized
     async def post(self) -> None:
         task, ready = await self.registry.start(self.json_body())
         self.reply({"task_id": task.task_id, "message": "Epoch training started", "config": task.config,
@@ -31,6 +34,7 @@ class StartHandler(TrainingHandler):
 
 class ProgressHandler(TrainingHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
         self.reply({"task_id": task_id, "progress": task.progress_snapshot()})
@@ -38,6 +42,7 @@ class ProgressHandler(TrainingHandler):
 
 class HistoryHandler(TrainingHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
         self.reply({"task_id": task_id, "history": task.history})
@@ -51,6 +56,7 @@ class ControlHandler(TrainingHandler):
         self.action = action
 
     @tornado.web.authenticated
+    @authorized
     async def post(self, task_id: str) -> None:
         note = None
         if self.action == "resume":     # also continues an ended task from its last checkpoint
@@ -75,6 +81,7 @@ class ControlHandler(TrainingHandler):
 
 class TasksHandler(TrainingHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self) -> None:
         # ?state=completed,failed (or state repeated) and ?name=<part of the name>
         self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None))})
@@ -82,12 +89,14 @@ class TasksHandler(TrainingHandler):
 
 class TaskHandler(TrainingHandler):
     @tornado.web.authenticated
+    @authorized
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
         self.reply({"task_id": task_id, "task": {**task.details(self.registry.shown_output_dir(task)),
                                                  "replaced_by": self.registry.replaced_by(task)}})
 
     @tornado.web.authenticated
+    @authorized
     async def delete(self, task_id: str) -> None:
         await self.registry.delete(task_id)
         self.reply({"task_id": task_id, "message": "Task deleted (its model files are kept)"})
@@ -100,6 +109,7 @@ class StreamHandler(TrainingHandler):
     _subscription: Optional[Any] = None
 
     @tornado.web.authenticated
+    @authorized
     async def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
         self.set_header("Content-Type", "text/event-stream; charset=utf-8")
@@ -138,6 +148,7 @@ class OpenApiHandler(TrainingHandler):
     """The API's OpenAPI 3.1 document (authenticated like every endpoint)."""
 
     @tornado.web.authenticated
+    @authorized
     def get(self) -> None:
         self.set_header("Content-Type", "application/json")
         base_url = self.settings.get("base_url", "/")

@@ -3,9 +3,9 @@
     with BackgroundServer(root_dir="work") as server:
         requests.get(server.api_url("tasks"), headers=server.headers)
 
-It runs ``python -m epoch_widgets.server`` (or, with ``jupyter=True``, a full ``jupyter server``
-with every enabled extension) on a free local port with a fresh token, and waits until the API
-answers.
+It runs ``python -m epoch_widgets.server`` (the API alone; with ``jupyter=True``, a full ``jupyter
+server`` with every enabled extension) on a free local port with a fresh token, passed in the
+environment, and waits until the API answers.
 """
 from __future__ import annotations
 
@@ -62,10 +62,11 @@ class BackgroundServer:
         return "/".join([self.url, API_PREFIX, *parts])
 
     def command(self) -> list[str]:
+        """The server's command line (the token is not on it: see ``environment``)."""
         module = "jupyter_server" if self.jupyter else "epoch_widgets.server"
         args = [sys.executable, "-m", module, f"--ServerApp.port={self.port}",
                 "--ServerApp.port_retries=0", "--ServerApp.ip=127.0.0.1", "--ServerApp.open_browser=False",
-                f"--ServerApp.root_dir={self.root_dir}", f"--IdentityProvider.token={self.token}"]
+                f"--ServerApp.root_dir={self.root_dir}"]
         if os.geteuid() == 0:
             args.append("--allow-root")
         if self.tasks_dir is not None:
@@ -74,12 +75,17 @@ class BackgroundServer:
             args.append(f"--EpochTrainingApp.models_dir={Path(self.models_dir).resolve()}")
         return args + self.extra_args
 
+    def environment(self) -> dict[str, str]:
+        """The server's environment: ``env`` (default: this process's) with ``JUPYTER_TOKEN``, which,
+        unlike a command-line option, other local users cannot read in ``ps``."""
+        return {**(os.environ if self.env is None else self.env), "JUPYTER_TOKEN": self.token}
+
     def start(self, timeout: float = 60.0) -> "BackgroundServer":
         """Start the server and wait until the API answers."""
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
         try:
             self.process = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT,
-                                            env=self.env, cwd=self.root_dir)
+                                            env=self.environment(), cwd=self.root_dir)
         finally:
             if self.log_file:
                 out.close()

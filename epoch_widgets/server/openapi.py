@@ -144,7 +144,9 @@ def _schemas() -> dict[str, Any]:
 
 ERRORS = {
     400: "invalid config, data or path; `errors` names each field",
-    401: "no or a wrong token", 403: "no or a wrong token",
+    401: "no or a wrong token",
+    403: "no or a wrong token, or the server's Authorizer does not allow this user the action "
+         "(resource `epoch_training`: `read` for GET requests, `write` for the others)",
     404: "no such task",
     409: "the task's state does not allow the action (or output_path is taken); the message says what to do",
     410: "another task's run replaced this task's files in its output_path; the message names that task",

@@ -52,9 +52,9 @@ class Lab:
                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
                "JUPYTERLAB_SETTINGS_DIR": str(home / "settings"),
                "JUPYTERLAB_WORKSPACES_DIR": str(home / "workspaces"),
-               "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
+               "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_TOKEN": self.token}
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
-               f"--IdentityProvider.token={self.token}", f"--ServerApp.root_dir={root}",
+               f"--ServerApp.root_dir={root}",
                "--LabApp.extension_manager=readonly", "--ServerApp.port_retries=0"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
@@ -107,7 +107,7 @@ class Voila:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = home / "voila.log"
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
+               "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_TOKEN": self.token}
         cmd = [sys.executable, "-m", "voila", notebook.name, "--no-browser", f"--port={self.port}",
                "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
         self._log = open(self.log_path, "w")
