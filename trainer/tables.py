@@ -118,8 +118,8 @@ def _open_inside(root: Union[str, Path], p: Path, path: Union[str, Path]) -> Bin
     try:
         return open_confined(root, p)
     except ConfinementError as exc:
-        raise _problem(path, f"cannot open {p.name!r}: {exc}; links are not followed when reading for the "
-                             f"HTTP API: name the file itself, inside the server's root directory") from None
+        raise _problem(path, f"cannot read {p.name!r}: {exc}; name the file itself, inside the server's root "
+                             f"directory") from None
     except FileNotFoundError:
         raise _problem(path, f"no file {p.name!r} there (it was moved or deleted); give the path of an "
                              f"existing {SUPPORTED_TEXT} file") from None
