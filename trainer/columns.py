@@ -48,7 +48,7 @@ def _eg(value: Any, row: Any) -> str:
 
 
 def _like(value: Any, row: Any) -> str:
-    return f"the first in row {row!r}" if data_values.hidden() else f"like {_short(value)} (row {row!r})"
+    return f"like the one in row {row!r}" if data_values.hidden() else f"like {_short(value)} (row {row!r})"
 
 
 def _first(col: pd.Series, mask: np.ndarray) -> tuple[Any, Any]:
@@ -104,7 +104,7 @@ def _stray_strings(col: pd.Series, name: Any, parsed: pd.Series, *, majority: bo
     fix = ("drop those rows, or fix them" if role == "target" else
            f"fix them, or make them missing values with df[{name!r}] = pd.to_numeric(df[{name!r}], errors='coerce') "
            f"and set missing_values='impute'")
-    return ColumnProblem(name, f"column {name!r} is numeric except {n_bad} {values}, "
+    return ColumnProblem(name, f"column {name!r} is numeric except {n_bad} {values} "
                                f"{_like(value, row)}; {fix} (if it holds categories, say so: "
                                f"df[{name!r}] = df[{name!r}].astype('category'))")
 

@@ -79,7 +79,7 @@ async def test_a_start_refused_for_bad_values_names_the_column_and_row_only(api,
     df.to_csv(jp_root_dir / "bad.csv", index=False)
     status, body = await api.call("POST", "start", body=make_config(data_path="bad.csv"))
     assert status == 400, body
-    assert "column 'f1' is numeric except 1 value, the first in row 7" in body["message"], body
+    assert "column 'f1' is numeric except 1 value like the one in row 7" in body["message"], body
     assert "cell-secret" not in answer_text(body)
 
     one_class = datasets.make_classification(800, seed=3).assign(label="only-class-secret")

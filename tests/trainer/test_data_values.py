@@ -29,7 +29,7 @@ def test_ones_own_frame_gets_the_example_value(typo_df):
 def test_hidden_values_leave_the_value_out_but_name_column_and_row(typo_df, clf_df):
     with values_hidden(), pytest.raises(ConfigError) as caught:
         Trainer(config(), typo_df)
-    assert "column 'f1' is numeric except 1 value, the first in row 3" in str(caught.value)
+    assert "column 'f1' is numeric except 1 value like the one in row 3" in str(caught.value)
     assert "typo-value" not in str(caught.value) and "typo-value" not in repr(caught.value.errors)
 
     huge = clf_df.copy()
