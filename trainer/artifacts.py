@@ -24,6 +24,7 @@ import pandas as pd
 from .atomic import atomic_write_json, atomic_write_text
 from .backends import backend_module
 from .config import TrainingConfig
+from .confined import ConfinementError, confined_path, open_confined
 from .data import windows
 from .preprocessor import Preprocessor
 from .evaluation import Evaluation, evaluate_frame, save_evaluation, softmax
@@ -128,17 +129,33 @@ class TrainedModel:
         return f"<TrainedModel {self.config.model_type} {self.task} {where}>"
 
 
-def load_model(path: Union[str, Path], model: Optional[Any] = None) -> TrainedModel:
-    """Load what a run saved at ``path``. Pass ``model`` to supply your own module's instance."""
+def load_model(path: Union[str, Path], model: Any = None, *, trust_pickle: bool = False) -> TrainedModel:
+    """Load what a run saved at ``path``, without running code from the folder.
+
+    Only JSON and tensors are read, each from a file inside ``path`` (no absolute path, ``..`` or
+    link leading out). A model of your own is rebuilt from ``model``: an instance, the class or a
+    function returning one (called with no arguments), or a ``"package.module:name"`` string to
+    import; without it, from the class recorded at save time if its module is imported already.
+    ``trust_pickle=True`` instead unpickles a PyTorch module saved whole (and turns off Keras's
+    ``safe_mode``): that runs any code the folder holds, so use it only for folders you trust.
+    """
     path = Path(path).expanduser()
     meta_file = path / "metadata.json"
     if not meta_file.exists():
         raise FileNotFoundError(f"no trained model at {str(path)!r} (metadata.json is missing); "
                                 f"is this the output_path of a finished run?")
-    metadata = json.loads(meta_file.read_text())
-    config = TrainingConfig.from_dict(json.loads((path / "config.json").read_text()))
-    pre = Preprocessor.from_dict(json.loads((path / "preprocessing.json").read_text()))
-    history_file = path / "history.json"
-    history = json.loads(history_file.read_text())["history"] if history_file.exists() else []
-    predict_fn = backend_module(metadata["backend"]).load_predict_fn(path, metadata["model"], model)
+    metadata = _read_json(path, "metadata.json")
+    config = TrainingConfig.from_dict(_read_json(path, "config.json"))
+    pre = Preprocessor.from_dict(_read_json(path, "preprocessing.json"))
+    history = _read_json(path, "history.json")["history"] if (path / "history.json").exists() else []
+    predict_fn = backend_module(metadata["backend"]).load_predict_fn(path, metadata["model"], model,
+                                                                     trust_pickle=trust_pickle)
     return TrainedModel(path, config, pre, predict_fn, metadata, history)
+
+
+def _read_json(folder: Path, name: str) -> Any:
+    try:
+        with open_confined(folder, confined_path(folder, name)) as fh:
+            return json.loads(fh.read())
+    except ConfinementError as exc:
+        raise ValueError(f"refusing to load from {str(folder)!r}: {exc}") from None

@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
+from . import data_values
+
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 # The model computes in float32: a value beyond its range becomes inf once the data is a tensor.
@@ -40,6 +42,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _eg(value: Any, row: Any) -> str:
+    """An example of a bad value and where it is; only where it is while values are hidden."""
+    return f"e.g. in row {row!r}" if data_values.hidden() else f"e.g. {_short(value)} in row {row!r}"
+
+
+def _like(value: Any, row: Any) -> str:
+    return f"like the one in row {row!r}" if data_values.hidden() else f"like {_short(value)} (row {row!r})"
+
+
 def _first(col: pd.Series, mask: np.ndarray) -> tuple[Any, Any]:
     """The first value where ``mask`` holds and its row label."""
     pos = int(np.argmax(mask))
@@ -52,8 +63,8 @@ def _container_problem(col: pd.Series, name: Any, mask: np.ndarray) -> ColumnPro
         fix = f"pd.json_normalize(df[{name!r}].tolist()).set_index(df.index)"
     else:
         fix = f"pd.DataFrame(df[{name!r}].tolist(), index=df.index).add_prefix({str(name) + '_'!r})"
-    return ColumnProblem(name, f"column {name!r} holds {type(value).__name__} values (e.g. {_short(value)} in row "
-                               f"{row!r}); a column must hold one number or one category per row: expand it into "
+    return ColumnProblem(name, f"column {name!r} holds {type(value).__name__} values ({_eg(value, row)}); "
+                               f"a column must hold one number or one category per row: expand it into "
                                f"columns of their own first, e.g. {fix}")
 
 
@@ -88,13 +99,13 @@ def _stray_strings(col: pd.Series, name: Any, parsed: pd.Series, *, majority: bo
     values = "value" if n_bad == 1 else "values"
     if not majority:
         return ColumnProblem(name, f"column {name!r} must hold numbers (the model was trained on numbers), but "
-                                   f"{n_bad} {values} are not, like {_short(value)} (row {row!r}); fix them or "
+                                   f"{n_bad} {values} are not, {_like(value, row)}; fix them or "
                                    f"make them missing with pd.to_numeric(df[{name!r}], errors='coerce')")
     fix = ("drop those rows, or fix them" if role == "target" else
            f"fix them, or make them missing values with df[{name!r}] = pd.to_numeric(df[{name!r}], errors='coerce') "
            f"and set missing_values='impute'")
-    return ColumnProblem(name, f"column {name!r} is numeric except {n_bad} {values} like {_short(value)} "
-                               f"(row {row!r}); {fix} (if it holds categories, say so: "
+    return ColumnProblem(name, f"column {name!r} is numeric except {n_bad} {values} "
+                               f"{_like(value, row)}; {fix} (if it holds categories, say so: "
                                f"df[{name!r}] = df[{name!r}].astype('category'))")
 
 
@@ -148,7 +159,7 @@ def _object_kind(col: pd.Series, name: Any, role: str) -> str:
     for pos, v in enumerate(col.to_numpy(dtype=object)):
         if v is not None and not (isinstance(v, float) and np.isnan(v)):
             kinds.setdefault(type(v).__name__, (v, _plain(col.index[pos])))
-    shown = ", ".join(f"{t} (e.g. {_short(v)} in row {row!r})" for t, (v, row) in list(kinds.items())[:3])
+    shown = ", ".join(f"{t} ({_eg(v, row)})" for t, (v, row) in list(kinds.items())[:3])
     raise ColumnProblem(name, f"column {name!r} mixes values of types {shown}; give it one type: "
                               f"df[{name!r}].astype(str) if it holds categories, or "
                               f"pd.to_numeric(df[{name!r}], errors='coerce') if it holds numbers")
@@ -210,6 +221,9 @@ def numeric_values(col: pd.Series, name: Any, role: str = "feature") -> np.ndarr
         if big.any():
             pos = int(np.argmax(np.where(big, np.abs(values), 0)))
             top = float(values[pos])
+            if data_values.hidden():
+                raise ColumnProblem(name, f"column {name!r} has values (e.g. in row {_plain(col.index[pos])!r}) beyond "
+                                          f"the float32 range (about ±3.4e38) the model computes in; rescale it first")
             raise ColumnProblem(name, f"column {name!r} has values up to {top:.3g} (row {_plain(col.index[pos])!r}), beyond "
                                       f"the float32 range (about ±3.4e38) the model computes in; rescale it first, "
                                       f"e.g. df[{name!r}] / 1e{int(np.log10(abs(top)))} or np.log10 of it")

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .columns import (NUMERIC, ColumnProblem, category_problem, column_kind, duplicate_message, duplicated,
                       layout_problem, numeric_values)
+from . import data_values
 from .config import ConfigError, TrainingConfig
 from .preprocessor import Preprocessor, column_statistics, json_scalar
 
@@ -245,7 +246,8 @@ def prepare_data(config: TrainingConfig, df: pd.DataFrame, seed: int = 0) -> Pre
         classes = sorted({json_scalar(v) for v in y_raw.unique()}, key=lambda v: (str(type(v)), v))
         if len(classes) < 2:
             errors.append({"field": "target_column", "value": target,
-                           "message": f"classification needs at least 2 classes, {target!r} has {classes}"})
+                           "message": f"classification needs at least 2 classes, {target!r} has "
+                                      + (f"{len(classes)}" if data_values.hidden() else f"{classes}")})
         pre.classes = classes
     elif task == "regression":
         try:

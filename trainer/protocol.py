@@ -51,8 +51,14 @@ def event(name: str, data: dict[str, Any]) -> Message:
     return {"kind": EVENT, "event": name, "data": data}
 
 
-def start(task_id: str, config: dict[str, Any], resume: bool = False, overwrite: bool = False) -> Message:
-    return {"kind": START, "task_id": task_id, "config": config, "resume": resume, "overwrite": overwrite}
+def start(task_id: str, config: dict[str, Any], resume: bool = False, overwrite: bool = False,
+          data_root: Optional[str] = None) -> Message:
+    """``data_root``: the folder the data file must lie in. The host then opens the file confined
+    to it (no symbolic links followed) and its messages quote no values from the data."""
+    message = {"kind": START, "task_id": task_id, "config": config, "resume": resume, "overwrite": overwrite}
+    if data_root is not None:
+        message["data_root"] = data_root
+    return message
 
 
 def command(cmd: str, seq: int) -> Message:

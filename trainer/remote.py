@@ -18,6 +18,7 @@ import pandas as pd
 from . import protocol
 from .checkpoints import CheckpointError, OutputPathInUse
 from .config import ConfigError
+from .data_values import values_hidden
 from .events import Callback
 from .handle import RunHandle
 from .run import Trainer
@@ -66,14 +67,9 @@ class RunHost:
         callbacks = [protocol.EventForwarder(self._send, BATCH_INTERVAL), self._watch]
         caught: list[warnings.WarningMessage] = []
         try:
-            if spec.get("resume"):
-                # A damaged newest checkpoint is skipped with a warning: the driver tells its user.
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    run = Trainer.from_checkpoint(config["output_path"], data, config=config, callbacks=callbacks)
-            else:
-                run = Trainer(config, data, callbacks=callbacks, overwrite=bool(spec.get("overwrite")))
-        except OutputPathInUse as exc:      # checkpoints appeared after the driver checked the folder
+            with values_hidden(spec.get("data_root") is not None):
+                run = self._make_run(spec, config, data, callbacks, caught)
+        except OutputPathInUse as exc:
             return self._refuse(protocol.refusal(protocol.OUTPUT_IN_USE, f"output_path: {exc.errors[0]['message']}",
                                                  exc.errors))
         except ConfigError as exc:
@@ -93,6 +89,18 @@ class RunHost:
                          warnings=[str(w.message) for w in caught])
         self._send(ready)
         return ready
+
+    @staticmethod
+    def _make_run(spec: dict[str, Any], config: dict[str, Any], data: pd.DataFrame, callbacks: list[Any],
+                  caught: list[warnings.WarningMessage]) -> RunHandle:
+        if spec.get("resume"):
+            # A damaged newest checkpoint is skipped with a warning: the driver tells its user.
+            with warnings.catch_warnings(record=True) as recorded:
+                warnings.simplefilter("always")
+                run = Trainer.from_checkpoint(config["output_path"], data, config=config, callbacks=callbacks)
+            caught.extend(recorded)
+            return run
+        return Trainer(config, data, callbacks=callbacks, overwrite=bool(spec.get("overwrite")))
 
     def _refuse(self, message: protocol.Message) -> protocol.Message:
         self._send(message)

@@ -21,6 +21,7 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
+from . import data_values
 from .atomic import json_default
 from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, data_fingerprint,
                           describe_differences, load_best, load_latest)
@@ -68,6 +69,8 @@ class ResumePlan:
         pre = data.preprocessor.to_dict()
         diffs = describe_differences(_jsonable(saved_state["preprocessing"]), _jsonable(pre),
                                      given_name="the DataFrame gives")
+        if data_values.hidden():
+            diffs = [_without_values(d) for d in diffs]
         saved = saved_state["data"]
         rows = {"rows": int(len(data.x)), "train": int(len(data.train_index)), "validation": int(len(data.val_index))}
         diffs += describe_differences({k: saved[k] for k in rows}, rows, list(rows), given_name="the DataFrame gives")
@@ -174,6 +177,26 @@ def _check_model(ckpt: Checkpoint, custom_model: bool) -> None:
     if not custom and custom_model:
         raise CheckpointError(f"the run trained the built-in {ckpt.state['config']['model_type']!r} model; "
                               f"resume without model=")
+
+
+# Preprocessing fields computed from the data's values (the others hold column names and settings).
+_VALUE_FIELDS = ("means", "stds", "medians", "categorical", "classes", "target_mean", "target_std")
+
+
+def _without_values(diff: dict[str, Any]) -> dict[str, Any]:
+    """A preprocessing difference told by counts and column names only (see trainer.data_values)."""
+    field, saved, given = diff["field"], diff["checkpoint"], diff["given"]
+    if field not in _VALUE_FIELDS:
+        return diff
+    if field == "classes" and isinstance(saved, list) and isinstance(given, list):
+        message = (f"checkpoint has {len(saved)} classes, the DataFrame gives {len(given)}" if len(saved) != len(given)
+                   else f"other class labels ({len(given)} of them; the labels are not shown)")
+    elif field == "categorical" and isinstance(saved, dict) and isinstance(given, dict):
+        columns = sorted((c for c in set(saved) | set(given) if saved.get(c) != given.get(c)), key=str)
+        message = f"other categories in columns {columns} (the categories are not shown)"
+    else:
+        message = "other values computed from the data (the values are not shown)"
+    return {"field": field, "checkpoint": None, "given": None, "message": message}
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:

@@ -8,12 +8,14 @@ API's workers all read files here, so they accept the same files and fail with t
 from __future__ import annotations
 
 import importlib.util
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 import pandas as pd
 
 from .config import ConfigError
+from .confined import ConfinementError, open_confined
 
 # pandas' names for what a suffix compresses with; .zst needs the zstandard package.
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
@@ -56,8 +58,12 @@ def _problem(path: Union[str, Path], message: str) -> ConfigError:
     return ConfigError.single("data_path", str(path), message)
 
 
-def read_table(path: Union[str, Path]) -> pd.DataFrame:
+def read_table(path: Union[str, Path], root: Union[str, Path, None] = None) -> pd.DataFrame:
     """The table in ``path`` (CSV, TSV, Parquet, compressed CSV/TSV) as a DataFrame.
+
+    With ``root`` (the HTTP API's workers), ``path`` must lie inside that folder and is opened
+    with :func:`trainer.confined.open_confined`: a symbolic link anywhere below ``root`` is
+    refused at the moment of opening, and the message quotes nothing from the file.
 
     Raises :class:`ConfigError` on field ``data_path`` naming the problem and the fix: a
     missing file, an unsupported file type, content that cannot be read, pyarrow missing.
@@ -69,18 +75,22 @@ def read_table(path: Union[str, Path]) -> pd.DataFrame:
             raise _problem(path, f"reading {p.name!r} (zstd-compressed) needs the zstandard package: "
                                  f"pip install zstandard, or compress it with gzip instead")
         raise _problem(path, f"unsupported file type {p.name!r}; use a {SUPPORTED_TEXT} file")
-    if not p.exists():
+    source: Any = p
+    if root is not None:
+        source = _open_inside(root, p, path)
+    elif not p.exists():
         raise _problem(path, f"no file at {str(path)!r} (the path does not exist); give the path of an "
                              f"existing {SUPPORTED_TEXT} file")
-    if not p.is_file():
+    elif not p.is_file():
         raise _problem(path, f"{str(path)!r} is a folder, not a file; name a file inside it")
     kind, compression = fmt
     try:
-        if kind == "parquet":
-            return pd.read_parquet(p)
-        if compression == "zstd" and not _zstd_available():
-            raise ImportError("zstandard")
-        return pd.read_csv(p, sep=TEXT_FORMATS["." + kind], compression=compression)
+        with source if root is not None else nullcontext(source) as src:
+            if kind == "parquet":
+                return pd.read_parquet(src)
+            if compression == "zstd" and not _zstd_available():
+                raise ImportError("zstandard")
+            return pd.read_csv(src, sep=TEXT_FORMATS["." + kind], compression=compression)
     except ImportError as exc:
         if kind == "parquet":
             raise _problem(path, f"reading Parquet needs pyarrow ({exc}): pip install pyarrow "
@@ -96,5 +106,22 @@ def read_table(path: Union[str, Path]) -> pd.DataFrame:
         # library raises its own exception type, and all of them mean the same to the user.
         what = {"csv": "CSV", "tsv": "tab-separated (TSV)", "parquet": "Parquet"}[kind]
         what = f"a {compression}-compressed {what}" if compression else f"a {what}"
+        # A decoder's message may quote the file's bytes: only the parser's (line and field
+        # counts) is shown for a file opened for someone else.
+        detail = str(exc)[:300] if root is None or isinstance(exc, pd.errors.ParserError) else ""
         raise _problem(path, f"could not read {p.name!r} as {what} file "
-                             f"({type(exc).__name__}: {str(exc)[:300]}); check that the file is one") from None
+                             f"({type(exc).__name__}{': ' + detail if detail else ''}); "
+                             f"check that the file is one") from None
+
+
+def _open_inside(root: Union[str, Path], p: Path, path: Union[str, Path]) -> BinaryIO:
+    try:
+        return open_confined(root, p)
+    except ConfinementError as exc:
+        raise _problem(path, f"cannot read {p.name!r}: {exc}; name the file itself, inside the server's root "
+                             f"directory") from None
+    except FileNotFoundError:
+        raise _problem(path, f"no file {p.name!r} there (it was moved or deleted); give the path of an "
+                             f"existing {SUPPORTED_TEXT} file") from None
+    except OSError as exc:
+        raise _problem(path, f"cannot open {p.name!r}: {exc.strerror or type(exc).__name__}") from None

@@ -7,6 +7,8 @@ from typing import Any
 import tornado.web
 from jupyter_server.auth.decorator import authorized
 
+from trainer.confined import ConfinementError, open_confined
+
 from .errors import Conflict
 from .base_handler import TrainingHandler
 from .tasks import Task
@@ -22,18 +24,28 @@ def read_evaluation(task: Task) -> dict[str, Any]:
     if task.output_dir is None:
         raise Conflict(f"task {task.task_id} was started without output_path, so nothing of it was saved; "
                        f"start it with an output_path to get its evaluation")
-    path = task.output_dir / FILE_NAME
     try:
-        return json.loads(path.read_text())
+        return _read_json(task, FILE_NAME)
     except FileNotFoundError:
         raise Conflict(f"task {task.task_id} ({task.state}) has no evaluation: {_why_missing(task)}") from None
+    except ConfinementError:
+        raise Conflict(f"task {task.task_id} ({task.state}): its {FILE_NAME} was replaced by a symbolic link, "
+                       f"which the server does not follow; run the task again to write it") from None
+
+
+def _read_json(task: Task, name: str) -> Any:
+    """A file of the task's output folder, opened without following links (the folder's files
+    may have been swapped for links since the run wrote them)."""
+    assert task.output_dir is not None
+    with open_confined(task.settings.models_dir, task.output_dir / name) as fh:
+        return json.loads(fh.read())
 
 
 def _why_missing(task: Task) -> str:
     assert task.output_dir is not None
     try:
-        note = json.loads((task.output_dir / "metadata.json").read_text()).get("evaluation") or {}
-    except (OSError, ValueError):
+        note = _read_json(task, "metadata.json").get("evaluation") or {}
+    except (OSError, ValueError, AttributeError):
         return "its run wrote no artifacts (it ended before saving them)"
     if note.get("skipped"):
         return note["skipped"]

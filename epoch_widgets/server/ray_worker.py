@@ -116,7 +116,7 @@ class RayWorker:
     def _place_and_follow(self, message: dict[str, Any]) -> int:
         config = message["config"]
         try:
-            data = read_table(config["data_path"])
+            data = read_table(config["data_path"], root=message.get("data_root"))
         except ConfigError as exc:
             self._dispatch(self._on_message, protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
             return 2

@@ -193,7 +193,10 @@ class Task(FollowsRun):
                                spawn=self.settings.worker_factory)
         self.gen = gen
         self.launched_at = time.time()
-        gen.start(protocol.start(self.task_id, worker_config, resume, overwrite))
+        # The worker opens the data file itself, later (and again on resume): it gets the root so
+        # that the open, not only the server's earlier check, keeps to it.
+        gen.start(protocol.start(self.task_id, worker_config, resume, overwrite,
+                                 data_root=str(self.settings.root_dir)))
         return gen
 
     def _ready(self, gen: WorkerGeneration, msg: dict[str, Any]) -> None:

@@ -1,7 +1,7 @@
 """The worker process of one training task: ``python -m epoch_widgets.server.worker``.
 
-It reads one ``start`` message from stdin (``{"task_id", "config", "resume", "overwrite"}`` with
-resolved absolute paths), loads the data and hosts the run with :class:`trainer.remote.RunHost`:
+It reads one ``start`` message from stdin (``{"task_id", "config", "resume", "overwrite",
+"data_root"}`` with resolved absolute paths), loads the data and hosts the run with :class:`trainer.remote.RunHost`:
 ``ready`` (or why not) and then every event of the run go to the server as JSON lines on stdout;
 ``command`` messages arrive on stdin and are answered with a ``reply`` once they took effect (see
 ``trainer.protocol``). When stdin closes (the server went away) the run is stopped.
@@ -76,7 +76,7 @@ def main() -> int:
         return 3
     host = RunHost(channel.send)
     try:
-        data = read_table(config["data_path"])
+        data = read_table(config["data_path"], root=spec.get("data_root"))
     except ConfigError as exc:
         channel.send(protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
         return 2

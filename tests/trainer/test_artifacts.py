@@ -133,7 +133,7 @@ FRESH_PROCESS = textwrap.dedent("""
     for job in jobs:
         if job.get("module_dir"):
             sys.path.insert(0, job["module_dir"])
-        model = load_model(job["path"])
+        model = load_model(job["path"], model=job.get("model"))    # a custom module: imported by name
         df = pd.read_pickle(job["data"])
         out = {"predict": model.predict(df).tolist(), "raw": model.decision_function(df).tolist(),
                "classes": model.classes_, "task": model.task}
@@ -188,7 +188,8 @@ def test_fresh_process_predicts_identically(backend, base_config, clf_df, reg_df
         live[name] = (mem.predict(features), mem.decision_function(features), mem, rows)
         jobs.append({"path": str(tmp_path / name), "data": str(tmp_path / f"{name}.pkl"),
                      "result": str(tmp_path / f"{name}.json"),
-                     "module_dir": str(custom_dir) if name == "custom_module" else None})
+                     "module_dir": str(custom_dir) if name == "custom_module" else None,
+                     "model": "user_models:TinyNet" if name == "custom_module" else None})
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     (tmp_path / "fresh.py").write_text(FRESH_PROCESS)
     proc = subprocess.run([sys.executable, str(tmp_path / "fresh.py"), str(tmp_path / "jobs.json")],

@@ -110,3 +110,22 @@ def test_a_gzip_written_by_hand_reads(tmp_path: Path):
     with gzip.open(path, "wt") as f:
         f.write("x\ty\n1\ta\n2\tb\n")
     assert read_table(path).to_dict("list") == {"x": [1, 2], "y": ["a", "b"]}
+
+
+def test_reading_inside_a_root_refuses_a_link_and_quotes_nothing_from_the_file(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    pd.DataFrame({"a": [1, 2]}).to_csv(root / "data.csv", index=False)
+    pd.testing.assert_frame_equal(read_table(root / "data.csv", root=root), pd.DataFrame({"a": [1, 2]}))
+    (tmp_path / "secret.csv").write_text("password\nhunter2\n")
+    (root / "data.csv").unlink()
+    (root / "data.csv").symlink_to(tmp_path / "secret.csv")
+    with pytest.raises(ConfigError, match="'data.csv' is a symbolic link; it is not followed") as caught:
+        read_table(root / "data.csv", root=root)
+    assert caught.value.errors[0]["field"] == "data_path"
+    (root / "data.csv").unlink()
+    (root / "data.csv").write_bytes(b"\xff\xfe secret-bytes \x00\x81")
+    with pytest.raises(ConfigError, match=r"could not read 'data.csv' as a CSV file \(UnicodeDecodeError\)"):
+        read_table(root / "data.csv", root=root)
+    with pytest.raises(ConfigError, match="no file 'gone.csv' there"):
+        read_table(root / "gone.csv", root=root)

@@ -7,9 +7,12 @@ import json
 import os
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
+
+from ..confined import ConfinementError, confined_path
+from .user_model import build_user_model
 
 # Keras picks its backend once, at first import; only fill in the choice if the user made none.
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -47,12 +50,17 @@ def predictor(model: keras.Model) -> Callable[[np.ndarray], np.ndarray]:
     return predict
 
 
-def load_predict_fn(directory: Path, meta: dict[str, Any], model: Optional[keras.Model] = None) -> Callable[[np.ndarray], np.ndarray]:
-    """A function from sample arrays to raw outputs, for a saved model."""
-    path = Path(directory) / meta["weights"]
+def load_predict_fn(directory: Path, meta: dict[str, Any], model: Any = None,
+                    trust_pickle: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from sample arrays to raw outputs, for a saved model.
+
+    The ``.keras`` file is read with Keras's ``safe_mode`` (no Python code from the file, e.g. a
+    ``Lambda`` layer's, is run); ``trust_pickle=True`` turns it off. ``model`` takes an instance, a
+    class or factory, or a ``"package.module:name"`` string (see ``user_model``)."""
+    path = _weights_path(Path(directory), meta.get("weights"), (".keras", ".weights.h5") if model is not None
+                         else (".weights.h5",) if meta.get("weights_only") else (".keras",))
     if model is not None:
-        if not isinstance(model, keras.Model):
-            raise TypeError(f"model= must be a keras.Model for a TensorFlow run, got {type(model).__name__}")
+        model = build_user_model(model, keras.Model, "keras.Model")
         model(np.zeros((1, *meta["input_shape"]), np.float32), training=False)   # builds its weights
         model.load_weights(str(path))
     elif meta.get("weights_only"):
@@ -62,7 +70,7 @@ def load_predict_fn(directory: Path, meta: dict[str, Any], model: Optional[keras
             f"or give the class get_config() and @keras.saving.register_keras_serializable()")
     else:
         try:
-            model = keras.models.load_model(str(path), compile=False)
+            model = keras.models.load_model(str(path), compile=False, safe_mode=not trust_pickle)
         except (TypeError, ValueError) as exc:
             if not meta.get("custom_model"):
                 raise
@@ -71,6 +79,20 @@ def load_predict_fn(directory: Path, meta: dict[str, Any], model: Optional[keras
                 f"import the module that defines it (registered with @keras.saving.register_keras_serializable()), "
                 f"or pass an instance: load_model(path, model=YourModel(...))") from None
     return predictor(model)
+
+
+def _weights_path(directory: Path, name: Any, suffixes: tuple[str, ...]) -> Path:
+    """The model file metadata.json names, inside ``directory``, in a format its loader reads
+    safely: a ``.keras`` archive for a whole model (Keras's older ``.h5`` models may carry code),
+    ``.weights.h5`` (or the archive) for weights loaded into a given model."""
+    try:
+        path = confined_path(directory, name, "metadata.json's weights file")
+    except ConfinementError as exc:
+        raise ValueError(f"refusing to load from {str(directory)!r}: {exc}") from None
+    if not path.name.endswith(suffixes):
+        raise ValueError(f"refusing to load from {str(directory)!r}: metadata.json's weights file {name!r} is not "
+                         f"a {' or '.join(suffixes)} file, the only kind load_model reads here")
+    return path
 
 
 # ---------------------------------------------------------------------- checkpoint encoding

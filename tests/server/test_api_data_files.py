@@ -1,0 +1,102 @@
+"""The data file a task reads: opened by the worker inside the server's root (a link swapped in after
+the server's check is refused, on resume too), and answers that name columns and counts but never
+quote the file's values."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer import datasets
+
+pytestmark = pytest.mark.server
+
+SECRET_LABELS = {0: "outside-secret-label-a", 1: "outside-secret-label-b"}
+
+
+def answer_text(body: dict) -> str:
+    return json.dumps(body)
+
+
+async def stopped_task(api, make_config, output: str) -> str:
+    task_id = await api.start(make_config(epochs=100_000, output_path=output))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+    status, body = await api.call("POST", "stop", task_id)
+    assert status == 200, body
+    return task_id
+
+
+async def test_a_data_file_swapped_for_a_link_out_of_the_root_is_not_read_on_resume(
+        api, make_config, jp_root_dir, tmp_path):
+    task_id = await stopped_task(api, make_config, "swapped")
+    outside = tmp_path / "outside" / "secret.csv"
+    outside.parent.mkdir()
+    secret = datasets.make_classification(800, seed=9)
+    secret["f1"] = secret["f1"] * 1000 + 123456.789
+    secret["label"] = secret["label"].map(SECRET_LABELS)
+    secret.to_csv(outside, index=False)
+    (jp_root_dir / "data.csv").unlink()
+    (jp_root_dir / "data.csv").symlink_to(outside)
+
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 400, body
+    assert "data_path" in body["message"] and "symbolic link" in body["message"], body
+    text = answer_text(body)
+    assert "outside-secret" not in text and "123456" not in text and str(tmp_path) not in text
+    assert (await api.progress(task_id))["training_state"] == "stopped"   # the task is as it was
+
+
+async def test_a_folder_on_the_way_swapped_for_a_link_is_refused_on_resume(api, make_config, jp_root_dir, tmp_path):
+    (jp_root_dir / "sets").mkdir()
+    datasets.make_classification(800, seed=3).to_csv(jp_root_dir / "sets" / "data.csv", index=False)
+    task_id = await stopped_task(api, lambda **kw: make_config(data_path="sets/data.csv", **kw), "folder-swap")
+    outside = tmp_path / "elsewhere"
+    (jp_root_dir / "sets").rename(outside)
+    (jp_root_dir / "sets").symlink_to(outside, target_is_directory=True)
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 400 and "'sets' is a symbolic link" in body["message"], body
+
+
+async def test_a_changed_file_is_refused_on_resume_naming_what_differs_but_no_values(
+        api, make_config, jp_root_dir):
+    task_id = await stopped_task(api, make_config, "changed")
+    changed = datasets.make_classification(800, seed=3)
+    changed["f2"] = changed["f2"] + 987.654321
+    changed["label"] = changed["label"].map(SECRET_LABELS)
+    changed.to_csv(jp_root_dir / "data.csv", index=False)
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 409, body
+    assert "classes: other class labels (2 of them; the labels are not shown)" in body["message"]
+    assert "means: other values computed from the data" in body["message"]
+    text = answer_text(body)
+    assert "outside-secret" not in text and "987" not in text
+
+
+async def test_a_start_refused_for_bad_values_names_the_column_and_row_only(api, make_config, jp_root_dir):
+    df = datasets.make_classification(800, seed=3)
+    df["f1"] = df["f1"].astype(object)
+    df.loc[7, "f1"] = "cell-secret-value"
+    df.to_csv(jp_root_dir / "bad.csv", index=False)
+    status, body = await api.call("POST", "start", body=make_config(data_path="bad.csv"))
+    assert status == 400, body
+    assert "column 'f1' is numeric except 1 value like the one in row 7" in body["message"], body
+    assert "cell-secret" not in answer_text(body)
+
+    one_class = datasets.make_classification(800, seed=3).assign(label="only-class-secret")
+    one_class.to_csv(jp_root_dir / "one.csv", index=False)
+    status, body = await api.call("POST", "start", body=make_config(data_path="one.csv"))
+    assert status == 400 and "needs at least 2 classes, 'label' has 1" in body["message"], body
+    assert "only-class-secret" not in answer_text(body)
+
+
+async def test_an_evaluation_file_swapped_for_a_link_is_not_served(api, make_config, models_dir, tmp_path):
+    task_id = await api.start(make_config(epochs=1, output_path="evaluated"))
+    await api.wait_done(task_id)
+    status, body = await api.call("GET", "evaluation", task_id)
+    assert status == 200, body
+    outside = tmp_path / "outside.json"
+    outside.write_text(json.dumps({"outside": "secret-json"}))
+    (models_dir / "evaluated" / "evaluation.json").unlink()
+    (models_dir / "evaluated" / "evaluation.json").symlink_to(outside)
+    status, body = await api.call("GET", "evaluation", task_id)
+    assert status == 409 and "symbolic link" in body["message"] and "secret-json" not in answer_text(body), body
