@@ -77,6 +77,36 @@ def test_the_mirror_sends_new_and_changed_files_then_removals_and_skips_writes_i
         "checkpoints/ckpt-000002-000000.zip", "config.json", "tensorboard/events"]
 
 
+def test_a_file_that_grows_sends_only_its_new_bytes_and_one_rewritten_or_shrunk_is_sent_whole(
+        tmp_path: Path) -> None:
+    root, driver = tmp_path / "node", tmp_path / "driver"
+    root.mkdir()
+    events = root / "events.out"
+    mirror = FolderMirror(root)
+    sent = 0
+
+    def look() -> None:
+        nonlocal sent
+        for message in mirror.changes():
+            sent += len(message.get("data", b""))
+            apply_file_message(driver, message)
+        assert (driver / "events.out").read_bytes() == events.read_bytes()
+
+    chunk = b"x" * 1000
+    events.write_bytes(chunk)
+    look()
+    for i in range(20):                        # a TensorBoard event file: appended to every epoch
+        with events.open("ab") as fh:
+            fh.write(bytes([65 + i]) * 1000)
+        look()
+    assert sent == 21 * 1000                   # each byte once (it was 231,000 when each look re-sent all)
+    events.write_bytes(b"y" * 30_000)          # rewritten in place (same inode), longer than before
+    look()
+    events.write_bytes(b"short")               # shrunk
+    look()
+    assert sent == 21 * 1000 + 30_000 + 5
+
+
 @pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "", "a/../../b"])
 def test_a_file_message_cannot_leave_the_output_folder(tmp_path: Path, path: str) -> None:
     with pytest.raises(ValueError, match="not a path inside the output folder"):
