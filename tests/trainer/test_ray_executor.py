@@ -114,6 +114,19 @@ def test_a_file_message_cannot_leave_the_output_folder(tmp_path: Path, path: str
     assert list(tmp_path.iterdir()) == []
 
 
+def test_cuda_graphs_pass_the_drivers_copy_and_an_actor_without_a_gpu_refuses_them_naming_the_field(
+        clf_df: pd.DataFrame) -> None:
+    from trainer.config import as_config
+    from trainer.data import prepare_data
+    from trainer.ray_executor.run import driver_copy
+
+    config = as_config({**CONFIG, "cuda_graphs": True})
+    assert driver_copy(config, prepare_data(config, clf_df, seed=0), 0).device_name     # no GPU needed here
+    refusal = RunActor().build(protocol.start("g", {**CONFIG, "cuda_graphs": True}), clf_df)
+    assert refusal["kind"] == protocol.CONFIG_ERROR
+    assert refusal["errors"][0]["field"] == "cuda_graphs" and "CUDA device" in refusal["errors"][0]["message"]
+
+
 # ---------------------------------------------------------------------- the actor, in this process
 def test_the_actor_trains_as_a_local_run_and_its_files_arrive_before_the_events_announcing_them(
         clf_df: pd.DataFrame, tmp_path: Path) -> None:

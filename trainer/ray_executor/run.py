@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 import pandas as pd
 
@@ -36,6 +36,10 @@ from .cluster import connect, task_resources
 from .files import resume_files
 from .link import ActorLink
 
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+    from ..data import PreparedData
+
 log = logging.getLogger("trainer")
 
 _EXITED = "actor_exited"        # this module's own inbox message: the actor said everything, or died
@@ -51,6 +55,13 @@ def refusal_error(message: protocol.Message) -> Exception:
     return RuntimeError(f"the run could not start on its Ray actor: {text}")
 
 
+def driver_copy(config: TrainingConfig, data: "PreparedData", seed: int) -> "Backend":
+    """The CPU copy of the model that the trained weights come back into. Options only a GPU
+    allows (``cuda_graphs``) are the actor's to check, where the GPU is."""
+    return create_backend(config.backend, config.replace(device="cpu", devices=1, cuda_graphs=False), data, seed,
+                          None)
+
+
 class RayRun(RunHandle):
     """A run whose batches a Ray actor computes (see the module docstring). ``address`` joins a
     cluster when this process is not connected to Ray yet (None: a local instance, or the
@@ -64,9 +75,7 @@ class RayRun(RunHandle):
                                      "train a model of your own with the local executor")
         config = self._accept_config(config, resume, overwrite)
         self._prepare_data(data, resume)
-        # The trained weights come back into this CPU copy of the model.
-        self.backend = create_backend(config.backend, config.replace(device="cpu", devices=1), self.data,
-                                      self.seed, None)
+        self.backend = driver_copy(config, self.data, self.seed)
         connect(address)
         output = str(Path(config.output_path).expanduser().resolve()) if config.output_path else None
         spec = protocol.start(config.name or "run", {**config.to_dict(), "seed": self.seed, "output_path": output},
