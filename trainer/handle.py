@@ -22,7 +22,7 @@ from .config import TrainingConfig, as_config, draw_seed
 from .data import prepare_data
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
-from .state import FINAL_STATES, Progress, RunState, StateError, TrainingState
+from .state import FINAL_STATES, Progress, RunState, StateError, TrainingFailure, TrainingState
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -106,14 +106,48 @@ class RunHandle(ABC):
 
     # ------------------------------------------------------------------ driving (one way for every run)
     # A subclass sets _task = None, _done = threading.Event() and _claimed = False, and implements
-    # _run(), the whole run, which sets _done at its end.
+    # _drive() (the run up to its end), _end_here() (end it from this side) and, when something
+    # beyond this process computes its batches, _stop_far_end().
     _task: Optional[asyncio.Task[None]]
     _done: threading.Event
     _claimed: bool
 
-    @abstractmethod
     async def _run(self) -> None:
-        """The whole run, from preparation to its final state; sets ``_done`` at the end."""
+        """The whole run, and the one way out of it: whatever escapes the drive ends the run as
+        failed with that reason, a cancel ends it as stopped; either way the far end is stopped
+        first and ``_done`` is set."""
+        try:
+            await self._drive()
+        except asyncio.CancelledError:
+            await self._end_run(TrainingState.STOPPED, "cancelled", wait=False)
+            raise
+        except Exception as exc:
+            reason = self._failure_reason(exc)
+            log.error("training failed: %s", reason, exc_info=not isinstance(exc, TrainingFailure))
+            await self._end_run(TrainingState.FAILED, reason)
+
+    @abstractmethod
+    async def _drive(self) -> None:
+        """The run from preparation to its final state; sets ``_done`` when it ends by itself."""
+
+    @abstractmethod
+    async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
+        """End the run from this side in ``final`` (the observers hear it), and set ``_done``.
+        ``wait=False`` (a cancelled task): finish without yielding to the loop where it can."""
+
+    async def _stop_far_end(self, wait: bool) -> None:
+        """Stop what computes the batches (ranks, an actor) before the run ends from this side."""
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        """What ``exc`` escaping the drive tells the user."""
+        return str(exc) if isinstance(exc, TrainingFailure) else f"{type(exc).__name__}: {exc}"
+
+    async def _end_run(self, final: TrainingState, reason: str, wait: bool = True) -> None:
+        """End the run from this side: its far end stops, then (unless it has already ended) the
+        run ends in ``final`` for ``reason``."""
+        await self._stop_far_end(wait)
+        if not self._done.is_set():
+            await self._end_here(final, reason, wait)
 
     def _claim(self) -> None:
         """Mark the run started; a second start is refused."""

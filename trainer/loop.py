@@ -169,40 +169,42 @@ class LocalRun(RunHandle):
 
     async def _run(self) -> None:
         self._compute_thread = ThreadPoolExecutor(1, thread_name_prefix="trainer-compute")
-        ended = False
         try:
-            await self._run_to_end()
-            ended = True
+            await super()._run()
         finally:
-            # An ended run's thread is idle, so joining it is immediate, and fit() returns with no
-            # thread of the run left behind. After a cancel a slice may still be running: it ends
-            # on its own and nothing waits for it here.
-            self._compute_thread.shutdown(wait=ended)
+            # An ended run's thread is idle (a cancel waited for its slice), so joining it is
+            # immediate, and fit() returns with no thread of the run left behind. Cancelled again
+            # while ending, a slice may still be running: it ends on its own.
+            self._compute_thread.shutdown(wait=self._done.is_set())
 
-    async def _run_to_end(self) -> None:
+    async def _drive(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        final, reason, error = TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs", None
-        try:
-            self._set_state(TrainingState.RUNNING)
-            self._checkpoints = await asyncio.to_thread(
-                RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
-            self._emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch,
-                                       "task": self.data.task, "device": self.device_name})
-            while self.current_epoch < self.total_epochs:
-                outcome = await self._run_epoch()
-                if outcome is not None:
-                    final, reason = outcome
-                    break
-            await self._checkpoint_at_end(final, reason)
-        except asyncio.CancelledError:
-            await self._finish(TrainingState.STOPPED, "cancelled")
-            raise
-        except Exception as exc:  # the run fails; the kernel and the history survive
-            final, reason = TrainingState.FAILED, _describe_failure(exc, self.config)
-            error = reason
-            log.error("training failed: %s", reason, exc_info=not isinstance(exc, TrainingFailure))
-        await self._finish(final, reason, error)
+        final, reason = TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs"
+        self._set_state(TrainingState.RUNNING)
+        self._checkpoints = await asyncio.to_thread(
+            RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
+        self._emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch,
+                                   "task": self.data.task, "device": self.device_name})
+        while self.current_epoch < self.total_epochs:
+            outcome = await self._run_epoch()
+            if outcome is not None:
+                final, reason = outcome
+                break
+        await self._checkpoint_at_end(final, reason)
+        await self._finish(final, reason)
+
+    async def _stop_far_end(self, wait: bool) -> None:
+        # The slice in progress ends at its next batch; _finish then waits for it on the compute thread.
+        if not self._done.is_set():
+            self._stop_requested = True
+            self.backend.interrupt()
+
+    async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
+        await self._finish(final, reason, reason if final == TrainingState.FAILED else None)
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        return _describe_failure(exc, self.config)
 
     async def _run_epoch(self) -> Optional[tuple[TrainingState, str]]:
         """Train one epoch; return (final state, reason) when the run must end after it."""
@@ -292,7 +294,8 @@ class LocalRun(RunHandle):
         artifacts = None
         try:
             if self.config.restore_best_weights and self._best_snapshot is not None:
-                self.backend.restore(self._best_snapshot)
+                # On the compute thread: after a cancel, once the slice that was training has ended.
+                await self._compute(self.backend.restore, self._best_snapshot)
             if self.config.output_path:
                 from .artifacts import save_run
                 artifacts = await self._compute(save_run, self, final, reason)

@@ -74,6 +74,11 @@ def file_written(path: str, data: bytes) -> Message:
     return {"kind": FILE, "path": path, "data": data}
 
 
+def file_appended(path: str, offset: int, data: bytes) -> Message:
+    """The bytes of ``path`` from ``offset`` on (the receiver holds those before it)."""
+    return {"kind": FILE, "path": path, "data": data, "offset": offset}
+
+
 def file_removed(path: str) -> Message:
     return {"kind": FILE_REMOVED, "path": path}
 

@@ -22,15 +22,14 @@ from .data_values import values_hidden
 from .events import Callback
 from .handle import RunHandle
 from .run import Trainer
-from .state import FINAL_STATES, StateError, TrainingState
+from .state import FINAL_STATES, FINAL_VALUES, StateError, TrainingState
 from .summary import parameter_count
 
 # How long a command waits for the run to reach the state it asked for (a batch takes milliseconds;
 # stopping includes writing the artifacts).
 COMMAND_WAIT = {"pause": 10.0, "resume": 10.0, "stop": 30.0}
 BATCH_INTERVAL = 0.25       # batch_end only feeds progress bars: a few a second are plenty
-_FINAL = {s.value for s in FINAL_STATES}
-TARGETS = {"pause": {"paused"} | _FINAL, "resume": {"running"} | _FINAL, "stop": _FINAL}
+TARGETS = {"pause": {"paused"} | FINAL_VALUES, "resume": {"running"} | FINAL_VALUES, "stop": FINAL_VALUES}
 
 
 class _StateWatch(Callback):

@@ -37,6 +37,7 @@ class TrainingState(str, Enum):
 
 FINAL_STATES = frozenset({TrainingState.COMPLETED, TrainingState.STOPPED,
                           TrainingState.EARLY_STOPPED, TrainingState.FAILED})
+FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)     # the same, as events and messages spell them
 
 # The lifecycle: pending -> running <-> paused -> one final state. A run may end before it runs
 # (a launch that fails, a stop before the first batch); nothing leaves a final state.

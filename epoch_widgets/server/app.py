@@ -111,6 +111,6 @@ class EpochTrainingApp(ExtensionApp):
         if registry is not None:
             await registry.shutdown()
         if getattr(self, "_owns_ray", False):
-            import ray
+            from trainer.ray_executor.cluster import disconnect
 
-            ray.shutdown()
+            disconnect()

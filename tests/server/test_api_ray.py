@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -201,3 +204,84 @@ def test_an_unreachable_cluster_stops_the_server_at_start_with_the_reason(tmp_pa
     assert f"cannot reach the Ray cluster at '127.0.0.1:{port}'" in proc.stderr, proc.stderr[-2000:]
     assert "ray start --head" in proc.stderr
     assert time.monotonic() - started < 100
+
+
+def _processes_under(folder: str) -> list[str]:
+    """The live processes whose command line names ``folder`` (a Ray instance's temporary folder)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if folder in cmdline and state != "Z":
+            found.append(f"{entry.name}: {cmdline[:120]}")
+    return found
+
+
+def test_a_server_that_starts_its_own_ray_trains_tasks_and_leaves_no_ray_process(tmp_path: Path) -> None:
+    """As a user runs it: a fresh server with executor='ray' and no ray_address starts a local Ray
+    instance (none runs before), which must outlive the thread that started it."""
+    import urllib.request
+
+    from trainer import datasets
+
+    datasets.make_classification(300, seed=3).to_csv(tmp_path / "data.csv", index=False)
+    # Ray's own folder, short (socket paths) and ours: its processes name it on their command lines.
+    ray_tmp = tempfile.mkdtemp(prefix="ewray-", dir="/tmp")
+    port, token = free_port(), "t0ken"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "RAY_TMPDIR": ray_tmp, "TMPDIR": ray_tmp,
+           "RAY_memory_monitor_refresh_ms": "0"}
+    env.pop("RAY_ADDRESS", None)
+    log_file = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "epoch_widgets.server", "--port", str(port), "--allow-root",
+                               f"--ServerApp.root_dir={tmp_path}", f"--IdentityProvider.token={token}",
+                               f"--EpochTrainingApp.tasks_dir={tmp_path / 'tasks'}",
+                               "--EpochTrainingApp.executor=ray"], env=env, stdout=log_file, stderr=log_file)
+    base = f"http://127.0.0.1:{port}/api/v1/epoch-training/"
+
+    def call(method: str, path: str, body: Any = None) -> dict[str, Any]:
+        request = urllib.request.Request(base + path, method=method, headers={"Authorization": f"token {token}"},
+                                         data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return json.loads(response.read())
+
+    try:
+        deadline = time.monotonic() + 150
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            try:
+                call("GET", "tasks")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()[-3000:]
+                time.sleep(0.5)
+        time.sleep(3)       # the instance's processes died within about 2 s of its start before the fix
+        assert _processes_under(ray_tmp), "the server's Ray instance is not running"
+        config = {"name": "own ray", "algorithm_type": "deep_learning", "model_type": "mlp", "epochs": 2,
+                  "batch_size": 32, "hidden_units": [8], "feature_columns": ["f1", "f2", "f3"],
+                  "target_column": "label", "seed": 0, "device": "cpu", "data_path": "data.csv"}
+        ids = [call("POST", "start", config)["task_id"] for _ in range(2)]
+        for task_id in ids:
+            while (progress := call("GET", f"progress/{task_id}")["progress"])["training_state"] in (
+                    "pending", "running"):
+                assert time.monotonic() < deadline + 150, progress
+                time.sleep(0.2)
+            assert progress["training_state"] == "completed", progress
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
+        # Ray's processes end with the server: none of the instance it started is left.
+        left = _processes_under(ray_tmp)
+        for _ in range(50):
+            if not left:
+                break
+            time.sleep(0.2)
+            left = _processes_under(ray_tmp)
+        assert left == [], left
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        log_file.close()
+        shutil.rmtree(ray_tmp, ignore_errors=True)

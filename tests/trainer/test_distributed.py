@@ -263,6 +263,25 @@ def test_a_killed_rank_is_reported_and_the_others_are_ended(clf_df):
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("epoch-widgets-rank")]
 
 
+@slow
+def test_a_failure_in_the_launcher_after_the_start_says_what_it_was_and_ends_the_ranks(clf_df):
+    import multiprocessing
+
+    from trainer.distributed.launcher import LaunchedRun
+
+    class BreaksAtEpoch1(LaunchedRun):
+        async def _handle(self, msg):
+            if msg.get("event") == "epoch_end":
+                raise RuntimeError("the launcher broke at epoch 1")
+            return await super()._handle(msg)
+
+    run = BreaksAtEpoch1(settings(devices=2, epochs=1000), clf_df)
+    run.fit()
+    assert run.state == TrainingState.FAILED and run.wait_until_done(0)
+    assert run.reason == run.error == "RuntimeError: the launcher broke at epoch 1", run.reason
+    assert not [p for p in multiprocessing.active_children() if p.name.startswith("epoch-widgets-rank")]
+
+
 # ---------------------------------------------------------------------- torchrun
 
 @slow

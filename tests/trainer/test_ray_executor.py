@@ -77,11 +77,54 @@ def test_the_mirror_sends_new_and_changed_files_then_removals_and_skips_writes_i
         "checkpoints/ckpt-000002-000000.zip", "config.json", "tensorboard/events"]
 
 
+def test_a_file_that_grows_sends_only_its_new_bytes_and_one_rewritten_or_shrunk_is_sent_whole(
+        tmp_path: Path) -> None:
+    root, driver = tmp_path / "node", tmp_path / "driver"
+    root.mkdir()
+    events = root / "events.out"
+    mirror = FolderMirror(root)
+    sent = 0
+
+    def look() -> None:
+        nonlocal sent
+        for message in mirror.changes():
+            sent += len(message.get("data", b""))
+            apply_file_message(driver, message)
+        assert (driver / "events.out").read_bytes() == events.read_bytes()
+
+    chunk = b"x" * 1000
+    events.write_bytes(chunk)
+    look()
+    for i in range(20):                        # a TensorBoard event file: appended to every epoch
+        with events.open("ab") as fh:
+            fh.write(bytes([65 + i]) * 1000)
+        look()
+    assert sent == 21 * 1000                   # each byte once (it was 231,000 when each look re-sent all)
+    events.write_bytes(b"y" * 30_000)          # rewritten in place (same inode), longer than before
+    look()
+    events.write_bytes(b"short")               # shrunk
+    look()
+    assert sent == 21 * 1000 + 30_000 + 5
+
+
 @pytest.mark.parametrize("path", ["../escape", "/etc/passwd", "", "a/../../b"])
 def test_a_file_message_cannot_leave_the_output_folder(tmp_path: Path, path: str) -> None:
     with pytest.raises(ValueError, match="not a path inside the output folder"):
         apply_file_message(tmp_path, protocol.file_written(path, b"x"))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_cuda_graphs_pass_the_drivers_copy_and_an_actor_without_a_gpu_refuses_them_naming_the_field(
+        clf_df: pd.DataFrame) -> None:
+    from trainer.config import as_config
+    from trainer.data import prepare_data
+    from trainer.ray_executor.run import driver_copy
+
+    config = as_config({**CONFIG, "cuda_graphs": True})
+    assert driver_copy(config, prepare_data(config, clf_df, seed=0), 0).device_name     # no GPU needed here
+    refusal = RunActor().build(protocol.start("g", {**CONFIG, "cuda_graphs": True}), clf_df)
+    assert refusal["kind"] == protocol.CONFIG_ERROR
+    assert refusal["errors"][0]["field"] == "cuda_graphs" and "CUDA device" in refusal["errors"][0]["message"]
 
 
 # ---------------------------------------------------------------------- the actor, in this process

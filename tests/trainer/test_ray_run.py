@@ -83,3 +83,25 @@ def test_pause_and_resume_hammered_from_the_driver_end_where_the_last_one_says(
             run.pause()
 
     asyncio.run(main())
+
+
+def test_a_failure_on_the_driver_mid_run_fails_the_run_with_its_reason_and_ends_the_actor(
+        clf_df: pd.DataFrame, ray_instance) -> None:  # noqa: F811
+    from trainer.ray_executor.run import RayRun
+
+    class BreaksAtEpoch2(RayRun):
+        async def _handle(self, msg):
+            if msg.get("event") == "epoch_end" and msg["data"]["metrics"]["epoch"] == 2:
+                raise RuntimeError("the driver broke at epoch 2")
+            return await super()._handle(msg)
+
+    run = BreaksAtEpoch2({**CONFIG, "epochs": 1000}, clf_df)
+    run.fit()
+    assert run.state == TrainingState.FAILED and run.wait_until_done(0)
+    assert run.error == run.reason == "RuntimeError: the driver broke at epoch 2"
+    with pytest.raises(StateError, match="already ended"):
+        run.stop()
+    deadline = time.monotonic() + 30
+    while actor_names(ray_instance, run.actor_name) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert actor_names(ray_instance, run.actor_name) == []          # the actor no longer trains

@@ -529,3 +529,51 @@ def test_an_observer_finishing_slowly_holds_the_end_but_not_the_event_loop(clf_d
     longest_gap = asyncio.run(drive())
     assert writer.finished_at is not None and writer.finished_at <= writer.final_heard_at
     assert longest_gap < 0.8      # the loop kept turning while finish() slept for a second
+
+
+def test_a_cancel_mid_slice_interrupts_it_and_restores_the_best_weights_after_it(clf_df):
+    """Cancelling the run's task while a slice trains on the compute thread: the slice ends at its
+    next batch, and only then are the best weights restored (on that thread): none trains after."""
+    import torch
+
+    run = Trainer({"backend": "torch", "seed": 0, "epochs": 3, "batch_size": 32, "hidden_units": [8],
+                   "device": "cpu", "target_column": "label", "early_stopping": False,
+                   "restore_best_weights": True}, clf_df)
+    backend, order = run.backend, []
+    train_batches, restore = backend.train_batches, backend.restore
+    in_epoch_2, slice_over = threading.Event(), threading.Event()
+
+    def blocking_slice(start, end, deadline, interrupted):
+        if run.current_epoch == 1 and not in_epoch_2.is_set():
+            in_epoch_2.set()
+            # Blocks until the cancel interrupts the slice (before the fix nothing did: 3 s, then on).
+            limit = time.monotonic() + 3
+            while not interrupted() and time.monotonic() < limit:
+                time.sleep(0.01)
+            order.append("batch")
+            try:
+                return train_batches(start, start + 1, time.perf_counter() + 60, lambda: False)
+            finally:
+                slice_over.set()
+        order.append("batch")
+        return train_batches(start, end, deadline, interrupted)
+
+    def recorded_restore(snapshot):
+        order.append("restore")
+        restore(snapshot)
+
+    backend.train_batches, backend.restore = blocking_slice, recorded_restore
+
+    async def cancel_mid_slice():
+        task = run.start()
+        await asyncio.to_thread(in_epoch_2.wait, 30)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(cancel_mid_slice())
+    assert slice_over.wait(10)
+    assert run.state == TrainingState.STOPPED and run.reason == "cancelled"
+    assert order[-1] == "restore" and order.count("restore") == 1, order
+    best = run._best_snapshot
+    assert all(torch.equal(v, best[k]) for k, v in run.backend.model.state_dict().items())

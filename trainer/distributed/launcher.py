@@ -34,7 +34,7 @@ from ..handle import RunHandle
 from ..loggers import loggers_for
 from ..memory_fit import check_fits
 from ..resume import ResumePlan
-from ..state import FINAL_STATES, RunState, TrainingState
+from ..state import FINAL_STATES, FINAL_VALUES, RunState, TrainingState
 from .control import PAUSE, RUN, STOP
 from .plan import check_spawnable, plan_devices
 from .processes import EXITED, RankProcesses
@@ -121,6 +121,12 @@ class LaunchedRun(RunHandle):
 
     # ------------------------------------------------------------------ running
     async def _run(self) -> None:
+        try:
+            await super()._run()
+        finally:
+            self._ranks.forget_job()
+
+    async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
         self._inbox = inbox
@@ -132,22 +138,16 @@ class LaunchedRun(RunHandle):
             except RuntimeError:    # the loop is gone
                 return False
 
-        try:
-            self._follow_state_change(self._follower, TrainingState.RUNNING, f"starting {self.plan.describe()}")
-            await asyncio.to_thread(self._launch, post)
-            while not await self._handle(self._deferred.pop(0) if self._deferred else await inbox.get()):
-                pass
-        except asyncio.CancelledError:
-            self._stop_requested = True
-            self._sync_request()
-            await self._end(TrainingState.STOPPED, "cancelled", wait=False)
-            raise
-        except Exception as exc:
-            log.error("could not run the worker processes", exc_info=True)
-            await self._end(TrainingState.FAILED, f"could not start the {self.plan.world_size} worker processes: "
-                                                  f"{type(exc).__name__}: {exc}")
-        finally:
-            self._ranks.forget_job()
+        self._follow_state_change(self._follower, TrainingState.RUNNING, f"starting {self.plan.describe()}")
+        await asyncio.to_thread(self._launch, post)
+        while not await self._handle(self._deferred.pop(0) if self._deferred else await inbox.get()):
+            pass
+
+    def _failure_reason(self, exc: BaseException) -> str:
+        text = super()._failure_reason(exc)
+        if not self._started_ranks:
+            text = f"could not start the {self.plan.world_size} worker processes: {text}"
+        return self._with_advice(text)
 
     def _launch(self, post: Any) -> None:
         import torch.distributed as dist
@@ -180,13 +180,13 @@ class LaunchedRun(RunHandle):
                                                     "artifacts_path": None, "last_checkpoint": None})
         elif kind in (protocol.FAILED, EXITED) and self.state not in FINAL_STATES:
             reason = await self._root_cause(self._describe_rank_failure(msg))
-            await self._end(TrainingState.FAILED, self._with_advice(reason))
+            await self._end_run(TrainingState.FAILED, self._with_advice(reason))
             return True
         return False
 
     async def _follow(self, event: str, data: dict[str, Any]) -> bool:
         """Apply one of rank 0's events here; True when it was the last."""
-        if event == "state_change" and data["new"] in _FINAL_VALUES:
+        if event == "state_change" and data["new"] in FINAL_VALUES:
             if data["new"] == TrainingState.FAILED.value:
                 own = f"rank 0 of {self.plan.world_size} failed: {data.get('error') or data.get('reason')}"
                 self._failure = self._with_advice(await self._root_cause(own))
@@ -251,16 +251,19 @@ class LaunchedRun(RunHandle):
             text = text.rstrip(".") + "." + oom_advice(self.config, self.plan.world_size)
         return text
 
-    async def _end(self, final: TrainingState, reason: str, wait: bool = True) -> None:
-        """End the run from this side (a rank failed, the start failed, or the task was cancelled)."""
+    async def _stop_far_end(self, wait: bool) -> None:
+        # Ranks left running would wait in a collective for ever.
+        self._stop_requested = True
+        self._sync_request()
         if wait:
             await asyncio.to_thread(self._ranks.reap, _FAIL_GRACE_SECONDS)
         else:
             self._ranks.reap(_FAIL_GRACE_SECONDS)
+
+    async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
         await self._end_followed(self._follower, final, reason, wait)
 
 
-_FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
 _BROKEN_GROUP = ("connection closed by peer", "connection reset by peer", "remote worker", "broken pipe",
                  "nccl communicator was aborted", "socket timeout")
 

@@ -29,7 +29,7 @@ from ..config import ConfigError, TrainingConfig
 from ..events import Observer
 from ..loop import LocalRun
 from ..resume import ResumePlan
-from ..state import FINAL_STATES, StateError, TrainingState
+from ..state import FINAL_STATES, FINAL_VALUES, StateError, TrainingState
 from .control import PAUSE, POLL_SECONDS, RUN, STOP
 from .plan import DevicePlan
 
@@ -145,7 +145,7 @@ class RankReporter(protocol.EventForwarder):
         self.conn = conn
 
     def on_event(self, run: Any, name: str, data: dict[str, Any]) -> None:
-        if name == "state_change" and data["new"] in {s.value for s in FINAL_STATES}:
+        if name == "state_change" and data["new"] in FINAL_VALUES:
             self.conn.send({"kind": protocol.WEIGHTS, "data": _state_dict_bytes(run.backend.model)})
         super().on_event(run, name, data)
 

@@ -19,11 +19,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..events import Callback
-from ..state import FINAL_STATES as _FINAL
+from ..state import FINAL_VALUES as FINAL_STATES   # as the events spell them
 
 log = logging.getLogger("trainer")
-
-FINAL_STATES = frozenset(s.value for s in _FINAL)
 
 
 class LoggerFailure(RuntimeError):

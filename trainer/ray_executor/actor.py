@@ -116,6 +116,8 @@ class RunActor:
 
     def __init__(self) -> None:
         self._outbox = _Outbox()
+        # Held while changes are found and queued, so files and events go out in the order they happened.
+        self._sending = threading.RLock()
         self._host = RunHost(self._send)
         self._folder: Optional[Path] = None
         self._mirror: Optional[FolderMirror] = None
@@ -201,34 +203,38 @@ class RunActor:
         return self._relocated(message or sent or {})
 
     def _close(self, code: int) -> None:
-        with self._outbox.lock:
+        with self._sending:
             self._send_changes()
             self._mirror = None
             if self._folder is not None:
                 shutil.rmtree(self._folder, ignore_errors=True)
-            self.exit_code = code
-            self._ended.set()
-            self._outbox.lock.notify_all()
+            with self._outbox.lock:
+                self.exit_code = code
+                self._ended.set()
+                self._outbox.lock.notify_all()
 
     def _relocated(self, message: protocol.Message) -> protocol.Message:
         return _relocate(message, *self._rename) if self._rename else message
 
     def _send_changes(self) -> None:
-        with self._outbox.lock:
-            if self._mirror is not None:
-                self._outbox.add(self._mirror.changes())
+        with self._sending:
+            changes = self._mirror.changes() if self._mirror is not None else []
+            with self._outbox.lock:
+                self._outbox.add(changes)
 
     def _send(self, message: protocol.Message) -> None:
         """RunHost's channel (any thread): the files written so far, then the message."""
         is_event = message.get("kind") == protocol.EVENT
         event = message.get("event") if is_event else None
-        with self._outbox.lock:
-            if event != "batch_end":     # a few a second, and no file is announced by one
-                self._send_changes()
-            if event == "train_end" and self._weights:
-                # The run's final weights, for the driver's copy of the model (predictions, evaluation).
-                self._outbox.add([self._final_weights()])
-            self._outbox.add([message if event in ("batch_end", "epoch_end") else self._relocated(message)])
+        # The run's final weights, for the driver's copy of the model (predictions, evaluation).
+        weights = [self._final_weights()] if event == "train_end" and self._weights else []
+        with self._sending:
+            # Files are read holding only the sending lock: the driver's polls take messages meanwhile.
+            # (batch_end: a few a second, and no file is announced by one.)
+            changes = self._mirror.changes() if self._mirror is not None and event != "batch_end" else []
+            with self._outbox.lock:
+                self._outbox.add(changes + weights)
+                self._outbox.add([message if event in ("batch_end", "epoch_end") else self._relocated(message)])
 
     def _final_weights(self) -> protocol.Message:
         backend = self._host.run.backend if self._host.run is not None else None

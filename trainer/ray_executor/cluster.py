@@ -47,7 +47,7 @@ def _endpoint(address: str) -> Optional[tuple[str, int]]:
 def connect(address: Optional[str] = None, timeout: float = 60.0) -> bool:
     """Make sure this process is connected to Ray: reuse a connection it already has, else join
     the cluster at ``address`` (None: start a local instance). Returns True when this call
-    connected (the caller then shuts it down when done). ClusterUnavailable when Ray is missing
+    connected (the caller then calls :func:`disconnect` when done). ClusterUnavailable when Ray is missing
     or the cluster does not answer within ``timeout`` seconds."""
     ray = require_ray()
     if ray.is_initialized():
@@ -63,23 +63,55 @@ def connect(address: Optional[str] = None, timeout: float = 60.0) -> bool:
         except OSError as exc:
             raise ClusterUnavailable(f"cannot reach {where}: {endpoint[0]}:{endpoint[1]} does not answer "
                                      f"({exc.strerror or type(exc).__name__}); {fix}") from None
-    outcome: dict[str, BaseException] = {}
-
-    def init() -> None:
-        try:
-            ray.init(address=address, namespace=NAMESPACE)
-        except BaseException as exc:   # handed to the caller's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=init, name="ray-connect", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
+    owner = _RayOwner(ray, address)
+    if not owner.connected.wait(timeout):
+        owner.release.set()      # should it connect after all, it lets go at once
         raise ClusterUnavailable(f"{where} did not answer within {timeout:g} s; {fix}")
-    if "error" in outcome:
-        exc = outcome["error"]
+    if owner.error is not None:
+        exc = owner.error
         raise ClusterUnavailable(f"cannot connect to {where}: {type(exc).__name__}: {exc}; {fix}") from None
+    global _owner
+    _owner = owner
     return True
+
+
+def disconnect(timeout: float = 30.0) -> None:
+    """Undo what :func:`connect` did when it connected: disconnect, and stop the local instance it
+    started (its processes end with it). Nothing when it did not connect."""
+    global _owner
+    owner, _owner = _owner, None
+    if owner is not None:
+        owner.release.set()
+        owner.join(timeout)
+
+
+class _RayOwner(threading.Thread):
+    """The thread that connects to Ray and lives as long as the connection. Ray binds the
+    processes of a local instance (gcs_server, raylet) to the thread that started them (Linux's
+    parent-death signal fires when that *thread* ends), so it must not be a short-lived one: it
+    waits here until :func:`disconnect`, then shuts Ray down itself."""
+
+    def __init__(self, ray: Any, address: Optional[str]):
+        super().__init__(name="ray-owner", daemon=True)
+        self._ray, self._address = ray, address
+        self.connected = threading.Event()
+        self.release = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            self._ray.init(address=self._address, namespace=NAMESPACE)
+        except BaseException as exc:   # handed to the caller's thread
+            self.error = exc
+            return
+        finally:
+            self.connected.set()
+        self.release.wait()
+        self._ray.shutdown()
+
+
+_owner: Optional[_RayOwner] = None
 
 
 def _device_count(config: TrainingConfig) -> int:

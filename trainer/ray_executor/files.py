@@ -21,6 +21,7 @@ from ..loggers.mlflow_logger import RECORD_FILE
 
 # What a file looked like when it was last sent: a rewrite (atomic: a new inode) or an append changes it.
 Signature = tuple[int, int, int]
+_TAIL = 64      # bytes kept of each file sent, to tell an append from a rewrite in place
 
 
 def _in_progress(name: str) -> bool:
@@ -44,6 +45,7 @@ class FolderMirror:
         current = self._scan()
         # Files the driver already has (sent for a resume): only a change to them goes back.
         self._sent: dict[str, Signature] = {rel: current[rel] for rel in known if rel in current}
+        self._tails: dict[str, bytes] = {}      # the last bytes sent of each file (an append continues them)
 
     def _scan(self) -> dict[str, Signature]:
         found: dict[str, Signature] = {}
@@ -62,23 +64,46 @@ class FolderMirror:
 
     def changes(self) -> list[protocol.Message]:
         """``file`` messages for new and changed files (checkpoints first: an artifact names them),
-        then ``file_removed`` for the files that went."""
+        then ``file_removed`` for the files that went. A file that only grew (the same inode: a
+        TensorBoard event file being appended to) sends the bytes added since the last look."""
         current = self._scan()
         out: list[protocol.Message] = []
         for rel in sorted(current, key=lambda r: (not r.startswith(DIRNAME + "/"), r)):
-            if self._sent.get(rel) == current[rel]:
+            before, now = self._sent.get(rel), current[rel]
+            if before == now:
                 continue
+            renamed = self._rename is not None and "/" not in rel and rel.endswith(".json")
+            offset = before[1] if before is not None and before[0] == now[0] and before[1] <= now[1] \
+                and not renamed else 0
             try:
-                data = (self.root / rel).read_bytes()
+                offset, data = self._read(rel, offset)
             except OSError:              # removed between the scan and the read: its removal follows
                 current.pop(rel)
                 continue
-            if self._rename is not None and "/" not in rel and rel.endswith(".json"):
+            # What was read is what the driver has: the size of the next look's offset.
+            current[rel] = (now[0], offset + len(data), now[2])
+            self._tails[rel] = (self._tails.get(rel, b"") + data)[-_TAIL:] if offset else data[-_TAIL:]
+            if renamed:
                 data = data.replace(*self._rename)
-            out.append(protocol.file_written(rel, data))
+            if offset and not data:      # touched, not grown
+                continue
+            out.append(protocol.file_appended(rel, offset, data) if offset else protocol.file_written(rel, data))
         out += [protocol.file_removed(rel) for rel in sorted(self._sent.keys() - current.keys())]
         self._sent = current
+        self._tails = {rel: tail for rel, tail in self._tails.items() if rel in current}
         return out
+
+    def _read(self, rel: str, offset: int) -> tuple[int, bytes]:
+        """(offset, the bytes of ``rel`` from there): from ``offset`` when the bytes just before it
+        are still those sent last (an append), else the whole file (rewritten in place)."""
+        with open(self.root / rel, "rb") as fh:
+            tail = self._tails.get(rel, b"")
+            if offset and tail:
+                fh.seek(offset - len(tail))
+                if fh.read(len(tail)) == tail:
+                    return offset, fh.read()
+            fh.seek(0)
+            return 0, fh.read()
 
 
 def _target(root: Path, rel: Any) -> Path:
@@ -89,12 +114,22 @@ def _target(root: Path, rel: Any) -> Path:
 
 
 def apply_file_message(root: Path, message: protocol.Message) -> None:
-    """Write (atomically) or delete the file a ``file`` / ``file_removed`` message names under ``root``."""
+    """Write (atomically), extend (a ``file`` message with an ``offset``) or delete the file a ``file`` /
+    ``file_removed`` message names under ``root``."""
     target = _target(root, message.get("path"))
-    if message["kind"] == protocol.FILE:
-        atomic_write_bytes(target, message["data"])
-    else:
+    offset = message.get("offset")
+    if message["kind"] != protocol.FILE:
         target.unlink(missing_ok=True)
+    elif offset:
+        # An append to a file the driver holds up to ``offset`` (a log that only grows).
+        with open(target, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size != offset:
+                raise ValueError(f"{target.name} holds {size} bytes here, and the bytes that came continue "
+                                 f"it from byte {offset}")
+            fh.write(message["data"])
+    else:
+        atomic_write_bytes(target, message["data"])
 
 
 def resume_files(output_path: Path) -> dict[str, bytes]:

@@ -19,7 +19,7 @@ import asyncio
 import logging
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Optional, Union
+from typing import TYPE_CHECKING, Any, Iterable, Optional, Union
 
 import pandas as pd
 
@@ -31,15 +31,18 @@ from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
 from ..resume import ResumePlan, plan_resume
-from ..state import FINAL_STATES, RunState, StateError, TrainingState
+from ..state import FINAL_STATES, FINAL_VALUES, RunState, StateError, TrainingState
 from .cluster import connect, task_resources
 from .files import resume_files
 from .link import ActorLink
 
+if TYPE_CHECKING:
+    from ..backends.base import Backend
+    from ..data import PreparedData
+
 log = logging.getLogger("trainer")
 
 _EXITED = "actor_exited"        # this module's own inbox message: the actor said everything, or died
-_FINAL_VALUES = frozenset(s.value for s in FINAL_STATES)
 
 
 def refusal_error(message: protocol.Message) -> Exception:
@@ -50,6 +53,13 @@ def refusal_error(message: protocol.Message) -> Exception:
     if kind == protocol.RESUME_ERROR:
         return CheckpointError(text)
     return RuntimeError(f"the run could not start on its Ray actor: {text}")
+
+
+def driver_copy(config: TrainingConfig, data: "PreparedData", seed: int) -> "Backend":
+    """The CPU copy of the model that the trained weights come back into. Options only a GPU
+    allows (``cuda_graphs``) are the actor's to check, where the GPU is."""
+    return create_backend(config.backend, config.replace(device="cpu", devices=1, cuda_graphs=False), data, seed,
+                          None)
 
 
 class RayRun(RunHandle):
@@ -65,9 +75,7 @@ class RayRun(RunHandle):
                                      "train a model of your own with the local executor")
         config = self._accept_config(config, resume, overwrite)
         self._prepare_data(data, resume)
-        # The trained weights come back into this CPU copy of the model.
-        self.backend = create_backend(config.backend, config.replace(device="cpu", devices=1), self.data,
-                                      self.seed, None)
+        self.backend = driver_copy(config, self.data, self.seed)
         connect(address)
         output = str(Path(config.output_path).expanduser().resolve()) if config.output_path else None
         spec = protocol.start(config.name or "run", {**config.to_dict(), "seed": self.seed, "output_path": output},
@@ -124,7 +132,7 @@ class RayRun(RunHandle):
             self._link.command(protocol.command(action, self._seq))
 
     # ------------------------------------------------------------------ running
-    async def _run(self) -> None:
+    async def _drive(self) -> None:
         loop = asyncio.get_running_loop()
         inbox: asyncio.Queue = asyncio.Queue()
 
@@ -142,15 +150,13 @@ class RayRun(RunHandle):
                 code = -1
             post({"kind": _EXITED, "code": code})
 
-        try:
-            self._link.train()
-            threading.Thread(target=follow, name="ray-run-follow", daemon=True).start()
-            while not await self._handle(await inbox.get()):
-                pass
-        except asyncio.CancelledError:
-            self._link.kill()
-            await self._end(TrainingState.STOPPED, "cancelled", wait=False)
-            raise
+        self._link.train()
+        threading.Thread(target=follow, name="ray-run-follow", daemon=True).start()
+        while not await self._handle(await inbox.get()):
+            pass
+
+    async def _stop_far_end(self, wait: bool) -> None:
+        self._link.kill()
 
     async def _handle(self, msg: protocol.Message) -> bool:
         """Apply one message from the actor; True once the run has ended."""
@@ -167,14 +173,14 @@ class RayRun(RunHandle):
                       else "the Ray actor ended without reporting the end of training")
             if self.config.output_path and self.config.checkpoints and self.current_epoch:
                 reason += "; RayRun.from_checkpoint(output_path, df) continues it from its last checkpoint"
-            await self._end(TrainingState.FAILED, reason)
+            await self._end_run(TrainingState.FAILED, reason)
             return True
         return False
 
     async def _follow(self, event: str, data: dict[str, Any]) -> bool:
         if event == "train_begin" and data.get("device"):
             self._device = f"{data['device']} on a Ray actor"
-        if event == "state_change" and data["new"] in _FINAL_VALUES:
+        if event == "state_change" and data["new"] in FINAL_VALUES:
             # Shown together with train_end, after the observers' finish (as a local run does).
             self._final_change = data
             return False
@@ -189,6 +195,5 @@ class RayRun(RunHandle):
         self._follower.apply(event, data)
         return False
 
-    async def _end(self, final: TrainingState, reason: str, wait: bool = True) -> None:
-        """End the run from this side (the actor died, or the task was cancelled)."""
+    async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
         await self._end_followed(self._follower, final, reason, wait)
