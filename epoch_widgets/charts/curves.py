@@ -22,6 +22,7 @@ import numpy as np
 import trainer
 
 from .legend import Item, fmt, legend_html
+from .run_labels import RunLabel
 from .series import MAX_POINTS, Series, downsample_indices, epoch_ticks, lr_preview
 from ..theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
@@ -76,7 +77,7 @@ class Curves:
         self._epochs_pushed_at = -math.inf
         self.series = Series()
         self.previous: Optional[Series] = None      # the run before, drawn faded
-        self.previous_label = ""
+        self.previous_label = RunLabel("", "")     # what set the previous run apart from this one
         self.classification = True       # what the metric figure shows: accuracy, else MAE
         self.best_epoch: Optional[int] = None
         self.ended_note = ""
@@ -143,10 +144,11 @@ class Curves:
 
     # ------------------------------------------------------------------ data in (messages only for
     # the faded copy and the LR preview; the rest waits for render())
-    def begin_run(self, classification: bool, previous_label: str = "") -> None:
-        """Start a new run's curves; the previous run's stay behind, faded, labelled ``previous_label``."""
+    def begin_run(self, classification: bool, previous_label: Optional[RunLabel] = None) -> None:
+        """Start a new run's curves; the previous run's stay behind, faded, labelled with what set it
+        apart (``previous_label``, from :func:`run_labels.difference_labels`)."""
         if len(self.series):
-            self.previous, self.previous_label = self.series, previous_label
+            self.previous, self.previous_label = self.series, previous_label or RunLabel("", "")
             self._push_epochs(self.previous, (self.loss_ghost, self.metric_ghost, self.lr_ghost))
         if self.previous is not None and self.previous.classification != classification:
             # Accuracy and MAE share no scale: drop a faded curve of the other kind.
@@ -343,11 +345,13 @@ class Curves:
         lr = [Item("schedule", LR_COLOR, "dashed", 0.7, title="the rates the schedule plans before training"),
               Item("used", LR_COLOR, "line", 1.0, fmt(used) if used is not None else "")]
         if prev is not None and len(prev):
-            label = "previous run" + (f" ({self.previous_label})" if self.previous_label else "")
-            loss.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title="train (blue) and val (orange)"))
+            differs = self.previous_label
+            label = "previous run" + (f" ({differs.short})" if differs.short else "")
+            full = f"previous run: {differs.full or 'the same settings'}"
+            loss.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title=f"{full} (train blue, val orange)"))
             if prev.classification == self.classification:
-                metric.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY))
-            lr.append(Item(label, LR_COLOR, "dashed", GHOST_OPACITY))
+                metric.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title=f"{full} (train blue, val orange)"))
+            lr.append(Item(label, LR_COLOR, "dashed", GHOST_OPACITY, title=full))
         for widget, items in ((self.loss_legend, loss), (self.metric_legend, metric), (self.lr_legend, lr)):
             html = legend_html(items)
             if widget.value != html:

@@ -1,6 +1,6 @@
-"""How config fields look to a person: labels, help, which are advanced, text parsing for list
-and optional fields, and what differs between two configs. All of it comes from the schema's
-field metadata (``trainer.config``'s ``json_schema_extra``: ``label``, ``help``, ``advanced``)."""
+"""How config fields look to a person: labels, help, which are advanced, and text parsing for list
+and optional fields. All of it comes from the schema's field metadata (``trainer.config``'s
+``json_schema_extra``: ``label``, ``help``, ``advanced``)."""
 from __future__ import annotations
 
 from typing import Any
@@ -38,25 +38,6 @@ def format_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) or "none"
     return str(value)
-
-
-# Fields that name or place a run rather than change what it learns.
-_NOT_COMPARED = {"name", "output_path", "data_path", "checkpoints", "checkpoint_every_epochs",
-                 "checkpoint_every_batches", "checkpoint_every_seconds", "checkpoint_keep"}
-
-
-def config_difference(old: TrainingConfig, new: TrainingConfig, limit: int = 3) -> str:
-    """What ``old`` set differently from ``new``, in labels and values ("Schedule step, Epochs 12");
-    the fields that cannot change the results are left out."""
-    a, b = old.to_dict(), new.to_dict()
-    changed = [n for n in a if n not in _NOT_COMPARED and a[n] != b.get(n)]
-    # A scheduler's own parameters matter only when that scheduler is the one in use.
-    scheduler = a.get("learning_rate_scheduler")
-    changed = [n for n in changed if FIELD_SPECS[n].scheduler in (None, scheduler)]
-    parts = [f"{label(n)} {format_value(a[n])}" for n in changed[:limit]]
-    if len(changed) > limit:
-        parts.append(f"+{len(changed) - limit} more")
-    return ", ".join(parts) if parts else "same settings"
 
 
 class TextCodec:

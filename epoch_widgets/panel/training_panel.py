@@ -285,7 +285,7 @@ class TrainingPanel(W.VBox):
     def figure_data(self) -> static_figure.FigureData:
         """A copy of what the curves show, for drawing elsewhere."""
         c = self.curves
-        return static_figure.FigureData(c.series, c.previous, c.previous_label, c.best_epoch,
+        return static_figure.FigureData(c.series, c.previous, c.previous_label.short, c.best_epoch,
                                         c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note)
 
     def _export_path(self, suffix: str) -> Path:

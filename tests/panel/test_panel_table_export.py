@@ -78,7 +78,7 @@ def test_the_static_figure_draws_every_curve(clf_df: pd.DataFrame) -> None:
 
     panel = asyncio.run(main())
     data = panel.figure_data()
-    assert data.previous is not None and data.previous_label == "Learning rate 0.01"
+    assert data.previous is not None and data.previous_label == "lr 0.01"
     image = Image.open(io.BytesIO(static_figure.render_png(data)))
     assert image.size[0] > 1000 and image.size[1] > 300
 
