@@ -21,9 +21,10 @@ import numpy as np
 
 import trainer
 
+from .epoch_axis import epoch_axis, show_epochs
 from .legend import Item, fmt, legend_html
 from .run_labels import RunLabel
-from .series import MAX_POINTS, Series, downsample_indices, epoch_ticks, lr_preview
+from .series import MAX_POINTS, Series, downsample_indices, lr_preview
 from ..theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 __all__ = ["Curves", "MAX_POINTS", "GHOST_OPACITY", "downsample_indices", "lr_preview"]
@@ -32,7 +33,7 @@ EPOCH_PUSH_INTERVAL = 1.0     # seconds: the least time between two paced pushes
 
 
 def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale) -> bq.Figure:
-    axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", tick_format="d", tick_values=np.array([1.0, 2.0])),
+    axes = [epoch_axis(x),
             bq.Axis(scale=y, label=y_label, side="left", grid_lines="dashed", tick_format=".3~g",
                     label_offset="48px")]
     # No hover toolbar (it covered the title): the panel's own buttons zoom and reset.
@@ -319,11 +320,7 @@ class Curves:
         self._pushed["domain"] = domains
         for fig, (low, high) in ((self.loss_figure, domains[0]), (self.metric_figure, domains[0]),
                                  (self.lr_figure, domains[1])):
-            pad = (high - low) * 0.03      # so the first and last points are not cut in half
-            axis, scale = fig.axes[0], fig.axes[0].scale
-            with scale.hold_sync():
-                scale.min, scale.max = low - pad, high + pad
-            axis.tick_values = np.asarray(epoch_ticks(low, high), dtype=float)
+            show_epochs(fig.axes[0], low, high)
 
     def _render_legends(self) -> None:
         s, prev = self.series, self.previous

@@ -27,19 +27,6 @@ def is_advanced(name: str) -> bool:
     return bool(meta(name).get("advanced"))
 
 
-def format_value(value: Any) -> str:
-    """A config value as a person writes it: 0.001, 64, 32, none."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) or "none"
-    return str(value)
-
-
 class TextCodec:
     """Parses a Text widget's string into a config value (lists, optional numbers and strings)."""
 
