@@ -159,10 +159,7 @@ class TrainingPanel(W.VBox):
 
     def add_view(self, title: str, widget: W.Widget, select: bool = False) -> None:
         """Add a tab below the curves (a model summary, an evaluation, a comparison of runs, ...)."""
-        self.views.children = (*self.views.children, widget)
-        self.views.set_title(len(self.views.children) - 1, title)
-        if select:
-            self.views.selected_index = len(self.views.children) - 1
+        self.tabs.pages.add(title, widget, select)
 
     @property
     def history_df(self) -> pd.DataFrame:

@@ -102,4 +102,5 @@ def test_extra_views_are_added_as_tabs(clf_df: pd.DataFrame) -> None:
     mine = W.HTML("my view")
     panel.add_view("Mine", mine, select=True)
     assert panel.views.titles[-1] == "Mine"
-    assert panel.views.children[-1] is mine and panel.views.selected_index == 5
+    assert panel.tabs.pages.pages[-1] is mine and panel.views.selected_index == 5
+    assert panel.views.children[-1].children == (mine,)          # the selected tab holds its page
