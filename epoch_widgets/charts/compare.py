@@ -208,9 +208,12 @@ class RunComparison(W.VBox):
         head = "".join(f"<th style='text-align:left;padding:2px 8px'>{escape(str(c))}</th>"
                        for c in ["run", *frame.columns])
         body = []
-        cell = "padding:2px 8px;max-width:16em;overflow-wrap:anywhere"      # long values wrap in their cell
+        # The run's name wraps within a bounded width; the values keep to one line and the table
+        # scrolls sideways inside the panel's width when they need more.
+        name_cell = "padding:2px 8px;min-width:8em;max-width:18em"
+        cell = "padding:2px 8px;white-space:nowrap"
         for label, row in frame.iterrows():
-            cells = [f"<td style='{cell}' title='{escape(self.names[label].full, quote=True)}'>"
+            cells = [f"<td style='{name_cell}' title='{escape(self.names[label].full, quote=True)}'>"
                      f"<span style='color:{colors[label]}'>&#9632;</span> {escape(self.names[label].short)}</td>"]
             cells += [f"<td style='{cell}'>{escape(_format(v))}</td>" for v in row.tolist()]
             body.append("<tr>" + "".join(cells) + "</tr>")

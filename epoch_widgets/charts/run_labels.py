@@ -15,7 +15,7 @@ from trainer.run_records import NOT_COMPARED, RunRecord
 # Short names, most telling first (a label shows the first few that differ); "" shows the value
 # alone ("mlp", "adam"). Fields not listed keep their own names, after these.
 SHORT_NAMES = {
-    "model_type": "", "hidden_units": "layers", "learning_rate": "lr", "batch_size": "bs", "optimizer": "",
+    "model_type": "", "learning_rate": "lr", "batch_size": "bs", "optimizer": "", "hidden_units": "layers",
     "learning_rate_scheduler": "schedule", "epochs": "epochs", "dropout_rate": "dropout", "seed": "seed",
     "backend": "", "data_path": "data", "feature_columns": "features", "target_column": "target",
     "validation_split": "val split", "sequence_length": "window", "early_stopping": "early stop",

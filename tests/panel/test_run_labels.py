@@ -35,9 +35,9 @@ def test_the_short_label_keeps_the_most_telling_few_and_counts_the_rest() -> Non
     many, default = difference_labels(configs({"epochs": 5, "batch_size": 8, "learning_rate": 0.1,
                                                "dropout_rate": 0.5, "model_type": "lstm", "hidden_units": [8, 4]},
                                               {}))
-    assert many.short == "lstm, layers 8-4, lr 0.1, +3 more"
-    assert many.full == ("Model lstm; Hidden layers 8, 4; Learning rate 0.1; Batch size 8; Epochs 5; Dropout 0.5")
-    assert default.short == "mlp, layers 64-32, lr 0.001, +3 more"
+    assert many.short == "lstm, lr 0.1, bs 8, +3 more"
+    assert many.full == "Model lstm; Learning rate 0.1; Batch size 8; Hidden layers 8, 4; Epochs 5; Dropout 0.5"
+    assert default.short == "mlp, lr 0.001, bs 32, +3 more"
 
 
 def record(label: str, path: Path | None = None, **config: object) -> RunRecord:
