@@ -9,11 +9,12 @@ import importlib
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["LRFinderView", "RunsView", "TrainingPanel", "__version__", "compare_runs", "evaluation_view"]
+__all__ = ["DataPicker", "LRFinderView", "RunsView", "TrainingPanel", "__version__", "compare_runs", "evaluation_view"]
 
 # Public name -> the module that defines it.
 _PUBLIC = {
     "TrainingPanel": ".panel.training_panel",
+    "DataPicker": ".panel.data_picker",
     "compare_runs": ".charts.compare",
     "RunsView": ".charts.compare",
     "evaluation_view": ".charts.evaluation_view",

@@ -77,6 +77,11 @@ class RunHandle(ABC):
         if self.state in FINAL_STATES:
             raise StateError(f"cannot {action}: the run has already ended ({self.state.value})")
 
+    @property
+    def pause_requested(self) -> bool:
+        """Whether a pause was asked for (by anyone) and not yet resumed: the run is pausing or paused."""
+        return self._pause_requested
+
     def pause(self) -> None:
         """Pause after the batch in progress. Safe from any thread."""
         self._check_active("pause")

@@ -248,10 +248,13 @@ class Curves:
 
         ``paced``: when new epochs came less than ``epoch_push_interval`` after the last push of
         epochs, push nothing yet; the figures, their legends and the in-epoch line wait together so
-        that they never disagree. A later render pushes them."""
+        that they never disagree. A later render pushes them. A run's first epochs are never held
+        back: the push of its empty curves at its start must not delay them (a run of very short
+        epochs showed nothing for a second, or until its end)."""
         if self.epochs_pending:
             now = time.monotonic()
-            if paced and now - self._epochs_pushed_at < self.epoch_push_interval:
+            shown = self._pushed.get("epochs_shown", 0)
+            if paced and shown and now - self._epochs_pushed_at < self.epoch_push_interval:
                 return
             self._epochs_pushed_at = now
             self._pushed["epoch"], self._pushed["epochs_shown"] = self._epoch_version, len(self.series)
@@ -299,27 +302,22 @@ class Curves:
             self.metric_figure.axes[1].label = metric_label
 
     def x_domain(self) -> tuple[int, int]:
-        """Whole epochs the loss and metric figures span: 1..epochs before there is data, then the data's
-        (from 0 while the first epoch's running loss is drawn)."""
-        highs = [s.last_epoch() for s in (self.series, self.previous) if s is not None and len(s)]
+        """Whole epochs every figure spans, the same for all three: 1..the run's planned epochs, or
+        further when the data (the previous run's included) goes further; from 0 while the first
+        epoch's running loss is drawn."""
+        highs = [self.planned_epochs] + [s.last_epoch() for s in (self.series, self.previous)
+                                         if s is not None and len(s)]
         if self._batch_x:
             highs.append(math.ceil(self._batch_x[-1]))
-        if not highs:
-            return 1, max(self.planned_epochs, 2)
         low = 0 if self._batch_x and self._batch_x[0] < 1 else 1
-        return low, max(max(highs), low + 1)
-
-    def _lr_domain(self) -> tuple[int, int]:
-        highs = [self.planned_epochs] + [s.last_epoch() for s in (self.series, self.previous) if s is not None]
-        return 1, max(max(highs), 2)
+        return low, max(max(highs), low + 1, 2)
 
     def _render_domains(self, force: bool = False) -> None:
-        domains = (self.x_domain(), self._lr_domain())
-        if (self.zoom_toggle.value and not force) or self._pushed.get("domain") == domains:
+        low, high = self.x_domain()
+        if (self.zoom_toggle.value and not force) or self._pushed.get("domain") == (low, high):
             return
-        self._pushed["domain"] = domains
-        for fig, (low, high) in ((self.loss_figure, domains[0]), (self.metric_figure, domains[0]),
-                                 (self.lr_figure, domains[1])):
+        self._pushed["domain"] = (low, high)
+        for fig in self.figures:
             show_epochs(fig.axes[0], low, high)
 
     def _render_legends(self) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import time
 from html import escape
 from pathlib import Path
 from typing import Any, Callable, Optional, Union
@@ -18,10 +17,15 @@ from . import static_figure
 
 
 def default_path(run_name: str, suffix: str, folder: Union[str, Path, None] = None) -> Path:
-    """``<folder>/<run name>-<date-time>.<suffix>``; the folder defaults to the kernel's working
-    directory, which in Jupyter is the notebook's own."""
+    """``<folder>/<run name>.<suffix>``, then ``-2``, ``-3``, ... when taken; the folder defaults to
+    the kernel's working directory, which in Jupyter is the notebook's own. (The panel names a run
+    by its model and start time unless it was given a name.)"""
     slug = re.sub(r"[^A-Za-z0-9]+", "-", run_name).strip("-").lower() or "run"
-    return Path(folder or Path.cwd()) / f"{slug}-{time.strftime('%Y%m%d-%H%M%S')}.{suffix}"
+    folder = Path(folder or Path.cwd())
+    path, n = folder / f"{slug}.{suffix}", 2
+    while path.exists():
+        path, n = folder / f"{slug}-{n}.{suffix}", n + 1
+    return path
 
 
 def history_csv(history: list[dict[str, Any]]) -> bytes:

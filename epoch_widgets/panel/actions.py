@@ -21,6 +21,8 @@ from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse,
 from trainer.checkpoints import saved_config
 from trainer.executors import run_factory
 
+from . import fields
+
 if TYPE_CHECKING:
     from .training_panel import TrainingPanel
 
@@ -46,7 +48,6 @@ class Actions:
         self.task: Optional["asyncio.Task[None]"] = None      # preparing, then training, one run
         self.built: Optional["asyncio.Future[Optional[Trainer]]"] = None   # the run, once built (None: failed)
         self.preparing = False
-        self.pause_requested = False
 
     # ------------------------------------------------------------------ threads
     def programmatic(self, action: Callable[[], Any]) -> Any:
@@ -115,7 +116,7 @@ class Actions:
         panel = self.panel
         self.need_loop("start()")
         self.refuse_while_active("starting another")
-        config, data = self.valid_config(), panel.data
+        config, data = fields.with_run_name(self.valid_config()), panel.data
         assert data is not None
         factory = run_factory(panel.executor)
         return self._launch(lambda: factory(config, data, overwrite=overwrite), config.epochs, config)
@@ -124,7 +125,8 @@ class Actions:
         """"Continue that run" (the overwrite choice): resume the run in ``output_path``, to the
         controls' epochs when they ask for more than that run planned."""
         epochs = self.panel.controls["epochs"].value
-        changes = {"epochs": epochs} if planned_epochs is not None and epochs > planned_epochs else {}
+        more = isinstance(epochs, int) and planned_epochs is not None and epochs > planned_epochs
+        changes = {"epochs": epochs} if more else {}
         return self.resume_from_now(output_path, changes)
 
     def resume_from_now(self, output_path: Optional[str], changes: dict[str, Any]) -> "asyncio.Task[None]":
@@ -170,7 +172,7 @@ class Actions:
         panel = self.panel
         panel.notices.clear()
         panel.overwrite.withdraw()
-        self.preparing, self.pause_requested = True, False
+        self.preparing = True
         panel.begin_preparing(epochs, "reading the checkpoint and preparing the data…" if resumed
                               else "preparing the data and building the model…")
         loop = panel.binding.loop
@@ -228,17 +230,17 @@ class Actions:
 
     # ------------------------------------------------------------------ pause, resume, stop
     def toggle_pause_now(self) -> None:
-        # Decided here, on the loop thread, so two quick clicks from a subshell cannot both pause.
-        (self.resume_now if self.pause_requested else self.pause_now)()
+        # Decided here, on the loop thread, so two quick clicks from a subshell cannot both pause;
+        # and from the run's own flag, so a pause asked for in code (panel.run.pause()) counts too.
+        run = self.panel.run
+        (self.resume_now if run is not None and run.pause_requested else self.pause_now)()
 
     def pause_now(self) -> None:
         self._control(lambda run: run.pause())
-        self.pause_requested = True
         self.panel.sync_controls()
 
     def resume_now(self) -> None:
         self._control(lambda run: run.resume())
-        self.pause_requested = False
         self.panel.sync_controls()
 
     def stop_now(self) -> None:

@@ -2,7 +2,7 @@
 
 One input per config field, labelled for people, with a hint beside it: the field's help, or
 what is wrong with the value, or a warning. Fields are grouped in tabs of one fixed height, the
-rarely used ones under "Advanced". Nothing here knows a field's range or default: those come from
+rarely used ones under "Advanced" (opening it scrolls the tab; nothing shrinks). Nothing here knows a field's range or default: those come from
 the schema, and validation is the schema's own plus the column check against the DataFrame.
 """
 from __future__ import annotations
@@ -22,18 +22,23 @@ from trainer.data import resolve_columns
 from .. import theme
 from . import fields
 from .messages import short_message
+from .number_text import NumberText
 
 GROUP_TITLES = {"data": "Data", "model": "Model", "training": "Training",
                 "early_stopping": "Early stopping", "scheduler": "LR schedule", "output": "Output",
                 "tracking": "Tracking", "run": "Run"}
 CONTROLS_HEIGHT = "270px"       # every tab the same height: switching tabs moves nothing below
-_LABEL_STYLE = {"description_width": "170px"}
-_INPUT_LAYOUT = {"width": "390px", "flex": "0 0 auto"}
+# Wide enough for the longest label ("Checkpoint every N seconds") without an ellipsis.
+_LABEL_STYLE = {"description_width": "200px"}
+_INPUT_LAYOUT = {"width": "420px", "flex": "0 0 auto"}
 # Where a backend's framework lives; find_spec answers without importing it (TF takes seconds).
 _FRAMEWORKS = {"torch": "torch", "tensorflow": "tensorflow"}
 _HINT_STYLE = ("font-size:var(--jp-ui-font-size0, 11px);line-height:1.3;display:-webkit-box;"
                "-webkit-line-clamp:2;-webkit-box-orient:vertical;overflow:hidden;white-space:normal")
 _KIND_COLORS = {"error": theme.ERROR, "warning": theme.WARN, "info": theme.FG_MUTED}
+# A tab's page has a fixed height; its rows must keep their own height and let the page scroll
+# (flex items shrink by default: an opened Advanced section crushed the rows above it to ~8 px).
+_KEEP_HEIGHT = "0 0 auto"
 
 
 @dataclass
@@ -61,6 +66,16 @@ def _column_options(columns: list[Any]) -> list[tuple[str, Any]]:
     return [(str(c), c) for c in columns]
 
 
+def _schema_check(values: dict[str, Any], errors: dict[str, str]) -> Optional[trainer.TrainingConfig]:
+    """The config ``values`` make, or None with the schema's problems added to ``errors`` by field."""
+    try:
+        return trainer.TrainingConfig(**values)
+    except ConfigError as exc:
+        for e in exc.errors:
+            errors.setdefault(e["field"].split("[")[0], e["message"])
+        return None
+
+
 class ConfigControls:
     """Widgets for every config field; ``values()`` reads them, ``validate()`` checks them."""
 
@@ -70,6 +85,7 @@ class ConfigControls:
         self.hints: dict[str, W.HTML] = {}
         self.rows: dict[str, W.HBox] = {}
         self._codecs: dict[str, fields.TextCodec] = {}
+        self._fixed: dict[str, Any] = {}        # fields with one allowed value, shown as text
         self._columns = list(columns)
         self._locked: set[str] = set()
         self._errors: dict[str, str] = {}
@@ -79,7 +95,7 @@ class ConfigControls:
             self.inputs[spec.name] = widget
             self.hints[spec.name] = W.HTML("", layout=W.Layout(flex="1 1 0%", min_width="0", margin="0 0 0 8px"))
             self.rows[spec.name] = W.HBox([widget, self.hints[spec.name]],
-                                          layout=W.Layout(width="100%", align_items="center"))
+                                          layout=W.Layout(width="100%", align_items="center", flex=_KEEP_HEIGHT))
         self._refresh_feature_options()
         self.view = self._build_tabs()
         self._update_visibility()
@@ -106,6 +122,10 @@ class ConfigControls:
         if spec.name == "device":
             return W.Combobox(options=["auto", "cpu", "cuda"], value=spec.default, ensure_option=False,
                               **common)
+        if spec.type == "choice" and len(spec.choices) == 1:
+            # Nothing to choose (algorithm_type): said as text rather than offered as a control.
+            self._fixed[spec.name] = spec.choices[0]
+            return W.HTML(value=escape(str(spec.choices[0])), **common)
         if spec.type == "list[choice]":       # loggers: any of a few names
             return W.SelectMultiple(options=[(str(c), c) for c in spec.choices], value=tuple(spec.default),
                                     rows=len(spec.choices), **common)
@@ -113,10 +133,8 @@ class ConfigControls:
             return W.Dropdown(options=[(str(c), c) for c in spec.choices], value=spec.default, **common)
         if spec.type == "bool":
             return W.Checkbox(value=spec.default, indent=True, **common)
-        if spec.type == "int" and not spec.optional:
-            return W.IntText(value=spec.default, **common)
-        if spec.type == "float" and not spec.optional:
-            return W.FloatText(value=spec.default, **common)
+        if spec.type in ("int", "float") and not spec.optional:
+            return NumberText(spec.type, value=spec.default, **common)
         codec = self._codecs[spec.name] = fields.TextCodec(spec)
         placeholder = "(none)" if spec.optional else ""
         if spec.type == "list[int]":
@@ -136,7 +154,8 @@ class ConfigControls:
             basic, advanced = groups[g]
             children = list(basic)
             if advanced:
-                self.advanced[g] = W.Accordion([W.VBox(advanced)], titles=("Advanced",), selected_index=None)
+                self.advanced[g] = W.Accordion([W.VBox(advanced)], titles=("Advanced",), selected_index=None,
+                                               layout=W.Layout(flex=_KEEP_HEIGHT))
                 children.append(self.advanced[g])
             pages.append(W.VBox(children, layout=W.Layout(height=CONTROLS_HEIGHT, overflow="hidden auto",
                                                           padding="4px 2px")))
@@ -149,6 +168,7 @@ class ConfigControls:
         page = self.view.children[self.group_order.index(group)]
         children = list(page.children)
         at = children.index(self.advanced[group]) if group in self.advanced else len(children)
+        widget.layout.flex = _KEEP_HEIGHT
         page.children = (*children[:at], widget, *children[at:])
 
     @staticmethod
@@ -162,6 +182,12 @@ class ConfigControls:
         errors: dict[str, str] = {}
         for name, widget in self.inputs.items():
             codec = self._codecs.get(name)
+            if name in self._fixed:
+                out[name] = self._fixed[name]
+                continue
+            if isinstance(widget, NumberText) and widget.problem():
+                errors[name] = widget.problem()         # an emptied box: said, not put back silently
+                continue
             if codec is None:
                 value = widget.value
                 out[name] = list(value) if isinstance(value, tuple) else value
@@ -183,6 +209,12 @@ class ConfigControls:
                                                   "remove it")
         widget = self.inputs[name]
         codec = self._codecs.get(name)
+        if isinstance(widget, NumberText) and (isinstance(value, str) or value is None):
+            raise ConfigError.single(name, value, self._cannot_hold(name, value, TypeError(value)))
+        if name in self._fixed:
+            if value != self._fixed[name]:
+                raise ConfigError.single(name, value, self._cannot_hold(name, value, ValueError(value)))
+            return
         try:
             if codec is not None:
                 widget.value = codec.to_text(value)
@@ -247,7 +279,7 @@ class ConfigControls:
     def set_enabled(self, enabled: bool) -> None:
         for name, widget in self.inputs.items():
             disabled = not enabled or name in self._locked
-            if widget.disabled != disabled:
+            if name not in self._fixed and widget.disabled != disabled:
                 widget.disabled = disabled
 
     def lock(self, name: str, note: str) -> None:
@@ -260,28 +292,24 @@ class ConfigControls:
 
     # ------------------------------------------------------------------ checking
     def validate(self, data: Optional[pd.DataFrame]) -> Validation:
-        """Check the controls with the schema, then the columns against ``data``."""
+        """Check the controls with the schema, then the columns against ``data``: every problem at once."""
         values, errors = self.values()
+        values = {k: v for k, v in values.items() if k not in errors}
+        config = _schema_check(values, errors)
+        # The columns are checked even when a field is wrong, on the fields the schema accepts (the
+        # others at their defaults): a missing target shows beside the bad field, not after its fix.
+        columns_config = config or _schema_check({k: v for k, v in values.items() if k not in errors}, {})
         if errors:
-            # Still run the schema on the parsable fields so every problem shows at once.
-            values = {k: v for k, v in values.items() if k not in errors}
-        try:
-            config = trainer.TrainingConfig(**values)
-        except ConfigError as exc:
-            for e in exc.errors:
-                errors.setdefault(e["field"].split("[")[0], e["message"])
-            return Validation(None, errors)
-        if errors:
-            return Validation(None, errors)
+            config = None
         if data is None:
-            return Validation(config, {"data": "no data: pass data=DataFrame to TrainingPanel or set data_path"})
-        try:
-            resolve_columns(config, data)
-        except ConfigError as exc:
-            for e in exc.errors:
-                errors.setdefault(e["field"], e["message"])
-            return Validation(config, errors)
-        return Validation(config, {})
+            errors.setdefault("data", "no data: pass data=DataFrame to TrainingPanel or set data_path")
+        elif columns_config is not None:
+            try:
+                resolve_columns(columns_config, data)
+            except ConfigError as exc:
+                for e in exc.errors:
+                    errors.setdefault(e["field"], e["message"])
+        return Validation(config, errors)
 
     def show_errors(self, errors: dict[str, str]) -> None:
         """Show each field's problem (short) beside its control; the others show their help."""
@@ -331,7 +359,8 @@ class ConfigControls:
         on_change()
 
     def _update_notes(self) -> None:
-        """Hints that depend on other fields: what empty features mean, a cosine period off the epochs."""
+        """Hints that depend on values: what empty features mean, a cosine period off the epochs, the
+        default run name."""
         features = self.inputs["feature_columns"]
         if self._notes.get("feature_columns", ("", ""))[1] != "warning":
             n = len(features.options)
@@ -344,13 +373,19 @@ class ConfigControls:
                 self._notes["feature_columns"] = (f"{len(features.value)} of {n} columns", "info")
         self._notes.pop("T_max", None)
         epochs, t_max = self.inputs["epochs"].value, self.inputs["T_max"].value
-        if self.inputs["learning_rate_scheduler"].value == "cosine" and epochs >= 1 and t_max >= 1 and t_max != epochs:
+        numbers = isinstance(epochs, int) and isinstance(t_max, int)
+        if (self.inputs["learning_rate_scheduler"].value == "cosine" and numbers and epochs >= 1 and t_max >= 1
+                and t_max != epochs):
             if t_max > epochs:
                 text = f"longer than the {epochs} epochs: the rate never gets down to its minimum"
             else:
                 text = f"shorter than the {epochs} epochs: the rate rises again after epoch {t_max}"
             self._notes["T_max"] = (text + "; set it to the epochs for one smooth decay", "warning")
-        for name in ("feature_columns", "T_max"):
+        self._notes.pop("name", None)
+        if self.inputs["name"].value == fields.DEFAULT_NAME:
+            self._notes["name"] = ("left as it is, a run is named after its Save-to folder, or else by its "
+                                   "model and start time", "info")
+        for name in ("feature_columns", "T_max", "name"):
             self._render_hint(name)
 
     def _update_visibility(self) -> None:

@@ -3,7 +3,9 @@ and optional fields. All of it comes from the schema's field metadata (``trainer
 ``json_schema_extra``: ``label``, ``help``, ``advanced``)."""
 from __future__ import annotations
 
-from typing import Any
+import time
+from pathlib import Path
+from typing import Any, Optional
 
 from trainer.config import FIELD_SPECS, FieldSpec, TrainingConfig, parse_devices
 
@@ -25,6 +27,22 @@ def help_text(name: str) -> str:
 
 def is_advanced(name: str) -> bool:
     return bool(meta(name).get("advanced"))
+
+
+DEFAULT_NAME = TrainingConfig.model_fields["name"].default
+
+
+def with_run_name(config: TrainingConfig, started: Optional[float] = None) -> TrainingConfig:
+    """``config``, or when it keeps the schema's default name (the same for every run) a copy named
+    after its output folder, or without one by its model and start time ("mlp 2026-12-07 16:43:12"),
+    as the Runs tab labels saved runs. Exports and the Runs tab use the name."""
+    if config.name != DEFAULT_NAME:
+        return config
+    folder = Path(config.output_path).name if config.output_path else ""
+    if folder:
+        return config.replace(name=folder)
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    return config.replace(name=f"{config.model_type} {stamp}")
 
 
 class TextCodec:

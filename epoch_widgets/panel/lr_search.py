@@ -126,7 +126,8 @@ class LRSearch:
         self.panel.actions.from_ui(lambda: self.apply(rate))
 
     def apply(self, rate: Optional[float] = None) -> None:
-        """Put ``rate`` (default: the last result's suggestion) into the learning_rate control."""
+        """Put ``rate`` (default: the last result's suggestion), rounded to 3 significant digits, into
+        the learning_rate control."""
         panel = self.panel
         if rate is None:
             if self.result is None or self.result.suggestion is None:
@@ -135,9 +136,11 @@ class LRSearch:
         if panel.actions.active():
             raise panel.actions.fail(StateError("a run is in progress; use the suggested rate once it ends"),
                                      while_active=True)
-        panel.controls.set_value("learning_rate", float(rate))
+        # Three significant digits: the search cannot tell 0.00705 from 0.007054802310718645.
+        rate = float(f"{float(rate):.3g}")
+        panel.controls.set_value("learning_rate", rate)
         self.view.message.value = self.view.message.value.split(" — learning_rate")[0] + \
-            f" — learning_rate is now {rate:.3g}"
+            f" — learning_rate is now {rate:g}"
 
     def close(self) -> None:
         self.stop()

@@ -122,7 +122,6 @@ class RunAdapter:
     def _ended(self, run: Trainer) -> None:
         """The run's last event: its end note, final metrics, observer errors, evaluation, snapshot."""
         panel = self._panel
-        panel.actions.pause_requested = False
         panel.curves.end_run(end_note(run.state.value, run.current_epoch, run.best_metrics.get("epoch")))
         errors = run.observer_errors
         if errors:

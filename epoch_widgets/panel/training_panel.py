@@ -344,7 +344,7 @@ class TrainingPanel(W.VBox):
         running, searching = self.actions.run_active(), self.lr_search.active
         active = running or searching
         self.buttons.sync(running=running, searching=searching, preparing=self.actions.preparing,
-                          paused=running and self.actions.pause_requested, valid=self.valid,
+                          paused=running and self.run is not None and self.run.pause_requested, valid=self.valid,
                           can_resume=has_checkpoints(self.controls["output_path"].value.strip()))
         self.controls.set_enabled(not active)
         self.exports.sync(bool(self.history))

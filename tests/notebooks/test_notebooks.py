@@ -83,3 +83,29 @@ def test_notebook_runs_under_nbval(path: Path, tmp_path: Path) -> None:
     cells = sum(1 for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code")
     passed = re.search(r"(\d+) passed", result.stdout)
     assert passed and int(passed.group(1)) == cells, f"expected {cells} cells to pass:\n{report}"
+
+
+APP = NOTEBOOK_DIR / "app.ipynb"
+
+
+def test_the_app_notebook_is_stored_without_outputs() -> None:
+    """``notebooks/app.ipynb`` is what ``voila`` serves (not a tutorial, so not in the numbered
+    series nbval runs): the panel and its data-file picker, nothing else shown, nothing stored."""
+    nb = nbformat.read(APP, as_version=4)
+    nbformat.validate(nb)
+    assert all(c.cell_type == "code" for c in nb.cells), "Voila would show markdown cells: keep the app to the panel"
+    assert nb.cells[0].source.startswith("# Parameters")
+    assert all(not c.outputs and c.execution_count is None for c in nb.cells), "store the app without outputs"
+
+
+@pytest.mark.kernel
+@pytest.mark.slow
+def test_the_app_notebook_shows_only_the_panel_with_its_picker(tmp_path: Path) -> None:
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(APP, as_version=4)
+    NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+                   ).execute()
+    outputs = [o for c in nb.cells for o in c.outputs]
+    assert [o.output_type for o in outputs] == ["execute_result"], outputs
+    assert "application/vnd.jupyter.widget-view+json" in outputs[0].data

@@ -11,6 +11,7 @@ import pytest
 
 import trainer
 from epoch_widgets import TrainingPanel
+from epoch_widgets.panel.number_text import NumberText
 from trainer.config import SCHEDULER_PARAMS, SEQUENCE_MODELS, ConfigError
 from trainer.datasets import make_regression
 from epoch_widgets.panel import fields
@@ -31,15 +32,25 @@ def test_every_schema_field_has_a_control_of_its_type_with_its_default(clf_df: p
         assert widget.description == fields.label(spec.name) and widget.description != ""
         assert spec.help in widget.tooltip and spec.name in widget.tooltip
         assert values[spec.name] == spec.default, spec.name
-        if spec.type == "choice":
+        if spec.type == "choice" and len(spec.choices) == 1:
+            # Nothing to choose (algorithm_type): text, not a control.
+            assert isinstance(widget, W.HTML) and widget.value == spec.choices[0]
+        elif spec.type == "choice":
             assert isinstance(widget, W.Dropdown)
             assert [value for _label, value in widget.options] == list(spec.choices)
         elif spec.type == "bool":
             assert isinstance(widget, W.Checkbox)
-        elif spec.type == "int" and not spec.optional:
-            assert isinstance(widget, W.IntText)
-        elif spec.type == "float" and not spec.optional:
-            assert isinstance(widget, W.FloatText)
+        elif spec.type in ("int", "float") and not spec.optional:
+            assert isinstance(widget, NumberText) and widget.kind == spec.type
+
+
+def test_a_field_with_one_allowed_value_is_text_that_still_refuses_others(clf_df: pd.DataFrame) -> None:
+    panel = TrainingPanel(data=clf_df, target_column="label", algorithm_type="deep_learning")
+    assert panel.config.algorithm_type == "deep_learning"
+    with pytest.raises(ConfigError, match="algorithm_type"):
+        panel.controls.set_value("algorithm_type", "random_forest")
+    panel.controls.set_enabled(False)                   # a run starts: no control to disable there
+    assert panel.valid
 
 
 def test_backend_dropdown_lists_the_schema_choices(clf_df: pd.DataFrame) -> None:
@@ -126,6 +137,18 @@ def test_several_problems_show_at_once(clf_df: pd.DataFrame) -> None:
     assert "ew-hint-error" in panel.controls.hints["hidden_units"].value
 
 
+def test_a_missing_target_is_listed_beside_invalid_fields_not_after_their_fix(clf_df: pd.DataFrame) -> None:
+    panel = TrainingPanel(data=clf_df)                  # no target column chosen
+    panel.controls["epochs"].value = 0                  # a schema problem
+    panel.controls["hidden_units"].value = "x"          # a parse problem
+    assert set(panel.errors) == {"epochs", "hidden_units", "target_column"}
+    for label in ("Epochs", "Hidden layers", "Target column"):
+        assert label in panel.message.value
+    panel.controls["target_column"].value = "label"
+    assert set(panel.errors) == {"epochs", "hidden_units"}
+    assert panel.start_button.disabled
+
+
 def test_a_target_is_required_before_start(clf_df: pd.DataFrame) -> None:
     panel = TrainingPanel(data=clf_df)
     assert panel.start_button.disabled
@@ -173,6 +196,26 @@ def test_bad_keywords_raise_a_clear_error(clf_df: pd.DataFrame) -> None:
     with pytest.raises(ConfigError) as exc:
         TrainingPanel(data=[[1, 2]])
     assert "DataFrame" in str(exc.value)
+
+
+def test_an_emptied_number_box_is_an_error_not_silently_put_back(clf_df: pd.DataFrame) -> None:
+    # ipywidgets' IntText put the last number back in the browser, unheard by the kernel.
+    panel = TrainingPanel(data=clf_df, target_column="label", epochs=12)
+    box = panel.controls["epochs"]
+    box.set_state({"value": ""})                        # what the browser sends when it is emptied
+    assert box.value == "" and panel.errors["epochs"] == "empty: enter a whole number"
+    assert panel.controls.hint_text("epochs") == "empty: enter a whole number" and panel.start_button.disabled
+    box.set_state({"value": "1.5"})
+    assert panel.errors["epochs"] == "enter a whole number"
+    box.set_state({"value": "20"})
+    assert box.value == 20 and panel.config.epochs == 20 and panel.valid
+    rate = panel.controls["learning_rate"]
+    rate.set_state({"value": "0.02"})
+    assert rate.value == 0.02 and panel.config.learning_rate == 0.02
+    rate.set_state({"value": " "})
+    assert panel.errors["learning_rate"] == "empty: enter a number"
+    with pytest.raises(ConfigError, match="epochs"):
+        panel.controls.set_value("epochs", "ten")          # from code: refused at once, as before
 
 
 def test_out_of_range_keywords_are_shown_not_raised(clf_df: pd.DataFrame) -> None:

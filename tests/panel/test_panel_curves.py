@@ -101,12 +101,25 @@ def test_paced_renders_push_new_epochs_at_most_once_per_interval(comm_counter) -
     curves.add_epoch(entry(5, 0.18), improved=False)
     curves.render(paced=True)                   # once the interval has passed, paced pushes too
     assert list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
-    # A second run's first epoch, held back, counts as held back (not as the first run's fifth).
+    # A second run's epoch held back counts as held back (not as the first run's sixth).
     curves.epoch_push_interval = 60.0
     curves.begin_run(classification=True)
     curves.add_epoch(entry(1, 0.3), improved=True)
+    curves.render(paced=True)                   # a run's first epoch: at once
+    curves.add_epoch(entry(2, 0.25), improved=True)
     curves.render(paced=True)
-    assert curves.epochs_held_back == 1 and list(curves.loss_lines.x) == [1, 2, 3, 4, 5]
+    assert curves.epochs_held_back == 1 and list(curves.loss_lines.x) == [1]
+
+
+def test_a_runs_first_epoch_is_not_held_back_by_the_push_of_its_empty_curves() -> None:
+    # The panel pushes a run's empty curves when it starts; an epoch ending within the interval
+    # after that used to wait for it, so a run of short epochs showed nothing for a second.
+    curves = Curves(epoch_push_interval=60.0)
+    curves.begin_run(classification=True)
+    curves.render()                             # the start: no epochs yet
+    curves.add_epoch(entry(1, 0.5), improved=True)
+    curves.render(paced=True)
+    assert list(curves.loss_lines.x) == [1] and not curves.epochs_pending
 
 
 def test_curves_hold_every_epoch_and_mark_the_best() -> None:
@@ -186,20 +199,33 @@ def test_before_any_data_the_epoch_axes_span_1_to_the_planned_epochs() -> None:
         assert axis.scale.min < 1 and 30 < axis.scale.max < 31
 
 
-def test_while_training_the_axes_follow_the_data_in_whole_epochs() -> None:
+def test_while_training_every_chart_spans_the_planned_epochs_in_whole_epochs() -> None:
+    # One x range for the loss, metric and learning-rate charts (the loss and accuracy axes used to
+    # follow the data, or the previous run's epochs, while the LR axis spanned the plan).
     curves = Curves()
     curves.set_preview(trainer.TrainingConfig(epochs=30))
     curves.begin_run(classification=True)
     curves.add_batch(1, 5, 10, 0.7)                 # the first epoch's running loss starts at 0
     curves.render()
-    assert list(curves.loss_figure.axes[0].tick_values) == [0, 1]
+    assert {tuple(f.axes[0].tick_values) for f in curves.figures} == {(0, 5, 10, 15, 20, 25, 30)}
     curves.add_epoch(entry(1, 0.5), improved=True)
     curves.add_epoch(entry(2, 0.4), improved=True)
     curves.begin_epoch()
     curves.add_batch(3, 2, 10, 0.45)
     curves.render()
-    assert list(curves.loss_figure.axes[0].tick_values) == [1, 2, 3]
-    assert list(curves.lr_figure.axes[0].tick_values) == [1, 5, 10, 15, 20, 25, 30]    # the plan
+    assert {tuple(f.axes[0].tick_values) for f in curves.figures} == {(1, 5, 10, 15, 20, 25, 30)}
+    assert len({(f.axes[0].scale.min, f.axes[0].scale.max) for f in curves.figures}) == 1
+    # A second run planning fewer epochs than the first ran: every chart spans the first run's too.
+    curves.end_run("")
+    curves.begin_run(classification=True)
+    curves.set_preview(trainer.TrainingConfig(epochs=2))
+    curves.add_epoch(entry(1, 0.5), improved=True)
+    curves.render()
+    assert {tuple(f.axes[0].tick_values) for f in curves.figures} == {(1, 2)}
+    for i in range(2, 5):
+        curves.add_epoch(entry(i, 0.5 - i / 100), improved=True)
+    curves.render()
+    assert {tuple(f.axes[0].tick_values) for f in curves.figures} == {(1, 2, 3, 4)}
 
 
 def test_legends_are_html_beside_the_charts_with_current_and_best_values() -> None:

@@ -36,6 +36,17 @@ def test_rarely_used_fields_sit_under_advanced_in_every_tab(clf_df: pd.DataFrame
     assert {page.layout.height for page in controls.view.children} == {CONTROLS_HEIGHT}
 
 
+def test_an_open_advanced_section_scrolls_the_tab_instead_of_squashing_its_fields(clf_df: pd.DataFrame) -> None:
+    # A page is a flex column of fixed height: its items keep their own height only when they do
+    # not shrink (flex-shrink 0), so an opened Advanced section makes the page scroll. The browser
+    # test measures the rendered heights.
+    panel = TrainingPanel(data=clf_df, target_column="label")
+    for page in panel.controls.view.children:
+        assert page.layout.overflow == "hidden auto"
+        for child in page.children:
+            assert child.layout.flex == "0 0 auto", child
+
+
 @pytest.mark.parametrize("values, field, expected", [
     ({"epochs": 0}, "epochs", "must be at least 1"),
     ({"batch_size": 0}, "batch_size", "must be at least 1"),
@@ -66,7 +77,7 @@ def test_an_error_keeps_the_input_box_its_width_and_its_details_in_the_tooltip(c
     panel = TrainingPanel(data=clf_df, target_column="label", batch_size=0)
     hint = panel.controls.hints["batch_size"].value
     assert ">must be at least 1<" in hint and "allowed: int &gt;= 1" in hint       # short text, full title
-    assert panel.controls["batch_size"].layout.width == "390px"
+    assert panel.controls["batch_size"].layout.width == "420px"
     assert panel.controls["batch_size"].layout.flex == "0 0 auto"
 
 

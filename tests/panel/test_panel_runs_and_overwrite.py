@@ -3,6 +3,7 @@ folder holding another run offers to replace or continue it; observer errors sho
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -44,9 +45,10 @@ def test_every_start_is_kept_in_the_runs_tab_beside_the_saved_runs(clf_df, tmp_p
     panel = asyncio.run(main())
     assert panel.runs.folder.value == str(models)
     labels = [r.label for r in panel.runs.records]
-    assert labels == ["run 3", "b", "a", "saved"]
+    # A run saved nowhere is named by its model and start time.
+    assert labels[1:] == ["b", "a", "saved"] and re.fullmatch(r"mlp \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", labels[0])
     table = panel.runs.comparison.table_frame
-    assert list(table.loc[["a", "b"], "learning_rate"]) == [0.01, 0.05] and table.loc["run 3", "state"] == "completed"
+    assert list(table.loc[["a", "b"], "learning_rate"]) == [0.01, 0.05] and table.loc[labels[0], "state"] == "completed"
     assert "3 run(s) of this session, 1 saved under" in panel.runs.message.value
     panel.close()
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import re
 
 import pandas as pd
 import pytest
 
 from epoch_widgets import TrainingPanel
-from epoch_widgets.charts import static_figure
+from epoch_widgets.charts import export, static_figure
 from epoch_widgets.panel.metrics_table import final_html, table_html
 from epoch_widgets.charts.snapshot import Snapshot
 
@@ -61,6 +62,25 @@ def test_csv_and_png_export_from_the_buttons(clf_df: pd.DataFrame, tmp_path, mon
     assert "data:image/png;base64," in panel.exports.link.value
     out = panel.export_csv(tmp_path / "sub" / "h.csv")
     assert out.exists() and out.read_text().startswith("epoch,train_loss")
+    # Named by the run: its model and start time (the name was left at the default).
+    assert re.fullmatch(r"mlp \d{4}-\d\d-\d\d \d\d:\d\d:\d\d", panel.run.config.name), panel.run.config.name
+    slug = re.sub(r"[^a-z0-9]+", "-", panel.run.config.name.lower())
+    assert csv.name == f"{slug}.csv" and png.name == f"{slug}.png"
+    assert panel.export_csv().name == f"{slug}-2.csv"          # taken: numbered, not overwritten
+
+
+def test_a_named_run_keeps_its_name(clf_df: pd.DataFrame, tmp_path) -> None:
+    async def main() -> TrainingPanel:
+        panel = make_panel(clf_df, epochs=1, name="My baseline")
+        assert "model and start time" not in panel.controls.hint_text("name")
+        panel.start()
+        await panel.wait()
+        return panel
+
+    panel = asyncio.run(main())
+    assert panel.run.config.name == "My baseline"
+    assert panel.export_csv(tmp_path / "x.csv").exists()
+    assert export.default_path("My baseline", "csv", tmp_path).name == "my-baseline.csv"
 
 
 @pytest.mark.skipif(not static_figure.available(), reason="needs matplotlib")

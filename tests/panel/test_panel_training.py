@@ -197,6 +197,28 @@ def test_programmatic_control_mirrors_the_buttons(clf_df: pd.DataFrame) -> None:
     asyncio.run(main())
 
 
+def test_the_pause_button_follows_a_pause_asked_of_the_run_itself(clf_df: pd.DataFrame) -> None:
+    async def main() -> None:
+        panel = make_panel(clf_df, **LONG)
+        panel.start()
+        await until(lambda: panel.current_epoch >= 1, what="the first epoch")
+        panel.run.pause()                                   # from code, not through the panel
+        await until(lambda: panel.state == "paused", what="the pause")
+        assert panel.pause_button.description == "Resume"
+        panel.pause_button.click()                          # resumes; no "already paused" error
+        await until(lambda: panel.state == "running", what="the resume")
+        assert panel.pause_button.description == "Pause" and panel.message.value == ""
+        panel.run.pause()
+        panel.run.resume()
+        panel.pause_button.click()                          # pauses: the run is not paused any more
+        await until(lambda: panel.state == "paused", what="the second pause")
+        assert panel.message.value == ""
+        panel.stop()
+        await panel.wait()
+
+    asyncio.run(main())
+
+
 def test_early_stopping_marks_the_best_epoch_and_shows_the_reason(clf_df: pd.DataFrame) -> None:
     async def main() -> TrainingPanel:
         # min_delta larger than any loss: only the first epoch counts as an improvement.

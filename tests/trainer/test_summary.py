@@ -242,3 +242,22 @@ def test_a_model_of_the_other_framework_is_refused_naming_the_field(clf_df):
     with pytest.raises(ConfigError) as info:
         model_summary(config("torch", "mlp"), clf_df, model=object())
     assert info.value.errors[0]["field"] == "model" and "torch.nn.Module" in info.value.errors[0]["message"]
+
+
+def test_a_tiny_mlps_training_memory_is_estimated_near_its_real_peak(clf_df):
+    # A 2,466-parameter MLP adds 8 to 14 MiB to a process that has imported torch; the summary
+    # used to say about 0.3 GiB, almost all of it the framework's import, which is spent already.
+    from trainer.memory_fit import placements, too_big
+    from trainer.model_size import ModelSpec
+
+    cfg = TrainingConfig(target_column="label", hidden_units=[64, 32], device="cpu")
+    summary = model_summary(cfg, clf_df)
+    assert summary.total_parameters == 2_466
+    assert 4 * 2**20 < summary.memory.total < 32 * 2**20 and summary.fits
+    assert "framework 16 MiB" in summary.memory.breakdown()
+    # The refusal still counts a fresh process's framework memory.
+    (place,) = placements(cfg)
+    need = place.need(ModelSpec.of(cfg), DataShape.of(prepare_data(cfg, clf_df)))
+    assert need.overhead == 256 * 2**20
+    big = TrainingConfig(target_column="label", hidden_units=[65536] * 16, device="cpu")
+    assert model_summary(big, clf_df).errors and not model_summary(big, clf_df).fits
