@@ -5,6 +5,7 @@ name runs here, so a run is called the same everywhere."""
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
@@ -51,11 +52,12 @@ def difference_labels(configs: Sequence[Mapping[str, Any]], limit: int = 3) -> l
 
 def run_names(records: Sequence[RunRecord]) -> list[RunLabel]:
     """What to call each run: its own name (given, or its folder's) with what sets it apart
-    ("mlp1 (lr 0.01)"), or only what sets it apart for a run with neither ("lr 0.01", not "run 2")."""
+    ("mlp1 (lr 0.01)"), or only what sets it apart for a run with neither ("lr 0.01", not "run 2");
+    ``full`` starts with the run's label ("run 2: Learning rate 0.01")."""
     names = []
     for record, differs in zip(records, difference_labels([r.config for r in records])):
-        if _unnamed(record):
-            names.append(RunLabel(differs.short or record.label, differs.full or record.label))
+        if _unnamed(record) and differs.short:
+            names.append(RunLabel(differs.short, f"{record.label}: {differs.full}"))
         elif differs.short:
             names.append(RunLabel(f"{record.label} ({differs.short})", f"{record.label}: {differs.full}"))
         else:
@@ -64,7 +66,14 @@ def run_names(records: Sequence[RunRecord]) -> list[RunLabel]:
 
 
 def _unnamed(record: RunRecord) -> bool:
-    return record.path is None and record.config.get("name") in (None, _DEFAULT_NAME)
+    """Whether nobody named the run: no folder, and the schema's default name or the one the panel
+    makes up from the model and the start time ("mlp 2026-12-07 16:43:12"), which says less than
+    what sets the run apart."""
+    if record.path is not None:
+        return False
+    name = str(record.config.get("name") or _DEFAULT_NAME)
+    made_up = rf"{re.escape(str(record.config.get('model_type')))} \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d"
+    return name == _DEFAULT_NAME or re.fullmatch(made_up, name) is not None
 
 
 def _ordered(configs: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -48,8 +48,13 @@ def test_a_run_with_a_name_keeps_it_and_one_without_is_named_by_what_differs(tmp
     names = run_names([record("run 2", learning_rate=0.01), record("run 1", learning_rate=0.1),
                        record("mlp1", tmp_path / "mlp1", learning_rate=0.05, output_path=str(tmp_path / "mlp1")),
                        record("mine", name="mine", learning_rate=0.05)])
-    assert names == [RunLabel("lr 0.01", "Learning rate 0.01"), RunLabel("lr 0.1", "Learning rate 0.1"),
+    assert names == [RunLabel("lr 0.01", "run 2: Learning rate 0.01"), RunLabel("lr 0.1", "run 1: Learning rate 0.1"),
                      RunLabel("mlp1 (lr 0.05)", "mlp1: Learning rate 0.05"),
                      RunLabel("mine (lr 0.05)", "mine: Learning rate 0.05")]
+    # The name the panel makes up (model and start time) says less than what differs: it goes to the tooltip.
+    made_up = run_names([record("mlp 2026-12-07 16:43:12", name="mlp 2026-12-07 16:43:12", learning_rate=0.01),
+                         record("lstm 2026-12-07 16:44:01", name="lstm 2026-12-07 16:44:01", model_type="lstm")])
+    assert made_up == [RunLabel("mlp, lr 0.01", "mlp 2026-12-07 16:43:12: Model mlp; Learning rate 0.01"),
+                       RunLabel("lstm, lr 0.001", "lstm 2026-12-07 16:44:01: Model lstm; Learning rate 0.001")]
     same = run_names([record("run 2"), record("run 1")])
     assert [n.short for n in same] == ["run 2", "run 1"]              # nothing differs: the numbers stay
