@@ -23,7 +23,7 @@ METRIC_KEYS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "trai
 BEST_KEYS = ("loss", "accuracy", "mae", "epoch")
 # Fields that never change what a run computes (its name, where it saves, checkpoints, tracking):
 # a difference there is no explanation for different curves. The name is the run's label anyway.
-_NOT_COMPARED = ("name", "output_path", "checkpoints", "checkpoint_every_epochs", "checkpoint_every_batches",
+NOT_COMPARED = ("name", "output_path", "checkpoints", "checkpoint_every_epochs", "checkpoint_every_batches",
                  "checkpoint_every_seconds", "checkpoint_keep", "loggers", "mlflow_tracking_uri")
 # MLflow stores: their artifact copies of runs are not runs of their own.
 _NOT_SEARCHED = ("mlruns", "mlartifacts")
@@ -170,7 +170,7 @@ def config_differences(records: list[RunRecord]) -> pd.DataFrame:
     """The config fields whose values differ between the runs (one row per run, by label)."""
     fields: list[str] = []
     for record in records:
-        fields += [k for k in record.config if k not in fields and k not in _NOT_COMPARED]
+        fields += [k for k in record.config if k not in fields and k not in NOT_COMPARED]
     differing = [f for f in fields if len({_key(r.config.get(f)) for r in records}) > 1]
     table = pd.DataFrame([{f: _shown(r.config.get(f)) for f in differing} for r in records],
                          index=pd.Index([r.label for r in records], name="run"), columns=differing)

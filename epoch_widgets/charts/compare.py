@@ -20,6 +20,10 @@ import pandas as pd
 
 from trainer.run_records import RunRecord, comparison_table, find_runs, load_runs, metrics_frame, read_run, record_of
 
+from .epoch_axis import epoch_axis, show_epochs
+from .legend import Item, legend_html
+from .run_labels import RunLabel, run_names
+
 # matplotlib's tab10: one color per run, in order.
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
            "#bcbd22", "#17becf")
@@ -38,11 +42,12 @@ def color_of(index: int) -> str:
 
 
 def _figure(title: str, y_label: str) -> tuple[bq.Figure, bq.LinearScale, bq.LinearScale]:
-    x, y = bq.LinearScale(), bq.LinearScale()
-    axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", num_ticks=6),
+    x, y = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale()
+    axes = [epoch_axis(x),
             bq.Axis(scale=y, label=y_label, side="left", grid_lines="dashed", tick_format=".3~g",
                     label_offset="48px")]
-    fig = bq.Figure(marks=[], axes=axes, title=title, animation_duration=0, legend_location="top-right",
+    # No legend inside the plot (it covered the y-axis labels and a curve): an HTML one goes below.
+    fig = bq.Figure(marks=[], axes=axes, title=title, animation_duration=0,
                     title_style={"font-size": "14px"}, fig_margin={"top": 40, "bottom": 40, "left": 66, "right": 15},
                     layout=W.Layout(flex="1 1 0%", height="280px", min_width="280px"))
     return fig, x, y
@@ -51,12 +56,15 @@ def _figure(title: str, y_label: str) -> tuple[bq.Figure, bq.LinearScale, bq.Lin
 class RunComparison(W.VBox):
     """Overlaid curves, run checkboxes and a sortable table for a list of :class:`RunRecord`.
 
-    One color per run; train curves solid, validation dashed (``split`` shows one or both).
+    One color per run; train curves solid, validation dashed (``split`` shows one or both). A run
+    is identified by its ``label`` (``shown``, ``show_only``) and shown by ``names``: what sets it
+    apart (:func:`run_labels.run_names`), in full in its hover text.
     """
 
     def __init__(self, records: Iterable[RunRecord] = ()):
         self.records: list[RunRecord] = []
         self.checkboxes: dict[str, W.Checkbox] = {}
+        self.names: dict[str, RunLabel] = {}
         self.figures: dict[str, bq.Figure] = {}
         self._scales: dict[str, tuple[bq.LinearScale, bq.LinearScale]] = {}
         self._marks: dict[str, dict[tuple[str, str], bq.Lines]] = {}   # label -> (figure, split) -> mark
@@ -77,14 +85,17 @@ class RunComparison(W.VBox):
                                      style={"button_width": "100px"})
         self.sort_by.observe(lambda _c: self._render_table(), "value")
         self.order.observe(lambda _c: self._render_table(), "value")
-        self.table = W.HTML()
+        # The table scrolls inside the panel's width rather than widening it.
+        self.table = W.HTML(layout=W.Layout(width="100%", max_width="100%", overflow="auto"))
         self.legend_note = W.HTML("<small>solid: train &middot; dashed: validation</small>")
-        self.figure_box = W.Box(list(self.figures.values()), layout=W.Layout(display="flex", flex_flow="row wrap",
-                                                                               width="100%"))
-        super().__init__([W.HBox([W.VBox([W.HTML("<b>Runs</b>"), self.run_list,
-                                          W.HBox([self.all_button, self.none_button])]),
-                                  W.VBox([self.split, self.legend_note])]),
-                          self.figure_box, W.HBox([self.sort_by, self.order]), self.table])
+        self.legend = W.HTML(layout=W.Layout(width="100%"))
+        self.figure_box = W.Box([], layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
+        wrap = W.Layout(display="flex", flex_flow="row wrap", max_width="100%")
+        super().__init__([W.Box([W.VBox([W.HTML("<b>Runs</b>"), self.run_list,
+                                         W.HBox([self.all_button, self.none_button])]),
+                                 W.VBox([self.split, self.legend_note])], layout=wrap),
+                          self.figure_box, self.legend, W.Box([self.sort_by, self.order], layout=wrap), self.table],
+                         layout=W.Layout(width="100%", max_width="100%"))
         self.set_runs(list(records))
 
     # ------------------------------------------------------------------ public
@@ -124,12 +135,14 @@ class RunComparison(W.VBox):
                 child.close()
             row.close()
         self.records = list(records)
+        self.names = {r.label: name for r, name in zip(self.records, run_names(self.records))}
         self._marks, self.checkboxes = {}, {}
         rows = []
         for index, record in enumerate(self.records):
             color = color_of(index)
-            box = W.Checkbox(value=previous.get(record.label, True), description=record.label, indent=False,
-                             layout=W.Layout(width="auto"))
+            name = self.names[record.label]
+            box = W.Checkbox(value=previous.get(record.label, True), description=name.short, tooltip=name.full,
+                             indent=False, layout=W.Layout(width="auto"))
             box.observe(lambda _c: self._update_marks(), "value")
             self.checkboxes[record.label] = box
             swatch = W.HTML(f"<span style='display:inline-block;width:14px;height:4px;background:{color};"
@@ -139,8 +152,11 @@ class RunComparison(W.VBox):
         self._rows = rows
         self.run_list.children = rows
         tasks = {r.task for r in self.records}
-        self.figures["accuracy"].layout.display = None if "classification" in tasks or not tasks else "none"
-        self.figures["mae"].layout.display = None if "regression" in tasks else "none"
+        # Figures without data are left out, not hidden: a figure drawn at a width of 0 gives its plot
+        # area a negative size, which the browser reports as an error for each of its rectangles.
+        hidden = {"accuracy"} if tasks and "classification" not in tasks else set()
+        hidden |= set() if "regression" in tasks else {"mae"}
+        self.figure_box.children = [fig for name, fig in self.figures.items() if name not in hidden]
         columns = ["run", *comparison_table(self.records).columns] if self.records else ["run"]
         keep = self.sort_by.value if self.sort_by.value in columns else ("best_loss" if "best_loss" in columns else "run")
         with self.sort_by.hold_trait_notifications():
@@ -167,20 +183,21 @@ class RunComparison(W.VBox):
 
     def _update_marks(self) -> None:
         splits = SPLITS[self.split.value]
-        shown = set(self.shown)
+        shown = [r for r in self.records if self.checkboxes[r.label].value]
         for name, fig in self.figures.items():
-            marks = []
-            for record in self.records:
-                if record.label not in shown:
-                    continue
-                run_marks = [mark for (figure, split), mark in self._marks[record.label].items()
-                             if figure == name and (split in splits or name == "learning_rate")]
-                if name == "loss":       # the legend names each run once
-                    for i, mark in enumerate(run_marks):
-                        mark.display_legend = i == len(run_marks) - 1
-                marks += run_marks
+            marks = [mark for record in shown for (figure, split), mark in self._marks[record.label].items()
+                     if figure == name and (split in splits or name == "learning_rate")]
             if list(fig.marks) != marks:
                 fig.marks = marks
+        # One epoch range for every figure, from the longest run shown, on whole-epoch ticks.
+        last = max((int(e["epoch"]) for r in shown for e in r.history), default=1)
+        for fig in self.figures.values():
+            show_epochs(fig.axes[0], 1, max(last, 2))
+        colors = {r.label: color_of(i) for i, r in enumerate(self.records)}
+        items = [Item(self.names[r.label].short, colors[r.label], title=self.names[r.label].full) for r in shown]
+        html = legend_html(items) if items else ""
+        if self.legend.value != html:
+            self.legend.value = html
 
     def _render_table(self) -> None:
         if not self.records:
@@ -191,13 +208,17 @@ class RunComparison(W.VBox):
         head = "".join(f"<th style='text-align:left;padding:2px 8px'>{escape(str(c))}</th>"
                        for c in ["run", *frame.columns])
         body = []
+        # The run's name wraps within a bounded width; the values keep to one line and the table
+        # scrolls sideways inside the panel's width when they need more.
+        name_cell = "padding:2px 8px;min-width:8em;max-width:18em"
+        cell = "padding:2px 8px;white-space:nowrap"
         for label, row in frame.iterrows():
-            cells = [f"<td style='padding:2px 8px;white-space:nowrap'><span style='color:{colors[label]}'>&#9632;"
-                     f"</span> {escape(str(label))}</td>"]
-            cells += [f"<td style='padding:2px 8px'>{escape(_format(v))}</td>" for v in row.tolist()]
+            cells = [f"<td style='{name_cell}' title='{escape(self.names[label].full, quote=True)}'>"
+                     f"<span style='color:{colors[label]}'>&#9632;</span> {escape(self.names[label].short)}</td>"]
+            cells += [f"<td style='{cell}'>{escape(_format(v))}</td>" for v in row.tolist()]
             body.append("<tr>" + "".join(cells) + "</tr>")
-        self.table.value = (f"<table style='border-collapse:collapse;font-size:13px'><thead><tr>{head}</tr></thead>"
-                            f"<tbody>{''.join(body)}</tbody></table>")
+        self.table.value = (f"<div style='max-width:100%;overflow-x:auto'><table style='border-collapse:collapse;"
+                            f"font-size:13px'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>")
 
 
 def compare_runs(source: Any) -> RunComparison:
@@ -215,7 +236,7 @@ class RunsView(W.VBox):
 
     def __init__(self, folder: Union[str, Path, None] = None, runs: Iterable[Any] = ()):
         self.folder = W.Text(value=str(folder) if folder is not None else "", description="folder",
-                             placeholder="a folder holding saved runs", layout=W.Layout(width="420px"))
+                             placeholder="a folder holding saved runs", layout=W.Layout(width="420px", max_width="70%"))
         self.refresh_button = W.Button(description="Refresh", icon="refresh", tooltip="Read the folder again")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.message = W.HTML()

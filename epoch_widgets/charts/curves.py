@@ -21,8 +21,10 @@ import numpy as np
 
 import trainer
 
+from .epoch_axis import epoch_axis, show_epochs
 from .legend import Item, fmt, legend_html
-from .series import MAX_POINTS, Series, downsample_indices, epoch_ticks, lr_preview
+from .run_labels import RunLabel
+from .series import MAX_POINTS, Series, downsample_indices, lr_preview
 from ..theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 __all__ = ["Curves", "MAX_POINTS", "GHOST_OPACITY", "downsample_indices", "lr_preview"]
@@ -31,7 +33,7 @@ EPOCH_PUSH_INTERVAL = 1.0     # seconds: the least time between two paced pushes
 
 
 def _figure(title: str, y_label: str, marks: list[bq.Mark], x: bq.Scale, y: bq.Scale) -> bq.Figure:
-    axes = [bq.Axis(scale=x, label="epoch", grid_lines="none", tick_format="d", tick_values=np.array([1.0, 2.0])),
+    axes = [epoch_axis(x),
             bq.Axis(scale=y, label=y_label, side="left", grid_lines="dashed", tick_format=".3~g",
                     label_offset="48px")]
     # No hover toolbar (it covered the title): the panel's own buttons zoom and reset.
@@ -76,7 +78,7 @@ class Curves:
         self._epochs_pushed_at = -math.inf
         self.series = Series()
         self.previous: Optional[Series] = None      # the run before, drawn faded
-        self.previous_label = ""
+        self.previous_label = RunLabel("", "")     # what set the previous run apart from this one
         self.classification = True       # what the metric figure shows: accuracy, else MAE
         self.best_epoch: Optional[int] = None
         self.ended_note = ""
@@ -143,10 +145,11 @@ class Curves:
 
     # ------------------------------------------------------------------ data in (messages only for
     # the faded copy and the LR preview; the rest waits for render())
-    def begin_run(self, classification: bool, previous_label: str = "") -> None:
-        """Start a new run's curves; the previous run's stay behind, faded, labelled ``previous_label``."""
+    def begin_run(self, classification: bool, previous_label: Optional[RunLabel] = None) -> None:
+        """Start a new run's curves; the previous run's stay behind, faded, labelled with what set it
+        apart (``previous_label``, from :func:`run_labels.difference_labels`)."""
         if len(self.series):
-            self.previous, self.previous_label = self.series, previous_label
+            self.previous, self.previous_label = self.series, previous_label or RunLabel("", "")
             self._push_epochs(self.previous, (self.loss_ghost, self.metric_ghost, self.lr_ghost))
         if self.previous is not None and self.previous.classification != classification:
             # Accuracy and MAE share no scale: drop a faded curve of the other kind.
@@ -314,12 +317,8 @@ class Curves:
         if (self.zoom_toggle.value and not force) or self._pushed.get("domain") == (low, high):
             return
         self._pushed["domain"] = (low, high)
-        pad = (high - low) * 0.03      # so the first and last points are not cut in half
         for fig in self.figures:
-            axis, scale = fig.axes[0], fig.axes[0].scale
-            with scale.hold_sync():
-                scale.min, scale.max = low - pad, high + pad
-            axis.tick_values = np.asarray(epoch_ticks(low, high), dtype=float)
+            show_epochs(fig.axes[0], low, high)
 
     def _render_legends(self) -> None:
         s, prev = self.series, self.previous
@@ -341,11 +340,13 @@ class Curves:
         lr = [Item("schedule", LR_COLOR, "dashed", 0.7, title="the rates the schedule plans before training"),
               Item("used", LR_COLOR, "line", 1.0, fmt(used) if used is not None else "")]
         if prev is not None and len(prev):
-            label = "previous run" + (f" ({self.previous_label})" if self.previous_label else "")
-            loss.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title="train (blue) and val (orange)"))
+            differs = self.previous_label
+            label = "previous run" + (f" ({differs.short})" if differs.short else "")
+            full = f"previous run: {differs.full or 'the same settings'}"
+            loss.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title=f"{full} (train blue, val orange)"))
             if prev.classification == self.classification:
-                metric.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY))
-            lr.append(Item(label, LR_COLOR, "dashed", GHOST_OPACITY))
+                metric.append(Item(label, TRAIN_COLOR, "dashed", GHOST_OPACITY, title=f"{full} (train blue, val orange)"))
+            lr.append(Item(label, LR_COLOR, "dashed", GHOST_OPACITY, title=full))
         for widget, items in ((self.loss_legend, loss), (self.metric_legend, metric), (self.lr_legend, lr)):
             html = legend_html(items)
             if widget.value != html:

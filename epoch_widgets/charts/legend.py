@@ -49,7 +49,9 @@ def legend_html(items: list[Item]) -> str:
             text += f" <b style='color:{theme.FG}'>{escape(item.value)}</b>"
         if item.best:
             text += f" <span style='color:{theme.FG_MUTED}'>({escape(item.best)})</span>"
-        title = f" title='{escape(item.title, quote=True)}'" if item.title else ""
-        parts.append(f"<span style='white-space:nowrap'{title}>{_swatch(item)} {text}</span>")
+        # One line per entry, cut with an ellipsis when the card is narrower; the hover text is whole.
+        title = escape(item.title or item.label, quote=True)
+        parts.append(f"<span style='white-space:nowrap;max-width:100%;overflow:hidden;text-overflow:ellipsis' "
+                     f"title='{title}'>{_swatch(item)} {text}</span>")
     return (f"<div class='ew-legend' style='display:flex;flex-wrap:wrap;gap:2px 14px;padding:0 8px 0 56px;min-height:4.2em;align-content:flex-start;"
             f"font-size:12px;color:{theme.FG_MUTED}'>" + "".join(parts) + "</div>")

@@ -1,6 +1,6 @@
-"""How config fields look to a person: labels, help, which are advanced, text parsing for list
-and optional fields, and what differs between two configs. All of it comes from the schema's
-field metadata (``trainer.config``'s ``json_schema_extra``: ``label``, ``help``, ``advanced``)."""
+"""How config fields look to a person: labels, help, which are advanced, and text parsing for list
+and optional fields. All of it comes from the schema's field metadata (``trainer.config``'s
+``json_schema_extra``: ``label``, ``help``, ``advanced``)."""
 from __future__ import annotations
 
 import time
@@ -29,19 +29,6 @@ def is_advanced(name: str) -> bool:
     return bool(meta(name).get("advanced"))
 
 
-def format_value(value: Any) -> str:
-    """A config value as a person writes it: 0.001, 64, 32, none."""
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(str(v) for v in value) or "none"
-    return str(value)
-
-
 DEFAULT_NAME = TrainingConfig.model_fields["name"].default
 
 
@@ -56,25 +43,6 @@ def with_run_name(config: TrainingConfig, started: Optional[float] = None) -> Tr
         return config.replace(name=folder)
     stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
     return config.replace(name=f"{config.model_type} {stamp}")
-
-
-# Fields that name or place a run rather than change what it learns.
-_NOT_COMPARED = {"name", "output_path", "data_path", "checkpoints", "checkpoint_every_epochs",
-                 "checkpoint_every_batches", "checkpoint_every_seconds", "checkpoint_keep"}
-
-
-def config_difference(old: TrainingConfig, new: TrainingConfig, limit: int = 3) -> str:
-    """What ``old`` set differently from ``new``, in labels and values ("Schedule step, Epochs 12");
-    the fields that cannot change the results are left out."""
-    a, b = old.to_dict(), new.to_dict()
-    changed = [n for n in a if n not in _NOT_COMPARED and a[n] != b.get(n)]
-    # A scheduler's own parameters matter only when that scheduler is the one in use.
-    scheduler = a.get("learning_rate_scheduler")
-    changed = [n for n in changed if FIELD_SPECS[n].scheduler in (None, scheduler)]
-    parts = [f"{label(n)} {format_value(a[n])}" for n in changed[:limit]]
-    if len(changed) > limit:
-        parts.append(f"+{len(changed) - limit} more")
-    return ", ".join(parts) if parts else "same settings"
 
 
 class TextCodec:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from trainer import RunFollower, RunState, Trainer, TrainingState
 
-from .fields import config_difference
+from ..charts.run_labels import difference_labels
 from .metrics_table import final_html, table_html
 from .progress import end_note
 
@@ -43,8 +43,11 @@ class RunAdapter:
         """Show ``run`` (new, or resumed with its history so far) and start it; returns its task."""
         panel = self._panel
         previous = panel.run
-        label = config_difference(previous.config, run.config) if previous is not None and len(panel.curves.series) else ""
-        panel.curves.begin_run(run.is_classification, label)
+        if previous is not None and len(panel.curves.series):
+            panel.curves.begin_run(run.is_classification, difference_labels([previous.config.to_dict(),
+                                                                             run.config.to_dict()])[0])
+        else:
+            panel.curves.begin_run(run.is_classification)
         panel.curves.set_preview(run.config)
         panel.table.show_final("")
         panel.exports.show(None, b"", "")

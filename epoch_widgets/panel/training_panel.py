@@ -159,10 +159,7 @@ class TrainingPanel(W.VBox):
 
     def add_view(self, title: str, widget: W.Widget, select: bool = False) -> None:
         """Add a tab below the curves (a model summary, an evaluation, a comparison of runs, ...)."""
-        self.views.children = (*self.views.children, widget)
-        self.views.set_title(len(self.views.children) - 1, title)
-        if select:
-            self.views.selected_index = len(self.views.children) - 1
+        self.tabs.pages.add(title, widget, select)
 
     @property
     def history_df(self) -> pd.DataFrame:
@@ -285,7 +282,7 @@ class TrainingPanel(W.VBox):
     def figure_data(self) -> static_figure.FigureData:
         """A copy of what the curves show, for drawing elsewhere."""
         c = self.curves
-        return static_figure.FigureData(c.series, c.previous, c.previous_label, c.best_epoch,
+        return static_figure.FigureData(c.series, c.previous, c.previous_label.short, c.best_epoch,
                                         c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note)
 
     def _export_path(self, suffix: str) -> Path:

@@ -17,28 +17,28 @@ import ipywidgets as W
 from ..charts.compare import RunsView
 from .evaluation_tab import EvaluationTab
 from .model_view import ModelView
+from .tab_pages import TabPages
 from ._loop import LoopBinding
 
 TITLES = ("Epochs", "Model summary", "Evaluation", "LR finder", "Runs")
 
 
 class PanelViews:
-    """The tab container (``tab``) and the views in it."""
+    """The tab container (``tab``; ``pages`` puts only the selected view in it) and the views."""
 
     def __init__(self, table_view: W.Widget, lr_view: W.Widget, binding: LoopBinding,
                  on_problems: Callable[[dict[str, str]], None]) -> None:
         self.model = ModelView(binding, on_problems)
         self.evaluation = EvaluationTab()
         self.runs = RunsView()
-        self.tab = W.Tab([table_view, self.model.view, self.evaluation.view, lr_view, self.runs],
-                         layout=W.Layout(width="100%"))
-        self.tab.titles = TITLES
+        self.pages = TabPages([table_view, self.model.view, self.evaluation.view, lr_view, self.runs], TITLES)
+        self.tab = self.pages.tab
         self._binding = binding
         self._auto_folder = ""
 
     def select(self, title: str) -> None:
         """Show the tab called ``title``."""
-        self.tab.selected_index = list(self.tab.titles).index(title)
+        self.pages.select(title)
 
     def run_started(self, run: Any) -> None:
         """A run was started or resumed: keep it in the Runs tab, and say the evaluation is coming."""

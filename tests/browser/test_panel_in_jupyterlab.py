@@ -503,3 +503,91 @@ def test_the_app_notebook_in_voila_shows_the_panel_and_trains_a_picked_file(voil
     except BaseException:
         page.screenshot(path=str(artifacts / "failure-app.png"))
         raise
+
+
+# ---------------------------------------------------------------- checks on a short run (3 epochs)
+# A run this short is where fractional epoch ticks showed (d3 puts about six ticks on any axis).
+SHORT_RUN = {"ROWS": 2000, "EPOCHS": 3}
+
+# The tick texts of every figure's epoch axis, by figure title, for the figures in ``root``.
+_EPOCH_TICKS = """root => Object.fromEntries([...root.querySelectorAll('.bqplot.figure')].flatMap(f => {
+    const axis = [...f.querySelectorAll('g.axis')]
+        .find(a => (a.querySelector('.axislabel') || {}).textContent === 'epoch');
+    if (!axis || f.getBoundingClientRect().width === 0) return [];
+    const ticks = [...axis.querySelectorAll('.tick')].filter(t => parseFloat(getComputedStyle(t).opacity) > 0.5)
+        .map(t => t.textContent.trim()).filter(t => t.length > 0);
+    const where = f.closest('.widget-tab') ? 'tab' : 'panel';
+    return [[where + ': ' + ((f.querySelector('.mainheading') || {}).textContent || '?'), ticks]];
+}))"""
+
+
+def run_short_quickstart(page: Any, lab: Lab, lab_root: Path) -> Any:
+    """The quickstart's panel, trained to the end of a 3-epoch run; returns the panel's output."""
+    from playwright.sync_api import expect
+
+    cells_to_run = prepare_quickstart(lab_root / QUICKSTART.name, SHORT_RUN)
+    open_notebook(page, lab, QUICKSTART.name)
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    for _ in range(cells_to_run):
+        page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
+    expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+    view = PanelView(output)
+    expect(view.button("Start")).to_be_enabled(timeout=KERNEL_TIMEOUT_MS)
+    view.button("Start").click()
+    wait_for(view, lambda s: s["state"] in ("completed", "early_stopped"), "the end of the run")
+    expect(output.locator(".ew-final")).to_contain_text("Best epoch")
+    return output
+
+
+def test_a_run_leaves_the_browser_console_clean(jupyter_lab: Lab, lab_root: Path, page: Any,
+                                                artifacts: Path) -> None:
+    """9. No console errors from rendering the panel, a run, its end and every tab below the curves
+    (bqplot figures drawn while hidden once logged hundreds of negative <rect> sizes)."""
+    from playwright.sync_api import expect
+
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
+    try:
+        output = run_short_quickstart(page, jupyter_lab, lab_root)
+        # Every tab's figures drawn: the run's evaluation, the runs compared, then back.
+        view_tab(output, "Evaluation").click()
+        heat = output.locator(".bqplot.figure", has=page.locator(".mainheading", has_text="Confusion matrix"))
+        expect(heat).to_be_visible(timeout=120_000)
+        view_tab(output, "Runs").click()
+        expect(output.get_by_text(re.compile(r"1 run\(s\) of this session"))).to_be_visible(timeout=60_000)
+        for title in ("LR finder", "Epochs"):
+            view_tab(output, title).click()
+            time.sleep(1)
+        time.sleep(1.5)         # what the last clicks set going has arrived
+    except BaseException:
+        page.screenshot(path=str(artifacts / "failure-console.png"))
+        raise
+    assert errors == [], f"{len(errors)} console error(s), the first: {errors[:5]}"
+
+
+def test_every_epoch_axis_shows_whole_epochs(jupyter_lab: Lab, lab_root: Path, page: Any, artifacts: Path) -> None:
+    """4. After a 3-epoch run the panel's charts and the Runs tab's show whole epochs only, and the
+    Runs tab's table stays within the panel's width."""
+    from playwright.sync_api import expect
+
+    try:
+        output = run_short_quickstart(page, jupyter_lab, lab_root)
+        view_tab(output, "Runs").click()
+        expect(output.get_by_text(re.compile(r"1 run\(s\) of this session"))).to_be_visible(timeout=60_000)
+        time.sleep(1.5)
+        ticks = output.evaluate(_EPOCH_TICKS)
+        # The Runs tab's table scrolls inside the panel rather than widening it.
+        table = output.locator("table", has_text="best_loss").bounding_box()
+        panel = output.bounding_box()
+        output.screenshot(path=str(artifacts / "whole-epochs-runs.png"))
+    except BaseException:
+        page.screenshot(path=str(artifacts / "failure-epoch-ticks.png"))
+        raise
+    assert table is not None and table["x"] + table["width"] <= panel["x"] + panel["width"] + 1, (table, panel)
+    charts = {k: v for k, v in ticks.items() if k.startswith("panel")}
+    runs = {k: v for k, v in ticks.items() if k.startswith("tab")}
+    assert len(charts) == 3 and len(runs) >= 3, ticks
+    assert all(whole_epochs(t) and t[0] == "1" and t[-1] == "3" for t in ticks.values()), ticks

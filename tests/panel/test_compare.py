@@ -46,11 +46,17 @@ def test_the_comparison_overlays_each_runs_curves_in_its_own_color(models):
     loss = lines(view.figures["loss"])
     assert len(loss) == 6                                              # train and validation per run
     assert len(lines(view.figures["accuracy"])) == 6 and len(lines(view.figures["learning_rate"])) == 3
-    assert view.figures["mae"].layout.display == "none" and view.figures["accuracy"].layout.display is None
+    # A figure without data is left out of the page (hidden, it would be drawn at a width of 0).
+    assert view.figures["mae"] not in view.figure_box.children and view.figures["accuracy"] in view.figure_box.children
     assert {m.colors[0] for m in loss} == set(PALETTE[:3])
     assert sorted(m.line_style for m in loss) == ["dashed"] * 3 + ["solid"] * 3
-    legend = [m.labels[0] for m in loss if m.display_legend]
-    assert legend == ["c", "b", "a"]                                   # each run named once
+    # The legend is HTML below the figures (inside, it covered the y-axis labels): each run named
+    # once, by its name and what sets it apart, the full text on hover.
+    assert not any(m.display_legend for f in view.figures.values() for m in f.marks)
+    legend = view.legend.value
+    assert legend.index("c (lr 0.02)") < legend.index("b (lr 0.005)") < legend.index("a (lr 0.001)")
+    assert "title='a: Learning rate 0.001'" in legend and PALETTE[2] in legend
+    assert view.checkboxes["a"].description == "a (lr 0.001)" and view.checkboxes["a"].tooltip == "a: Learning rate 0.001"
     a_val = next(m for m in loss if m.labels[0] == "a" and m.line_style == "dashed")
     history = json.loads((models / "a" / "history.json").read_text())["history"]
     assert list(a_val.x) == [1, 2, 3] and list(a_val.y) == pytest.approx([h["val_loss"] for h in history])
@@ -66,7 +72,7 @@ def test_run_checkboxes_and_the_split_choose_what_shows(models):
     assert len(lines(view.figures["learning_rate"])) == 2
     view.split.value = "validation"
     assert [m.line_style for m in lines(view.figures["loss"])] == ["dashed", "dashed"]
-    assert all(m.display_legend for m in lines(view.figures["loss"]))
+    assert "c (lr 0.02)" in view.legend.value and "b (lr" not in view.legend.value
     view.show_only(["a"])
     assert [m.labels[0] for m in lines(view.figures["accuracy"])] == ["a"]
     view.none_button.click()
@@ -77,16 +83,29 @@ def test_run_checkboxes_and_the_split_choose_what_shows(models):
         view.show_only(["zzz"])
 
 
+def test_epoch_axes_show_whole_epochs_however_short_the_runs(models, clf_df):
+    view = compare_runs(models)                                        # 3 epochs each
+    for fig in view.figures.values():
+        axis = fig.axes[0]
+        assert axis.label == "epoch" and axis.tick_format == "d" and list(axis.tick_values) == [1, 2, 3]
+        assert axis.scale.min < 1 < 3 < axis.scale.max < 3.2
+    longer = Trainer(config(None, epochs=12), clf_df).fit()
+    view = compare_runs([longer, models / "a"])
+    assert [list(f.axes[0].tick_values) for f in view.figures.values()] == [[2, 4, 6, 8, 10, 12]] * 4   # the longest
+    view.show_only(["a"])
+    assert list(view.figures["loss"].axes[0].tick_values) == [1, 2, 3]
+
+
 def test_the_table_sorts_by_any_column(models):
     view = compare_runs(models)
     assert "learning_rate" in view.sort_by.options and "best_loss" in view.sort_by.options
     view.sort_by.value = "learning_rate"
     view.order.value = "descending"
     assert view.table_frame.index.tolist() == ["c", "b", "a"]
-    assert view.table.value.index(" c</td>") < view.table.value.index(" a</td>")
+    assert view.table.value.index(" c (lr 0.02)</td>") < view.table.value.index(" a (lr 0.001)</td>")
     view.order.value = "ascending"
     assert view.table_frame.index.tolist() == ["a", "b", "c"]
-    assert view.table.value.index(" a</td>") < view.table.value.index(" c</td>")
+    assert view.table.value.index(" a (lr 0.001)</td>") < view.table.value.index(" c (lr 0.02)</td>")
     view.sort_by.value = "best_loss"
     losses = view.table_frame["best_loss"].tolist()
     assert losses == sorted(losses)
@@ -106,6 +125,11 @@ def test_the_runs_view_keeps_every_start_and_refreshes_when_one_ends(models, clf
     view.add_run(second)
     view.add_run(second)                              # kept once
     assert [r.label for r in view.records][:2] == ["run 2", "run 1"]
+    # Shown by what sets them apart from the other runs, not as "run 2" and "run 1".
+    names = view.comparison.names
+    assert (names["run 2"].short, names["run 1"].short) == ("lr 0.05, epochs 1", "lr 0.005, epochs 2")
+    assert view.comparison.checkboxes["run 2"].description == "lr 0.05, epochs 1"
+    assert "lr 0.05, epochs 1</td>" in view.comparison.table.value
     assert len(lines(view.comparison.figures["loss"])) == 2 * 5
     assert "2 run(s) of this session, 3 saved under" in view.message.value
     # A kept run saved under the folder is listed once, as the live run.
@@ -124,7 +148,7 @@ def test_a_mix_of_classification_and_regression_shows_accuracy_and_mae(tmp_path,
     clf = Trainer(config(tmp_path / "clf", epochs=2), clf_df).fit()
     reg = Trainer(config(tmp_path / "reg", epochs=2, target_column="target"), reg_df).fit()
     view = compare_runs([clf, tmp_path / "reg"])
-    assert view.figures["mae"].layout.display is None and view.figures["accuracy"].layout.display is None
+    assert view.figures["mae"] in view.figure_box.children and view.figures["accuracy"] in view.figure_box.children
     assert [m.labels[0] for m in lines(view.figures["mae"])] == ["reg", "reg"]
     assert [m.labels[0] for m in lines(view.figures["accuracy"])] == ["clf", "clf"]
     assert "best_mae" in view.table_frame.columns and reg.best_metrics["mae"] > 0

@@ -9,6 +9,7 @@ import pytest
 
 import trainer
 from epoch_widgets.charts.curves import GHOST_OPACITY, MAX_POINTS, Curves, downsample_indices, lr_preview
+from epoch_widgets.charts.run_labels import RunLabel
 
 
 def entry(epoch: int, loss: float) -> dict:
@@ -246,10 +247,13 @@ def test_legends_are_html_beside_the_charts_with_current_and_best_values() -> No
 def test_the_previous_run_is_labelled_in_every_legend() -> None:
     curves = Curves()
     fill(curves, 5)
-    curves.begin_run(classification=True, previous_label="Schedule step")
+    curves.begin_run(classification=True, previous_label=RunLabel("schedule step, step 4",
+                                                                   "Schedule step; Decay every (epochs) 4"))
     curves.render()
     for legend in (curves.loss_legend, curves.metric_legend, curves.lr_legend):
-        assert "previous run (Schedule step)" in legend.value
+        # The short label shows; the full one is the entry's hover text.
+        assert "previous run (schedule step, step 4)" in legend.value
+        assert "title='previous run: Schedule step; Decay every (epochs) 4" in legend.value
     assert curves.loss_ghost.line_style == "dashed" and min(curves.loss_ghost.opacities) >= 0.5   # shows on dark
 
 

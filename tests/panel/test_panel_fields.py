@@ -89,13 +89,3 @@ def test_cosine_period_other_than_the_epochs_gets_a_hint(clf_df: pd.DataFrame) -
     assert "rises again after epoch 10" in panel.controls.hint_text("T_max")
     panel.controls["T_max"].value = 30
     assert panel.controls.hint_text("T_max") == fields.help_text("T_max")
-
-
-def test_a_previous_run_is_named_by_what_it_set_differently() -> None:
-    old = TrainingConfig(learning_rate_scheduler="step", step_size=4, epochs=12, name="a", output_path="x")
-    new = TrainingConfig(learning_rate_scheduler="cosine", T_max=12, epochs=12, name="b")
-    assert fields.config_difference(old, new) == "Schedule step, Decay every (epochs) 4"
-    assert fields.config_difference(old, old.replace(name="c")) == "same settings"
-    many = TrainingConfig(epochs=5, batch_size=8, learning_rate=0.1, dropout_rate=0.5)
-    assert fields.config_difference(many, TrainingConfig()) == \
-        "Dropout 0.5, Epochs 5, Batch size 8, +1 more"

@@ -98,7 +98,7 @@ def test_the_static_figure_draws_every_curve(clf_df: pd.DataFrame) -> None:
 
     panel = asyncio.run(main())
     data = panel.figure_data()
-    assert data.previous is not None and data.previous_label == "Learning rate 0.01"
+    assert data.previous is not None and data.previous_label == "lr 0.01"
     image = Image.open(io.BytesIO(static_figure.render_png(data)))
     assert image.size[0] > 1000 and image.size[1] > 300
 
@@ -122,4 +122,5 @@ def test_extra_views_are_added_as_tabs(clf_df: pd.DataFrame) -> None:
     mine = W.HTML("my view")
     panel.add_view("Mine", mine, select=True)
     assert panel.views.titles[-1] == "Mine"
-    assert panel.views.children[-1] is mine and panel.views.selected_index == 5
+    assert panel.tabs.pages.pages[-1] is mine and panel.views.selected_index == 5
+    assert panel.views.children[-1].children == (mine,)          # the selected tab holds its page
