@@ -105,7 +105,7 @@ class LocalRun(RunHandle):
                                   f"model: {exc}") from None
         try:
             self.backend.load_checkpoint_state(plan.backend_state)
-        except ValueError as exc:
+        except Exception as exc:     # whatever the framework raises, the file is the problem
             raise CheckpointError(f"{plan.checkpoint.path.name}: {exc}") from None
         log.info("resuming %s from %s", self.config.output_path, plan.describe())
 
@@ -189,11 +189,13 @@ class LocalRun(RunHandle):
                 RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
             self._emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch,
                                        "task": self.data.task, "device": self.device_name})
-            while self.current_epoch < self.total_epochs:
-                outcome = await self._run_epoch()
+            if self._resume is not None and self._resume.finishes:
+                # Trained to its end, killed while saving: only the artifacts are left to write.
+                final, reason = self._resume.ending(self.run_state)
+            else:
+                outcome = await self._run_epochs()
                 if outcome is not None:
                     final, reason = outcome
-                    break
             await self._checkpoint_at_end(final, reason)
         except asyncio.CancelledError:
             await self._finish(TrainingState.STOPPED, "cancelled")
@@ -203,6 +205,14 @@ class LocalRun(RunHandle):
             error = reason
             log.error("training failed: %s", reason, exc_info=not isinstance(exc, TrainingFailure))
         await self._finish(final, reason, error)
+
+    async def _run_epochs(self) -> Optional[tuple[TrainingState, str]]:
+        """Train the epochs left; return (final state, reason) when the run ends before them."""
+        while self.current_epoch < self.total_epochs:
+            outcome = await self._run_epoch()
+            if outcome is not None:
+                return outcome
+        return None
 
     async def _run_epoch(self) -> Optional[tuple[TrainingState, str]]:
         """Train one epoch; return (final state, reason) when the run must end after it."""

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import tornado.web
@@ -23,9 +25,31 @@ def read_evaluation(task: Task) -> dict[str, Any]:
                        f"start it with an output_path to get its evaluation")
     path = task.output_dir / FILE_NAME
     try:
-        return json.loads(path.read_text())
+        text = _read_no_symlink(path)
     except FileNotFoundError:
         raise Conflict(f"task {task.task_id} ({task.state}) has no evaluation: {_why_missing(task)}") from None
+    except OSError as exc:
+        raise Conflict(_unreadable(task, "it is a symbolic link, which the server does not follow"
+                                   if path.is_symlink() else f"{exc.strerror or exc}")) from None
+    try:
+        evaluation = json.loads(text)
+    except ValueError as exc:
+        raise Conflict(_unreadable(task, f"it is not JSON ({exc})")) from None
+    if not isinstance(evaluation, dict):
+        raise Conflict(_unreadable(task, f"it holds a JSON {type(evaluation).__name__}, not an object"))
+    return evaluation
+
+
+def _read_no_symlink(path: Path) -> str:
+    # O_NOFOLLOW: a link planted in the run's folder must not expose a file outside it.
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def _unreadable(task: Task, why: str) -> str:
+    return (f"task {task.task_id}'s evaluation is unreadable: {FILE_NAME} in its output folder is not the file "
+            f"its run wrote ({why}); start the run again to write a new one")
 
 
 def _why_missing(task: Task) -> str:
