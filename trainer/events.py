@@ -88,6 +88,9 @@ class Callback:
 Observer = Union[Callback, Callable[[str, dict], None]]
 
 
+MAX_ERRORS = 100       # observer errors kept and logged per run
+
+
 class EventBus:
     """Fan-out of events to observers, isolating each observer's failures."""
 
@@ -95,6 +98,7 @@ class EventBus:
         self._owner = owner
         self._observers: list[Observer] = []
         self.errors: list[str] = []
+        self._suppressing = False
 
     def add(self, observer: Observer) -> Callable[[], None]:
         """Subscribe; returns a function that unsubscribes."""
@@ -106,10 +110,16 @@ class EventBus:
             self._observers.remove(observer)
 
     def record_error(self, message: str, exc_info: bool = False) -> None:
-        """Note an observer's failure (kept for ``observer_errors``; at most 100)."""
-        if len(self.errors) < 100:
+        """Note an observer's failure: kept for ``observer_errors`` and logged, the first
+        :data:`MAX_ERRORS`; then one line says the rest are suppressed, and nothing more."""
+        if len(self.errors) < MAX_ERRORS:
             self.errors.append(message)
-        log.warning(message, exc_info=exc_info)
+            log.warning(message, exc_info=exc_info)
+        elif not self._suppressing:
+            # A failing batch observer fails several times a second: past the cap, silence.
+            self._suppressing = True
+            log.warning("%d observer errors recorded (see observer_errors); further observer errors of this run "
+                        "are suppressed", MAX_ERRORS)
 
     def finish(self, data: dict[str, Any]) -> None:
         """Call every observer's ``finish(run, data)``, if it has one (off the event loop: it may block)."""
