@@ -12,8 +12,11 @@ which changes only by applying these events, in the run itself and in any follow
 - ``batch_end``    :class:`BatchEnd`: once per time slice of batches, not every batch.
 - ``epoch_end``    :class:`EpochEnd`: the epoch's history entry, whether it improved, the best epoch.
 - ``train_end``    :class:`TrainEnd`: the run ended; its state, reason and where its files are.
+- ``logger_error`` :class:`LoggerError`: a tracking logger failed; the run goes on without it.
 
 An observer that raises is logged and recorded in ``run.observer_errors``; it never stops the run.
+When what it raises names a ``logger`` (``trainer.loggers.LoggerFailure``), the run also emits
+``logger_error`` once the event in progress has reached every observer.
 An observer that writes somewhere slow (a tracking logger) may also define ``finish(run, data)``:
 the run calls it off the event loop just before it announces its final state (``data`` holds
 ``state``, ``reason``, ``best_metrics`` and ``artifacts_path``), and waits for it, so whoever
@@ -73,7 +76,12 @@ class TrainEnd(TypedDict):
     last_checkpoint: Optional[str]
 
 
-EventData = Union[StateChange, TrainBegin, EpochBegin, BatchEnd, EpochEnd, TrainEnd]
+class LoggerError(TypedDict):
+    logger: str       # the logger's title, e.g. "TensorBoard"
+    message: str      # what failed and what to do
+
+
+EventData = Union[StateChange, TrainBegin, EpochBegin, BatchEnd, EpochEnd, TrainEnd, LoggerError]
 
 
 class Callback:
@@ -99,6 +107,7 @@ class EventBus:
         self._observers: list[Observer] = []
         self.errors: list[str] = []
         self._suppressing = False
+        self._logger_errors: list[LoggerError] = []     # to announce once the event in progress is out
 
     def add(self, observer: Observer) -> Callable[[], None]:
         """Subscribe; returns a function that unsubscribes."""
@@ -130,7 +139,8 @@ class EventBus:
             try:
                 finish(self._owner, data)
             except Exception as exc:
-                self.record_error(f"observer {obs!r} failed finishing: {type(exc).__name__}: {exc}", exc_info=True)
+                self._failed(obs, "finishing", exc)
+        self._announce_logger_errors()
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
         for obs in list(self._observers):
@@ -140,4 +150,22 @@ class EventBus:
                 else:
                     obs(event, data)
             except Exception as exc:  # an observer must never kill the run
-                self.record_error(f"observer {obs!r} failed on {event}: {type(exc).__name__}: {exc}", exc_info=True)
+                self._failed(obs, f"on {event}", exc)
+        self._announce_logger_errors()
+
+    def _failed(self, obs: Observer, what: str, exc: Exception) -> None:
+        logger = getattr(exc, "logger", None)
+        # A logger's failure is expected and says what to do: no traceback for it.
+        self.record_error(f"observer {obs!r} failed {what}: {type(exc).__name__}: {exc}", exc_info=logger is None)
+        if logger is not None:
+            self._logger_errors.append({"logger": str(logger), "message": str(exc)})
+
+    def _announce_logger_errors(self) -> None:
+        """Emit ``logger_error`` for each logger failure noted, applied first to the owner's state
+        (``run_state``), as every event is."""
+        while self._logger_errors:
+            data = self._logger_errors.pop(0)
+            state = getattr(self._owner, "run_state", None)
+            if state is not None:
+                state.apply("logger_error", data)
+            self.emit("logger_error", dict(data))

@@ -17,6 +17,9 @@ from .lifecycle import TRAINING_STATES
 NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
 NON_NEGATIVE: dict[str, Any] = {"type": "integer", "minimum": 0}
+LOGGER_ERRORS: dict[str, Any] = {"type": "array", "items": {"$ref": "#/components/schemas/LoggerError"}, "description": (
+    "each tracking logger that failed (TensorBoard, MLflow): the run went on without it; the task still "
+    "completes")}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -79,15 +82,16 @@ def _schemas() -> dict[str, Any]:
         "training_state": _ref("TrainingState"),
         "latest_metrics": _ref("Metrics"), "best_metrics": _ref("BestMetrics"), "current_batch": NON_NEGATIVE,
         "total_batches": NON_NEGATIVE, "reason": STRING_OR_NULL, "error": STRING_OR_NULL,
+        "logger_errors": LOGGER_ERRORS,
     }, ("current_epoch", "total_epochs", "training_state", "latest_metrics", "best_metrics"))
     summary = _obj({
         "task_id": {"type": "string"}, "name": STRING_OR_NULL, "training_state": _ref("TrainingState"),
         "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": _ref("BestMetrics"),
         "reason": STRING_OR_NULL, "error": STRING_OR_NULL, "created_at": STRING_OR_NULL, "finished_at": STRING_OR_NULL,
-        "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL,
+        "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL, "logger_errors": LOGGER_ERRORS,
         "loggers": {"type": "object", "description": (
-            "where the task's loggers write (only for a task with loggers): tensorboard, a folder relative to "
-            "the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
+            "where the task's loggers write (only for a task with loggers, and only those that did not fail): "
+            "tensorboard, a folder relative to the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
     }, ("task_id", "training_state", "current_epoch", "total_epochs"))
     details = copy.deepcopy(summary)
     details["properties"].update({
@@ -117,6 +121,7 @@ def _schemas() -> dict[str, Any]:
     stream_event = {"description": "The JSON in one event's data line.", "oneOf": [_ref(name) for name in events]}
     return {
         "TrainingState": training_state, "BestMetrics": best, **events, "StreamEvent": stream_event,
+        "LoggerError": _obj({"logger": {"type": "string"}, "message": {"type": "string"}}, ("logger", "message")),
         "FieldError": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}}, ("field", "message")),
         "TrainingConfig": config_schema(), "StartRequest": start_request_schema(), "Metrics": metrics,
         "Progress": progress, "TaskSummary": summary, "TaskDetails": details, "Error": error,

@@ -55,7 +55,8 @@ class TaskRegistry:
     def list(self, states: Optional[list[str]] = None, name: Optional[str] = None) -> list[dict[str, Any]]:
         """Task summaries, oldest first; ``states`` keeps tasks in any of them (each a state or a
         comma-separated list), ``name`` those whose name contains it (case-insensitive). Each
-        summary gains ``loggers``: where its TensorBoard and MLflow loggers write."""
+        summary gains ``loggers``: where its TensorBoard and MLflow loggers write (those that did
+        not fail; ``logger_errors`` says why one did)."""
         wanted = {s.strip() for text in states or [] for s in text.split(",") if s.strip()}
         unknown = sorted(wanted - set(TASK_STATES))
         if unknown:
@@ -71,7 +72,10 @@ class TaskRegistry:
                 continue
             summary = task.summary()
             if task.config.get("loggers"):
-                summary["loggers"] = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+                locations = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+                # A logger that failed wrote nothing usable there: no link to it.
+                failed = {e["logger"].casefold() for e in summary["logger_errors"]}
+                summary["loggers"] = {kind: where for kind, where in locations.items() if kind not in failed}
             out.append(summary)
         return out
 
