@@ -136,24 +136,27 @@ def run_summary(run: Optional[dict[str, Any]]) -> str:
     return f"{state} after {' and '.join(done)}" if done else f"{state} before its first checkpointed batch"
 
 
-# What a run saves at its output_path (trainer/artifacts.py): a folder holding any of them holds a run.
-RUN_FILES = ("metadata.json", "config.json", "history.json", "history.csv", "preprocessing.json",
-             "evaluation.json", "model.pt", "model.keras")
+# What a run saves at its output_path (trainer/artifacts.py); a folder holding any of the first
+# five holds a run (a stray evaluation.json or table alone does not make one).
+RUN_FILES = ("metadata.json", "config.json", "history.json", "model.pt", "model.keras",
+             "preprocessing.json", "history.csv", "evaluation.json")
+_RUN_MARKERS = RUN_FILES[:5]
 
 
-def saved_run_files(output_path: str | Path | None) -> list[str]:
-    """The files of a saved run in ``output_path`` (see :data:`RUN_FILES`), in that order."""
+def saved_run_files(output_path: str | Path | None, names: tuple[str, ...] = _RUN_MARKERS) -> list[str]:
+    """The files of a saved run in ``output_path`` that say a run was saved there (``names``: of
+    :data:`RUN_FILES`), in that order."""
     if not output_path:
         return []
     folder = Path(output_path).expanduser()
-    return [name for name in RUN_FILES if (folder / name).exists()]
+    return [name for name in names if (folder / name).exists()]
 
 
 def remove_saved_run(output_path: str | Path) -> int:
     """Remove the saved files of an earlier run from ``output_path`` (a run replacing it, allowed
     by ``overwrite``); return how many there were."""
     folder = Path(output_path).expanduser()
-    names = saved_run_files(folder)
+    names = saved_run_files(folder, RUN_FILES)
     for name in names:
         path = folder / name
         if path.is_dir() and not path.is_symlink():
