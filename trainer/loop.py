@@ -100,7 +100,7 @@ class LocalRun(RunHandle):
         try:
             if plan.best_weights is not None:
                 self._best_snapshot = self.backend.decode_weights(plan.best_weights)
-        except (KeyError, ValueError) as exc:
+        except Exception as exc:     # unreadable or of another shape: either way the file is the problem
             raise CheckpointError(f"the best weights of epoch {plan.checkpoint.best_epoch} do not fit this "
                                   f"model: {exc}") from None
         try:
