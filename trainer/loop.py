@@ -101,7 +101,7 @@ class LocalRun(RunHandle):
             if plan.best_weights is not None:
                 self._best_snapshot = self.backend.decode_weights(plan.best_weights)
         except Exception as exc:     # unreadable or of another shape: either way the file is the problem
-            raise CheckpointError(f"the best weights of epoch {plan.checkpoint.best_epoch} do not fit this "
+            raise CheckpointError(f"the best weights of epoch {plan.checkpoint.best_epoch} cannot be loaded into this "
                                   f"model: {exc}") from None
         try:
             self.backend.load_checkpoint_state(plan.backend_state)
