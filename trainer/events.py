@@ -140,9 +140,10 @@ class EventBus:
                 finish(self._owner, data)
             except Exception as exc:
                 self._failed(obs, "finishing", exc)
-        self._announce_logger_errors()
+        # Its logger errors go out with the next event, on the thread that drives the run.
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
+        self._announce_logger_errors()
         for obs in list(self._observers):
             try:
                 if isinstance(obs, Callback):

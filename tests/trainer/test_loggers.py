@@ -322,17 +322,31 @@ def test_a_logger_failure_is_a_logger_error_event_followers_apply(clf_df):
         def on_epoch_end(self, run, data):
             raise LoggerFailure("could not write; the run goes on without Fake", "Fake")
 
+    class FailingAtTheEnd(Callback):
+        def finish(self, run, data):
+            raise LoggerFailure("could not finish writing", "Late")
+
     heard = []
-    run = Trainer(config(None, epochs=2), clf_df, callbacks=[Failing(), lambda e, d: heard.append((e, d))])
+    threads = set()
+
+    def listen(event, data):
+        heard.append((event, data))
+        if event == "logger_error":
+            threads.add(threading.current_thread().name)
+
+    run = Trainer(config(None, epochs=2), clf_df, callbacks=[Failing(), FailingAtTheEnd(), listen])
     follower = RunFollower.of(run)
     run.fit()
-    assert [d for e, d in heard if e == "logger_error"] == [{"logger": "Fake", "message": "could not write; the run "
-                                                             "goes on without Fake"}] * 2
-    assert follower.state.logger_errors == run.run_state.logger_errors and len(run.progress()["logger_errors"]) == 2
+    message = {"logger": "Fake", "message": "could not write; the run goes on without Fake"}
+    assert [d for e, d in heard if e == "logger_error"] == [message, message,
+                                                            {"logger": "Late", "message": "could not finish writing"}]
+    assert follower.state.logger_errors == run.run_state.logger_errors and len(run.progress()["logger_errors"]) == 3
     assert run.state.value == "completed" and run.error is None
-    # The order followers see: each epoch_end reaches every observer before its logger_error.
+    # The order followers see: each epoch_end reaches every observer before its logger_error, and
+    # a failure while finishing comes before the final state, on the thread that drives the run.
     names = [e for e, _ in heard]
     assert names.index("logger_error") == names.index("epoch_end") + 1
+    assert names[-3:] == ["logger_error", "state_change", "train_end"] and len(threads) == 1
 
 
 @pytest.mark.slow
