@@ -40,6 +40,9 @@ def save_run(run: "RunHandle", state: "TrainingState", reason: str) -> Path:
     """Write the run's model, preprocessing, config and history to its ``output_path``."""
     out = Path(run.config.output_path).expanduser()
     out.mkdir(parents=True, exist_ok=True)
+    # metadata.json, written last, says the files are complete and of one run: until it is
+    # rewritten they are not (a resume finishes a run killed in between, trainer/resume.py).
+    (out / "metadata.json").unlink(missing_ok=True)
     model_meta = run.backend.save_model(out)
     atomic_write_json(out / "config.json", run.config.to_dict())
     atomic_write_json(out / "preprocessing.json", run.data.preprocessor.to_dict())

@@ -19,6 +19,7 @@ import hashlib
 import json
 import logging
 import re
+import shutil
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -56,17 +57,24 @@ class ResumeMismatch(CheckpointError):
 
 
 class OutputPathInUse(ConfigError, CheckpointError):
-    """``output_path`` holds the checkpoints of another run, which a new run would delete.
+    """``output_path`` holds another run's checkpoints or saved files, which a new run would replace.
 
-    ``run`` is what its newest checkpoint says (see :func:`describe_run`). Both a ConfigError naming
-    ``output_path`` (so forms show it beside that field) and a CheckpointError."""
+    ``run`` is what its newest checkpoint (or, without one, its saved files) says (see
+    :func:`describe_run`); ``resumable`` is whether it has checkpoints to continue from. Both a
+    ConfigError naming ``output_path`` (so forms show it beside that field) and a CheckpointError."""
 
-    def __init__(self, output_path: str | Path, run: Optional[dict[str, Any]]):
+    def __init__(self, output_path: str | Path, run: Optional[dict[str, Any]], resumable: bool = True):
         self.output_path = str(output_path)
         self.run = run
-        message = (f"holds the checkpoints of another run ({run_summary(run)}); a new run would delete them. "
-                   f"To continue that run: Trainer.from_checkpoint({self.output_path!r}, df); to replace it: "
-                   f"Trainer(config, df, overwrite=True); or choose another output_path")
+        self.resumable = resumable
+        if resumable:
+            message = (f"holds the checkpoints of another run ({run_summary(run)}); a new run would delete them. "
+                       f"To continue that run: Trainer.from_checkpoint({self.output_path!r}, df); to replace it: "
+                       f"Trainer(config, df, overwrite=True); or choose another output_path")
+        else:
+            message = (f"holds the saved files of another run ({run_summary(run) if run else 'its history is unreadable'}: "
+                       f"{', '.join(saved_run_files(output_path))}); a new run would replace them. To replace "
+                       f"that run: Trainer(config, df, overwrite=True); or choose another output_path")
         super().__init__([{"field": "output_path", "value": self.output_path, "message": message}])
         self.args = (f"output_path {self.output_path!r} {message}",)
 
@@ -128,13 +136,63 @@ def run_summary(run: Optional[dict[str, Any]]) -> str:
     return f"{state} after {' and '.join(done)}" if done else f"{state} before its first checkpointed batch"
 
 
+# What a run saves at its output_path (trainer/artifacts.py); a folder holding any of the first
+# five holds a run (a stray evaluation.json or table alone does not make one).
+RUN_FILES = ("metadata.json", "config.json", "history.json", "model.pt", "model.keras",
+             "preprocessing.json", "history.csv", "evaluation.json")
+_RUN_MARKERS = RUN_FILES[:5]
+
+
+def saved_run_files(output_path: str | Path | None, names: tuple[str, ...] = _RUN_MARKERS) -> list[str]:
+    """The files of a saved run in ``output_path`` that say a run was saved there (``names``: of
+    :data:`RUN_FILES`), in that order."""
+    if not output_path:
+        return []
+    folder = Path(output_path).expanduser()
+    return [name for name in names if (folder / name).exists()]
+
+
+def remove_saved_run(output_path: str | Path) -> int:
+    """Remove the saved files of an earlier run from ``output_path`` (a run replacing it, allowed
+    by ``overwrite``); return how many there were."""
+    folder = Path(output_path).expanduser()
+    names = saved_run_files(folder, RUN_FILES)
+    for name in names:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+    return len(names)
+
+
+def holds_run(output_path: str | Path | None) -> bool:
+    """Whether ``output_path`` holds another run a new one would replace: checkpoints or saved files."""
+    return has_checkpoints(output_path) or bool(saved_run_files(output_path))
+
+
+def describe_saved_run(output_path: str | Path) -> Optional[dict[str, Any]]:
+    """:func:`describe_run`'s answer from a run's saved ``history.json`` and ``config.json`` (a run
+    without checkpoints); None when they are unreadable."""
+    folder = Path(output_path).expanduser()
+    try:
+        saved = json.loads((folder / "history.json").read_text())
+        epochs = json.loads((folder / "config.json").read_text())["epochs"]
+        return {"epoch": len(saved.get("history") or []), "batch": 0, "epochs": int(epochs),
+                "final_state": saved.get("state")}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def refuse_foreign_checkpoints(output_path: str | Path | None, overwrite: bool = False) -> None:
-    """Raise OutputPathInUse when ``output_path`` holds checkpoints a new run would delete, unless
-    ``overwrite``."""
-    if overwrite or not has_checkpoints(output_path):
+    """Raise OutputPathInUse when ``output_path`` holds another run's checkpoints or saved files,
+    which a new run would replace, unless ``overwrite``."""
+    if overwrite or not output_path:
         return
-    assert output_path is not None
-    raise OutputPathInUse(output_path, describe_run(output_path))
+    if has_checkpoints(output_path):
+        raise OutputPathInUse(output_path, describe_run(output_path))
+    if saved_run_files(output_path):
+        raise OutputPathInUse(output_path, describe_saved_run(output_path), resumable=False)
 
 
 def saved_config(output_path: str | Path) -> dict[str, Any]:

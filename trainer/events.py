@@ -12,8 +12,11 @@ which changes only by applying these events, in the run itself and in any follow
 - ``batch_end``    :class:`BatchEnd`: once per time slice of batches, not every batch.
 - ``epoch_end``    :class:`EpochEnd`: the epoch's history entry, whether it improved, the best epoch.
 - ``train_end``    :class:`TrainEnd`: the run ended; its state, reason and where its files are.
+- ``logger_error`` :class:`LoggerError`: a tracking logger failed; the run goes on without it.
 
 An observer that raises is logged and recorded in ``run.observer_errors``; it never stops the run.
+When what it raises names a ``logger`` (``trainer.loggers.LoggerFailure``), the run also emits
+``logger_error`` once the event in progress has reached every observer.
 An observer that writes somewhere slow (a tracking logger) may also define ``finish(run, data)``:
 the run calls it off the event loop just before it announces its final state (``data`` holds
 ``state``, ``reason``, ``best_metrics`` and ``artifacts_path``), and waits for it, so whoever
@@ -73,7 +76,12 @@ class TrainEnd(TypedDict):
     last_checkpoint: Optional[str]
 
 
-EventData = Union[StateChange, TrainBegin, EpochBegin, BatchEnd, EpochEnd, TrainEnd]
+class LoggerError(TypedDict):
+    logger: str       # the logger's title, e.g. "TensorBoard"
+    message: str      # what failed and what to do
+
+
+EventData = Union[StateChange, TrainBegin, EpochBegin, BatchEnd, EpochEnd, TrainEnd, LoggerError]
 
 
 class Callback:
@@ -88,6 +96,9 @@ class Callback:
 Observer = Union[Callback, Callable[[str, dict], None]]
 
 
+MAX_ERRORS = 100       # observer errors kept and logged per run
+
+
 class EventBus:
     """Fan-out of events to observers, isolating each observer's failures."""
 
@@ -95,6 +106,8 @@ class EventBus:
         self._owner = owner
         self._observers: list[Observer] = []
         self.errors: list[str] = []
+        self._suppressing = False
+        self._logger_errors: list[LoggerError] = []     # to announce once the event in progress is out
 
     def add(self, observer: Observer) -> Callable[[], None]:
         """Subscribe; returns a function that unsubscribes."""
@@ -106,10 +119,16 @@ class EventBus:
             self._observers.remove(observer)
 
     def record_error(self, message: str, exc_info: bool = False) -> None:
-        """Note an observer's failure (kept for ``observer_errors``; at most 100)."""
-        if len(self.errors) < 100:
+        """Note an observer's failure: kept for ``observer_errors`` and logged, the first
+        :data:`MAX_ERRORS`; then one line says the rest are suppressed, and nothing more."""
+        if len(self.errors) < MAX_ERRORS:
             self.errors.append(message)
-        log.warning(message, exc_info=exc_info)
+            log.warning(message, exc_info=exc_info)
+        elif not self._suppressing:
+            # A failing batch observer fails several times a second: past the cap, silence.
+            self._suppressing = True
+            log.warning("%d observer errors recorded (see observer_errors); further observer errors of this run "
+                        "are suppressed", MAX_ERRORS)
 
     def finish(self, data: dict[str, Any]) -> None:
         """Call every observer's ``finish(run, data)``, if it has one (off the event loop: it may block)."""
@@ -120,9 +139,11 @@ class EventBus:
             try:
                 finish(self._owner, data)
             except Exception as exc:
-                self.record_error(f"observer {obs!r} failed finishing: {type(exc).__name__}: {exc}", exc_info=True)
+                self._failed(obs, "finishing", exc)
+        # Its logger errors go out with the next event, on the thread that drives the run.
 
     def emit(self, event: str, data: dict[str, Any]) -> None:
+        self._announce_logger_errors()
         for obs in list(self._observers):
             try:
                 if isinstance(obs, Callback):
@@ -130,4 +151,22 @@ class EventBus:
                 else:
                     obs(event, data)
             except Exception as exc:  # an observer must never kill the run
-                self.record_error(f"observer {obs!r} failed on {event}: {type(exc).__name__}: {exc}", exc_info=True)
+                self._failed(obs, f"on {event}", exc)
+        self._announce_logger_errors()
+
+    def _failed(self, obs: Observer, what: str, exc: Exception) -> None:
+        logger = getattr(exc, "logger", None)
+        # A logger's failure is expected and says what to do: no traceback for it.
+        self.record_error(f"observer {obs!r} failed {what}: {type(exc).__name__}: {exc}", exc_info=logger is None)
+        if logger is not None:
+            self._logger_errors.append({"logger": str(logger), "message": str(exc)})
+
+    def _announce_logger_errors(self) -> None:
+        """Emit ``logger_error`` for each logger failure noted, applied first to the owner's state
+        (``run_state``), as every event is."""
+        while self._logger_errors:
+            data = self._logger_errors.pop(0)
+            state = getattr(self._owner, "run_state", None)
+            if state is not None:
+                state.apply("logger_error", data)
+            self.emit("logger_error", dict(data))

@@ -100,12 +100,12 @@ class LocalRun(RunHandle):
         try:
             if plan.best_weights is not None:
                 self._best_snapshot = self.backend.decode_weights(plan.best_weights)
-        except (KeyError, ValueError) as exc:
-            raise CheckpointError(f"the best weights of epoch {plan.checkpoint.best_epoch} do not fit this "
+        except Exception as exc:     # unreadable or of another shape: either way the file is the problem
+            raise CheckpointError(f"the best weights of epoch {plan.checkpoint.best_epoch} cannot be loaded into this "
                                   f"model: {exc}") from None
         try:
             self.backend.load_checkpoint_state(plan.backend_state)
-        except ValueError as exc:
+        except Exception as exc:     # whatever the framework raises, the file is the problem
             raise CheckpointError(f"{plan.checkpoint.path.name}: {exc}") from None
         log.info("resuming %s from %s", self.config.output_path, plan.describe())
 
@@ -186,11 +186,13 @@ class LocalRun(RunHandle):
             RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
         self._emit("train_begin", {"total_epochs": self.total_epochs, "start_epoch": self.current_epoch,
                                    "task": self.data.task, "device": self.device_name})
-        while self.current_epoch < self.total_epochs:
-            outcome = await self._run_epoch()
+        if self._resume is not None and self._resume.finishes:
+            # Trained to its end, killed while saving: only the artifacts are left to write.
+            final, reason = self._resume.ending(self.run_state)
+        else:
+            outcome = await self._run_epochs()
             if outcome is not None:
                 final, reason = outcome
-                break
         await self._checkpoint_at_end(final, reason)
         await self._finish(final, reason)
 
@@ -205,6 +207,14 @@ class LocalRun(RunHandle):
 
     def _failure_reason(self, exc: BaseException) -> str:
         return _describe_failure(exc, self.config)
+
+    async def _run_epochs(self) -> Optional[tuple[TrainingState, str]]:
+        """Train the epochs left; return (final state, reason) when the run ends before them."""
+        while self.current_epoch < self.total_epochs:
+            outcome = await self._run_epoch()
+            if outcome is not None:
+                return outcome
+        return None
 
     async def _run_epoch(self) -> Optional[tuple[TrainingState, str]]:
         """Train one epoch; return (final state, reason) when the run must end after it."""

@@ -23,11 +23,12 @@ import pandas as pd
 
 from . import data_values
 from .atomic import json_default
+from .backends import backend_module
 from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, data_fingerprint,
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
-from .state import RunState
+from .state import FINAL_STATES, RunState, TrainingState
 
 log = logging.getLogger("trainer")
 
@@ -45,6 +46,9 @@ class ResumePlan:
     checkpoint: Checkpoint
     config: TrainingConfig
     best_weights: Optional[bytes]     # the best epoch's encoded weights, when they are restored at the end
+    # Nothing is left to train but the run never saved its artifacts (killed while writing them):
+    # the resumed run only writes them and ends as the checkpoint says it ended.
+    finishes: bool = False
 
     @property
     def position(self) -> tuple[int, int]:
@@ -80,6 +84,17 @@ class ResumePlan:
         if diffs:
             raise ResumeMismatch("data", diffs, "Resume with the DataFrame the run was started with, unchanged.")
 
+    def ending(self, state: RunState) -> tuple[TrainingState, str]:
+        """How a run that :attr:`finishes` ends: as its final checkpoint says, else as the loop
+        would have said (``state`` is :meth:`run_state`'s answer)."""
+        saved = self.checkpoint.state
+        if saved.get("final_state") in {s.value for s in FINAL_STATES} and saved.get("reason"):
+            return TrainingState(saved["final_state"]), str(saved["reason"])
+        assert state.early_stopping is not None
+        if state.early_stopping.stopped_epoch is not None:
+            return TrainingState.EARLY_STOPPED, "early stopping: " + state.early_stopping.reason()
+        return TrainingState.COMPLETED, f"finished all {state.total_epochs} epochs"
+
     def describe(self) -> str:
         epoch, batch = self.position
         return f"{self.checkpoint.path.name} (epoch {epoch} done" + (
@@ -98,6 +113,7 @@ def plan_resume(output_path: Union[str, Path], data: pd.DataFrame, *,
     best: dict[Path, Checkpoint] = {}
 
     def accept(ckpt: Checkpoint) -> None:
+        _check_backend_state(ckpt)
         # A checkpoint whose best weights are unreadable cannot continue exactly: fall back.
         if ckpt.state["config"].get("restore_best_weights") and ckpt.best_epoch is not None:
             best[ckpt.path] = load_best(directory, ckpt.best_epoch)
@@ -105,12 +121,14 @@ def plan_resume(output_path: Union[str, Path], data: pd.DataFrame, *,
     ckpt = load_latest(directory, accept)
     effective = _effective_config(ckpt, output_path, config, changes)
     _check_model(ckpt, custom_model)
-    _check_can_continue(ckpt, effective)
+    finishes = _finished_unsaved(ckpt, effective)
+    if not finishes:
+        _check_can_continue(ckpt, effective)
     _check_columns(ckpt, data)
     weights = best[ckpt.path].members.get("weights") if ckpt.path in best else None
     if ckpt.path in best and weights is None:
         raise CheckpointError(f"the best weights of epoch {ckpt.best_epoch} are missing from their file")
-    return ResumePlan(ckpt, effective, weights)
+    return ResumePlan(ckpt, effective, weights, finishes)
 
 
 def _effective_config(ckpt: Checkpoint, output_path: Union[str, Path], given: Any,
@@ -137,6 +155,31 @@ def _effective_config(ckpt: Checkpoint, output_path: Union[str, Path], given: An
     wanted.update(changes)
     wanted["output_path"] = str(output_path)
     return TrainingConfig.from_dict({**saved, "seed": seed, **wanted})
+
+
+def _check_backend_state(ckpt: Checkpoint) -> None:
+    """CheckpointError (so an older checkpoint is tried) when the backend's state in ``ckpt`` does
+    not load: intact as a zip, its contents can still be bad."""
+    name = ckpt.state.get("backend") or ckpt.state["config"].get("backend", "torch")
+    module = backend_module(name)       # BackendUnavailable (not installed) is no fault of the file
+    try:
+        module.check_checkpoint_state(ckpt.members)
+    except Exception as exc:
+        raise CheckpointError(f"{ckpt.path.name}: its {name} state does not load ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+
+
+def _finished_unsaved(ckpt: Checkpoint, config: TrainingConfig) -> bool:
+    """Whether the run has nothing left to train (all epochs done, or early-stopped) while its
+    output_path lacks ``metadata.json``, which saving writes last."""
+    epoch, batch = ckpt.position
+    state = ckpt.state
+    es = state["early_stopping"]
+    early_stopped = es.get("stopped_epoch") is not None and es.get("enabled", True)
+    if not (early_stopped or (batch == 0 and epoch == config.epochs)):
+        return False
+    assert config.output_path is not None
+    return not (Path(config.output_path).expanduser() / "metadata.json").is_file()
 
 
 def _check_can_continue(ckpt: Checkpoint, config: TrainingConfig) -> None:

@@ -69,6 +69,7 @@ class Progress(TypedDict):
     total_batches: int
     reason: Optional[str]
     error: Optional[str]
+    logger_errors: list[dict[str, str]]
 
 
 @dataclass
@@ -92,6 +93,8 @@ class RunState:
     finished_at: Optional[float] = None
     artifacts_path: Optional[str] = None
     last_checkpoint: Optional[str] = None
+    # Each tracking logger that failed ({"logger", "message"}): the run went on without it.
+    logger_errors: list[dict[str, str]] = field(default_factory=list)
     # The loop's own state, absent (None) in a follower: what early stopping, the schedule and a
     # partly trained epoch need to continue exactly.
     seed: Optional[int] = None
@@ -135,7 +138,8 @@ class RunState:
         return {"current_epoch": self.current_epoch, "total_epochs": self.total_epochs,
                 "training_state": self.state.value, "latest_metrics": self.latest_metrics,
                 "best_metrics": self.best_metrics, "current_batch": self.batch,
-                "total_batches": self.num_batches, "reason": self.reason, "error": self.error}
+                "total_batches": self.num_batches, "reason": self.reason, "error": self.error,
+                "logger_errors": [dict(e) for e in self.logger_errors]}
 
     # ------------------------------------------------------------------ the one way it changes
     def check_transition(self, new: TrainingState) -> None:
@@ -182,6 +186,9 @@ class RunState:
         self.current_epoch = int(entry["epoch"])
         self.best_epoch = d.get("best_epoch", self.best_epoch)
 
+    def _on_logger_error(self, d: Mapping[str, Any]) -> None:
+        self.logger_errors.append({"logger": str(d.get("logger")), "message": str(d.get("message"))})
+
     def _on_train_end(self, d: Mapping[str, Any]) -> None:
         self.reason = d.get("reason", self.reason)
         self.error = d.get("error", self.error)
@@ -196,7 +203,8 @@ class RunState:
                 "batch": self.batch, "num_batches": self.num_batches, "learning_rate": self.learning_rate,
                 "history": [dict(e) for e in self.history], "best_epoch": self.best_epoch,
                 "elapsed": self.elapsed(), "started_at": self.started_at, "finished_at": self.finished_at,
-                "artifacts_path": self.artifacts_path, "last_checkpoint": self.last_checkpoint}
+                "artifacts_path": self.artifacts_path, "last_checkpoint": self.last_checkpoint,
+                "logger_errors": [dict(e) for e in self.logger_errors]}
 
     @classmethod
     def from_snapshot(cls, snap: Mapping[str, Any]) -> "RunState":
@@ -208,7 +216,8 @@ class RunState:
                   history=[dict(e) for e in snap.get("history", [])],  # type: ignore[misc]
                   best_epoch=snap.get("best_epoch"), active_seconds=float(snap.get("elapsed", 0.0)),
                   started_at=snap.get("started_at"), finished_at=snap.get("finished_at"),
-                  artifacts_path=snap.get("artifacts_path"), last_checkpoint=snap.get("last_checkpoint"))
+                  artifacts_path=snap.get("artifacts_path"), last_checkpoint=snap.get("last_checkpoint"),
+                  logger_errors=[dict(e) for e in snap.get("logger_errors") or []])
         if state == TrainingState.RUNNING:
             out._running_since = time.monotonic()
         return out
@@ -256,4 +265,5 @@ _APPLY: dict[str, Callable[[RunState, Mapping[str, Any]], None]] = {
     "state_change": RunState._on_state_change, "train_begin": RunState._on_train_begin,
     "epoch_begin": RunState._on_epoch_begin, "batch_end": RunState._on_batch_end,
     "epoch_end": RunState._on_epoch_end, "train_end": RunState._on_train_end,
+    "logger_error": RunState._on_logger_error,
 }

@@ -1,5 +1,5 @@
-"""The choice offered when Start meets an ``output_path`` holding another run's checkpoints
-(``trainer.OutputPathInUse``): replace that run, or continue it from its newest checkpoint.
+"""The choice offered when Start meets an ``output_path`` holding another run's checkpoints or saved
+files (``trainer.OutputPathInUse``): replace that run, or continue it from its newest checkpoint.
 
 Nothing is deleted unless "Replace it" is pressed; the text says what each button does and that
 another Save-to folder is the third way out.
@@ -42,15 +42,22 @@ class OverwriteChoice:
         return self.view.layout.display != "none"
 
     def offer(self, exc: OutputPathInUse) -> None:
-        """Say whose checkpoints ``exc.output_path`` holds and show the two buttons."""
+        """Say whose checkpoints (or, for a run without them, saved files) ``exc.output_path`` holds
+        and show the buttons; "Continue that run" only when it has checkpoints to continue from."""
         self.output_path = exc.output_path
         self.planned_epochs = exc.run.get("epochs") if exc.run else None
         where = fields.label("output_path")
+        summary = escape(run_summary(exc.run)) if exc.run else "unreadable"
+        if exc.resumable:
+            what = (f"holds the checkpoints of another run ({summary}); a new run there would delete them. "
+                    f"<b>Replace it</b> to start this run there anyway, <b>Continue that run</b> to resume it "
+                    f"from its newest checkpoint,")
+        else:
+            what = (f"holds the saved files of another run ({summary}); a new run there would replace them. "
+                    f"<b>Replace it</b> to start this run there anyway,")
+        self.continue_button.layout.display = None if exc.resumable else "none"
         self.text.value = (f"<div class='ew-overwrite' style='color:{theme.WARN}'><b>{escape(exc.output_path)}</b> "
-                           f"holds the checkpoints of another run ({escape(run_summary(exc.run))}); a new run "
-                           f"there would delete them. <b>Replace it</b> to start this run there anyway, "
-                           f"<b>Continue that run</b> to resume it from its newest checkpoint, or change "
-                           f"'{escape(where)}' in the Output tab.</div>")
+                           f"{what} or change '{escape(where)}' in the Output tab.</div>")
         self.view.layout.display = None
 
     def withdraw(self) -> None:

@@ -25,12 +25,19 @@ def read_evaluation(task: Task) -> dict[str, Any]:
         raise Conflict(f"task {task.task_id} was started without output_path, so nothing of it was saved; "
                        f"start it with an output_path to get its evaluation")
     try:
-        return _read_json(task, FILE_NAME)
+        evaluation = _read_json(task, FILE_NAME)
     except FileNotFoundError:
         raise Conflict(f"task {task.task_id} ({task.state}) has no evaluation: {_why_missing(task)}") from None
-    except ConfinementError:
-        raise Conflict(f"task {task.task_id} ({task.state}): its {FILE_NAME} was replaced by a symbolic link, "
-                       f"which the server does not follow; run the task again to write it") from None
+    except ConfinementError as exc:
+        # A link, a folder or any other non-file where the run wrote its evaluation.
+        raise Conflict(_unreadable(task, f"{exc}; the server does not follow symbolic links")) from None
+    except OSError as exc:
+        raise Conflict(_unreadable(task, f"{exc.strerror or exc}")) from None
+    except ValueError as exc:
+        raise Conflict(_unreadable(task, f"it is not JSON ({exc})")) from None
+    if not isinstance(evaluation, dict):
+        raise Conflict(_unreadable(task, f"it holds a JSON {type(evaluation).__name__}, not an object"))
+    return evaluation
 
 
 def _read_json(task: Task, name: str) -> Any:
@@ -39,6 +46,11 @@ def _read_json(task: Task, name: str) -> Any:
     assert task.output_dir is not None
     with open_confined(task.settings.models_dir, task.output_dir / name) as fh:
         return json.loads(fh.read())
+
+
+def _unreadable(task: Task, why: str) -> str:
+    return (f"task {task.task_id}'s evaluation is unreadable: {FILE_NAME} in its output folder is not the file "
+            f"its run wrote ({why}); start the run again to write a new one")
 
 
 def _why_missing(task: Task) -> str:

@@ -17,6 +17,9 @@ from .lifecycle import TRAINING_STATES
 NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
 NON_NEGATIVE: dict[str, Any] = {"type": "integer", "minimum": 0}
+LOGGER_ERRORS: dict[str, Any] = {"type": "array", "items": {"$ref": "#/components/schemas/LoggerError"}, "description": (
+    "each tracking logger that failed (TensorBoard, MLflow): the run went on without it; the task still "
+    "completes")}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -71,22 +74,24 @@ def _schemas() -> dict[str, Any]:
                               "val_accuracy (val_mae), learning_rate, time_per_epoch. A non-finite number is null."}
     best = {"type": "object", "additionalProperties": NUMBER_OR_NULL,
             "description": "loss, accuracy (mae for regression) and epoch of the best epoch by val_loss; {} before one."}
+    training_state = {"enum": list(TRAINING_STATES), "description": (
+        "pending until the worker is ready (also while resuming from a checkpoint), then running or paused, "
+        "then how it ended; interrupted: the server stopped meanwhile.")}
     progress = _obj({
         "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer", "minimum": 1},
-        "training_state": {"enum": list(TRAINING_STATES), "description": (
-            "pending until the worker is ready (also while resuming from a checkpoint), then running or paused, "
-            "then how it ended; interrupted: the server stopped meanwhile.")},
-        "latest_metrics": metrics, "best_metrics": best, "current_batch": NON_NEGATIVE,
+        "training_state": _ref("TrainingState"),
+        "latest_metrics": _ref("Metrics"), "best_metrics": _ref("BestMetrics"), "current_batch": NON_NEGATIVE,
         "total_batches": NON_NEGATIVE, "reason": STRING_OR_NULL, "error": STRING_OR_NULL,
+        "logger_errors": LOGGER_ERRORS,
     }, ("current_epoch", "total_epochs", "training_state", "latest_metrics", "best_metrics"))
     summary = _obj({
-        "task_id": {"type": "string"}, "name": STRING_OR_NULL, "training_state": progress["properties"]["training_state"],
-        "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": best,
+        "task_id": {"type": "string"}, "name": STRING_OR_NULL, "training_state": _ref("TrainingState"),
+        "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": _ref("BestMetrics"),
         "reason": STRING_OR_NULL, "error": STRING_OR_NULL, "created_at": STRING_OR_NULL, "finished_at": STRING_OR_NULL,
-        "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL,
+        "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL, "logger_errors": LOGGER_ERRORS,
         "loggers": {"type": "object", "description": (
-            "where the task's loggers write (only for a task with loggers): tensorboard, a folder relative to "
-            "the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
+            "where the task's loggers write (only for a task with loggers, and only those that did not fail): "
+            "tensorboard, a folder relative to the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
     }, ("task_id", "training_state", "current_epoch", "total_epochs"))
     details = copy.deepcopy(summary)
     details["properties"].update({
@@ -99,26 +104,28 @@ def _schemas() -> dict[str, Any]:
     })
     error = _obj({
         "success": {"const": False}, "message": {"type": "string", "description": "what is wrong and what to do"},
-        "errors": {"type": "array", "items": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}},
-                                                  ("field", "message"))},
+        "errors": {"type": "array", "items": _ref("FieldError")},
     }, ("success", "message"))
-    state = progress["properties"]["training_state"]
+    state = _ref("TrainingState")
     common = {"task_id": {"type": "string"}, "progress": _ref("Progress")}
-    stream_event = {"description": "The JSON in one event's data line.", "oneOf": [
-        _obj({"type": {"const": "progress"}, **common, "improved": {"type": "boolean"}}, ("type", "task_id", "progress")),
-        _obj({"type": {"const": "state"}, **common, "old": {"type": ["string", "null"]}, "new": state,
-              "training_state": state, "reason": STRING_OR_NULL}, ("type", "task_id", "new", "training_state")),
-        _obj({"type": {"const": "complete"}, **common, "training_state": state, "best_metrics": best,
-              "reason": STRING_OR_NULL}, ("type", "task_id", "training_state", "best_metrics")),
-        _obj({"type": {"const": "error"}, **common, "training_state": state, "message": STRING_OR_NULL},
-             ("type", "task_id", "training_state")),
-    ]}
+    # Every event kind, and every object an event holds, is a named component: a generator that
+    # names inline schemas itself gives two of them one name (and drops one).
+    events = {
+        "ProgressEvent": _obj({"type": {"const": "progress"}, **common, "improved": {"type": "boolean"}},
+                              ("type", "task_id", "progress")),
+        "StateEvent": _obj({"type": {"const": "state"}, **common, "old": {"type": ["string", "null"]}, "new": state,
+                            "training_state": state, "reason": STRING_OR_NULL}, ("type", "task_id", "new", "training_state")),
+        "CompleteEvent": _obj({"type": {"const": "complete"}, **common, "training_state": state,
+                               "best_metrics": _ref("BestMetrics"), "reason": STRING_OR_NULL},
+                              ("type", "task_id", "training_state", "best_metrics")),
+        "ErrorEvent": _obj({"type": {"const": "error"}, **common, "training_state": state, "message": STRING_OR_NULL},
+                           ("type", "task_id", "training_state")),
+    }
+    stream_event = {"description": "The JSON in one event's data line.", "oneOf": [_ref(name) for name in events]}
     return {
-        "StreamEvent": stream_event,
-        # Before OpenAPI 3.2 a text/event-stream schema describes one event (its fields).
-        "ServerSentEvent": _obj({"event": {"type": "string"}, "id": {"type": "string"}, "data": {
-            "type": "string", "contentMediaType": "application/json", "contentSchema": _ref("StreamEvent")}},
-            ("data",)),
+        "TrainingState": training_state, "BestMetrics": best, **events, "StreamEvent": stream_event,
+        "LoggerError": _obj({"logger": {"type": "string"}, "message": {"type": "string"}}, ("logger", "message")),
+        "FieldError": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}}, ("field", "message")),
         "TrainingConfig": config_schema(), "StartRequest": start_request_schema(), "Metrics": metrics,
         "Progress": progress, "TaskSummary": summary, "TaskDetails": details, "Error": error,
         "StartResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
@@ -131,7 +138,7 @@ def _schemas() -> dict[str, Any]:
         "HistoryResponse": _success({"task_id": {"type": "string"}, "history": {"type": "array", "items": _ref("Metrics")}},
                                     ("task_id", "history")),
         "ControlResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
-                                     "training_state": progress["properties"]["training_state"],
+                                     "training_state": _ref("TrainingState"),
                                      "progress": _ref("Progress")}, ("task_id", "message", "training_state", "progress")),
         "TasksResponse": _success({"tasks": {"type": "array", "items": _ref("TaskSummary")}}, ("tasks",)),
         "TaskResponse": _success({"task_id": {"type": "string"}, "task": _ref("TaskDetails")}, ("task_id", "task")),
@@ -156,13 +163,26 @@ ERRORS = {
 
 
 def _operation(summary: str, ok: str, codes: tuple[int, ...], description: str = "",
-               body: bool = False, content: str = "application/json") -> dict[str, Any]:
-    responses: dict[str, Any] = {"200": {"description": "success", "content": {content: {"schema": _ref(ok)}}}}
+               body: bool = False) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "success", "content": {"application/json": {"schema": _ref(ok)}}}}
     for code in sorted((401, 403, *codes)):
         responses[str(code)] = {"description": ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
     op: dict[str, Any] = {"summary": summary, "description": description or summary, "responses": responses}
     if body:
         op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref("StartRequest")}}}
+    return op
+
+
+def _stream_operation() -> dict[str, Any]:
+    """The SSE operation: a stream of text (one JSON object per event's data line, never one document),
+    so a generated client reads it as text; ``x-event-schema`` is the JSON of each event."""
+    op = _operation("Server-Sent Events of a task", "StreamEvent", (404,), (
+        "A `text/event-stream`: `data: <json>` lines, each a StreamEvent: the current progress first, then "
+        "`progress` per epoch, `state` per state change, and finally `complete` (final state, best metrics) "
+        "or `error`; a `: keepalive` comment when idle. Non-finite numbers are null. Read it with an "
+        "EventSource or line by line, not as one JSON document."))
+    op["responses"]["200"] = {"description": "the event stream; each event's data is a StreamEvent", "content": {
+        "text/event-stream": {"schema": {"type": "string"}, "x-event-schema": _ref("StreamEvent")}}}
     return op
 
 
@@ -185,11 +205,7 @@ def _document(server_url: str) -> dict[str, Any]:
             "(the message names that task and the ways out).", body=True)},
         "/progress/{task_id}": task_path(get=_operation("A task's progress", "ProgressResponse", (404,))),
         "/history/{task_id}": task_path(get=_operation("A task's per-epoch history", "HistoryResponse", (404,))),
-        "/stream-progress/{task_id}": task_path(get=_operation(
-            "Server-Sent Events of a task", "ServerSentEvent", (404,),
-            "`data: <json>` lines: the current progress first, then `progress` per epoch, `state` per state "
-            "change, and finally `complete` (final state, best metrics) or `error`; a `: keepalive` comment "
-            "when idle. Non-finite numbers are null.", content="text/event-stream")),
+        "/stream-progress/{task_id}": task_path(get=_stream_operation()),
         "/pause/{task_id}": task_path(post=_operation("Pause within one batch", "ControlResponse", CONTROL)),
         "/resume/{task_id}": task_path(post=_operation(
             "Resume a paused task, or continue an ended one from its checkpoint", "ControlResponse",

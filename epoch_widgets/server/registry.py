@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer import ConfigError, TrainingConfig, has_checkpoints
-from trainer.checkpoints import describe_run, run_summary
+from trainer.checkpoints import describe_run, describe_saved_run, holds_run, run_summary, saved_run_files
 from trainer.loggers import logger_locations
 
 from . import lifecycle as lc
@@ -56,7 +56,8 @@ class TaskRegistry:
     def list(self, states: Optional[list[str]] = None, name: Optional[str] = None) -> list[dict[str, Any]]:
         """Task summaries, oldest first; ``states`` keeps tasks in any of them (each a state or a
         comma-separated list), ``name`` those whose name contains it (case-insensitive). Each
-        summary gains ``loggers``: where its TensorBoard and MLflow loggers write."""
+        summary gains ``loggers``: where its TensorBoard and MLflow loggers write (those that did
+        not fail; ``logger_errors`` says why one did)."""
         wanted = {s.strip() for text in states or [] for s in text.split(",") if s.strip()}
         unknown = sorted(wanted - set(TASK_STATES))
         if unknown:
@@ -72,7 +73,10 @@ class TaskRegistry:
                 continue
             summary = task.summary()
             if task.config.get("loggers"):
-                summary["loggers"] = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+                locations = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+                # A logger that failed wrote nothing usable there: no link to it.
+                failed = {e["logger"].casefold() for e in summary["logger_errors"]}
+                summary["loggers"] = {kind: where for kind, where in locations.items() if kind not in failed}
             out.append(summary)
         return out
 
@@ -185,26 +189,34 @@ class TaskRegistry:
     def _check_output_dir(self, output_dir: Path, given: Optional[str], overwrite: bool,
                           resuming: Optional[Task] = None) -> None:
         """409 when a live task writes there, or (for a new task without ``overwrite``) when the
-        folder holds another run's checkpoints, naming that task and the ways out."""
+        folder holds another run's checkpoints or saved files, naming that task and the ways out."""
         clash = next((t for t in self.live() if t.output_dir == output_dir and t is not resuming), None)
         if clash is not None:
             raise Conflict(f"output_path: task {clash.task_id} ({clash.state}) writes to the same folder; "
                            f"choose another output_path or stop that task (POST stop/{clash.task_id})",
                            [{"field": "output_path", "value": given, "message": f"task {clash.task_id} writes there"}])
-        if overwrite or resuming is not None or not has_checkpoints(output_dir):
+        if overwrite or resuming is not None or not holds_run(output_dir):
             return
         owner = self.owner(output_dir)
+        resumable = has_checkpoints(output_dir)
+        kind = "checkpoints" if resumable else "saved files"
+        files = kind if resumable else f"{kind} ({', '.join(saved_run_files(output_dir))})"
         if owner is not None:
-            what = (f"the checkpoints of task {owner.task_id} ({owner.state} after epoch "
+            what = (f"the {files} of task {owner.task_id} ({owner.state} after epoch "
                     f"{owner.progress['current_epoch']} of {owner.progress['total_epochs']})")
-            ways = (f"POST resume/{owner.task_id} continues that task; send \"overwrite\": true with the config "
-                    f"to replace its checkpoints (DELETE tasks/{owner.task_id} forgets the task, its files stay); "
-                    f"or choose another output_path")
-        else:
+            ways = ((f"POST resume/{owner.task_id} continues that task; " if resumable else "")
+                    + f"send \"overwrite\": true with the config to replace its {kind} "
+                      f"(DELETE tasks/{owner.task_id} forgets the task, its files stay); or choose another output_path")
+        elif resumable:
             what = f"the checkpoints of a run this server has no task for ({run_summary(describe_run(output_dir))})"
             ways = ("send \"overwrite\": true with the config to replace them, or choose another output_path "
                     "(from Python, Trainer.from_checkpoint(output_path, df) continues that run)")
-        message = f"the folder holds {what}; a new task would delete them. {ways}"
+        else:
+            run = describe_saved_run(output_dir)
+            what = (f"the {files} of a run this server has no task for"
+                    + (f" ({run_summary(run)})" if run else ""))
+            ways = "send \"overwrite\": true with the config to replace them, or choose another output_path"
+        message = f"the folder holds {what}; a new task would {'delete' if resumable else 'replace'} them. {ways}"
         raise Conflict(f"output_path: {message}", [{"field": "output_path", "value": given, "message": message}])
 
     # ------------------------------------------------------------------ control

@@ -119,7 +119,8 @@ class Task(FollowsRun):
                 "current_epoch": self.progress["current_epoch"], "total_epochs": self.progress["total_epochs"],
                 "best_metrics": self.progress.get("best_metrics", {}), "reason": self.reason,
                 "error": self.error, "created_at": _iso(self.created_at), "finished_at": _iso(self.finished_at),
-                "watchers": len(self.subscribers), "output_path": self.config.get("output_path")}
+                "watchers": len(self.subscribers), "output_path": self.config.get("output_path"),
+                "logger_errors": self.progress["logger_errors"]}
 
     def details(self, output_dir: Optional[str]) -> dict[str, Any]:
         return {**self.summary(), "config": self.config, "progress": self.progress_snapshot(),

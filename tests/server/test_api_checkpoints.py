@@ -13,7 +13,7 @@ import pytest
 
 from epoch_widgets.server.registry import TaskRegistry
 from trainer import Trainer
-from trainer.checkpoints import checkpoint_dir, list_checkpoints
+from trainer.checkpoints import checkpoint_dir, decode, encode, list_checkpoints
 
 pytestmark = pytest.mark.server
 
@@ -96,6 +96,22 @@ async def test_a_damaged_newest_checkpoint_is_skipped_and_the_client_is_told(api
     assert comparable(history) == comparable(uninterrupted(resumable_config, jp_root_dir))
 
 
+async def test_a_newest_checkpoint_whose_state_does_not_load_is_skipped_too(api, resumable_config, models_dir,
+                                                                            jp_root_dir):
+    task_id = await api.start(resumable_config)
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 2)
+    assert (await api.call("POST", "stop", task_id))[1]["training_state"] == "stopped"
+    newest = list_checkpoints(checkpoint_dir(models_dir / "resumable"))[-1]
+    newest.write_bytes(encode(decode(newest).state, {"torch_state.pt": b"an intact zip member, no torch state"}))
+
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 200, body
+    assert f"skipping checkpoint {newest.name}: its torch state does not load" in body["message"]
+    await api.stream(task_id)
+    history = (await api.call("GET", "history", task_id))[1]["history"]
+    assert comparable(history) == comparable(uninterrupted(resumable_config, jp_root_dir))
+
+
 async def test_resume_refuses_what_cannot_continue_and_leaves_the_task_as_it_was(api, make_config, models_dir):
     plain = await api.start(make_config(epochs=100_000))
     await api.wait_for(plain, lambda p: p["current_epoch"] >= 1)
@@ -117,3 +133,29 @@ async def test_resume_refuses_what_cannot_continue_and_leaves_the_task_as_it_was
     assert status == 409 and "cannot resume from the checkpoint: every checkpoint" in body["message"], body
     progress = await api.progress(broken)
     assert progress["training_state"] == "stopped" and progress["current_epoch"] >= 1
+
+
+async def test_a_task_whose_artifacts_could_not_be_written_is_finished_by_resume(api, make_config, models_dir):
+    # A run that trained to its end but saved no metadata.json (killed or failing while saving) is
+    # finished by resume: its artifacts and evaluation are written from the last checkpoint.
+    task_id = await api.start(make_config(epochs=20, batch_size=16, output_path="/models/unsaved"))
+    assert (await api.call("POST", "pause", task_id))[1]["training_state"] == "paused"     # 800 batches to go
+    blocker = models_dir / "unsaved" / "model.pt"
+    blocker.mkdir()                                       # the model file cannot be written
+    assert (await api.call("POST", "resume", task_id))[0] == 200
+    failed = await api.wait_for(task_id, lambda p: p["training_state"] == "failed")
+    assert "could not write the artifacts" in failed["error"]
+    assert not (models_dir / "unsaved" / "metadata.json").exists()
+    history = (await api.call("GET", "history", task_id))[1]["history"]
+    assert len(history) == 20
+
+    blocker.rmdir()
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 200, body
+    events, _ = await api.stream(task_id)
+    assert events[-1]["type"] == "complete" and events[-1]["training_state"] == "completed", events[-1]
+    assert comparable((await api.call("GET", "history", task_id))[1]["history"]) == comparable(history)
+    status, body = await api.call("GET", "evaluation", task_id)
+    assert status == 200 and body["evaluation"]["split"] == "validation", body
+    from trainer import load_model
+    assert len(load_model(models_dir / "unsaved").history) == 20

@@ -38,3 +38,26 @@ async def test_evaluation_of_a_finished_task_and_the_refusals(api, make_config, 
 
     status, body = await api.call("GET", "evaluation", "epoch_training_20240101_120000")
     assert status == 404 and "no task" in body["message"]
+
+
+async def test_a_damaged_evaluation_file_is_a_clear_refusal_and_a_link_is_not_followed(api, make_config, models_dir,
+                                                                                      tmp_path):
+    task_id = await api.start(make_config(epochs=1, output_path="/models/damaged"))
+    await api.wait_done(task_id)
+    path = models_dir / "damaged" / "evaluation.json"
+
+    path.write_text("{not json")
+    status, body = await api.call("GET", "evaluation", task_id)
+    assert status == 409 and "evaluation is unreadable" in body["message"] and "not JSON" in body["message"], body
+
+    path.unlink()
+    path.mkdir()
+    status, body = await api.call("GET", "evaluation", task_id)
+    assert status == 409 and "evaluation is unreadable" in body["message"], body
+
+    path.rmdir()
+    secret = tmp_path / "outside.json"
+    secret.write_text(json.dumps({"secret": "outside the models folder"}))
+    path.symlink_to(secret)
+    status, body = await api.call("GET", "evaluation", task_id)
+    assert status == 409 and "symbolic link" in body["message"] and "secret" not in json.dumps(body), body

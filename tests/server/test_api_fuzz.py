@@ -38,7 +38,26 @@ def server(tmp_path: Path):
         server.stop()
 
 
-def _fuzz(operation, mode, examples: int, server: BackgroundServer, calls: Counter, **fixed) -> None:
+STREAM = "GET /stream-progress/{task_id}"
+
+
+def _stream_events_conform(doc: dict, response) -> None:
+    """Each event's data is a StreamEvent (the stream operation's ``x-event-schema``). Checked here:
+    its body is described as a string (a client reads text), and schemathesis reads a pre-3.2
+    stream schema as describing each event."""
+    import json
+
+    import jsonschema
+
+    media = doc["paths"]["/stream-progress/{task_id}"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    validator = jsonschema.Draft202012Validator({**doc, **media["x-event-schema"]})
+    events = [json.loads(line[len("data: "):]) for line in response.text.splitlines() if line.startswith("data: ")]
+    assert events
+    for event in events:
+        validator.validate(event)
+
+
+def _fuzz(operation, mode, examples: int, server: BackgroundServer, calls: Counter, doc: dict, **fixed) -> None:
     strategy = operation.as_strategy(generation_mode=mode, **fixed)
 
     @settings(max_examples=examples, deadline=None, database=None, derandomize=True,
@@ -47,6 +66,9 @@ def _fuzz(operation, mode, examples: int, server: BackgroundServer, calls: Count
     def check(case) -> None:
         response = case.call(base_url=server.api_url(), headers=server.headers, timeout=120)
         checks = CONFORMANCE + ([negative_data_rejection] if mode == schemathesis.GenerationMode.NEGATIVE else [])
+        if operation.label == STREAM and response.status_code == 200:
+            checks = [c for c in checks if c is not response_schema_conformance]
+            _stream_events_conform(doc, response)
         case.validate_response(response, checks=checks, headers=server.headers)
         calls[operation.label, response.status_code] += 1
 
@@ -69,6 +91,7 @@ def test_fuzzing_the_server_against_its_openapi_document_finds_no_500_and_no_und
         "epochs": 2, "hidden_units": [4], "target_column": "label", "data_path": "train.csv", "device": "cpu"})
     assert started.status_code == 200, started.text
     task_id = started.json()["task_id"]
+    doc = requests.get(server.api_url("openapi.json"), headers=server.headers, timeout=60).json()
 
     calls: Counter = Counter()
     # Deleting goes last: until then the finished task answers every other endpoint.
@@ -76,7 +99,7 @@ def test_fuzzing_the_server_against_its_openapi_document_finds_no_500_and_no_und
         for mode, examples in ((schemathesis.GenerationMode.POSITIVE, POSITIVE_EXAMPLES),
                                (schemathesis.GenerationMode.NEGATIVE, NEGATIVE_EXAMPLES)):
             try:
-                _fuzz(operation, mode, examples, server, calls)
+                _fuzz(operation, mode, examples, server, calls, doc)
             except schemathesis.errors.InvalidSchema:    # noqa: PERF203
                 raise
             except Exception as exc:
@@ -84,7 +107,7 @@ def test_fuzzing_the_server_against_its_openapi_document_finds_no_500_and_no_und
                     continue       # nothing about a plain string path parameter can be invalid
                 raise
         if "task_id" in operation.path:
-            _fuzz(operation, schemathesis.GenerationMode.POSITIVE, 5, server, calls,
+            _fuzz(operation, schemathesis.GenerationMode.POSITIVE, 5, server, calls, doc,
                   path_parameters={"task_id": task_id})
 
     per_operation = Counter()

@@ -9,7 +9,7 @@ import os
 import pandas as pd
 import pytest
 
-from trainer import Trainer
+from trainer import Trainer, load_model
 from trainer.checkpoints import checkpoint_dir, list_checkpoints
 
 from .conftest import epochs_of, worker_pids
@@ -74,6 +74,26 @@ async def test_a_new_task_is_refused_a_folder_holding_another_tasks_checkpoints(
     assert (await api.call("GET", "evaluation", second))[0] == 200
     assert (await api.call("GET", "tasks", first))[1]["task"]["replaced_by"] == second
     assert (await api.call("GET", "tasks", second))[1]["task"]["replaced_by"] is None
+
+
+async def test_a_task_without_checkpoints_is_not_silently_replaced(api, make_config, models_dir):
+    first = await api.start(make_config(epochs=1, output_path="/models/nockpt", checkpoints=False))
+    assert (await api.wait_done(first))["training_state"] == "completed"
+    saved = {p.name: p.read_bytes() for p in (models_dir / "nockpt").iterdir() if p.is_file()}
+    status, body = await api.call("POST", "start", body=make_config(epochs=2, hidden_units=[8],
+                                                                    output_path="/models/nockpt"))
+    assert status == 409, body
+    message = body["message"]
+    assert f"the saved files (metadata.json, config.json" in message and f"of task {first} (completed" in message
+    assert '"overwrite": true' in message and f"DELETE tasks/{first}" in message and "another output_path" in message
+    assert "POST resume" not in message and body["errors"][0]["field"] == "output_path"
+    assert {p.name: p.read_bytes() for p in (models_dir / "nockpt").iterdir() if p.is_file()} == saved
+
+    status, body = await api.call("POST", "start", body=make_config(epochs=2, hidden_units=[8], checkpoints=False,
+                                                                    output_path="/models/nockpt", overwrite=True))
+    assert status == 200, body
+    assert (await api.wait_done(body["task_id"]))["training_state"] == "completed"
+    assert load_model(models_dir / "nockpt").config.hidden_units == [8]
 
 
 async def test_a_folder_holding_checkpoints_of_a_run_no_task_knows_is_refused_too(api, make_config, models_dir, jp_root_dir):

@@ -63,3 +63,34 @@ async def test_tasks_filter_by_state_and_name_and_link_their_loggers(api, make_c
     assert "loggers" not in body["tasks"][0]
     assert (await api.call("POST", "stop", plain))[0] == 200
     await api.wait_done(plain)
+
+
+async def test_failing_loggers_are_reported_in_the_task_and_not_linked(api, make_config, models_dir):
+    import socket
+
+    with socket.socket() as s:          # a port nothing listens on: the tracking server is down
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (models_dir / "tbfail").mkdir(parents=True)
+    (models_dir / "tbfail" / "tensorboard").write_text("a file where the logger wants its folder")
+    task_id = await api.start(make_config(epochs=3, output_path="/models/tbfail", loggers=["tensorboard", "mlflow"],
+                                          mlflow_tracking_uri=f"http://127.0.0.1:{port}"))
+    events, _ = await api.stream(task_id)
+    final = events[-1]
+    assert final["type"] == "complete" and final["training_state"] == "completed", final
+    assert sorted(e["logger"] for e in final["progress"]["logger_errors"]) == ["MLflow", "TensorBoard"]
+
+    progress = await api.progress(task_id)
+    assert progress["training_state"] == "completed" and progress["error"] is None
+    errors = {e["logger"]: e["message"] for e in progress["logger_errors"]}
+    assert "TensorBoard logging failed while starting" in errors["TensorBoard"]
+    assert "the run goes on without TensorBoard" in errors["TensorBoard"]
+    assert f"tracking server at http://127.0.0.1:{port} is reachable" in errors["MLflow"]
+    assert str(models_dir.resolve()) not in json.dumps(progress)          # paths shown as /models/...
+
+    status, body = await tasks(api)
+    [summary] = [t for t in body["tasks"] if t["task_id"] == task_id]
+    assert summary["loggers"] == {}                                        # no link to what was not written
+    assert sorted(e["logger"] for e in summary["logger_errors"]) == ["MLflow", "TensorBoard"]
+    status, body = await api.call("GET", "tasks", task_id)
+    assert len(body["task"]["progress"]["logger_errors"]) == 2

@@ -187,6 +187,82 @@ def test_a_new_run_refuses_an_earlier_runs_checkpoints_unless_told_to_overwrite(
     assert not has_checkpoints(out) and len(load_model(out).history) == 1
 
 
+def test_a_run_without_checkpoints_is_not_silently_replaced_either(clf_df, tmp_path):
+    out = tmp_path / "nockpt"
+    first = Trainer(torch_config(epochs=1, output_path=str(out), checkpoints=False), clf_df).fit()
+    assert not has_checkpoints(out)
+    saved = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(OutputPathInUse) as info:
+        Trainer(torch_config(epochs=2, hidden_units=[8], output_path=str(out), checkpoints=False), clf_df)
+    message = str(info.value)
+    assert "holds the saved files of another run (completed after epoch 1 of 1: metadata.json, config.json" in message
+    assert "model.pt" in message and "overwrite=True" in message and "another output_path" in message
+    assert "from_checkpoint" not in message and info.value.resumable is False
+    assert info.value.errors[0]["field"] == "output_path"
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == saved      # nothing replaced
+    # Also when the saved files appear after the run was built: it fails, replacing nothing.
+    waiting = Trainer(torch_config(epochs=1, output_path=str(tmp_path / "later"), checkpoints=False), clf_df)
+    Trainer(torch_config(epochs=1, output_path=str(tmp_path / "later"), checkpoints=False), clf_df).fit()
+    waiting.fit()
+    assert waiting.state == TrainingState.FAILED and "holds the saved files of another run" in waiting.reason
+
+    replaced = Trainer(torch_config(epochs=2, hidden_units=[8], output_path=str(out), checkpoints=False), clf_df,
+                       overwrite=True).fit()
+    assert replaced.state == TrainingState.COMPLETED and len(load_model(out).history) == 2
+    assert load_model(out).config.hidden_units == [8] and first.history != replaced.history
+
+
+def test_a_folder_of_other_files_is_no_run(clf_df, tmp_path):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    assert Trainer(torch_config(epochs=1, output_path=str(out)), clf_df).fit().state == TrainingState.COMPLETED
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_an_overwriting_run_removes_the_earlier_runs_saved_files_when_it_starts(clf_df, tmp_path):
+    out = tmp_path / "replaced"
+    Trainer(torch_config(epochs=1, output_path=str(out)), clf_df).fit()
+    seen: list[list[str]] = []
+    run = Trainer(torch_config(epochs=2, output_path=str(out)), clf_df, overwrite=True)
+    run.add_callback(lambda e, d: seen.append(sorted(p.name for p in out.iterdir())) if e == "train_begin" else None)
+    run.fit()
+    assert seen == [["checkpoints"]]        # no file of the earlier run beside the new one's
+    assert len(load_model(out).history) == 2
+
+
+def _killed_while_saving(out: Path) -> None:
+    """What a process killed after the model file, before metadata.json, leaves (artifacts.save_run)."""
+    for name in ("metadata.json", "evaluation.json", "history.json", "history.csv"):
+        (out / name).unlink()
+    assert (out / "model.pt").exists()
+
+
+@pytest.mark.parametrize("early", [False, True], ids=["completed", "early-stopped"])
+def test_a_run_killed_while_saving_its_artifacts_is_finished_by_resuming(clf_df, tmp_path, early):
+    out = tmp_path / "unsaved"
+    cfg = torch_config(epochs=30 if early else 3, output_path=str(out), restore_best_weights=True,
+                       **({"early_stopping": True, "early_stopping_patience": 1, "min_delta": 10.0} if early else {}))
+    first = Trainer(cfg, clf_df).fit()
+    expected = trainer.TrainedModel.from_run(first).predict(clf_df)
+    _killed_while_saving(out)
+    with pytest.raises(FileNotFoundError, match="metadata.json is missing"):
+        load_model(out)
+
+    run = Trainer.from_checkpoint(out, clf_df)
+    assert run.current_epoch == len(first.history)
+    run.fit()
+    assert run.state == first.state and run.reason == first.reason and run.error is None
+    assert comparable(run.history) == comparable(first.history)        # nothing trained again
+    model = load_model(out)
+    assert model.metadata["state"] == first.state.value and (out / "evaluation.json").is_file()
+    assert np.array_equal(model.predict(clf_df), expected)            # the same (best) weights
+    assert trainer.Evaluation.load(out).n_samples == len(first.data.val_index)
+    # Saved now: there is nothing left to finish.
+    with pytest.raises(CheckpointError, match="early-stopped" if early else "already finished all 3 epochs"):
+        Trainer.from_checkpoint(out, clf_df)
+
+
 def test_checkpoints_that_appear_after_construction_are_not_deleted_either(clf_df, tmp_path):
     out = tmp_path / "raced"
     waiting = Trainer(torch_config(epochs=1, output_path=str(out)), clf_df)       # the folder is empty now
@@ -321,6 +397,18 @@ def test_a_corrupt_byte_is_caught_by_the_crc_and_nothing_usable_is_an_error(clf_
         path.write_bytes(b"not a zip")
     with pytest.warns(RuntimeWarning), pytest.raises(CheckpointError, match="every checkpoint in .* is unusable"):
         Trainer.from_checkpoint(out, clf_df)
+
+
+def test_a_newest_checkpoint_whose_state_does_not_load_falls_back_with_a_warning(clf_df, tmp_path, one_batch_slices):
+    out = tmp_path / "badstate"
+    _stopped_run_with_checkpoints(clf_df, out)
+    newest = list_checkpoints(checkpoint_dir(out))[-1]
+    good = decode(newest)
+    newest.write_bytes(encode(good.state, {"torch_state.pt": b"a valid zip member, but no torch state"}))
+    with pytest.warns(RuntimeWarning, match=r"ckpt-000001-000025\.zip: its torch state does not load.*falling back"):
+        run = Trainer.from_checkpoint(out, clf_df)
+    assert (run.current_epoch, run.batch) == (1, 20)
+    assert run.fit().state == TrainingState.COMPLETED
 
 
 def test_a_missing_best_weights_file_makes_the_checkpoint_unusable(clf_df, tmp_path, one_batch_slices):

@@ -113,3 +113,24 @@ def test_a_new_run_into_another_runs_checkpoints_needs_overwrite(capsys, tmp_pat
     assert "holds the checkpoints of another run (completed after epoch 1 of 1)" in capsys.readouterr().err
     assert main(["--demo", "--set", "epochs=2", "--set", f"output_path={out}", "--overwrite"]) == 0
     assert len(load_model(tmp_path / "demo").history) == 2
+
+
+def test_a_run_without_checkpoints_is_not_replaced_without_overwrite(capsys, tmp_path):
+    out = json.dumps(str(tmp_path / "nockpt"))
+    assert main(["--demo", "--set", "epochs=1", "--set", "checkpoints=false", "--set", f"output_path={out}"]) == 0
+    assert main(["--demo", "--set", "epochs=2", "--set", f"output_path={out}"]) == 2
+    assert "holds the saved files of another run (completed after epoch 1 of 1" in capsys.readouterr().err
+    assert len(load_model(tmp_path / "nockpt").history) == 1
+    assert main(["--demo", "--set", "epochs=2", "--set", f"output_path={out}", "--overwrite"]) == 0
+    assert len(load_model(tmp_path / "nockpt").history) == 2
+
+
+def test_resume_finishes_a_run_killed_while_saving(capsys, tmp_path):
+    out = tmp_path / "unsaved"
+    assert main(["--demo", "--set", "epochs=2", "--set", f"output_path={json.dumps(str(out))}"]) == 0
+    for name in ("metadata.json", "evaluation.json"):      # killed after the model file, before these
+        (out / name).unlink()
+    capsys.readouterr()
+    assert main(["--demo", "--resume", str(out)]) == 0
+    assert "completed: finished all 2 epochs" in capsys.readouterr().out
+    assert len(load_model(out).history) == 2 and (out / "evaluation.json").is_file()

@@ -284,9 +284,11 @@ def _closed_port() -> int:
 
 @pytest.mark.slow
 def test_failing_loggers_leave_the_run_completed_with_the_errors_reported(clf_df, tmp_path, monkeypatch):
-    # Fail fast instead of MLflow's default minutes of retries against a dead server.
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    from trainer.loggers.mlflow_logger import HTTP_LIMITS, REQUEST_BOUND
+
+    for key in HTTP_LIMITS:        # unset here (and again after the test): the logger's own limits apply
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
     out = tmp_path / "failing"
     out.mkdir()
     (out / "tensorboard").write_text("a file where the logger wants its folder")
@@ -300,6 +302,66 @@ def test_failing_loggers_leave_the_run_completed_with_the_errors_reported(clf_df
     assert "TensorBoard logging failed while starting" in tb and "the run goes on without TensorBoard" in tb
     ml = next(e for e in errors if "MLflow" in e)
     assert f"check that the tracking server at {uri} is reachable" in ml
+    # Each failure is in the run's state (what the API's progress and task list show) ...
+    reported = run.progress()["logger_errors"]
+    assert sorted(e["logger"] for e in reported) == ["MLflow", "TensorBoard"]
+    assert "the run goes on without TensorBoard" in next(e["message"] for e in reported if e["logger"] == "TensorBoard")
+    # ... and the dead server cost at most the bound set for MLflow's requests (MLflow's own
+    # defaults: minutes of retries), after which the logger gave up.
+    mlflow_logger = next(o for o in run.events._observers if type(o).__name__ == "MlflowLogger")
+    assert {k: os.environ[k] for k in HTTP_LIMITS} == {k: str(v) for k, v in HTTP_LIMITS.items()}
+    assert REQUEST_BOUND == 35.0
+    assert mlflow_logger.failed_after is not None and mlflow_logger.failed_after <= REQUEST_BOUND
+
+
+def test_a_logger_failure_is_a_logger_error_event_followers_apply(clf_df):
+    from trainer import RunFollower
+    from trainer.loggers import LoggerFailure
+
+    class Failing(Callback):
+        def on_epoch_end(self, run, data):
+            raise LoggerFailure("could not write; the run goes on without Fake", "Fake")
+
+    class FailingAtTheEnd(Callback):
+        def finish(self, run, data):
+            raise LoggerFailure("could not finish writing", "Late")
+
+    heard = []
+    threads = set()
+
+    def listen(event, data):
+        heard.append((event, data))
+        if event == "logger_error":
+            threads.add(threading.current_thread().name)
+
+    run = Trainer(config(None, epochs=2), clf_df, callbacks=[Failing(), FailingAtTheEnd(), listen])
+    follower = RunFollower.of(run)
+    run.fit()
+    message = {"logger": "Fake", "message": "could not write; the run goes on without Fake"}
+    assert [d for e, d in heard if e == "logger_error"] == [message, message,
+                                                            {"logger": "Late", "message": "could not finish writing"}]
+    assert follower.state.logger_errors == run.run_state.logger_errors and len(run.progress()["logger_errors"]) == 3
+    assert run.state.value == "completed" and run.error is None
+    # The order followers see: each epoch_end reaches every observer before its logger_error, and
+    # a failure while finishing comes before the final state, on the thread that drives the run.
+    names = [e for e, _ in heard]
+    assert names.index("logger_error") == names.index("epoch_end") + 1
+    assert names[-3:] == ["logger_error", "state_change", "train_end"] and len(threads) == 1
+
+
+@pytest.mark.slow
+def test_mlflow_is_imported_when_the_run_is_built_not_while_it_trains(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys
+        from trainer import Trainer
+        from trainer.datasets import make_classification
+        run = Trainer({{"epochs": 1, "hidden_units": [4], "target_column": "label", "device": "cpu",
+                        "loggers": ["mlflow"], "output_path": {str(tmp_path / "run")!r}}},
+                      make_classification(200, seed=0))
+        print("built", "mlflow.tracking" in sys.modules)
+        """)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert "built True" in out.stdout, out.stderr[-2000:]
 
 
 @pytest.mark.slow

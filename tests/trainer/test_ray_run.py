@@ -105,3 +105,16 @@ def test_a_failure_on_the_driver_mid_run_fails_the_run_with_its_reason_and_ends_
     while actor_names(ray_instance, run.actor_name) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert actor_names(ray_instance, run.actor_name) == []          # the actor no longer trains
+
+
+def test_a_run_killed_while_saving_is_finished_on_an_actor(clf_df: pd.DataFrame, tmp_path: Path,
+                                                           ray_instance) -> None:  # noqa: F811
+    out = tmp_path / "unsaved"
+    first = Trainer({**CONFIG, "output_path": str(out)}, clf_df).fit()
+    for name in ("metadata.json", "evaluation.json"):      # killed after the model file, before these
+        (out / name).unlink()
+    run = run_factory("ray").from_checkpoint(out, clf_df)
+    run.fit()
+    assert run.state == TrainingState.COMPLETED and run.reason == "finished all 4 epochs"
+    assert [h["epoch"] for h in run.history] == [1, 2, 3, 4] and run.history[-1]["val_loss"] == first.history[-1]["val_loss"]
+    assert (out / "evaluation.json").is_file() and load_model(out).history == run.history

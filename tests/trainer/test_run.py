@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 import time
 
@@ -137,6 +138,25 @@ def test_a_failing_observer_never_stops_the_run(backend, base_config, clf_df):
     assert rec.names().count("epoch_end") == 2                 # later observers still hear everything
     assert any("observer bug" in e for e in run.observer_errors)
     assert any("also broken" in e for e in run.observer_errors)
+
+
+def test_past_the_cap_observer_errors_are_neither_kept_nor_logged_but_said_once(caplog):
+    from trainer.events import MAX_ERRORS, EventBus
+
+    def broken(event, data):
+        raise RuntimeError("batch observer bug")
+
+    bus = EventBus(owner=None)
+    bus.add(broken)
+    with caplog.at_level(logging.WARNING, logger="trainer"):
+        for _ in range(MAX_ERRORS + 50):
+            bus.emit("batch_end", {})
+    assert len(bus.errors) == MAX_ERRORS
+    records = [r for r in caplog.records if r.name == "trainer"]
+    assert len(records) == MAX_ERRORS + 1
+    assert all(r.exc_info for r in records[:MAX_ERRORS])
+    last = records[-1]
+    assert "further observer errors of this run are suppressed" in last.getMessage() and not last.exc_info
 
 
 def test_seeded_runs_are_reproducible_and_seeds_matter(backend, base_config, clf_df):

@@ -403,5 +403,10 @@ def _reseed_dropout(model: keras.Model, seed: int) -> None:
             generator.state.assign(np.array([seeds(), 0], dtype=generator.state.dtype))
 
 
+def check_checkpoint_state(members: dict[str, bytes]) -> None:
+    """Raise if a checkpoint's TensorFlow state does not load (before a model exists to load it into)."""
+    bytes_to_arrays(members["tf_variables.npz"])
+
+
 def create(config: TrainingConfig, data: PreparedData, seed: int, model: Any = None) -> TFBackend:
     return TFBackend(config, data, seed, model)

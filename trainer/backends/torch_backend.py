@@ -383,5 +383,13 @@ class TorchBackend(Backend):
         return torch.load(io.BytesIO(data), map_location=self.device, weights_only=True)
 
 
+def check_checkpoint_state(members: dict[str, bytes]) -> None:
+    """Raise if a checkpoint's PyTorch state does not load (before a model exists to load it into)."""
+    state = torch.load(io.BytesIO(members["torch_state.pt"]), map_location="cpu", weights_only=True)
+    missing = [k for k in ("model", "optimizer", "rng_cpu") if k not in state]
+    if missing:
+        raise ValueError(f"torch_state.pt lacks {missing}")
+
+
 def create(config: TrainingConfig, data: PreparedData, seed: int, model: Any = None) -> TorchBackend:
     return TorchBackend(config, data, seed, model)

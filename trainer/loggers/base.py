@@ -25,7 +25,12 @@ log = logging.getLogger("trainer")
 
 
 class LoggerFailure(RuntimeError):
-    """A logger could not write; the run goes on without it. The message says what to do."""
+    """A logger could not write; the run goes on without it. The message says what to do;
+    ``logger`` names the logger (the run reports it as a ``logger_error`` event)."""
+
+    def __init__(self, message: str, logger: Optional[str] = None):
+        super().__init__(message)
+        self.logger = logger
 
 
 @dataclass
@@ -97,6 +102,9 @@ class BackgroundLogger(Callback):
         self._finished = False
         # Seconds this thread spent writing each epoch (what one epoch's logging costs).
         self.epoch_seconds: list[float] = []
+        # Seconds from the thread's start to the failure that stopped the logger, if one did.
+        self.failed_after: Optional[float] = None
+        self._started = 0.0
 
     def __repr__(self) -> str:
         return f"<{self.title} logger>"
@@ -118,6 +126,7 @@ class BackgroundLogger(Callback):
     def on_train_begin(self, run: Any, data: dict[str, Any]) -> None:
         if self._thread is None:
             self._thread = threading.Thread(target=self._work, name=f"{self.title}-logger", daemon=True)
+            self._started = time.monotonic()
             self._thread.start()
         self._submit(self.open, _start_of(run, data), "starting")
         self._raise_pending()
@@ -204,6 +213,7 @@ class BackgroundLogger(Callback):
 
     def _fail(self, message: str) -> None:
         with self._lock:
+            self.failed_after = time.monotonic() - self._started
             self._stopped = True
             self._pending.append(message)
         try:
@@ -222,7 +232,7 @@ class BackgroundLogger(Callback):
         with self._lock:
             pending, self._pending = self._pending, []
         if pending:
-            raise LoggerFailure("; ".join(pending))
+            raise LoggerFailure("; ".join(pending), self.title)
 
 
 class UnavailableLogger(Callback):
@@ -236,7 +246,7 @@ class UnavailableLogger(Callback):
         return f"<{self.title} logger (unavailable)>"
 
     def on_train_begin(self, run: Any, data: dict[str, Any]) -> None:
-        raise LoggerFailure(self.message)
+        raise LoggerFailure(self.message, self.title)
 
 
 def _describe(exc: BaseException) -> str:
