@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..events import Callback
+from ..redaction import redact_text
 from ..state import FINAL_STATES as _FINAL
 
 log = logging.getLogger("trainer")
@@ -62,7 +63,8 @@ def _start_of(run: Any, data: dict[str, Any]) -> RunStart:
     config = run.config
     output = Path(config.output_path).expanduser() if config.output_path else None
     history = [dict(entry) for entry in run.history]
-    return RunStart(config=config.to_dict(), output_path=output, start_epoch=int(data.get("start_epoch", 0)),
+    # What a logger records as params and tags: credentials stay only where the logger connects.
+    return RunStart(config=config.to_saved_dict(), output_path=output, start_epoch=int(data.get("start_epoch", 0)),
                     total_epochs=int(data.get("total_epochs", config.epochs)), history=history)
 
 
@@ -205,6 +207,7 @@ class BackgroundLogger(Callback):
                            f"the run goes on without {self.title}")
 
     def _fail(self, message: str) -> None:
+        message = redact_text(message)      # a library's error may repeat a URI with its password
         with self._lock:
             self._stopped = True
             self._pending.append(message)

@@ -7,6 +7,11 @@ store beside the run's outputs: ``<parent of output_path>/mlruns/mlflow.db`` wit
 ``mlflow ui --backend-store-uri sqlite:///models/mlruns/mlflow.db`` lists them together; it works
 with nothing running. The experiment is ``MLFLOW_EXPERIMENT_NAME`` or "epoch-widgets".
 
+Credentials in the URI (``http://user:password@host``) are used to connect and never written:
+params, tags and ``mlflow_run.json`` hold ``http://***@host``. A run resumed from its checkpoint
+gets its URI back without them; pass ``mlflow_tracking_uri`` again (or set MLflow's
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``).
+
 ``output_path/mlflow_run.json`` records the MLflow run, so a run resumed from its checkpoint goes on
 in the same MLflow run (when the tracking URI is the same) and logs only the epochs it lacks.
 """
@@ -21,6 +26,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from ..atomic import atomic_write_json
+from ..redaction import is_redacted, redact_text
 from .base import BackgroundLogger, LoggerFailure, RunEnd, RunStart
 
 log = logging.getLogger("trainer")
@@ -44,6 +50,14 @@ def local_store(output_path: Path) -> Path:
 def tracking_target(config: dict[str, Any], output_path: Optional[Path]) -> tuple[str, Optional[Path]]:
     """(tracking URI, local store folder or None) for a run; LoggerFailure when there is neither."""
     uri = config.get("mlflow_tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and is_redacted(uri):
+        # A config read back from a checkpoint or config.json: its credentials were never saved.
+        if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+            raise LoggerFailure(f"the tracking URI {uri} lost its credentials when it was saved with the run; "
+                                f"pass mlflow_tracking_uri with them again (e.g. Trainer.from_checkpoint(output_path, "
+                                f"df, mlflow_tracking_uri=...)) or set MLFLOW_TRACKING_USERNAME and "
+                                f"MLFLOW_TRACKING_PASSWORD; the run goes on without MLflow")
+        return _without_user_info(uri), None
     if uri:
         return uri, None
     if output_path is None:
@@ -64,7 +78,11 @@ def read_record(output_path: Path) -> Optional[dict[str, Any]]:
 
 
 def public_uri(uri: str) -> str:
-    """``uri`` without a user name or password (safe to show)."""
+    """``uri`` with its user name and password replaced by ``***`` (safe to show and save)."""
+    return redact_text(uri)
+
+
+def _without_user_info(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.username is None and parts.password is None:
         return uri
@@ -183,7 +201,8 @@ class MlflowLogger(BackgroundLogger):
         from mlflow.exceptions import MlflowException
 
         record = read_record(self.output_path) if self.output_path is not None else None
-        if record is None or record.get("tracking_uri") != self.tracking_uri:
+        # The record holds the URI without credentials (which may also have come from the environment).
+        if record is None or _without_user_info(str(record.get("tracking_uri"))) != _without_user_info(self.tracking_uri):
             return False
         client = self._client
         try:
@@ -227,7 +246,7 @@ class MlflowLogger(BackgroundLogger):
         if self.output_path is not None:
             self.output_path.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.output_path / RECORD_FILE, {
-                "tracking_uri": self.tracking_uri, "local_store": self.store is not None,
+                "tracking_uri": public_uri(self.tracking_uri), "local_store": self.store is not None,
                 "experiment_id": self.experiment_id, "run_id": self.run_id, "run_name": run.info.run_name})
 
     def _log_metrics(self, entries: list[dict[str, Any]]) -> None:
