@@ -5,7 +5,9 @@ Where: ``mlflow_tracking_uri`` in the config, else ``MLFLOW_TRACKING_URI``, else
 store beside the run's outputs: ``<parent of output_path>/mlruns/mlflow.db`` with artifacts in
 ``mlruns/artifacts/``. Runs saved side by side (``models/a``, ``models/b``) share that store, so
 ``mlflow ui --backend-store-uri sqlite:///models/mlruns/mlflow.db`` lists them together; it works
-with nothing running. The experiment is ``MLFLOW_EXPERIMENT_NAME`` or "epoch-widgets".
+with nothing running. The experiment is ``MLFLOW_EXPERIMENT_NAME`` or "epoch-widgets". An
+experiment this logger creates in any SQLite store keeps its artifacts in ``artifacts/`` beside the
+database file (never in the folder the process happens to run in).
 
 Credentials in the URI (``http://user:password@host``) are used to connect and never written:
 params, tags and ``mlflow_run.json`` hold ``http://***@host``. A run resumed from its checkpoint
@@ -77,6 +79,13 @@ def read_record(output_path: Path) -> Optional[dict[str, Any]]:
     return record if isinstance(record, dict) and record.get("run_id") else None
 
 
+def sqlite_file(uri: str) -> Optional[Path]:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other URI)."""
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().absolute()
+
+
 def public_uri(uri: str) -> str:
     """``uri`` with its user name and password replaced by ``***`` (safe to show and save)."""
     return redact_text(uri)
@@ -135,13 +144,14 @@ class MlflowLogger(BackgroundLogger):
         from mlflow.tracking import MlflowClient
 
         _quiet_store_setup()
-        if self.store is not None:
+        database = sqlite_file(self.tracking_uri)
+        if database is not None:
             from filelock import FileLock
 
-            self.store.mkdir(parents=True, exist_ok=True)
-            # Runs saved side by side share the store: the first to arrive creates its tables and
-            # the experiment while the others wait (two at once would both try).
-            with FileLock(str(self.store / f"{STORE_FILE}.lock"), timeout=300):
+            database.parent.mkdir(parents=True, exist_ok=True)
+            # Runs sharing a SQLite store (saved side by side, or a server's tasks): the first to
+            # arrive creates its tables and the experiment while the others wait (two at once would both try).
+            with FileLock(f"{database}.lock", timeout=300):
                 self._client = MlflowClient(self.tracking_uri)
                 self.experiment_id = self._experiment()
         else:
@@ -184,7 +194,9 @@ class MlflowLogger(BackgroundLogger):
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            location = (self.store / "artifacts").as_uri() if self.store is not None else None
+            # MLflow's default for a SQLite store is ./mlruns in whatever folder the process runs in.
+            database = sqlite_file(self.tracking_uri)
+            location = (database.parent / "artifacts").as_uri() if database is not None else None
             try:
                 return client.create_experiment(name, artifact_location=location)
             except MlflowException:       # another process created it in the meantime
