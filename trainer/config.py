@@ -330,9 +330,13 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
+        limit = (err.get("ctx") or {}).get("max_length")
+        if err["type"] in _TOO_LONG and limit is not None:
+            unit = "characters" if err["type"] == "string_too_long" else "items"
+            msg = f"too long: at most {limit} {unit} (the size limit of this field); shorten it"
         text = f"got {_preview(value)}: {msg}"
         # Our own validators' messages already say what is wrong and what to do.
-        if allowed and allowed not in text and err["type"] != "value_error":
+        if allowed and allowed not in text and err["type"] not in ("value_error", *_TOO_LONG):
             text += f" (allowed: {allowed})"
         errors.append({"field": where, "value": _shown_value(value), "message": text})
     if len(found) > MAX_REPORTED:
@@ -340,6 +344,9 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
         errors.append({"field": "<config>", "value": None,
                        "message": f"and {rest} more problem{'s' if rest > 1 else ''} like these; fix the ones above first"})
     return ConfigError(errors)
+
+
+_TOO_LONG = ("string_too_long", "too_long")
 
 
 def _short(text: str) -> str:

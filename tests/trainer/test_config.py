@@ -301,7 +301,7 @@ def test_every_string_and_list_field_has_a_size_limit_in_the_schema():
 
 
 def test_oversized_strings_and_lists_are_refused_naming_the_limit():
-    with pytest.raises(ConfigError, match=r"name: .*at most 1000 characters"):
+    with pytest.raises(ConfigError, match=r"name: .*too long: at most 1000 characters"):
         TrainingConfig(name="x" * 1001)
     with pytest.raises(ConfigError, match=r"mlflow_tracking_uri: .*at most 2048 characters"):
         TrainingConfig(mlflow_tracking_uri="http://h/" + "x" * 2048)
