@@ -119,13 +119,14 @@ class Task(FollowsRun):
     # ------------------------------------------------------------------ persistence
     def to_record(self) -> dict[str, Any]:
         # Worker reasons and errors may quote a URI with its password; records never keep one.
-        return redacted({"format": RECORD_FORMAT, "task_id": self.task_id, "config": self.config,
-                "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
-                "state": self.state, "reason": self.reason, "error": self.error,
-                "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
-                "seed": self.seed,
-                "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
-                "finished_at": self.finished_at})
+        return redacted({
+            "format": RECORD_FORMAT, "task_id": self.task_id, "config": self.config,
+            "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
+            "state": self.state, "reason": self.reason, "error": self.error,
+            "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
+            "seed": self.seed,
+            "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
+            "finished_at": self.finished_at})
 
     @classmethod
     def from_record(cls, record: dict[str, Any], store: TaskStore, settings: Settings) -> "Task":
