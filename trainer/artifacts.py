@@ -44,7 +44,7 @@ def save_run(run: "RunHandle", state: "TrainingState", reason: str) -> Path:
     # rewritten they are not (a resume finishes a run killed in between, trainer/resume.py).
     (out / "metadata.json").unlink(missing_ok=True)
     model_meta = run.backend.save_model(out)
-    atomic_write_json(out / "config.json", run.config.to_dict())
+    atomic_write_json(out / "config.json", run.config.to_saved_dict())
     atomic_write_json(out / "preprocessing.json", run.data.preprocessor.to_dict())
     atomic_write_json(out / "history.json", {"state": state.value, "reason": reason,
                                              "best_metrics": run.best_metrics, "history": run.history})

@@ -83,7 +83,7 @@ class RunCheckpoints:
         """The weights of the epoch that just improved, kept apart from the rotation."""
         run = self.run
         state = {"kind": "best", "epoch": run.current_epoch, "metrics": run.history[-1], "seed": run.seed,
-                 "config": run.config.to_dict()}
+                 "config": run.config.to_saved_dict()}
         with self._failing_clearly():
             return self.writer.write_best(run.current_epoch, state, {"weights": run.backend.encode_weights(snapshot)})
 
@@ -107,7 +107,7 @@ class RunCheckpoints:
         data = run.data
         if self._fingerprint is None:
             self._fingerprint = data_fingerprint(data.x, data.y, data.train_index, data.val_index)
-        return {"backend": run.config.backend, "config": run.config.to_dict(),
+        return {"backend": run.config.backend, "config": run.config.to_saved_dict(),
                 "preprocessing": data.preprocessor.to_dict(),
                 "data": {"rows": int(len(data.x)), "train": int(len(data.train_index)),
                          "validation": int(len(data.val_index)), "sha256": self._fingerprint},

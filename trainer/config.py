@@ -9,12 +9,15 @@ import difflib
 import json
 import re
 import typing
+from collections import Counter
 from dataclasses import dataclass
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 import annotated_types
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+
+from .redaction import redacted_config
 
 MODEL_TYPES = ("mlp", "cnn", "lstm", "gru")
 SEQUENCE_MODELS = ("cnn", "lstm", "gru")
@@ -42,6 +45,21 @@ class ConfigError(ValueError):
         return cls([{"field": field, "value": value, "message": message}])
 
 
+# Size limits of every string and list, so that no config (an HTTP request's above all) costs more
+# than a moment to check; they appear in the JSON Schema as maxLength / maxItems (docs/security.md).
+MAX_NAME = 1000             # characters of the run's name
+MAX_COLUMN_NAME = 1024      # characters of one column name
+MAX_COLUMNS = 10_000        # feature columns
+MAX_PATH = 4096             # characters of data_path / output_path (Linux's PATH_MAX)
+MAX_URI = 2048              # characters of mlflow_tracking_uri
+MAX_DEVICES = 4096          # GPU indices in devices
+MAX_DEVICES_TEXT = 32_768   # characters of devices given as text ('0,1,...')
+MAX_REPORTED = 20           # problems one ConfigError lists in full
+MAX_SHOWN = 200             # characters of a value repeated in an error message
+
+ColumnName = Annotated[str, StringConstraints(max_length=MAX_COLUMN_NAME)]
+
+
 def _g(group: str, help: str, **extra: Any) -> dict[str, Any]:
     return {"group": group, "help": help, **extra}
 
@@ -56,17 +74,17 @@ class TrainingConfig(BaseModel):
                               protected_namespaces=())
 
     # --- run identity ---
-    name: str = Field("Deep learning model training", json_schema_extra=_g("run", "Name kept with the run and its artifacts.", label="Run name"))
+    name: str = Field("Deep learning model training", max_length=MAX_NAME, json_schema_extra=_g("run", "Name kept with the run and its artifacts.", label="Run name"))
     algorithm_type: Literal["deep_learning"] = Field("deep_learning", json_schema_extra=_g("run", "Only 'deep_learning' is supported.", label="Algorithm", advanced=True))
 
     # --- data ---
-    feature_columns: list[str] = Field(default_factory=list, json_schema_extra=_g("data", "Input columns; empty means every column except the target.", label="Feature columns"))
-    target_column: Optional[str] = Field(None, json_schema_extra=_g("data", "The column to predict.", label="Target column"))
+    feature_columns: list[ColumnName] = Field(default_factory=list, max_length=MAX_COLUMNS, json_schema_extra=_g("data", "Input columns; empty means every column except the target.", label="Feature columns"))
+    target_column: Optional[str] = Field(None, max_length=MAX_COLUMN_NAME, json_schema_extra=_g("data", "The column to predict.", label="Target column"))
     task: Literal["auto", "classification", "regression"] = Field("auto", json_schema_extra=_g("data", "auto: strings, booleans, categories and integers with at most 20 distinct values are classes; otherwise regression.", label="Task"))
     validation_split: float = Field(0.2, gt=0.0, lt=1.0, json_schema_extra=_g("data", "Fraction held out for validation (the last rows for sequence models).", label="Validation fraction"))
     missing_values: Literal["error", "impute"] = Field("error", json_schema_extra=_g("data", "error: refuse features with missing values; impute: training median / an 'unknown' category.", label="Missing values", advanced=True))
     sequence_length: int = Field(10, ge=2, le=10_000, json_schema_extra=_g("data", "Rows per window for cnn/lstm/gru; the window predicts its last row's target.", label="Window length (rows)"))
-    data_path: Optional[str] = Field(None, json_schema_extra=_g("data", "CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file with the data (HTTP API, panel and command line).", label="Data file"))
+    data_path: Optional[str] = Field(None, max_length=MAX_PATH, json_schema_extra=_g("data", "CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file with the data (HTTP API, panel and command line).", label="Data file"))
 
     # --- model ---
     model_type: Literal["mlp", "cnn", "lstm", "gru"] = Field("mlp", json_schema_extra=_g("model", "mlp works on rows; cnn, lstm and gru on windows of sequence_length rows.", label="Model"))
@@ -80,8 +98,9 @@ class TrainingConfig(BaseModel):
     optimizer: Literal["adam", "adamw", "sgd"] = Field("adam", json_schema_extra=_g("training", "adam, adamw (Adam with decoupled weight decay) or sgd.", label="Optimizer"))
     seed: Optional[int] = Field(None, ge=0, le=2**32 - 1, json_schema_extra=_g("training", "Random seed; a seeded run is reproducible, also across pause/resume.", label="Random seed"))
     backend: Literal["torch", "tensorflow"] = Field("torch", json_schema_extra=_g("training", "Deep-learning framework: torch (PyTorch) or tensorflow (Keras 3).", label="Framework"))
-    device: str = Field("auto", json_schema_extra=_g("training", "auto, cpu, cuda or cuda:N.", label="Device", advanced=True))
-    devices: Union[int, list[int], str] = Field(1, json_schema_extra=_g(
+    device: str = Field("auto", max_length=32, json_schema_extra=_g("training", "auto, cpu, cuda or cuda:N.", label="Device", advanced=True))
+    devices: Union[int, Annotated[list[int], Field(max_length=MAX_DEVICES)],
+                   Annotated[str, Field(max_length=MAX_DEVICES_TEXT)]] = Field(1, json_schema_extra=_g(
         "training", "How many devices train the model: a count (2), GPU indices ([0, 1] or '0,1'), or 'auto' "
         "(every visible GPU; 1 without a GPU). With several, batch_size is the global batch, split evenly "
         "between them (it must divide by their number) and learning_rate is unchanged. torch runs one "
@@ -106,7 +125,7 @@ class TrainingConfig(BaseModel):
     eta_min: float = Field(0.0001, ge=0.0, json_schema_extra=_g("scheduler", "cosine: lowest rate.", scheduler="cosine", label="Minimum rate"))
 
     # --- artifacts ---
-    output_path: Optional[str] = Field(None, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing.", label="Save to folder"))
+    output_path: Optional[str] = Field(None, max_length=MAX_PATH, json_schema_extra=_g("output", "Folder for the model, preprocessing and history; none writes nothing.", label="Save to folder"))
 
     # --- checkpoints (written only with an output_path; see trainer/checkpoints.py) ---
     checkpoints: bool = Field(True, json_schema_extra=_g("output", "Write checkpoints to output_path/checkpoints while training, so Trainer.from_checkpoint continues a run after a crash or restart.", label="Write checkpoints", advanced=True))
@@ -116,13 +135,14 @@ class TrainingConfig(BaseModel):
     checkpoint_keep: int = Field(2, ge=1, le=1000, json_schema_extra=_g("output", "How many recent checkpoints to keep; the best epoch's weights are kept besides them.", label="Checkpoints kept", advanced=True))
 
     # --- experiment tracking (trainer/loggers/): observers that never stop the run ---
-    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, json_schema_extra=_g(
+    # No more loggers exist than this limit (and each may be listed once).
+    loggers: list[Literal["tensorboard", "mlflow"]] = Field(default_factory=list, max_length=8, json_schema_extra=_g(
         "tracking", "Where else each epoch's metrics go: tensorboard writes event files to output_path/tensorboard "
         "(needs output_path); mlflow logs the config as params, the metrics per epoch and the saved model to "
         "mlflow_tracking_uri (default: a local store beside output_path, in its parent's mlruns/ folder). "
         "Needs pip install 'epoch-widgets[tracking]'. A logger that fails is reported and never stops the run.",
         label="Log to"))
-    mlflow_tracking_uri: Optional[str] = Field(None, json_schema_extra=_g(
+    mlflow_tracking_uri: Optional[str] = Field(None, max_length=MAX_URI, json_schema_extra=_g(
         "tracking", "MLflow tracking server or store, e.g. http://mlflow.example:5000; empty: the "
         "MLFLOW_TRACKING_URI environment variable, else a local SQLite store beside output_path.",
         label="MLflow tracking URI"))
@@ -138,8 +158,9 @@ class TrainingConfig(BaseModel):
     @field_validator("loggers")
     @classmethod
     def _unique_loggers(cls, v: list[str]) -> list[str]:
-        if len(set(v)) != len(v):
-            raise ValueError(f"loggers listed twice: {sorted({n for n in v if v.count(n) > 1})}")
+        twice = _listed_twice(v)
+        if twice:
+            raise ValueError(f"loggers listed twice: {twice}")
         return v
 
     @field_validator("mlflow_tracking_uri")
@@ -177,9 +198,11 @@ class TrainingConfig(BaseModel):
     @field_validator("feature_columns")
     @classmethod
     def _unique_features(cls, v: list[str]) -> list[str]:
-        dup = sorted({c for c in v if v.count(c) > 1})
+        dup = _listed_twice(v)
         if dup:
-            raise ValueError(f"columns listed twice: {dup}")
+            shown = dup[:MAX_REPORTED]
+            more = f" and {len(dup) - len(shown)} more" if len(dup) > len(shown) else ""
+            raise ValueError(f"columns listed twice: {shown}{more}")
         return v
 
     @field_validator("target_column")
@@ -221,7 +244,12 @@ class TrainingConfig(BaseModel):
         return cls.from_dict(data)
 
     def to_dict(self) -> dict[str, Any]:
+        """Every field as JSON values, credentials included (what a run needs to connect)."""
         return self.model_dump(mode="json")
+
+    def to_saved_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` fit to save, log or show: credentials in URIs replaced by ``***``."""
+        return redacted_config(self.to_dict())
 
     def replace(self, **changes: Any) -> "TrainingConfig":
         """A validated copy with some fields changed."""
@@ -247,11 +275,13 @@ def parse_devices(value: Any) -> Union[int, list[int], str]:
     """``devices`` as a count, a list of distinct GPU indices or "auto"; strings ("2", "0,1",
     "[0, 1]", "auto") are accepted too, as typed in a text box or on a command line."""
     if isinstance(value, str):
+        if len(value) > MAX_DEVICES_TEXT:
+            raise ValueError(f"at most {MAX_DEVICES_TEXT} characters; {_DEVICES_HELP}")
         text = value.strip().strip("[]").strip()
         if text.lower() == "auto":
             return "auto"
         parts = [p.strip() for p in text.split(",")]
-        if not all(p.isdigit() for p in parts):
+        if not all(p.isdigit() and len(p) <= 9 for p in parts):
             raise ValueError(_DEVICES_HELP)
         value = int(parts[0]) if "," not in text and not value.strip().startswith("[") else [int(p) for p in parts]
     if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
@@ -263,9 +293,17 @@ def parse_devices(value: Any) -> Union[int, list[int], str]:
     indices = list(value)
     if not indices or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices):
         raise ValueError(f"a device list holds GPU indices 0, 1, ...; {_DEVICES_HELP}")
-    if len(set(indices)) != len(indices):
-        raise ValueError(f"GPU indices listed twice: {sorted({i for i in indices if indices.count(i) > 1})}")
+    if len(indices) > MAX_DEVICES:
+        raise ValueError(f"at most {MAX_DEVICES} GPU indices, got {len(indices)}")
+    twice = _listed_twice(indices)
+    if twice:
+        raise ValueError(f"GPU indices listed twice: {twice[:MAX_REPORTED]}")
     return indices
+
+
+def _listed_twice(values: list[Any]) -> list[Any]:
+    """The values that occur more than once, sorted (linear in the list's length)."""
+    return sorted(v for v, n in Counter(values).items() if n > 1)
 
 
 # ---------------------------------------------------------------------- errors
@@ -273,14 +311,17 @@ def parse_devices(value: Any) -> Union[int, list[int], str]:
 def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
     known = list(TrainingConfig.model_fields)
     errors = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
+    found = exc.errors()
+    # A huge request can hold thousands of problems: the first ones say enough, and listing (and
+    # spelling out) each would cost more than checking them.
+    for err in found[:MAX_REPORTED]:
+        loc = [_short(str(p)) for p in err.get("loc", ())]
         field = loc[0] if loc else "<config>"
         value = err.get("input")
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
-            errors.append({"field": field, "value": value, "message": f"unknown field{hint}"})
+            errors.append({"field": field, "value": _shown_value(value), "message": f"unknown field{hint}"})
             continue
         if field in TrainingConfig.model_fields:
             value = data.get(field, value)
@@ -289,12 +330,41 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
         msg = err["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        text = f"got {value!r}: {msg}"
+        limit = (err.get("ctx") or {}).get("max_length")
+        if err["type"] in _TOO_LONG and limit is not None:
+            unit = "characters" if err["type"] == "string_too_long" else "items"
+            msg = f"too long: at most {limit} {unit} (the size limit of this field); shorten it"
+        text = f"got {_preview(value)}: {msg}"
         # Our own validators' messages already say what is wrong and what to do.
-        if allowed and allowed not in text and err["type"] != "value_error":
+        if allowed and allowed not in text and err["type"] not in ("value_error", *_TOO_LONG):
             text += f" (allowed: {allowed})"
-        errors.append({"field": where, "value": value, "message": text})
+        errors.append({"field": where, "value": _shown_value(value), "message": text})
+    if len(found) > MAX_REPORTED:
+        rest = len(found) - MAX_REPORTED
+        errors.append({"field": "<config>", "value": None,
+                       "message": f"and {rest} more problem{'s' if rest > 1 else ''} like these; fix the ones above first"})
     return ConfigError(errors)
+
+
+_TOO_LONG = ("string_too_long", "too_long")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
+
+
+def _preview(value: Any) -> str:
+    """The repr of ``value``, cut short (without building the whole repr of a huge list)."""
+    if isinstance(value, (list, tuple)) and len(value) > MAX_SHOWN:
+        return _short(repr(value[:MAX_SHOWN]))[:MAX_SHOWN] + f"... ({len(value)} items)"
+    return _short(repr(value))
+
+
+def _shown_value(value: Any) -> Any:
+    """``value`` as an error repeats it: itself when short, else the start of its repr."""
+    if isinstance(value, (str, list, dict, tuple)) and len(value) > MAX_SHOWN:
+        return _preview(value)
+    return value
 
 
 # What a field without choices or bounds accepts, for error messages.
@@ -340,7 +410,7 @@ def _field_spec(name: str) -> FieldSpec:
     info = TrainingConfig.model_fields[name]
     ann = info.annotation
     text = str(ann)
-    optional = "Optional" in text or "None" in text
+    optional = type(None) in typing.get_args(ann)
     choices: tuple[Any, ...] = ()
     if typing.get_origin(ann) is list and typing.get_origin(typing.get_args(ann)[0]) is Literal:
         choices = typing.get_args(typing.get_args(ann)[0])
@@ -348,10 +418,10 @@ def _field_spec(name: str) -> FieldSpec:
     elif "Literal" in text:
         choices = tuple(ann.__args__) if not optional else tuple(a for a in ann.__args__[0].__args__)
         kind = "choice"
-    elif "list[int]" in text:
-        kind = "list[int]"
-    elif "list[str]" in text:
-        kind = "list[str]"
+    elif typing.get_origin(ann) is list:
+        item = typing.get_args(ann)[0]
+        base = typing.get_args(item)[0] if typing.get_origin(item) is Annotated else item
+        kind = f"list[{base.__name__}]"
     elif "bool" in text:
         kind = "bool"
     elif "int" in text:

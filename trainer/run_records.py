@@ -93,7 +93,7 @@ def read_run(path: Union[str, Path]) -> RunRecord:
 
 def record_of(run: Any) -> RunRecord:
     """An in-memory run (a :class:`trainer.Trainer`) as it stands now."""
-    config = run.config.to_dict()
+    config = run.config.to_saved_dict()
     path = Path(config["output_path"]).expanduser() if config.get("output_path") else None
     state = run.state
     finished = getattr(run, "finished_at", None) or getattr(run, "started_at", None) or 0.0

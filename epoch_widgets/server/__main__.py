@@ -19,6 +19,11 @@ TOKEN_IN_ARGV = ("the token is on the command line, where every local user can r
                  "set JUPYTER_TOKEN in the server's environment instead")
 
 
+# Bodies tornado reads at all (Jupyter's default is 512 MiB, held in memory). The API answers bodies
+# over its own 1 MiB limit with a 413 that says so; this bound keeps larger ones from being read.
+MAX_BODY_SIZE = 4 * 1024 * 1024
+
+
 def main(argv: Optional[Sequence[str]] = None) -> None:
     from .app import EpochTrainingApp
 
@@ -29,6 +34,8 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         args.insert(0, f"--ServerApp.port={DEFAULT_PORT}")
     # The API is all this server serves: when the extension cannot start (a Ray cluster that does not
     # answer), the server stops with that error instead of serving nothing.
+    if not any(a.startswith("--ServerApp.max_body_size") for a in args):
+        args.insert(0, f"--ServerApp.max_body_size={MAX_BODY_SIZE}")
     if not any(a.startswith("--ServerApp.reraise_server_extension_failures") for a in args):
         args.insert(0, "--ServerApp.reraise_server_extension_failures=True")
     EpochTrainingApp.launch_instance(args)

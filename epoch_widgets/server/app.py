@@ -59,6 +59,11 @@ class EpochTrainingApp(ExtensionApp):
                                 help="Seconds the server waits at start for the Ray cluster to answer.")
     ray_cpus_per_task = Integer(1, min=1, config=True,
                                 help="CPUs Ray reserves for each task (a task on GPUs also reserves its devices).")
+    mlflow_tracking_uri = Unicode(
+        None, allow_none=True, config=True,
+        help="Where the mlflow logger of every task writes (a tracking server such as http://mlflow:5000, or a "
+             "store such as sqlite:////srv/mlflow.db). Requests cannot choose it. Unset: MLFLOW_TRACKING_URI of "
+             "the server's environment, else a local store beside each task's output_path in the models directory.")
 
     @default("open_browser")
     def _default_open_browser(self) -> bool:
@@ -94,6 +99,7 @@ class EpochTrainingApp(ExtensionApp):
                         keepalive_interval=self.keepalive_interval, start_timeout=self.start_timeout,
                         command_timeout=self.command_timeout, stop_timeout=self.stop_timeout,
                         shutdown_timeout=self.shutdown_timeout, max_running_tasks=self.max_running_tasks,
+                        mlflow_tracking_uri=self.mlflow_tracking_uri or None,
                         worker_factory=self._worker_factory())
 
     def initialize_settings(self) -> None:

@@ -2,6 +2,7 @@
 errors, and log lines that never show the token."""
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any, Optional
 
@@ -9,7 +10,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from .errors import ApiProblem
-from .jsonio import dumps, parse_body
+from .jsonio import check_size, dumps, parse_body
 from .registry import TaskRegistry
 
 try:   # jupyter_server's own scrubbing, so the API's log lines hide what its access log hides
@@ -24,6 +25,11 @@ TASK_ID = r"(?P<task_id>[^/]+)"
 # progress, history, streams, evaluation, the OpenAPI document), 'write' for the rest (start,
 # pause, resume, stop, delete).
 AUTH_RESOURCE = "epoch_training"
+
+
+# Bodies up to this size are parsed on the event loop; larger ones in a thread, so that reading one
+# never holds up the other clients' requests.
+INLINE_PARSE_BYTES = 16 * 1024
 app_log = logging.getLogger("tornado.application")
 
 
@@ -88,5 +94,10 @@ class TrainingHandler(APIHandler):
             return
         super()._handle_request_exception(e)
 
-    def json_body(self) -> Any:
-        return parse_body(self.request.body)
+    async def json_body(self) -> Any:
+        """The request body as checked JSON (413 when over the size limit, 400 when not JSON)."""
+        raw = self.request.body
+        check_size(raw)
+        if len(raw) <= INLINE_PARSE_BYTES:
+            return parse_body(raw)
+        return await asyncio.to_thread(parse_body, raw)

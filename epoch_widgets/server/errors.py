@@ -21,6 +21,12 @@ class BadRequest(ApiProblem):
     status = 400
 
 
+class BodyTooLarge(ApiProblem):
+    """A request body over the API's size limit (413)."""
+
+    status = 413
+
+
 class TaskNotFound(ApiProblem):
     status = 404
 

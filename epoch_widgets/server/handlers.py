@@ -26,7 +26,7 @@ class StartHandler(TrainingHandler):
     @tornado.web.authenticated
     @authorized
     async def post(self) -> None:
-        task, ready = await self.registry.start(self.json_body())
+        task, ready = await self.registry.start(await self.json_body())
         self.reply({"task_id": task.task_id, "message": "Epoch training started", "config": task.config,
                     "output_dir": self.registry.shown_output_dir(task),
                     "samples": task.samples, "data_task": ready.get("task"), "parameters": ready.get("parameters")})

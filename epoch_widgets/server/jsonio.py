@@ -3,7 +3,8 @@
 Python's json module accepts and writes ``NaN``/``Infinity``, which standard JSON (and JavaScript's
 ``JSON.parse``) does not have: a request that holds one (or a number too large for a float) is
 refused naming the field, and a non-finite number in an answer (a failed run's loss) becomes null.
-Bodies nested deeper than any config needs are refused before they can exhaust the recursion limit.
+Bodies nested deeper than any config needs are refused before they can exhaust the recursion limit,
+and bodies larger than :data:`MAX_BODY_BYTES` before they are parsed.
 """
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import json
 import math
 from typing import Any, Callable, Optional
 
-from .errors import BadRequest
+from .errors import BadRequest, BodyTooLarge
 
 MAX_DEPTH = 32          # a config nests two levels; anything far deeper is not a config
+# A config with 10,000 feature columns of ordinary names fits many times over; larger bodies only
+# cost the server time to read and check (docs/security.md, "Request limits").
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def _problem(field: str, message: str) -> BadRequest:
@@ -21,7 +25,9 @@ def _problem(field: str, message: str) -> BadRequest:
 
 
 def parse_body(raw: bytes) -> Any:
-    """The request body as JSON: 400 naming the problem (and the field, where there is one)."""
+    """The request body as JSON: 400 naming the problem (and the field, where there is one), 413
+    for a body over :data:`MAX_BODY_BYTES`."""
+    check_size(raw)
     if not raw or not raw.strip():
         raise _problem("<config>", "the request body is empty; send the training config as a JSON object")
     try:
@@ -33,6 +39,14 @@ def parse_body(raw: bytes) -> Any:
                          [{"field": "<config>", "value": None, "message": f"not valid JSON: {exc}"}]) from None
     _check(body)
     return body
+
+
+def check_size(raw: bytes) -> None:
+    """413 for a body over :data:`MAX_BODY_BYTES`, saying the limit."""
+    if len(raw) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the request body has {len(raw):,} bytes, more than the {MAX_BODY_BYTES:,} bytes this API "
+                           f"accepts; a training config is far smaller (at most 10,000 feature_columns)",
+                           [{"field": "<config>", "value": None, "message": f"at most {MAX_BODY_BYTES:,} bytes"}])
 
 
 def _check(body: Any) -> None:

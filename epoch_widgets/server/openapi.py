@@ -11,7 +11,9 @@ from functools import lru_cache
 from typing import Any
 
 from trainer import TrainingConfig, __version__
+from trainer.config import MAX_PATH
 
+from .jsonio import MAX_BODY_BYTES
 from .lifecycle import TRAINING_STATES
 
 NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
@@ -55,11 +57,14 @@ def start_request_schema() -> dict[str, Any]:
     schema["description"] = ("A training config; unknown keys are refused. `overwrite` is not a config field: it is "
                              "read from the request and not saved with the run.")
     props = schema["properties"]
-    props["data_path"] = {"type": "string", "minLength": 1, "description": (
+    props["data_path"] = {"type": "string", "minLength": 1, "maxLength": MAX_PATH, "description": (
         "CSV (optionally compressed) or Parquet file inside the server's root directory, relative to it.")}
     props["output_path"] = {**props["output_path"], "description": (
         "Folder inside the server's models directory (relative to it, or starting with /models/). A folder "
         "holding another run's checkpoints is refused with 409 unless `overwrite` is true.")}
+    props["mlflow_tracking_uri"] = {"type": "null", "description": (
+        "Not a request field: the server's administrator decides where tasks log to MLflow "
+        "(--EpochTrainingApp.mlflow_tracking_uri); a request that sets it is refused with 400.")}
     props["overwrite"] = {"type": "boolean", "default": False, "description": (
         "Replace the checkpoints of another run (an ended task, or a run started elsewhere) in output_path. "
         "That task can then no longer be resumed.")}
@@ -157,6 +162,9 @@ ERRORS = {
     404: "no such task",
     409: "the task's state does not allow the action (or output_path is taken); the message says what to do",
     410: "another task's run replaced this task's files in its output_path; the message names that task",
+
+
+    413: f"the request body is larger than {MAX_BODY_BYTES:,} bytes",
     429: "max_running_tasks are running", 500: "the worker process could not start",
     503: "the server is shutting down", 504: "the worker did not answer in time",
 }
@@ -199,7 +207,7 @@ def _document(server_url: str) -> dict[str, Any]:
 
     paths = {
         "/start": {"post": _operation(
-            "Validate a config against its data and start a task", "StartResponse", (400, 409, 429, 500, 503, 504),
+            "Validate a config against its data and start a task", "StartResponse", (400, 409, 413, 429, 500, 503, 504),
             "Answers once the worker has loaded the data and built the model. 409 when a running task writes "
             "to output_path, or when output_path holds another run's checkpoints and `overwrite` is not true "
             "(the message names that task and the ways out).", body=True)},

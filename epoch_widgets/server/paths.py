@@ -13,6 +13,7 @@ import re
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
+from trainer.redaction import redact_text
 from trainer.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 from .errors import BadRequest
@@ -97,7 +98,8 @@ def shown_output_dir(output_dir: Optional[Path], models_dir: Path) -> Optional[s
 
 class PathRedactor:
     """Replaces the server's own absolute folders in text meant for clients: the models directory
-    becomes ``/models``, the root directory a relative path, the task records ``<tasks_dir>``."""
+    becomes ``/models``, the root directory a relative path, the task records ``<tasks_dir>``;
+    credentials in URIs become ``***``."""
 
     def __init__(self, root_dir: Path, models_dir: Path, tasks_dir: Path):
         names = {str(Path(models_dir).resolve()): str(MODELS_MOUNT), str(Path(tasks_dir).resolve()): "<tasks_dir>"}
@@ -112,4 +114,7 @@ class PathRedactor:
                                             for n in ordered))
 
     def text(self, value: str) -> str:
-        return self._pattern.sub(lambda m: self._names[m.group(0)], value) if "/" in value else value
+        """``value`` without the server's folders and without credentials in URIs."""
+        if "/" not in value:
+            return value
+        return redact_text(self._pattern.sub(lambda m: self._names[m.group(0)], value))

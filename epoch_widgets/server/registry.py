@@ -25,6 +25,9 @@ log = logging.getLogger("epoch_widgets.server")
 TASK_STATES = ("pending", "running", "paused", *sorted(lc.FINAL))
 # A request key beside the config fields: replace another run's checkpoints in output_path.
 OVERWRITE = "overwrite"
+# Config fields that name where a task writes or connects beyond data_path and output_path (which
+# are confined to the server's folders): over the API the server's settings decide them.
+SERVER_DECIDES = {"mlflow_tracking_uri": "--EpochTrainingApp.mlflow_tracking_uri=<uri>"}
 
 
 class TaskRegistry:
@@ -73,7 +76,8 @@ class TaskRegistry:
                 continue
             summary = task.summary()
             if task.config.get("loggers"):
-                locations = logger_locations(task.output_dir, task.config, relative_to=self.settings.models_dir)
+                config = {**task.config, "mlflow_tracking_uri": self.settings.mlflow_tracking_uri}
+                locations = logger_locations(task.output_dir, config, relative_to=self.settings.models_dir)
                 # A logger that failed wrote nothing usable there: no link to it.
                 failed = {e["logger"].casefold() for e in summary["logger_errors"]}
                 summary["loggers"] = {kind: where for kind, where in locations.items() if kind not in failed}
@@ -128,8 +132,10 @@ class TaskRegistry:
         if not isinstance(overwrite, bool):
             raise BadRequest(f"{OVERWRITE}: give true or false",
                              [{"field": OVERWRITE, "value": overwrite, "message": "give true or false"}])
+        self._refuse_server_decided(body)
         try:
-            config = TrainingConfig.from_dict(body)
+            # In a thread: a large config must not hold up the other clients' requests.
+            config = await asyncio.to_thread(TrainingConfig.from_dict, body)
         except ConfigError as exc:
             raise BadRequest(str(exc), exc.errors) from None
         errors: list[dict[str, Any]] = []
@@ -151,12 +157,11 @@ class TaskRegistry:
             self._check_output_dir(output_dir, config.output_path, overwrite)
 
         task_id = self.ids.allocate()
-        effective = config.to_dict()
+        effective = config.to_saved_dict()
         task = Task(task_id, effective, data_file, output_dir, self.store, self.settings)
         self._starting[task_id] = task
         try:
-            gen = task.launch({**effective, "data_path": str(data_file),
-                               "output_path": str(output_dir) if output_dir else None}, overwrite=overwrite)
+            gen = task.launch(self._worker_config(task), overwrite=overwrite)
             ready = await gen.wait_ready(self.settings.start_timeout)
         except BaseException as exc:
             if task.gen is not None:
@@ -179,6 +184,27 @@ class TaskRegistry:
             ownership.claim(output_dir, task_id, task.run_id or "")
         task.save()
         return task, ready
+
+    def _refuse_server_decided(self, body: dict[str, Any]) -> None:
+        """400 for a request that sets a field only the server's settings decide."""
+        errors = [{"field": field, "value": None, "message": (
+                      f"over the API the server decides where tasks log to MLflow: leave {field} out; the server's "
+                      f"administrator sets it with {option} ({self._tracking_now()})")}
+                  for field, option in SERVER_DECIDES.items() if body.get(field) is not None]
+        if errors:
+            raise BadRequest(str(ConfigError(errors)), errors)
+
+    def _tracking_now(self) -> str:
+        if self.settings.mlflow_tracking_uri:
+            return "this server logs to its own tracking store"
+        return ("unset here: MLFLOW_TRACKING_URI of the server's environment, else a store beside output_path "
+                "in the models directory")
+
+    def _worker_config(self, task: Task) -> dict[str, Any]:
+        """What a task's worker trains with: its config, the resolved paths and the server's tracking store."""
+        return {**task.config, "data_path": str(task.data_file),
+                "output_path": str(task.output_dir) if task.output_dir else None,
+                "mlflow_tracking_uri": self.settings.mlflow_tracking_uri}
 
     def _check_capacity(self) -> None:
         live = self.live()
@@ -241,9 +267,9 @@ class TaskRegistry:
         if in_worker:
             return task, await task.answer("resume", gen, reply), None
         assert task.output_dir is not None
-        ready = await task.relaunch(token, {**task.config, "data_path": str(task.data_file),
-                                            "output_path": str(task.output_dir)},
-                                    self.settings.stop_timeout, self.settings.start_timeout)
+        # A record from before the server decided the tracking store may hold a request's URI:
+        # the relaunched worker logs where this server's setting says.
+        ready = await task.relaunch(token, self._worker_config(task), self.settings.stop_timeout, self.settings.start_timeout)
         where = ready.get("resumed_from") or {}
         epoch, batch = where.get("epoch", 0), where.get("batch", 0)
         note = f"Training resumed from its checkpoint after epoch {epoch}" + (f", batch {batch} of epoch {epoch + 1}"

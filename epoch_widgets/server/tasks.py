@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from trainer import RunState, protocol
+from trainer.redaction import redacted
 
 from . import lifecycle as lc
 from .errors import Conflict, TaskNotFound, WorkerProblem
@@ -46,6 +47,7 @@ class Settings:
     stop_timeout: float = 60.0
     shutdown_timeout: float = 10.0
     max_running_tasks: int = 8
+    mlflow_tracking_uri: Optional[str] = None
     save_interval: float = 1.0
     python: str = sys.executable
     # What runs a worker generation: None for a local worker process (``process.WorkerProcess``),
@@ -128,13 +130,15 @@ class Task(FollowsRun):
 
     # ------------------------------------------------------------------ persistence
     def to_record(self) -> dict[str, Any]:
-        return {"format": RECORD_FORMAT, "task_id": self.task_id, "config": self.config,
-                "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
-                "state": self.state, "reason": self.reason, "error": self.error,
-                "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
-                "seed": self.seed, "run_id": self.run_id,
-                "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
-                "finished_at": self.finished_at}
+        # Worker reasons and errors may quote a URI with its password; records never keep one.
+        return redacted({
+            "format": RECORD_FORMAT, "task_id": self.task_id, "config": self.config,
+            "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
+            "state": self.state, "reason": self.reason, "error": self.error,
+            "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
+            "seed": self.seed, "run_id": self.run_id,
+            "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
+            "finished_at": self.finished_at})
 
     @classmethod
     def from_record(cls, record: dict[str, Any], store: TaskStore, settings: Settings) -> "Task":

@@ -276,3 +276,62 @@ def test_nan_and_infinities_are_refused_in_every_float_field(field, value):
     config = TrainingConfig()
     with pytest.raises(ConfigError, match=field):
         setattr(config, field, value)          # assignment is validated too
+
+
+# ---------------------------------------------------------------------- size limits
+
+def test_every_string_and_list_field_has_a_size_limit_in_the_schema():
+    from trainer.config import MAX_COLUMN_NAME, MAX_COLUMNS, MAX_NAME, MAX_PATH, MAX_URI
+
+    props = TrainingConfig.model_json_schema()["properties"]
+
+    def limits(schema):
+        """(maxLength or maxItems) of every string or array branch of a property's schema."""
+        branches = schema.get("anyOf", [schema])
+        return [b.get("maxLength" if b["type"] == "string" else "maxItems") for b in branches
+                if b.get("type") in ("string", "array") and "enum" not in b and "const" not in b]
+
+    unbounded = [name for name, schema in props.items() if None in limits(schema)]
+    assert unbounded == []
+    assert props["name"]["maxLength"] == MAX_NAME
+    assert props["feature_columns"]["maxItems"] == MAX_COLUMNS
+    assert props["feature_columns"]["items"]["maxLength"] == MAX_COLUMN_NAME
+    assert limits(props["data_path"]) == limits(props["output_path"]) == [MAX_PATH]
+    assert limits(props["mlflow_tracking_uri"]) == [MAX_URI]
+
+
+def test_oversized_strings_and_lists_are_refused_naming_the_limit():
+    with pytest.raises(ConfigError, match=r"name: .*too long: at most 1000 characters"):
+        TrainingConfig(name="x" * 1001)
+    with pytest.raises(ConfigError, match=r"mlflow_tracking_uri: .*at most 2048 characters"):
+        TrainingConfig(mlflow_tracking_uri="http://h/" + "x" * 2048)
+    with pytest.raises(ConfigError, match=r"feature_columns\[0\]: .*at most 1024 characters"):
+        TrainingConfig(feature_columns=["c" * 1025])
+    with pytest.raises(ConfigError, match="at most 4096 GPU indices"):
+        TrainingConfig(devices=",".join(map(str, range(5000))))
+    assert len(TrainingConfig(feature_columns=[f"c{i}" for i in range(10_000)]).feature_columns) == 10_000
+
+
+def test_huge_column_lists_are_checked_in_linear_time_with_short_errors():
+    import time
+
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as too_many:
+        TrainingConfig(feature_columns=[f"column_{i}" for i in range(200_000)])
+    # Each repeated 10,000 times: the old count-per-element check took minutes for this.
+    with pytest.raises(ConfigError) as repeated:
+        TrainingConfig(feature_columns=[f"c{i % 5000}" for i in range(10_000)])
+    assert time.perf_counter() - started < 1.0
+    assert "at most 10000 items" in str(too_many.value) and "(200000 items)" in str(too_many.value)
+    assert len(str(too_many.value)) < 1000
+    message = str(repeated.value)
+    assert "columns listed twice: ['c0', 'c1', 'c10'" in message and "and 4980 more" in message
+    assert len(message) < 1500
+
+
+def test_a_config_with_thousands_of_problems_lists_the_first_ones():
+    body = {f"unknown_{i}": i for i in range(5000)}
+    with pytest.raises(ConfigError) as caught:
+        TrainingConfig.from_dict(body)
+    errors = caught.value.errors
+    assert len(errors) == 21 and errors[-1]["message"].startswith("and 4980 more problems")

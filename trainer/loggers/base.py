@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional
 
 from ..events import Callback
 from ..state import FINAL_VALUES as FINAL_STATES   # as the events spell them
+from ..redaction import redact_text
 
 log = logging.getLogger("trainer")
 
@@ -65,7 +66,8 @@ def _start_of(run: Any, data: dict[str, Any]) -> RunStart:
     config = run.config
     output = Path(config.output_path).expanduser() if config.output_path else None
     history = [dict(entry) for entry in run.history]
-    return RunStart(config=config.to_dict(), output_path=output, start_epoch=int(data.get("start_epoch", 0)),
+    # What a logger records as params and tags: credentials stay only where the logger connects.
+    return RunStart(config=config.to_saved_dict(), output_path=output, start_epoch=int(data.get("start_epoch", 0)),
                     total_epochs=int(data.get("total_epochs", config.epochs)), history=history)
 
 
@@ -212,6 +214,7 @@ class BackgroundLogger(Callback):
                            f"the run goes on without {self.title}")
 
     def _fail(self, message: str) -> None:
+        message = redact_text(message)      # a library's error may repeat a URI with its password
         with self._lock:
             self.failed_after = time.monotonic() - self._started
             self._stopped = True

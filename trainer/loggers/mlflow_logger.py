@@ -5,7 +5,14 @@ Where: ``mlflow_tracking_uri`` in the config, else ``MLFLOW_TRACKING_URI``, else
 store beside the run's outputs: ``<parent of output_path>/mlruns/mlflow.db`` with artifacts in
 ``mlruns/artifacts/``. Runs saved side by side (``models/a``, ``models/b``) share that store, so
 ``mlflow ui --backend-store-uri sqlite:///models/mlruns/mlflow.db`` lists them together; it works
-with nothing running. The experiment is ``MLFLOW_EXPERIMENT_NAME`` or "epoch-widgets".
+with nothing running. The experiment is ``MLFLOW_EXPERIMENT_NAME`` or "epoch-widgets". An
+experiment this logger creates in any SQLite store keeps its artifacts in ``artifacts/`` beside the
+database file (never in the folder the process happens to run in).
+
+Credentials in the URI (``http://user:password@host``) are used to connect and never written:
+params, tags and ``mlflow_run.json`` hold ``http://***@host``. A run resumed from its checkpoint
+gets its URI back without them; pass ``mlflow_tracking_uri`` again (or set MLflow's
+``MLFLOW_TRACKING_USERNAME`` / ``MLFLOW_TRACKING_PASSWORD``).
 
 ``output_path/mlflow_run.json`` records the MLflow run, so a run resumed from its checkpoint goes on
 in the same MLflow run (when the tracking URI is the same) and logs only the epochs it lacks.
@@ -27,6 +34,7 @@ from typing import Any, Optional
 from urllib.parse import urlsplit, urlunsplit
 
 from ..atomic import atomic_write_json
+from ..redaction import is_redacted, redact_text
 from .base import BackgroundLogger, LoggerFailure, RunEnd, RunStart
 
 log = logging.getLogger("trainer")
@@ -73,6 +81,14 @@ def local_store(output_path: Path) -> Path:
 def tracking_target(config: dict[str, Any], output_path: Optional[Path]) -> tuple[str, Optional[Path]]:
     """(tracking URI, local store folder or None) for a run; LoggerFailure when there is neither."""
     uri = config.get("mlflow_tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
+    if uri and is_redacted(uri):
+        # A config read back from a checkpoint or config.json: its credentials were never saved.
+        if not os.environ.get("MLFLOW_TRACKING_USERNAME"):
+            raise LoggerFailure(f"the tracking URI {uri} lost its credentials when it was saved with the run; "
+                                f"pass mlflow_tracking_uri with them again (e.g. Trainer.from_checkpoint(output_path, "
+                                f"df, mlflow_tracking_uri=...)) or set MLFLOW_TRACKING_USERNAME and "
+                                f"MLFLOW_TRACKING_PASSWORD; the run goes on without MLflow")
+        return _without_user_info(uri), None
     if uri:
         return uri, None
     if output_path is None:
@@ -92,8 +108,19 @@ def read_record(output_path: Path) -> Optional[dict[str, Any]]:
     return record if isinstance(record, dict) and record.get("run_id") else None
 
 
+def sqlite_file(uri: str) -> Optional[Path]:
+    """The database file of a ``sqlite:///`` tracking URI (None for any other URI)."""
+    if not uri.startswith("sqlite:///") or uri.startswith("sqlite:///:memory:"):
+        return None
+    return Path(uri[len("sqlite:///"):].split("?", 1)[0]).expanduser().absolute()
+
+
 def public_uri(uri: str) -> str:
-    """``uri`` without a user name or password (safe to show)."""
+    """``uri`` with its user name and password replaced by ``***`` (safe to show and save)."""
+    return redact_text(uri)
+
+
+def _without_user_info(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.username is None and parts.password is None:
         return uri
@@ -150,13 +177,14 @@ class MlflowLogger(BackgroundLogger):
         from mlflow.tracking import MlflowClient
 
         _quiet_store_setup()
-        if self.store is not None:
+        database = sqlite_file(self.tracking_uri)
+        if database is not None:
             from filelock import FileLock
 
-            self.store.mkdir(parents=True, exist_ok=True)
-            # Runs saved side by side share the store: the first to arrive creates its tables and
-            # the experiment while the others wait (two at once would both try).
-            with FileLock(str(self.store / f"{STORE_FILE}.lock"), timeout=300):
+            database.parent.mkdir(parents=True, exist_ok=True)
+            # Runs sharing a SQLite store (saved side by side, or a server's tasks): the first to
+            # arrive creates its tables and the experiment while the others wait (two at once would both try).
+            with FileLock(f"{database}.lock", timeout=300):
                 self._client = MlflowClient(self.tracking_uri)
                 self.experiment_id = self._experiment()
         else:
@@ -199,7 +227,9 @@ class MlflowLogger(BackgroundLogger):
         name = os.environ.get("MLFLOW_EXPERIMENT_NAME") or DEFAULT_EXPERIMENT
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
-            location = (self.store / "artifacts").as_uri() if self.store is not None else None
+            # MLflow's default for a SQLite store is ./mlruns in whatever folder the process runs in.
+            database = sqlite_file(self.tracking_uri)
+            location = (database.parent / "artifacts").as_uri() if database is not None else None
             try:
                 return client.create_experiment(name, artifact_location=location)
             except MlflowException:       # another process created it in the meantime
@@ -216,7 +246,8 @@ class MlflowLogger(BackgroundLogger):
         from mlflow.exceptions import MlflowException
 
         record = read_record(self.output_path) if self.output_path is not None else None
-        if record is None or record.get("tracking_uri") != self.tracking_uri:
+        # The record holds the URI without credentials (which may also have come from the environment).
+        if record is None or _without_user_info(str(record.get("tracking_uri"))) != _without_user_info(self.tracking_uri):
             return False
         client = self._client
         try:
@@ -260,7 +291,7 @@ class MlflowLogger(BackgroundLogger):
         if self.output_path is not None:
             self.output_path.mkdir(parents=True, exist_ok=True)
             atomic_write_json(self.output_path / RECORD_FILE, {
-                "tracking_uri": self.tracking_uri, "local_store": self.store is not None,
+                "tracking_uri": public_uri(self.tracking_uri), "local_store": self.store is not None,
                 "experiment_id": self.experiment_id, "run_id": self.run_id, "run_name": run.info.run_name})
 
     def _log_metrics(self, entries: list[dict[str, Any]]) -> None:
