@@ -9,14 +9,16 @@ import difflib
 import json
 import re
 import typing
-from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Optional, Union
 
 import annotated_types
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
+from .config_values import (MAX_COLUMN_NAME, MAX_COLUMNS, MAX_DEVICES, MAX_DEVICES_TEXT, MAX_NAME, MAX_PATH,
+                            MAX_REPORTED, MAX_URI, ColumnName, listed_twice, parse_devices, preview, short_text,
+                            shown_value)
 from .redaction import redacted_config
 
 MODEL_TYPES = ("mlp", "cnn", "lstm", "gru")
@@ -43,21 +45,6 @@ class ConfigError(ValueError):
     @classmethod
     def single(cls, field: str, value: Any, message: str) -> "ConfigError":
         return cls([{"field": field, "value": value, "message": message}])
-
-
-# Size limits of every string and list, so that no config (an HTTP request's above all) costs more
-# than a moment to check; they appear in the JSON Schema as maxLength / maxItems (docs/security.md).
-MAX_NAME = 1000             # characters of the run's name
-MAX_COLUMN_NAME = 1024      # characters of one column name
-MAX_COLUMNS = 10_000        # feature columns
-MAX_PATH = 4096             # characters of data_path / output_path (Linux's PATH_MAX)
-MAX_URI = 2048              # characters of mlflow_tracking_uri
-MAX_DEVICES = 4096          # GPU indices in devices
-MAX_DEVICES_TEXT = 32_768   # characters of devices given as text ('0,1,...')
-MAX_REPORTED = 20           # problems one ConfigError lists in full
-MAX_SHOWN = 200             # characters of a value repeated in an error message
-
-ColumnName = Annotated[str, StringConstraints(max_length=MAX_COLUMN_NAME)]
 
 
 def _g(group: str, help: str, **extra: Any) -> dict[str, Any]:
@@ -158,7 +145,7 @@ class TrainingConfig(BaseModel):
     @field_validator("loggers")
     @classmethod
     def _unique_loggers(cls, v: list[str]) -> list[str]:
-        twice = _listed_twice(v)
+        twice = listed_twice(v)
         if twice:
             raise ValueError(f"loggers listed twice: {twice}")
         return v
@@ -198,7 +185,7 @@ class TrainingConfig(BaseModel):
     @field_validator("feature_columns")
     @classmethod
     def _unique_features(cls, v: list[str]) -> list[str]:
-        dup = _listed_twice(v)
+        dup = listed_twice(v)
         if dup:
             shown = dup[:MAX_REPORTED]
             more = f" and {len(dup) - len(shown)} more" if len(dup) > len(shown) else ""
@@ -266,46 +253,6 @@ class TrainingConfig(BaseModel):
             raise _to_config_error(exc, {name: value}) from None
 
 
-# ---------------------------------------------------------------------- devices
-
-_DEVICES_HELP = "give a device count (e.g. 2), a list of GPU indices (e.g. [0, 1] or '0,1'), or 'auto'"
-
-
-def parse_devices(value: Any) -> Union[int, list[int], str]:
-    """``devices`` as a count, a list of distinct GPU indices or "auto"; strings ("2", "0,1",
-    "[0, 1]", "auto") are accepted too, as typed in a text box or on a command line."""
-    if isinstance(value, str):
-        if len(value) > MAX_DEVICES_TEXT:
-            raise ValueError(f"at most {MAX_DEVICES_TEXT} characters; {_DEVICES_HELP}")
-        text = value.strip().strip("[]").strip()
-        if text.lower() == "auto":
-            return "auto"
-        parts = [p.strip() for p in text.split(",")]
-        if not all(p.isdigit() and len(p) <= 9 for p in parts):
-            raise ValueError(_DEVICES_HELP)
-        value = int(parts[0]) if "," not in text and not value.strip().startswith("[") else [int(p) for p in parts]
-    if isinstance(value, bool) or not isinstance(value, (int, list, tuple)):
-        raise ValueError(_DEVICES_HELP)
-    if isinstance(value, int):
-        if not 1 <= value <= 4096:
-            raise ValueError(f"a device count must be at least 1; {_DEVICES_HELP}")
-        return value
-    indices = list(value)
-    if not indices or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in indices):
-        raise ValueError(f"a device list holds GPU indices 0, 1, ...; {_DEVICES_HELP}")
-    if len(indices) > MAX_DEVICES:
-        raise ValueError(f"at most {MAX_DEVICES} GPU indices, got {len(indices)}")
-    twice = _listed_twice(indices)
-    if twice:
-        raise ValueError(f"GPU indices listed twice: {twice[:MAX_REPORTED]}")
-    return indices
-
-
-def _listed_twice(values: list[Any]) -> list[Any]:
-    """The values that occur more than once, sorted (linear in the list's length)."""
-    return sorted(v for v, n in Counter(values).items() if n > 1)
-
-
 # ---------------------------------------------------------------------- errors
 
 def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
@@ -315,13 +262,13 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
     # A huge request can hold thousands of problems: the first ones say enough, and listing (and
     # spelling out) each would cost more than checking them.
     for err in found[:MAX_REPORTED]:
-        loc = [_short(str(p)) for p in err.get("loc", ())]
+        loc = [short_text(str(p)) for p in err.get("loc", ())]
         field = loc[0] if loc else "<config>"
         value = err.get("input")
         if err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(field, known, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else f"; known fields: {', '.join(known)}"
-            errors.append({"field": field, "value": _shown_value(value), "message": f"unknown field{hint}"})
+            errors.append({"field": field, "value": shown_value(value), "message": f"unknown field{hint}"})
             continue
         if field in TrainingConfig.model_fields:
             value = data.get(field, value)
@@ -334,11 +281,11 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
         if err["type"] in _TOO_LONG and limit is not None:
             unit = "characters" if err["type"] == "string_too_long" else "items"
             msg = f"too long: at most {limit} {unit} (the size limit of this field); shorten it"
-        text = f"got {_preview(value)}: {msg}"
+        text = f"got {preview(value)}: {msg}"
         # Our own validators' messages already say what is wrong and what to do.
         if allowed and allowed not in text and err["type"] not in ("value_error", *_TOO_LONG):
             text += f" (allowed: {allowed})"
-        errors.append({"field": where, "value": _shown_value(value), "message": text})
+        errors.append({"field": where, "value": shown_value(value), "message": text})
     if len(found) > MAX_REPORTED:
         rest = len(found) - MAX_REPORTED
         errors.append({"field": "<config>", "value": None,
@@ -347,24 +294,6 @@ def _to_config_error(exc: ValidationError, data: dict[str, Any]) -> ConfigError:
 
 
 _TOO_LONG = ("string_too_long", "too_long")
-
-
-def _short(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN else f"{text[:MAX_SHOWN]}... ({len(text)} characters)"
-
-
-def _preview(value: Any) -> str:
-    """The repr of ``value``, cut short (without building the whole repr of a huge list)."""
-    if isinstance(value, (list, tuple)) and len(value) > MAX_SHOWN:
-        return _short(repr(value[:MAX_SHOWN]))[:MAX_SHOWN] + f"... ({len(value)} items)"
-    return _short(repr(value))
-
-
-def _shown_value(value: Any) -> Any:
-    """``value`` as an error repeats it: itself when short, else the start of its repr."""
-    if isinstance(value, (str, list, dict, tuple)) and len(value) > MAX_SHOWN:
-        return _preview(value)
-    return value
 
 
 # What a field without choices or bounds accepts, for error messages.

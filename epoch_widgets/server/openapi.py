@@ -11,7 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from trainer import TrainingConfig, __version__
-from trainer.config import MAX_PATH
+from trainer.config_values import MAX_PATH
 
 from .jsonio import MAX_BODY_BYTES
 from .lifecycle import TRAINING_STATES

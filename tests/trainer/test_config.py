@@ -281,7 +281,7 @@ def test_nan_and_infinities_are_refused_in_every_float_field(field, value):
 # ---------------------------------------------------------------------- size limits
 
 def test_every_string_and_list_field_has_a_size_limit_in_the_schema():
-    from trainer.config import MAX_COLUMN_NAME, MAX_COLUMNS, MAX_NAME, MAX_PATH, MAX_URI
+    from trainer.config_values import MAX_COLUMN_NAME, MAX_COLUMNS, MAX_NAME, MAX_PATH, MAX_URI
 
     props = TrainingConfig.model_json_schema()["properties"]
 
