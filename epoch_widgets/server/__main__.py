@@ -17,8 +17,6 @@ DEFAULT_PORT = 8000
 TOKEN_OPTIONS = ("--IdentityProvider.token", "--ServerApp.token")
 TOKEN_IN_ARGV = ("the token is on the command line, where every local user can read it (ps); "
                  "set JUPYTER_TOKEN in the server's environment instead")
-
-
 # Bodies tornado reads at all (Jupyter's default is 512 MiB, held in memory). The API answers bodies
 # over its own 1 MiB limit with a 413 that says so; this bound keeps larger ones from being read.
 MAX_BODY_SIZE = 4 * 1024 * 1024
@@ -32,10 +30,10 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         print(f"warning: {TOKEN_IN_ARGV}", file=sys.stderr)
     if not any(a == "--port" or a.startswith(("--port=", "--ServerApp.port")) for a in args):
         args.insert(0, f"--ServerApp.port={DEFAULT_PORT}")
-    # The API is all this server serves: when the extension cannot start (a Ray cluster that does not
-    # answer), the server stops with that error instead of serving nothing.
     if not any(a.startswith("--ServerApp.max_body_size") for a in args):
         args.insert(0, f"--ServerApp.max_body_size={MAX_BODY_SIZE}")
+    # The API is all this server serves: when the extension cannot start (a Ray cluster that does not
+    # answer), the server stops with that error instead of serving nothing.
     if not any(a.startswith("--ServerApp.reraise_server_extension_failures") for a in args):
         args.insert(0, "--ServerApp.reraise_server_extension_failures=True")
     EpochTrainingApp.launch_instance(args)
