@@ -16,7 +16,7 @@ from traitlets import Enum, Float, Integer, Unicode, default
 from .api_only import ApiOnlyServerApp
 from .handlers import handlers
 from .registry import TaskRegistry
-from .tasks import Settings
+from .settings import Settings
 
 
 class EpochTrainingApp(ExtensionApp):

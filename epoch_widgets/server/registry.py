@@ -17,7 +17,8 @@ from .errors import ApiProblem, BadRequest, Conflict, Gone, TaskNotFound, TooMan
 from .ids import TaskIdAllocator
 from .paths import PathRedactor, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
-from .tasks import Settings, Task
+from .settings import Settings
+from .tasks import Task
 
 log = logging.getLogger("epoch_widgets.server")
 

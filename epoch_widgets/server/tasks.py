@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from trainer import RunState, protocol
 from trainer.redaction import redacted
@@ -25,6 +23,7 @@ from .errors import Conflict, TaskNotFound, WorkerProblem
 from .following import FollowsRun, state_from_record
 from .generation import WorkerGeneration, WorkerGone
 from .lifecycle import Lifecycle
+from .settings import Settings
 from .store import TaskStore
 from .subscriptions import Subscription
 
@@ -32,27 +31,6 @@ log = logging.getLogger("epoch_widgets.server")
 
 RECORD_FORMAT = 1
 ACTIONS = {"pause": "paused", "resume": "resumed", "stop": "stopped"}
-
-
-@dataclass
-class Settings:
-    """What the registry needs from the server's configuration (see app.py for the meanings)."""
-
-    root_dir: Path
-    models_dir: Path
-    tasks_dir: Path
-    keepalive_interval: float = 10.0
-    start_timeout: float = 120.0
-    command_timeout: float = 45.0
-    stop_timeout: float = 60.0
-    shutdown_timeout: float = 10.0
-    max_running_tasks: int = 8
-    mlflow_tracking_uri: Optional[str] = None
-    save_interval: float = 1.0
-    python: str = sys.executable
-    # What runs a worker generation: None for a local worker process (``process.WorkerProcess``),
-    # or a factory with its interface (``ray_worker.RayWorker.factory()``).
-    worker_factory: Optional[Callable[..., Any]] = None
 
 
 def _iso(ts: Optional[float]) -> Optional[str]:

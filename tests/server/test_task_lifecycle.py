@@ -15,7 +15,8 @@ from epoch_widgets.server import lifecycle as lc
 from epoch_widgets.server.errors import Conflict, Gone, TaskNotFound, WorkerProblem
 from epoch_widgets.server.registry import TaskRegistry
 from epoch_widgets.server.subscriptions import Subscription
-from epoch_widgets.server.tasks import Settings, Task
+from epoch_widgets.server.settings import Settings
+from epoch_widgets.server.tasks import Task
 
 from .fake_worker import HANG, READY, FakeWorkers
 
