@@ -219,8 +219,9 @@ def _document(server_url: str) -> dict[str, Any]:
                                 "description": "keep tasks whose name contains this (any case)"}]}},
         "/evaluation/{task_id}": task_path(get=_operation(
             "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409),
-            "409 while the task runs, or when it has none (no output_path, or it ended before its first "
-            "epoch); the message says why.")),
+            "409 while the task runs, when it has none (no output_path, or it ended before its first "
+            "epoch), or when its evaluation.json is unreadable (damaged, or a link, which is not followed); "
+            "the message says why.")),
         "/tasks/{task_id}": task_path(
             get=_operation("One task with its config", "TaskResponse", (404,)),
             delete=_operation("Forget an ended task (its model files and checkpoints stay)", "DeleteResponse",
