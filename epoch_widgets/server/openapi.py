@@ -234,8 +234,9 @@ def _document(server_url: str) -> dict[str, Any]:
                                 "description": "keep tasks whose name contains this (any case)"}]}},
         "/evaluation/{task_id}": task_path(get=_operation(
             "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409, 410),
-            "409 while the task runs, or when it has none (no output_path, or it ended before its first "
-            "epoch); the message says why. 410 when a task started later with `overwrite` replaced its "
+            "409 while the task runs, when it has none (no output_path, or it ended before its first "
+            "epoch), or when its evaluation.json is unreadable (damaged, or a link, which is not followed); "
+            "the message says why. 410 when a task started later with `overwrite` replaced its "
             "files (the message names it).")),
         "/tasks/{task_id}": task_path(
             get=_operation("One task with its config", "TaskResponse", (404,)),

@@ -128,6 +128,27 @@ def test_replace_it_starts_a_fresh_run_in_that_folder(clf_df, tmp_path):
     panel.close()
 
 
+def test_a_folder_holding_a_run_without_checkpoints_offers_only_to_replace_it(clf_df, tmp_path):
+    out = tmp_path / "nockpt"
+    Trainer({**FAST, "target_column": "label", "output_path": str(out), "checkpoints": False}, clf_df).fit()
+
+    async def main() -> TrainingPanel:
+        panel = TrainingPanel(data=clf_df, target_column="label", output_path=str(out), **{**FAST, "epochs": 3})
+        with pytest.raises(OutputPathInUse):
+            await panel.start()
+        text = panel.overwrite.text.value
+        assert panel.overwrite.offered and "saved files of another run (completed after epoch 2 of 2)" in text
+        assert "Continue that run" not in text and panel.overwrite.continue_button.layout.display == "none"
+        panel.overwrite.replace_button.click()
+        await panel.wait_started()
+        await panel.wait()
+        return panel
+
+    panel = asyncio.run(main())
+    assert panel.state == "completed" and [h["epoch"] for h in panel.history] == [1, 2, 3]
+    panel.close()
+
+
 def test_continue_that_run_trains_to_the_epochs_the_controls_ask_for(clf_df, tmp_path):
     out = tmp_path / "run"
     Trainer({**FAST, "target_column": "label", "output_path": str(out)}, clf_df).fit()     # completed 2 of 2
