@@ -65,16 +65,17 @@ async def test_tasks_filter_by_state_and_name_and_link_their_loggers(api, make_c
     await api.wait_done(plain)
 
 
-async def test_failing_loggers_are_reported_in_the_task_and_not_linked(api, make_config, models_dir):
+async def test_failing_loggers_are_reported_in_the_task_and_not_linked(api, make_config, models_dir, extension):
     import socket
 
     with socket.socket() as s:          # a port nothing listens on: the tracking server is down
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # Over the API the tracking server is the server's setting (EpochTrainingApp.mlflow_tracking_uri).
+    extension.registry.settings.mlflow_tracking_uri = f"http://127.0.0.1:{port}"
     (models_dir / "tbfail").mkdir(parents=True)
     (models_dir / "tbfail" / "tensorboard").write_text("a file where the logger wants its folder")
-    task_id = await api.start(make_config(epochs=3, output_path="/models/tbfail", loggers=["tensorboard", "mlflow"],
-                                          mlflow_tracking_uri=f"http://127.0.0.1:{port}"))
+    task_id = await api.start(make_config(epochs=3, output_path="/models/tbfail", loggers=["tensorboard", "mlflow"]))
     events, _ = await api.stream(task_id)
     final = events[-1]
     assert final["type"] == "complete" and final["training_state"] == "completed", final
