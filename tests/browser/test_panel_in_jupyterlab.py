@@ -404,7 +404,8 @@ def test_quickstart_as_a_voila_app_renders_and_trains(voila_factory: Any, tmp_pa
     prepare_quickstart(app_dir / QUICKSTART.name, {"ROWS": 6000, "EPOCHS": 40})
     app = voila_factory(app_dir / QUICKSTART.name)
     try:
-        page.goto(app.url)      # Voila runs the notebook (two short runs from code), then shows it
+        # Voila runs the notebook (two short runs from code) before it answers: minutes on a busy machine.
+        page.goto(app.url, timeout=KERNEL_TIMEOUT_MS)
         output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
         expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
         view = PanelView(output)
@@ -484,7 +485,7 @@ def test_the_app_notebook_in_voila_shows_the_panel_and_trains_a_picked_file(voil
     nbformat.write(nb, app_dir / APP.name)
     app = voila_factory(app_dir / APP.name)
     try:
-        page.goto(app.url)
+        page.goto(app.url, timeout=KERNEL_TIMEOUT_MS)
         output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
         expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
         expect(page.locator(".jp-OutputArea-output")).to_have_count(1)       # the panel, nothing else
