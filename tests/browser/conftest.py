@@ -107,7 +107,7 @@ class Voila:
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = home / "voila.log"
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-               "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_TOKEN": self.token}
+               "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
         cmd = [sys.executable, "-m", "voila", notebook.name, "--no-browser", f"--port={self.port}",
                "--Voila.ip=127.0.0.1", "--Voila.port_retries=0"]
         self._log = open(self.log_path, "w")
