@@ -155,24 +155,32 @@ def open_notebook(page: Any, lab: Lab, name: str) -> None:
     expect(kernel_idle.first).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
 
 
+def open_quickstart_panel(page: Any, lab: Lab, parameters: dict[str, int]) -> Any:
+    """The quickstart (with ``parameters``) opened in Lab and its cells run down to the panel, as a
+    person would: select the first cell, Shift+Enter. Returns the panel's output area."""
+    from playwright.sync_api import expect
+
+    cells_to_run = prepare_quickstart(lab.root / QUICKSTART.name, parameters)
+    open_notebook(page, lab, QUICKSTART.name)
+    page.locator(".jp-Notebook .jp-Cell").first.click()
+    page.keyboard.press("Escape")
+    for _ in range(cells_to_run):
+        page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
+    expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+    expect(page.locator(".jp-OutputArea", has_text="Error displaying widget")).to_have_count(0)
+    return output
+
+
 def test_quickstart_panel_in_jupyterlab(jupyter_lab: Lab, lab_root: Path, page: Any, artifacts: Path) -> None:
     from playwright.sync_api import expect
 
     notebook = lab_root / QUICKSTART.name
-    cells_to_run = prepare_quickstart(notebook, PARAMETERS)
     for old in artifacts.glob("*.png"):
         old.unlink()
     shot = lambda name, target=page: target.screenshot(path=str(artifacts / f"{name}.png"))  # noqa: E731
     try:
-        open_notebook(page, jupyter_lab, QUICKSTART.name)
-        # Run the cells down to the panel, as a person would: select the first cell, Shift+Enter.
-        page.locator(".jp-Notebook .jp-Cell").first.click()
-        page.keyboard.press("Escape")
-        for _ in range(cells_to_run):
-            page.keyboard.press("Shift+Enter")
-        output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
-        expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
-        expect(page.locator(".jp-OutputArea", has_text="Error displaying widget")).to_have_count(0)
+        output = open_quickstart_panel(page, jupyter_lab, PARAMETERS)
         view = PanelView(output)
         start = view.button("Start")
         expect(start).to_be_enabled()
@@ -494,18 +502,11 @@ _EPOCH_TICKS = """root => Object.fromEntries([...root.querySelectorAll('.bqplot.
 }))"""
 
 
-def run_short_quickstart(page: Any, lab: Lab, lab_root: Path) -> Any:
+def run_short_quickstart(page: Any, lab: Lab) -> Any:
     """The quickstart's panel, trained to the end of a 3-epoch run; returns the panel's output."""
     from playwright.sync_api import expect
 
-    cells_to_run = prepare_quickstart(lab_root / QUICKSTART.name, SHORT_RUN)
-    open_notebook(page, lab, QUICKSTART.name)
-    page.locator(".jp-Notebook .jp-Cell").first.click()
-    page.keyboard.press("Escape")
-    for _ in range(cells_to_run):
-        page.keyboard.press("Shift+Enter")
-    output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
-    expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+    output = open_quickstart_panel(page, lab, SHORT_RUN)
     view = PanelView(output)
     expect(view.button("Start")).to_be_enabled(timeout=KERNEL_TIMEOUT_MS)
     view.button("Start").click()
@@ -514,7 +515,7 @@ def run_short_quickstart(page: Any, lab: Lab, lab_root: Path) -> Any:
     return output
 
 
-def test_a_run_leaves_the_browser_console_clean(jupyter_lab: Lab, lab_root: Path, page: Any,
+def test_a_run_leaves_the_browser_console_clean(jupyter_lab: Lab, page: Any,
                                                 artifacts: Path) -> None:
     """9. No console errors from rendering the panel, a run, its end and every tab below the curves
     (bqplot figures drawn while hidden once logged hundreds of negative <rect> sizes)."""
@@ -524,7 +525,7 @@ def test_a_run_leaves_the_browser_console_clean(jupyter_lab: Lab, lab_root: Path
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(f"uncaught: {e}"))
     try:
-        output = run_short_quickstart(page, jupyter_lab, lab_root)
+        output = run_short_quickstart(page, jupyter_lab)
         # Every tab's figures drawn: the run's evaluation, the runs compared, then back.
         view_tab(output, "Evaluation").click()
         heat = output.locator(".bqplot.figure", has=page.locator(".mainheading", has_text="Confusion matrix"))
@@ -541,13 +542,13 @@ def test_a_run_leaves_the_browser_console_clean(jupyter_lab: Lab, lab_root: Path
     assert errors == [], f"{len(errors)} console error(s), the first: {errors[:5]}"
 
 
-def test_every_epoch_axis_shows_whole_epochs(jupyter_lab: Lab, lab_root: Path, page: Any, artifacts: Path) -> None:
+def test_every_epoch_axis_shows_whole_epochs(jupyter_lab: Lab, page: Any, artifacts: Path) -> None:
     """4. After a 3-epoch run the panel's charts and the Runs tab's show whole epochs only, and the
     Runs tab's table stays within the panel's width."""
     from playwright.sync_api import expect
 
     try:
-        output = run_short_quickstart(page, jupyter_lab, lab_root)
+        output = run_short_quickstart(page, jupyter_lab)
         view_tab(output, "Runs").click()
         expect(output.get_by_text(re.compile(r"1 run\(s\) of this session"))).to_be_visible(timeout=60_000)
         time.sleep(1.5)

@@ -81,32 +81,27 @@ async def test_a_task_interrupted_by_a_server_shutdown_resumes_in_the_next_serve
         await reborn.shutdown()
 
 
-async def test_a_damaged_newest_checkpoint_is_skipped_and_the_client_is_told(api, resumable_config, models_dir, jp_root_dir):
-    task_id = await api.start(resumable_config)
-    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 2)
-    assert (await api.call("POST", "stop", task_id))[1]["training_state"] == "stopped"
-    newest = list_checkpoints(checkpoint_dir(models_dir / "resumable"))[-1]
+def _truncated(newest: Path) -> str:
     newest.write_bytes(newest.read_bytes()[:100])
-
-    status, body = await api.call("POST", "resume", task_id)
-    assert status == 200, body
-    assert f"skipping checkpoint {newest.name} is unreadable" in body["message"]
-    await api.stream(task_id)
-    history = (await api.call("GET", "history", task_id))[1]["history"]
-    assert comparable(history) == comparable(uninterrupted(resumable_config, jp_root_dir))
+    return f"skipping checkpoint {newest.name} is unreadable"
 
 
-async def test_a_newest_checkpoint_whose_state_does_not_load_is_skipped_too(api, resumable_config, models_dir,
-                                                                            jp_root_dir):
+def _torch_state_unloadable(newest: Path) -> str:
+    newest.write_bytes(encode(decode(newest).state, {"torch_state.pt": b"an intact zip member, no torch state"}))
+    return f"skipping checkpoint {newest.name}: its torch state does not load"
+
+
+@pytest.mark.parametrize("damage", [_truncated, _torch_state_unloadable], ids=["truncated", "state-unloadable"])
+async def test_a_damaged_newest_checkpoint_is_skipped_and_the_client_is_told(damage, api, resumable_config, models_dir,
+                                                                           jp_root_dir):
     task_id = await api.start(resumable_config)
     await api.wait_for(task_id, lambda p: p["current_epoch"] >= 2)
     assert (await api.call("POST", "stop", task_id))[1]["training_state"] == "stopped"
-    newest = list_checkpoints(checkpoint_dir(models_dir / "resumable"))[-1]
-    newest.write_bytes(encode(decode(newest).state, {"torch_state.pt": b"an intact zip member, no torch state"}))
+    told = damage(list_checkpoints(checkpoint_dir(models_dir / "resumable"))[-1])
 
     status, body = await api.call("POST", "resume", task_id)
     assert status == 200, body
-    assert f"skipping checkpoint {newest.name}: its torch state does not load" in body["message"]
+    assert told in body["message"]
     await api.stream(task_id)
     history = (await api.call("GET", "history", task_id))[1]["history"]
     assert comparable(history) == comparable(uninterrupted(resumable_config, jp_root_dir))

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from epoch_widgets.server.launch import BackgroundServer
-from trainer import datasets
+from .api_only_server import api_only_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -31,23 +30,12 @@ NOT_SERVED = [("GET", "api/kernels"), ("POST", "api/kernels"), ("GET", "api/sess
 
 @pytest.fixture
 def server(tmp_path: Path):
-    root = tmp_path / "root"
-    root.mkdir()
-    datasets.make_classification(300, seed=2).to_csv(root / "data.csv", index=False)
     # A user config that enables other extensions, as `jupyter server extension enable` writes it:
     # the API-only server must not load them.
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": {
-        "jupyterlab": True, "voila": True, "jupyter_server_terminals": True, "notebook_shim": True}}}))
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir),
-           "JUPYTER_DATA_DIR": str(tmp_path / "data"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
-    server = BackgroundServer(root, tasks_dir=tmp_path / "tasks", log_file=tmp_path / "server.log", env=env)
-    server.start(timeout=120)
-    try:
+    enabled = {"ServerApp": {"jpserver_extensions": {
+        "jupyterlab": True, "voila": True, "jupyter_server_terminals": True, "notebook_shim": True}}}
+    with api_only_server(tmp_path, {"jupyter_server_config.json": json.dumps(enabled)}) as server:
         yield server
-    finally:
-        server.stop()
 
 
 def test_the_api_alone_serves_no_kernels_files_or_other_extensions(server):

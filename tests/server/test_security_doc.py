@@ -2,7 +2,6 @@
 ``python -m epoch_widgets.server``, gives a second token that may watch training but not change it."""
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import time
@@ -11,8 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from epoch_widgets.server.launch import BackgroundServer
-from trainer import datasets
+from .api_only_server import api_only_server
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
@@ -28,22 +26,11 @@ def authorizer_example() -> str:
 
 @pytest.fixture
 def server(tmp_path: Path):
-    root = tmp_path / "root"
-    root.mkdir()
-    datasets.make_classification(300, seed=4).to_csv(root / "data.csv", index=False)
-    config_dir = tmp_path / "config"
-    config_dir.mkdir()
-    (config_dir / "jupyter_server_config.py").write_text(authorizer_example())
     viewer = secrets.token_hex(16)
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(config_dir), "JUPYTER_DATA_DIR": str(tmp_path / "data"),
-           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "TRAINING_VIEWER_TOKEN": viewer}
-    server = BackgroundServer(root, tasks_dir=tmp_path / "tasks", log_file=tmp_path / "server.log", env=env)
-    server.start(timeout=120)
-    server.viewer_headers = {"Authorization": f"Bearer {viewer}"}   # type: ignore[attr-defined]
-    try:
+    with api_only_server(tmp_path, {"jupyter_server_config.py": authorizer_example()}, seed=4,
+                         env={"TRAINING_VIEWER_TOKEN": viewer}) as server:
+        server.viewer_headers = {"Authorization": f"Bearer {viewer}"}   # type: ignore[attr-defined]
         yield server
-    finally:
-        server.stop()
 
 
 def test_the_documented_viewer_token_reads_but_cannot_start_or_stop(server):
