@@ -10,7 +10,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from .errors import ApiProblem
-from .jsonio import check_size, dumps, parse_body
+from .jsonio import dumps, parse_body
 from .registry import TaskRegistry
 
 try:   # jupyter_server's own scrubbing, so the API's log lines hide what its access log hides
@@ -97,7 +97,6 @@ class TrainingHandler(APIHandler):
     async def json_body(self) -> Any:
         """The request body as checked JSON (413 when over the size limit, 400 when not JSON)."""
         raw = self.request.body
-        check_size(raw)
         if len(raw) <= INLINE_PARSE_BYTES:
             return parse_body(raw)
         return await asyncio.to_thread(parse_body, raw)

@@ -19,13 +19,15 @@ from .lifecycle import TRAINING_STATES
 NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
 NON_NEGATIVE: dict[str, Any] = {"type": "integer", "minimum": 0}
-LOGGER_ERRORS: dict[str, Any] = {"type": "array", "items": {"$ref": "#/components/schemas/LoggerError"}, "description": (
-    "each tracking logger that failed (TensorBoard, MLflow): the run went on without it; the task still "
-    "completes")}
 
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+LOGGER_ERRORS: dict[str, Any] = {"type": "array", "items": _ref("LoggerError"), "description": (
+    "each tracking logger that failed (TensorBoard, MLflow): the run went on without it; the task still "
+    "completes")}
 
 
 def _obj(properties: dict[str, Any], required: tuple[str, ...] = (), **extra: Any) -> dict[str, Any]:
@@ -162,8 +164,6 @@ ERRORS = {
     404: "no such task",
     409: "the task's state does not allow the action (or output_path is taken); the message says what to do",
     410: "another task's run replaced this task's files in its output_path; the message names that task",
-
-
     413: f"the request body is larger than {MAX_BODY_BYTES:,} bytes",
     429: "max_running_tasks are running", 500: "the worker process could not start",
     503: "the server is shutting down", 504: "the worker did not answer in time",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer.atomic import atomic_write_json
+from trainer.confined import open_confined
 
 log = logging.getLogger("epoch_widgets.server")
 
@@ -29,12 +30,15 @@ def claim(folder: Path, task_id: str, run_id: str) -> None:
         log.warning("task %s: could not record its run in %s: %s", task_id, folder, exc)
 
 
-def holder(folder: Path) -> Optional[dict[str, Any]]:
-    """The claim in ``folder`` ({"task_id", "run_id"}); None when there is no readable one."""
+def holder(folder: Path, models_dir: Path) -> Optional[dict[str, Any]]:
+    """The claim in ``folder`` ({"task_id", "run_id"}); None when there is no readable one. Read
+    without following links below ``models_dir``: a link planted there must not choose the answer."""
     try:
-        found = json.loads((folder / FILE_NAME).read_text())
+        with open_confined(models_dir, folder / FILE_NAME) as fh:
+            found = json.loads(fh.read())
     except (OSError, ValueError):
         return None
-    if not isinstance(found, dict) or not isinstance(found.get("run_id"), str):
+    if not (isinstance(found, dict) and isinstance(found.get("run_id"), str)
+            and isinstance(found.get("task_id"), str)):
         return None
     return found

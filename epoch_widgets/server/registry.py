@@ -77,8 +77,8 @@ class TaskRegistry:
                 continue
             summary = task.summary()
             if task.config.get("loggers"):
-                config = {**task.config, "mlflow_tracking_uri": self.settings.mlflow_tracking_uri}
-                locations = logger_locations(task.output_dir, config, relative_to=self.settings.models_dir)
+                locations = logger_locations(task.output_dir, self._server_config(task),
+                                             relative_to=self.settings.models_dir)
                 # A logger that failed wrote nothing usable there: no link to it.
                 failed = {e["logger"].casefold() for e in summary["logger_errors"]}
                 summary["loggers"] = {kind: where for kind, where in locations.items() if kind not in failed}
@@ -102,15 +102,15 @@ class TaskRegistry:
         own run wrote them; None while they are its own."""
         if task.output_dir is None:
             return None
-        claim = ownership.holder(task.output_dir)
+        claim = ownership.holder(task.output_dir, self.settings.models_dir)
         if claim is not None and task.run_id is not None:
-            return None if claim["run_id"] == task.run_id else str(claim.get("task_id"))
+            return None if claim["run_id"] == task.run_id else claim["task_id"]
         owner = self.owner(task.output_dir)     # a task recorded before runs had ids
         return owner.task_id if owner is not None and owner is not task else None
 
     def check_not_replaced(self, task: Task, what: str) -> None:
-        """410 when ``task``'s output folder holds another task's run, so ``what`` (its
-        evaluation, its model) would be that run's."""
+        """410 when ``task``'s output folder holds another task's run, so ``what`` (e.g. its
+        evaluation) would be that run's."""
         later = self.replaced_by(task)
         if later is None:
             return
@@ -153,6 +153,8 @@ class TaskRegistry:
         if errors:
             raise BadRequest(str(ConfigError(errors)), errors)
         assert data_file is not None
+        if self._closing:       # shutdown began while the config was checked in a thread
+            raise WorkerProblem("the server is shutting down", status=503)
         self._check_capacity()
         if output_dir is not None:
             self._check_output_dir(output_dir, config.output_path, overwrite)
@@ -182,7 +184,7 @@ class TaskRegistry:
         task.accepted = True
         self.tasks[task_id] = task
         if output_dir is not None:
-            ownership.claim(output_dir, task_id, task.run_id or "")
+            ownership.claim(output_dir, task_id, task.run_id)
         task.save()
         return task, ready
 
@@ -201,11 +203,14 @@ class TaskRegistry:
         return ("unset here: MLFLOW_TRACKING_URI of the server's environment, else a store beside output_path "
                 "in the models directory")
 
+    def _server_config(self, task: Task) -> dict[str, Any]:
+        """The task's config with what the server decides (``SERVER_DECIDES``) in place."""
+        return {**task.config, "mlflow_tracking_uri": self.settings.mlflow_tracking_uri}
+
     def _worker_config(self, task: Task) -> dict[str, Any]:
-        """What a task's worker trains with: its config, the resolved paths and the server's tracking store."""
-        return {**task.config, "data_path": str(task.data_file),
-                "output_path": str(task.output_dir) if task.output_dir else None,
-                "mlflow_tracking_uri": self.settings.mlflow_tracking_uri}
+        """What a task's worker trains with: the server's config of it, with the resolved paths."""
+        return {**self._server_config(task), "data_path": str(task.data_file),
+                "output_path": str(task.output_dir) if task.output_dir else None}
 
     def _check_capacity(self) -> None:
         live = self.live()

@@ -9,7 +9,7 @@ from typing import Any, Callable, Optional
 
 @dataclass
 class Settings:
-    """What the registry needs from the server's configuration (see app.py for the meanings)."""
+    """The server's configuration as the registry reads it."""
 
     root_dir: Path
     models_dir: Path
