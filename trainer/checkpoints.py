@@ -136,16 +136,16 @@ def run_summary(run: Optional[dict[str, Any]]) -> str:
     return f"{state} after {' and '.join(done)}" if done else f"{state} before its first checkpointed batch"
 
 
-# What a run saves at its output_path (trainer/artifacts.py); a folder holding any of the first
-# five holds a run (a stray evaluation.json or table alone does not make one).
-RUN_FILES = ("metadata.json", "config.json", "history.json", "model.pt", "model.keras",
-             "preprocessing.json", "history.csv", "evaluation.json")
-_RUN_MARKERS = RUN_FILES[:5]
+# What a run saves at its output_path (trainer/artifacts.py and the backends' savers); a folder
+# holding any of the first six holds a run (a stray evaluation.json or table alone does not make one).
+SAVED_RUN_FILES = ("metadata.json", "config.json", "history.json", "model.pt", "model.keras", "model.weights.h5",
+                   "model_module.pt", "preprocessing.json", "history.csv", "evaluation.json")
+_RUN_MARKERS = SAVED_RUN_FILES[:6]
 
 
 def saved_run_files(output_path: str | Path | None, names: tuple[str, ...] = _RUN_MARKERS) -> list[str]:
     """The files of a saved run in ``output_path`` that say a run was saved there (``names``: of
-    :data:`RUN_FILES`), in that order."""
+    :data:`SAVED_RUN_FILES`), in that order."""
     if not output_path:
         return []
     folder = Path(output_path).expanduser()
@@ -156,7 +156,7 @@ def remove_saved_run(output_path: str | Path) -> int:
     """Remove the saved files of an earlier run from ``output_path`` (a run replacing it, allowed
     by ``overwrite``); return how many there were."""
     folder = Path(output_path).expanduser()
-    names = saved_run_files(folder, RUN_FILES)
+    names = saved_run_files(folder, SAVED_RUN_FILES)
     for name in names:
         path = folder / name
         if path.is_dir() and not path.is_symlink():

@@ -212,6 +212,13 @@ def test_a_run_without_checkpoints_is_not_silently_replaced_either(clf_df, tmp_p
     assert load_model(out).config.hidden_units == [8] and first.history != replaced.history
 
 
+def test_a_folder_holding_only_keras_weights_holds_a_run(tmp_path):
+    from trainer.checkpoints import holds_run
+
+    (tmp_path / "model.weights.h5").write_bytes(b"weights")
+    assert holds_run(tmp_path)
+
+
 def test_a_folder_of_other_files_is_no_run(clf_df, tmp_path):
     out = tmp_path / "mine"
     out.mkdir()
@@ -223,6 +230,8 @@ def test_a_folder_of_other_files_is_no_run(clf_df, tmp_path):
 def test_an_overwriting_run_removes_the_earlier_runs_saved_files_when_it_starts(clf_df, tmp_path):
     out = tmp_path / "replaced"
     Trainer(torch_config(epochs=1, output_path=str(out)), clf_df).fit()
+    # What an earlier run of a model of its own, saved with trust_pickle, leaves beside model.pt.
+    (out / "model_module.pt").write_bytes(b"an earlier run's pickled module")
     seen: list[list[str]] = []
     run = Trainer(torch_config(epochs=2, output_path=str(out)), clf_df, overwrite=True)
     run.add_callback(lambda e, d: seen.append(sorted(p.name for p in out.iterdir())) if e == "train_begin" else None)

@@ -114,6 +114,17 @@ def test_a_file_message_cannot_leave_the_output_folder(tmp_path: Path, path: str
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_append_never_follows_a_link_planted_in_the_output_folder(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_bytes(b"12345")
+    driver = tmp_path / "driver"
+    driver.mkdir()
+    (driver / "events.log").symlink_to(outside)
+    with pytest.raises(OSError):
+        apply_file_message(driver, protocol.file_appended("events.log", 5, b"planted"))
+    assert outside.read_bytes() == b"12345"
+
+
 def test_cuda_graphs_pass_the_drivers_copy_and_an_actor_without_a_gpu_refuses_them_naming_the_field(
         clf_df: pd.DataFrame) -> None:
     from trainer.config import as_config

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Optional
 
@@ -121,8 +122,13 @@ def apply_file_message(root: Path, message: protocol.Message) -> None:
     if message["kind"] != protocol.FILE:
         target.unlink(missing_ok=True)
     elif offset:
-        # An append to a file the driver holds up to ``offset`` (a log that only grows).
-        with open(target, "r+b") as fh:
+        # An append to a file the driver holds up to ``offset`` (a log that only grows). O_NOFOLLOW:
+        # a link planted in the output folder must not send the bytes elsewhere.
+        fd = os.open(target, os.O_WRONLY | getattr(os, "O_NOFOLLOW", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ValueError(f"{target.name} is not a regular file here, so the bytes that came cannot extend it")
+        with os.fdopen(fd, "wb") as fh:
             size = fh.seek(0, os.SEEK_END)
             if size != offset:
                 raise ValueError(f"{target.name} holds {size} bytes here, and the bytes that came continue "
