@@ -106,8 +106,8 @@ class RunHandle(ABC):
 
     # ------------------------------------------------------------------ driving (one way for every run)
     # A subclass sets _task = None, _done = threading.Event() and _claimed = False, and implements
-    # _drive() (the run up to its end), _end_here() (end it from this side) and, when something
-    # beyond this process computes its batches, _stop_far_end().
+    # _drive() (the run up to its end), _end_here() (end it from this side) and _stop_far_end()
+    # (stop whatever computes the batches: the compute thread's slice, ranks, an actor).
     _task: Optional[asyncio.Task[None]]
     _done: threading.Event
     _claimed: bool
@@ -136,7 +136,8 @@ class RunHandle(ABC):
         ``wait=False`` (a cancelled task): finish without yielding to the loop where it can."""
 
     async def _stop_far_end(self, wait: bool) -> None:
-        """Stop what computes the batches (ranks, an actor) before the run ends from this side."""
+        """Stop whatever computes the batches (the compute thread's slice, ranks, an actor) before
+        the run ends from this side."""
 
     def _failure_reason(self, exc: BaseException) -> str:
         """What ``exc`` escaping the drive tells the user."""

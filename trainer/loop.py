@@ -206,7 +206,12 @@ class LocalRun(RunHandle):
         await self._finish(final, reason, reason if final == TrainingState.FAILED else None)
 
     def _failure_reason(self, exc: BaseException) -> str:
-        return _describe_failure(exc, self.config)
+        text = super()._failure_reason(exc)
+        if "out of memory" in str(exc).lower():
+            batch = self.config.batch_size
+            text += (f". The device ran out of memory at batch_size={batch}: try "
+                     f"batch_size={max(1, batch // 2)} or device='cpu'")
+        return text
 
     async def _run_epochs(self) -> Optional[tuple[TrainingState, str]]:
         """Train the epochs left; return (final state, reason) when the run ends before them."""
@@ -367,11 +372,3 @@ class LocalRun(RunHandle):
         except Exception:
             log.warning("could not write the final checkpoint to %s", self._checkpoints.writer.directory,
                         exc_info=True)
-
-
-def _describe_failure(exc: BaseException, config: TrainingConfig) -> str:
-    text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, TrainingFailure) else str(exc)
-    if "out of memory" in str(exc).lower():
-        text += (f". The device ran out of memory at batch_size={config.batch_size}: try "
-                 f"batch_size={max(1, config.batch_size // 2)} or device='cpu'")
-    return text

@@ -28,7 +28,7 @@ from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoin
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
-from .state import FINAL_STATES, RunState, TrainingState
+from .state import FINAL_VALUES, RunState, TrainingState
 
 log = logging.getLogger("trainer")
 
@@ -88,7 +88,7 @@ class ResumePlan:
         """How a run that :attr:`finishes` ends: as its final checkpoint says, else as the loop
         would have said (``state`` is :meth:`run_state`'s answer)."""
         saved = self.checkpoint.state
-        if saved.get("final_state") in {s.value for s in FINAL_STATES} and saved.get("reason"):
+        if saved.get("final_state") in FINAL_VALUES and saved.get("reason"):
             return TrainingState(saved["final_state"]), str(saved["reason"])
         assert state.early_stopping is not None
         if state.early_stopping.stopped_epoch is not None:

@@ -27,7 +27,7 @@ NOT_COMPARED = ("name", "output_path", "checkpoints", "checkpoint_every_epochs",
                  "checkpoint_every_seconds", "checkpoint_keep", "loggers", "mlflow_tracking_uri")
 # MLflow stores: their artifact copies of runs are not runs of their own.
 _NOT_SEARCHED = ("mlruns", "mlartifacts")
-_DEFAULT_NAME = TrainingConfig.model_fields["name"].default
+DEFAULT_NAME = TrainingConfig.model_fields["name"].default    # a run left unnamed
 
 RunLike = Union[str, Path, "RunRecord", Any]
 
@@ -189,7 +189,7 @@ def comparison_table(records: list[RunRecord]) -> pd.DataFrame:
 
 def _label(config: dict[str, Any], path: Optional[Path]) -> str:
     name = config.get("name")
-    if name and name != _DEFAULT_NAME:
+    if name and name != DEFAULT_NAME:
         return str(name)
     return path.name if path is not None and path.name else "run"
 

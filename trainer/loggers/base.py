@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from ..events import Callback
-from ..state import FINAL_VALUES as FINAL_STATES   # as the events spell them
+from ..state import FINAL_VALUES   # the final states as the events spell them
 from ..redaction import redact_text
 
 log = logging.getLogger("trainer")
@@ -145,7 +145,7 @@ class BackgroundLogger(Callback):
     def on_state_change(self, run: Any, data: dict[str, Any]) -> None:
         # A run driven without finish(): finishing here still means whoever hears the final state
         # finds the tracking written.
-        if data.get("new") in FINAL_STATES:
+        if data.get("new") in FINAL_VALUES:
             self._finish(RunEnd(state=str(data["new"]), reason=data.get("reason"),
                                 best_metrics=dict(run.best_metrics), epochs_done=len(run.history),
                                 artifacts_path=_artifacts_of(run)))
