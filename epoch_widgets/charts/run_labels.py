@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any, Mapping, Sequence
 
-from trainer.config import FIELD_SPECS, TrainingConfig
-from trainer.run_records import NOT_COMPARED, RunRecord
+from trainer.config import FIELD_SPECS, SEQUENCE_MODELS, TrainingConfig
+from trainer.run_records import DEFAULT_NAME, NOT_COMPARED, RunRecord
 
 # Short names, most telling first (a label shows the first few that differ); "" shows the value
 # alone ("mlp", "adam"). Fields not listed keep their own names, after these.
@@ -23,8 +23,6 @@ SHORT_NAMES = {
     "early_stopping_patience": "patience", "restore_best_weights": "best weights", "step_size": "step",
     "patience": "plateau wait", "mixed_precision": "mixed precision", "cuda_graphs": "CUDA graphs",
 }
-SEQUENCE_MODELS = ("cnn", "lstm", "gru")
-_DEFAULT_NAME = TrainingConfig.model_fields["name"].default
 _SKIPPED = frozenset(NOT_COMPARED) | {"algorithm_type"}
 
 
@@ -71,9 +69,9 @@ def _unnamed(record: RunRecord) -> bool:
     what sets the run apart."""
     if record.path is not None:
         return False
-    name = str(record.config.get("name") or _DEFAULT_NAME)
+    name = str(record.config.get("name") or DEFAULT_NAME)
     made_up = rf"{re.escape(str(record.config.get('model_type')))} \d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d"
-    return name == _DEFAULT_NAME or re.fullmatch(made_up, name) is not None
+    return name == DEFAULT_NAME or re.fullmatch(made_up, name) is not None
 
 
 def _ordered(configs: Sequence[Mapping[str, Any]]) -> list[str]:

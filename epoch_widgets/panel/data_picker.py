@@ -4,7 +4,9 @@ the panel's ``data_path`` control; reading the file stays ``data_file``'s job.
 """
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional, Union
 
@@ -81,5 +83,7 @@ class DataPicker:
         # Outside the served folder: a sample or an upload must not land in the user's files.
         if self._scratch is None:
             self._scratch = Path(tempfile.mkdtemp(prefix="epoch-widgets-data-"))
+            # Removed with the picker (or at the kernel's exit): an app session leaves no files behind.
+            weakref.finalize(self, shutil.rmtree, self._scratch, True)
         return self._scratch
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trainer.config import FIELD_SPECS, FieldSpec, TrainingConfig, parse_devices
+from trainer.run_records import DEFAULT_NAME
 
 
 def meta(name: str) -> dict[str, Any]:
@@ -29,7 +30,6 @@ def is_advanced(name: str) -> bool:
     return bool(meta(name).get("advanced"))
 
 
-DEFAULT_NAME = TrainingConfig.model_fields["name"].default
 
 
 def with_run_name(config: TrainingConfig, started: Optional[float] = None) -> TrainingConfig:

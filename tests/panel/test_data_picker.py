@@ -57,3 +57,24 @@ def test_a_panel_with_a_dataframe_needs_no_picker(clf_df) -> None:
     with pytest.raises(ValueError, match="given a DataFrame"):
         DataPicker(panel)
     panel.close()
+
+
+def test_the_sample_and_uploads_are_removed_when_the_kernel_ends(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import asyncio, time\n"
+        "from epoch_widgets import DataPicker, TrainingPanel\n"
+        "async def main():\n"
+        "    panel = TrainingPanel(epochs=1)\n"
+        f"    picker = DataPicker(panel, folder={str(tmp_path)!r}, sample_rows=300)\n"
+        "    picker.choice.value = 'sample'\n"
+        "    while not panel.valid: await asyncio.sleep(0.05)\n"
+        "    print(panel.controls['data_path'].value, flush=True)\n"
+        "asyncio.run(main())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    sample = Path(done.stdout.strip().splitlines()[-1])
+    assert sample.name and not sample.parent.is_relative_to(tmp_path)
+    assert not sample.exists() and not sample.parent.exists()
