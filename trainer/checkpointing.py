@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 from .checkpoints import (Checkpoint, CheckpointError, CheckpointWriter, checkpoint_dir, data_fingerprint,
-                          refuse_foreign_checkpoints, remove_saved_run)
+                          clear_earlier_run, refuse_foreign_checkpoints)
 
 if TYPE_CHECKING:
     from .handle import RunHandle
@@ -53,11 +53,7 @@ class RunCheckpoints:
             writer.continue_from(resumed_from)
             return cls(run, writer)
         refuse_foreign_checkpoints(config.output_path, overwrite)
-        # Also without checkpoints of its own: a folder never mixes two runs' files.
-        removed = writer.start_fresh() + remove_saved_run(config.output_path)
-        if removed:
-            log.info("output_path %s: replaced %d checkpoint and saved file(s) of an earlier run (overwrite=True)",
-                     config.output_path, removed)
+        clear_earlier_run(writer, config.output_path)    # also without checkpoints of its own
         return cls(run, writer) if config.checkpoints else None
 
     # ------------------------------------------------------------------ cadence

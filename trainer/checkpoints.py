@@ -166,6 +166,16 @@ def remove_saved_run(output_path: str | Path) -> int:
     return len(names)
 
 
+def clear_earlier_run(writer: "CheckpointWriter", output_path: str | Path) -> int:
+    """Remove an earlier run's checkpoints (``writer``'s directory) and saved files from
+    ``output_path``, for a fresh run allowed to replace it: a folder never mixes two runs' files."""
+    removed = writer.start_fresh() + remove_saved_run(output_path)
+    if removed:
+        log.info("output_path %s: replaced %d checkpoint and saved file(s) of an earlier run (overwrite=True)",
+                 output_path, removed)
+    return removed
+
+
 def holds_run(output_path: str | Path | None) -> bool:
     """Whether ``output_path`` holds another run a new one would replace: checkpoints or saved files."""
     return has_checkpoints(output_path) or bool(saved_run_files(output_path))

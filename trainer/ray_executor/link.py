@@ -19,8 +19,8 @@ from typing import Any, Callable, Optional
 import pandas as pd
 
 from .. import protocol
-from ..checkpoints import (CheckpointWriter, OutputPathInUse, checkpoint_dir, refuse_foreign_checkpoints,
-                           remove_saved_run)
+from ..checkpoints import (CheckpointWriter, OutputPathInUse, checkpoint_dir, clear_earlier_run,
+                           refuse_foreign_checkpoints)
 from .actor import REFUSED, RunActor
 from .cluster import NAMESPACE, actor_config, missing_resources, require_ray
 from .files import apply_file_message
@@ -116,11 +116,7 @@ class ActorLink:
         removes an earlier run's checkpoints from the driver's folder (allowed by ``overwrite``), as
         a local run does when it starts: a folder never mixes two runs' checkpoints."""
         if self._fresh and self.local_output is not None:
-            removed = (CheckpointWriter(checkpoint_dir(self.local_output), 1).start_fresh()
-                       + remove_saved_run(self.local_output))
-            if removed:
-                log.info("output_path %s: replaced %d checkpoint and saved file(s) of an earlier run "
-                         "(overwrite=True)", self.local_output, removed)
+            clear_earlier_run(CheckpointWriter(checkpoint_dir(self.local_output), 1), self.local_output)
         self.actor.train.remote()
 
     # ------------------------------------------------------------------ messages
