@@ -28,6 +28,11 @@ def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return points()
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    # `jupyter labextension develop` links labextension/'s build output (see docs/lab.md).
+    return [{"src": "labextension", "dest": "epoch-widgets"}]
+
+
 def __getattr__(name: str) -> Any:
     # The panel and charts pull in ipywidgets, bqplot and pandas; the server extension loads this
     # package too and needs none of them, so they are imported on first use.
