@@ -63,7 +63,14 @@ export class TaskRow {
     const top = el('div', 'ew-TaskRow-top', this.node);
     this.name = el('a', 'ew-TaskRow-name', top);
     this.name.title = `Open ${taskId}`;
+    this.name.tabIndex = 0;
+    this.name.setAttribute('role', 'link');
     this.name.addEventListener('click', () => actions.open(taskId));
+    this.name.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        actions.open(taskId);
+      }
+    });
     this.state = el('span', 'ew-TaskRow-state', top);
     const middle = el('div', 'ew-TaskRow-middle', this.node);
     this.model = el('span', 'ew-TaskRow-model', middle);
