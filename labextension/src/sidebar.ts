@@ -30,6 +30,7 @@ export class TrainingSidebar extends Widget {
   private stateSelect: HTMLSelectElement;
   private nameInput: HTMLInputElement;
   private ticker: ReturnType<typeof setInterval> | null = null;
+  private pending: number | null = null;
 
   constructor(
     private tasks: ITrainingTasks,
@@ -74,7 +75,7 @@ export class TrainingSidebar extends Widget {
     this.empty.className = 'ew-Sidebar-empty';
     this.node.append(header, filters, this.status, this.list, this.empty);
 
-    tasks.changed.connect(this.render, this);
+    tasks.changed.connect(this.schedule, this);
     this.render();
   }
 
@@ -88,8 +89,11 @@ export class TrainingSidebar extends Widget {
   }
 
   dispose(): void {
-    this.tasks.changed.disconnect(this.render, this);
+    this.tasks.changed.disconnect(this.schedule, this);
     this.stopTicker();
+    if (this.pending !== null) {
+      cancelAnimationFrame(this.pending);
+    }
     super.dispose();
   }
 
@@ -113,6 +117,16 @@ export class TrainingSidebar extends Widget {
     const now = Date.now();
     for (const row of this.rows.values()) {
       row.tick(now);
+    }
+  }
+
+  /** Render once per frame however many events arrive (many short epochs, many tasks). */
+  private schedule(): void {
+    if (this.pending === null) {
+      this.pending = requestAnimationFrame(() => {
+        this.pending = null;
+        this.render();
+      });
     }
   }
 
