@@ -14,6 +14,8 @@ from .lr_finder import LRFinder, LRFindResult
 from .run import Trainer
 from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
 from .schedules import preview_schedule
+# Last: binds the name ``sweep`` to the function (the package stays importable as trainer.sweep).
+from .sweep import Sweep, choice, log_uniform, sweep, uniform
 
 __version__ = "0.1.0"
 
@@ -21,4 +23,5 @@ __all__ = ["TrainingConfig", "ConfigError", "FieldSpec", "config_fields", "Train
            "FINAL_STATES", "StateError", "TrainingFailure", "Callback", "RunHandle", "RunState", "RunFollower",
            "load_model", "TrainedModel", "BackendUnavailable", "available_backends", "preview_schedule",
            "CheckpointError", "OutputPathInUse", "ResumeMismatch",
-           "has_checkpoints", "Evaluation", "LRFinder", "LRFindResult", "__version__"]
+           "has_checkpoints", "Evaluation", "LRFinder", "LRFindResult", "sweep", "Sweep", "uniform",
+           "log_uniform", "choice", "__version__"]
