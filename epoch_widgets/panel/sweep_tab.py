@@ -208,7 +208,7 @@ class SweepTab:
             return
         self.sweep = task.result()
         self.sweep.add_callback(self._from_sweep)
-        self._say(f"Sweep running in {escape(str(getattr(self.sweep, 'output_path', '')))}")
+        self._say(f"Sweep running in {escape(str(self.sweep.path))}")
         self._request(urgent=True)
 
     def _from_sweep(self, _sweep: Any, event: str, data: dict[str, Any]) -> None:

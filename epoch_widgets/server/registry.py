@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from trainer import ConfigError, TrainingConfig, has_checkpoints
 from trainer.checkpoints import describe_run, describe_saved_run, holds_run, run_summary, saved_run_files
@@ -159,13 +159,43 @@ class TaskRegistry:
         if output_dir is not None:
             self._check_output_dir(output_dir, config.output_path, overwrite)
 
-        task_id = self.ids.allocate()
-        effective = config.to_saved_dict()
-        task = Task(task_id, effective, data_file, output_dir, self.store, self.settings)
+        task = Task(self.ids.allocate(), config.to_saved_dict(), data_file, output_dir, self.store, self.settings)
+        ready = await self._launch(task, overwrite=overwrite)
+        if config.seed is None:
+            task.config["seed"] = ready.get("seed")     # the effective config reproduces the run
+        return self._accept(task), ready
+
+    async def start_trial(self, config: TrainingConfig, data_file: Path, output_dir: Path, sweep: dict[str, Any],
+                          resume: bool, listener: Callable[[str, dict[str, Any]], None]) -> Task:
+        """Start a sweep's trial as a task of its own (``sweep``: {"sweep_id", "trial"}) in the
+        folder the server chose for it; ``resume`` continues its checkpoint there. ``listener``
+        hears the trial run's events."""
+        if self._closing:
+            raise WorkerProblem("the server is shutting down", status=503)
+        self._check_capacity()
+        saved = {**config.to_saved_dict(), "output_path": shown_output_dir(output_dir, self.settings.models_dir)}
+        task = Task(self.ids.allocate(), saved, data_file, output_dir, self.store, self.settings)
+        task.sweep = dict(sweep)
+        task.listen_run(listener)
+        ready = await self._launch(task, overwrite=not resume, resume=resume)
+        task.config["seed"] = ready.get("seed", task.config.get("seed"))
+        return self._accept(task)
+
+    def _accept(self, task: Task) -> Task:
+        task.accepted = True
+        self.tasks[task.task_id] = task
+        if task.output_dir is not None:
+            ownership.claim(task.output_dir, task.task_id, task.run_id)
+        task.save()
+        return task
+
+    async def _launch(self, task: Task, overwrite: bool, resume: bool = False) -> dict[str, Any]:
+        """Start ``task``'s worker and wait for its ready; a failure leaves no trace of the task."""
+        task_id = task.task_id
         self._starting[task_id] = task
         try:
-            gen = task.launch(self._worker_config(task), overwrite=overwrite)
-            ready = await gen.wait_ready(self.settings.start_timeout)
+            gen = task.launch(self._worker_config(task), resume=resume, overwrite=overwrite)
+            return await gen.wait_ready(self.settings.start_timeout)
         except BaseException as exc:
             if task.gen is not None:
                 task.gen.kill(f"its start was refused: {exc}")
@@ -179,14 +209,6 @@ class TaskRegistry:
             raise
         finally:
             self._starting.pop(task_id, None)
-        if config.seed is None:
-            effective["seed"] = ready.get("seed")     # the effective config reproduces the run
-        task.accepted = True
-        self.tasks[task_id] = task
-        if output_dir is not None:
-            ownership.claim(output_dir, task_id, task.run_id)
-        task.save()
-        return task, ready
 
     def _refuse_server_decided(self, body: dict[str, Any]) -> None:
         """400 for a request that sets a field only the server's settings decide."""
