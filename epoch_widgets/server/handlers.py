@@ -8,17 +8,17 @@ the token.
 """
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Optional
+from typing import Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
-from tornado.iostream import StreamClosedError
 
 from .base_handler import TASK_ID, TrainingHandler
 from .evaluation import EvaluationHandler
 from .jsonio import dumps
 from .openapi import openapi_document
+from .streams import EventStreamHandler
+from .sweep_handlers import sweep_handlers
 from .registry import TaskRegistry
 from .urls import API_PREFIX
 
@@ -84,7 +84,8 @@ class TasksHandler(TrainingHandler):
     @authorized
     def get(self) -> None:
         # ?state=completed,failed (or state repeated) and ?name=<part of the name>
-        self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None))})
+        self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None),
+                                                self.get_query_argument("sweep_id", None))})
 
 
 class TaskHandler(TrainingHandler):
@@ -102,46 +103,14 @@ class TaskHandler(TrainingHandler):
         self.reply({"task_id": task_id, "message": "Task deleted (its model files are kept)"})
 
 
-class StreamHandler(TrainingHandler):
+class StreamHandler(EventStreamHandler):
     """Server-Sent Events: ``data: <json>`` per epoch (``progress``) and per state change
     (``state``), then ``complete`` or ``error``; a ``: keepalive`` comment when idle."""
-
-    _subscription: Optional[Any] = None
 
     @tornado.web.authenticated
     @authorized
     async def get(self, task_id: str) -> None:
-        task = self.registry.get(task_id)
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")   # no proxy buffering in front of Jupyter
-        sub = self._subscription = task.subscribe()
-        keepalive = self.registry.settings.keepalive_interval
-        try:
-            await self.flush()     # headers out now, so the client sees the stream open
-            while True:
-                try:
-                    event = await sub.get(keepalive)
-                except asyncio.TimeoutError:
-                    self.write(": keepalive\n\n")
-                    await self.flush()
-                    continue
-                if event is None:
-                    break
-                self.write(f"data: {self.dumps(event)}\n\n")
-                await self.flush()
-                if event["type"] in ("complete", "error"):
-                    break
-        except StreamClosedError:
-            pass
-        finally:
-            sub.close()
-
-    def on_connection_close(self) -> None:
-        # Unsubscribe as soon as the client goes, not at the next event or keepalive.
-        if self._subscription is not None:
-            self._subscription.close()
-        super().on_connection_close()
+        await self.stream(self.registry.get(task_id).subscribe(), ("complete", "error"))
 
 
 class OpenApiHandler(TrainingHandler):
@@ -155,10 +124,11 @@ class OpenApiHandler(TrainingHandler):
         self.finish(dumps(openapi_document(f"{base_url.rstrip('/')}/{API_PREFIX}")))
 
 
-def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
-    """URL patterns relative to the server's base_url (ExtensionApp joins them with it)."""
+def handlers(registry: TaskRegistry, sweeps: Any = None) -> list[tuple[str, type, dict[str, Any]]]:
+    """URL patterns relative to the server's base_url (ExtensionApp joins them with it); with
+    ``sweeps`` (a ``sweeps.SweepRegistry``) the sweep endpoints too."""
     kw = {"registry": registry}
-    return [
+    return [*(sweep_handlers(registry, sweeps) if sweeps is not None else []),
         (f"/{API_PREFIX}/openapi.json", OpenApiHandler, kw),
         (f"/{API_PREFIX}/start", StartHandler, kw),
         (f"/{API_PREFIX}/progress/{TASK_ID}", ProgressHandler, kw),

@@ -15,6 +15,7 @@ from trainer.config_values import MAX_PATH
 
 from .jsonio import MAX_BODY_BYTES
 from .lifecycle import TRAINING_STATES
+from .openapi_sweeps import sweep_paths, sweep_schemas
 
 NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
@@ -96,6 +97,8 @@ def _schemas() -> dict[str, Any]:
         "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": _ref("BestMetrics"),
         "reason": STRING_OR_NULL, "error": STRING_OR_NULL, "created_at": STRING_OR_NULL, "finished_at": STRING_OR_NULL,
         "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL, "logger_errors": LOGGER_ERRORS,
+        "sweep_id": {**STRING_OR_NULL, "description": "the sweep this task is a trial of (GET sweep/{sweep_id})"},
+        "trial": {"type": ["integer", "null"], "description": "its trial number in that sweep"},
         "loggers": {"type": "object", "description": (
             "where the task's loggers write (only for a task with loggers, and only those that did not fail): "
             "tensorboard, a folder relative to the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
@@ -153,6 +156,7 @@ def _schemas() -> dict[str, Any]:
             "the finished run's evaluation.json: for classification the confusion matrix, per-class report, "
             "accuracy and ROC-AUC; for regression MAE, RMSE, R^2 and residuals")}}, ("task_id", "evaluation")),
         "DeleteResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"}}, ("task_id", "message")),
+        **sweep_schemas(config_schema()),
     }
 
 
@@ -181,16 +185,17 @@ def _operation(summary: str, ok: str, codes: tuple[int, ...], description: str =
     return op
 
 
-def _stream_operation() -> dict[str, Any]:
+def _stream_operation(summary: str = "Server-Sent Events of a task", event: str = "StreamEvent",
+                      description: str = "", codes: tuple[int, ...] = (404,)) -> dict[str, Any]:
     """The SSE operation: a stream of text (one JSON object per event's data line, never one document),
     so a generated client reads it as text; ``x-event-schema`` is the JSON of each event."""
-    op = _operation("Server-Sent Events of a task", "StreamEvent", (404,), (
+    op = _operation(summary, event, codes, (description or (
         "A `text/event-stream`: `data: <json>` lines, each a StreamEvent: the current progress first, then "
         "`progress` per epoch, `state` per state change, and finally `complete` (final state, best metrics) "
-        "or `error`; a `: keepalive` comment when idle. Non-finite numbers are null. Read it with an "
-        "EventSource or line by line, not as one JSON document."))
-    op["responses"]["200"] = {"description": "the event stream; each event's data is a StreamEvent", "content": {
-        "text/event-stream": {"schema": {"type": "string"}, "x-event-schema": _ref("StreamEvent")}}}
+        "or `error`; a `: keepalive` comment when idle.")) + " Non-finite numbers are null. Read it with an "
+        "EventSource or line by line, not as one JSON document.")
+    op["responses"]["200"] = {"description": f"the event stream; each event's data is a {event}", "content": {
+        "text/event-stream": {"schema": {"type": "string"}, "x-event-schema": _ref(event)}}}
     return op
 
 
@@ -231,7 +236,9 @@ def _document(server_url: str) -> dict[str, Any]:
                                 "description": "keep tasks in any of these training states (comma-separated; the "
                                                "parameter may repeat); 400 names the allowed ones"},
                                {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
-                                "description": "keep tasks whose name contains this (any case)"}]}},
+                                "description": "keep tasks whose name contains this (any case)"},
+                               {"name": "sweep_id", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "keep the trials of this sweep"}]}},
         "/evaluation/{task_id}": task_path(get=_operation(
             "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409, 410),
             "409 while the task runs, when it has none (no output_path, or it ended before its first "
@@ -247,6 +254,7 @@ def _document(server_url: str) -> dict[str, Any]:
             **{str(c): {"description": ERRORS[c], "content": {"application/json": {"schema": _ref("Error")}}}
                for c in (401, 403)}}}},
     }
+    paths.update(sweep_paths(_operation, _stream_operation))
     return {
         "openapi": "3.1.0",
         "info": {"title": "epoch-widgets training API", "version": __version__, "description": (

@@ -57,9 +57,11 @@ class TaskRegistry:
             raise TaskNotFound(f"no task {task_id!r}; GET tasks lists the known ones")
         return task
 
-    def list(self, states: Optional[list[str]] = None, name: Optional[str] = None) -> list[dict[str, Any]]:
+    def list(self, states: Optional[list[str]] = None, name: Optional[str] = None,
+             sweep_id: Optional[str] = None) -> list[dict[str, Any]]:
         """Task summaries, oldest first; ``states`` keeps tasks in any of them (each a state or a
-        comma-separated list), ``name`` those whose name contains it (case-insensitive). Each
+        comma-separated list), ``name`` those whose name contains it (case-insensitive), ``sweep_id``
+        the trials of that sweep. Each
         summary gains ``loggers``: where its TensorBoard and MLflow loggers write (those that did
         not fail; ``logger_errors`` says why one did)."""
         wanted = {s.strip() for text in states or [] for s in text.split(",") if s.strip()}
@@ -74,6 +76,8 @@ class TaskRegistry:
             if wanted and task.state not in wanted:
                 continue
             if needle and needle not in str(task.config.get("name") or "").casefold():
+                continue
+            if sweep_id is not None and task.sweep.get("sweep_id") != sweep_id:
                 continue
             summary = task.summary()
             if task.config.get("loggers"):

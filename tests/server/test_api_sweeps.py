@@ -1,0 +1,127 @@
+"""Sweeps over the API, on a real server: the server chooses the folder, each trial is a task
+listed with its sweep_id, the sweep's stream, control, refusals that change nothing."""
+from __future__ import annotations
+
+import asyncio
+import copy
+
+import pytest
+
+from epoch_widgets.server.ids import is_sweep_id
+
+from .conftest import API, strict_json
+
+pytestmark = pytest.mark.server
+
+SPACE = {"learning_rate": {"log_uniform": [0.001, 0.05]}, "hidden_units": {"choice": [[8], [16, 8]]}}
+
+
+def sweep_body(make_config, **options):
+    config = make_config(epochs=3)
+    return {"config": config, "space": copy.deepcopy(SPACE), "trials": 3, "parallel": 2, "pruner": None, "seed": 1, **options}
+
+
+async def test_a_sweep_trains_its_trials_as_tasks_in_a_folder_the_server_chose(api, make_config, models_dir):
+    status, started = await api.call("POST", "sweep", body=sweep_body(make_config))
+    assert status == 200, started
+    sweep_id = started["sweep_id"]
+    assert is_sweep_id(sweep_id) and started["sweep"]["output_dir"] == f"/models/sweeps/{sweep_id}"
+    assert started["sweep"]["state"] == "running" and started["sweep"]["metric"] == "val_loss"
+
+    events, lines = await api.stream(sweep_id, endpoint="stream-sweep")
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "sweep" and kinds[-1] == "sweep_end", kinds
+    assert kinds.count("trial_end") == 3 and kinds.count("trial_epoch") == 9
+    epoch = next(e for e in events if e["type"] == "trial_epoch")
+    assert {"trial", "epoch", "metrics"} <= epoch.keys() and "val_loss" in epoch["metrics"]
+    ended = [e for e in events if e["type"] == "trial_end"]
+    assert all(e["state"] == "completed" and e["task_id"] for e in ended)
+    assert not any(str(models_dir) in line for line in lines)        # the server's own folder never shows
+
+    status, body = await api.call("GET", "sweep", sweep_id)
+    assert status == 200
+    sweep = body["sweep"]
+    assert sweep["state"] == "completed" and len(sweep["trials"]) == 3
+    assert events[-1]["sweep"]["best"] == sweep["best"]
+    best = min(sweep["trials"], key=lambda t: t["best_metric"])
+    assert sweep["best"]["trial"] == best["number"] and sweep["best"]["task_id"] == best["task_id"]
+    assert sweep["best_config"]["learning_rate"] == best["params"]["learning_rate"]
+    assert all(t["epochs"] == 3 and set(t["params"]) == set(SPACE) for t in sweep["trials"])
+
+    response = await api.fetch(*API, "tasks", params={"sweep_id": sweep_id}, request_timeout=120)
+    tasks = {t["trial"]: t for t in strict_json(response.body)["tasks"]}
+    assert set(tasks) == {0, 1, 2} and all(t["sweep_id"] == sweep_id for t in tasks.values())
+    for number, task in tasks.items():
+        assert task["task_id"] == sweep["trials"][number]["task_id"] and task["training_state"] == "completed"
+        assert task["output_path"] == f"/models/sweeps/{sweep_id}/trial-{number}"
+    assert (models_dir / "sweeps" / sweep_id / "study.db").is_file()
+    assert (models_dir / "sweeps" / sweep_id / "trial-0" / "metadata.json").is_file()
+    status, evaluation = await api.call("GET", "evaluation", best["task_id"])      # trials are normal runs
+    assert status == 200 and evaluation["evaluation"]["task"] == "classification"
+
+    status, listed = await api.call("GET", "sweeps")
+    assert status == 200 and [s["sweep_id"] for s in listed["sweeps"]] == [sweep_id]
+    status, body = await api.call("POST", "pause-sweep", sweep_id)
+    assert status == 409 and "ended (completed)" in body["message"]
+    assert (await api.call("GET", "sweep", "sweep_20200101_000000"))[0] == 404
+
+
+async def test_pause_resume_and_stop_a_sweep(api, make_config):
+    body = sweep_body(make_config, trials=4, parallel=1)
+    body["config"]["epochs"] = 2000
+    status, started = await api.call("POST", "sweep", body=body)
+    assert status == 200, started
+    sweep_id = started["sweep_id"]
+
+    async def trials():
+        return (await api.call("GET", "sweep", sweep_id))[1]["sweep"]["trials"]
+
+    async def wait_for(check, what, timeout=120):
+        for _ in range(int(timeout / 0.1)):
+            found = await trials()
+            if check(found):
+                return found
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}: {found}")
+
+    found = await wait_for(lambda ts: ts and ts[0]["task_id"] and ts[0]["epochs"] >= 1, "the first trial's epoch")
+    task_id = found[0]["task_id"]
+    status, paused = await api.call("POST", "pause-sweep", sweep_id)
+    assert status == 200 and paused["sweep"]["state"] == "paused"
+    assert (await api.wait_for(task_id, lambda p: p["training_state"] == "paused"))["training_state"] == "paused"
+    assert (await api.call("POST", "pause-sweep", sweep_id))[0] == 409            # already paused
+    status, resumed = await api.call("POST", "resume-sweep", sweep_id)
+    assert status == 200 and resumed["sweep"]["state"] == "running"
+    await api.wait_for(task_id, lambda p: p["training_state"] == "running")
+
+    status, stopping = await api.call("POST", "stop-sweep", sweep_id)
+    assert status == 200 and "Stop requested" in stopping["message"]
+    events, _ = await api.stream(sweep_id, endpoint="stream-sweep")
+    final = events[-1]["sweep"]
+    assert events[-1]["type"] == "sweep_end" and final["state"] == "stopped"
+    assert len(final["trials"]) == 1 and final["trials"][0]["state"] == "stopped"
+    assert (await api.wait_done(task_id))["training_state"] == "stopped"
+
+
+@pytest.mark.parametrize("change, field, words", [
+    (lambda b: b["config"].update(output_path="/models/mine"), "config.output_path", "folder it chooses"),
+    (lambda b: b["config"].update(mlflow_tracking_uri="http://x"), "config.mlflow_tracking_uri", "server decides"),
+    (lambda b: b["space"].update(nope={"uniform": [0, 1]}), "space.nope", "unknown field"),
+    (lambda b: b["space"].update(seed={"choice": [1, 2]}), "space.seed", "cannot vary"),
+    (lambda b: b["space"].update(dropout_rate={"uniform": [0.0, 1.5]}), "space.dropout_rate", "limit"),
+    (lambda b: b["space"].update(learning_rate={"normal": [0, 1]}), "space.learning_rate", "log_uniform"),
+    (lambda b: b.update(trials=0), "trials", "whole number"),
+    (lambda b: b.update(parallel=99), "parallel", "max_running_tasks"),
+    (lambda b: b.update(metric="val_mae"), "metric", "classification"),
+    (lambda b: b.update(extra=1), "extra", "unknown key"),
+    (lambda b: b["config"].update(data_path="../outside.csv"), "data_path", "outside"),
+])
+async def test_a_bad_sweep_request_is_refused_naming_the_field_and_leaves_nothing(api, make_config, models_dir,
+                                                                                  change, field, words):
+    body = sweep_body(make_config)
+    change(body)
+    status, answer = await api.call("POST", "sweep", body=body)
+    assert status == 400, answer
+    assert any(e["field"] == field and words in e["message"] for e in answer["errors"]), answer
+    assert not (models_dir / "sweeps").exists() or not any((models_dir / "sweeps").iterdir())
+    assert (await api.call("GET", "tasks"))[1]["tasks"] == []
