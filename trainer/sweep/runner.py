@@ -180,8 +180,11 @@ class SweepRunner:
         trial._end(state, reason)
         value = trial.best_metric
         with self.db:
-            for key, item in trial.record().items():
-                otrial.set_user_attr(key, item)
+            if self.study._storage.get_trial(otrial._trial_id).state.is_finished():
+                told = False     # already told (a failure after the tell): only the sweep hears of it
+            else:
+                for key, item in trial.record().items():
+                    otrial.set_user_attr(key, item)
             if told:
                 if state == "completed" and value is not None:
                     self.study.tell(otrial, value)

@@ -50,9 +50,22 @@ def make_sampler(sampler: Any, space: dict[str, Distribution], seed: Optional[in
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "grid":
-        return optuna.samplers.GridSampler(grid_values(space), seed=seed)
+        return _grid_sampler_class()(grid_values(space), seed=seed)
     raise ConfigError.single("sampler", repr(sampler), f"choose one of {', '.join(map(repr, SAMPLERS))} "
                              f"or pass an optuna sampler")
+
+
+def _grid_sampler_class() -> Any:
+    import optuna
+
+    class GridSampler(optuna.samplers.GridSampler):
+        """Optuna's grid, without stopping the study when the grid is done: outside ``optimize()``
+        that stop raises, and the sweep asks for no more trials than the grid holds anyway."""
+
+        def after_trial(self, study: Any, trial: Any, state: Any, values: Any) -> None:
+            pass
+
+    return GridSampler
 
 
 def make_pruner(pruner: Any) -> Any:
