@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from trainer import ConfigError, TrainingConfig, has_checkpoints
 from trainer.checkpoints import describe_run, describe_saved_run, holds_run, run_summary, saved_run_files
@@ -50,6 +50,9 @@ class TaskRegistry:
         self.ids = TaskIdAllocator(taken=self.tasks)
         self._starting: dict[str, Task] = {}
         self._closing = False
+        # How a pause, resume or stop of a sweep's trial reaches its sweep (sweeps.py sets it): the
+        # state it reached, or None for a task that is no trial of a sweep running here.
+        self.trial_control: Optional[Callable[[Task, str], Awaitable[Optional[str]]]] = None
 
     def get(self, task_id: str) -> Task:
         task = self.tasks.get(task_id)
@@ -280,6 +283,10 @@ class TaskRegistry:
     # ------------------------------------------------------------------ control
     async def control(self, task_id: str, action: str) -> tuple[Task, str]:
         task = self.get(task_id)
+        if task.sweep and self.trial_control is not None:
+            state = await self.trial_control(task, action)
+            if state is not None:
+                return task, state
         return task, await task.control(action)
 
     async def resume(self, task_id: str) -> tuple[Task, str, Optional[str]]:
@@ -288,6 +295,14 @@ class TaskRegistry:
         The task's lock is held only while the request is checked and the transition taken, never
         across the waits for a worker (a stop or delete meanwhile answers at once)."""
         task = self.get(task_id)
+        if task.sweep and task.phase not in lc.RESUMABLE and self.trial_control is not None:
+            state = await self.trial_control(task, "resume")
+            if state is not None:
+                return task, state, None
+        if task.sweep and task.phase in lc.RESUMABLE:
+            raise Conflict(f"task {task_id} is trial {task.sweep.get('trial')} of sweep {task.sweep.get('sweep_id')}: "
+                           f"it continues with its sweep (POST resume-sweep/{task.sweep.get('sweep_id')}), which "
+                           f"resumes it from its checkpoint")
         async with task.lock:
             in_worker = task.phase not in lc.RESUMABLE
             if in_worker:

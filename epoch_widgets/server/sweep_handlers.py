@@ -18,7 +18,8 @@ from .urls import API_PREFIX
 
 SWEEP_ID = r"(?P<sweep_id>[^/]+)"
 DONE = {"pause": "Sweep paused: its running trials pause within a batch and no new trial starts",
-        "resume": "Sweep resumed", "stop": "Stop requested: no new trial starts and the running ones stop "
+        "resume": "Sweep resumed (a stopped or interrupted sweep continues its unfinished trials from their "
+                  "checkpoints)", "stop": "Stop requested: no new trial starts and the running ones stop "
                                            "(each keeps its checkpoint)"}
 
 
@@ -55,8 +56,8 @@ class SweepControlHandler(SweepHandlerBase):
 
     @tornado.web.authenticated
     @authorized
-    def post(self, sweep_id: str) -> None:
-        entry = self.sweeps.control(sweep_id, self.action)
+    async def post(self, sweep_id: str) -> None:
+        entry = await self.sweeps.control(sweep_id, self.action)
         self.reply({"sweep_id": sweep_id, "message": DONE[self.action], "sweep": self.sweeps.describe(entry)})
 
 

@@ -29,9 +29,9 @@ from .ids import SWEEP_PREFIX, TaskIdAllocator, is_sweep_id
 from .paths import resolve_data_path, shown_output_dir
 from .registry import TaskRegistry
 from .subscriptions import Subscription
-from .sweep_requests import parse_sweep_request
+from .sweep_requests import OPTIONS, parse_sweep_request
 from .tasks import _iso
-from .trial_tasks import TaskLauncher
+from .trial_tasks import TaskLauncher, TaskRun
 
 log = logging.getLogger("epoch_widgets.server")
 
@@ -79,6 +79,7 @@ class SweepRegistry:
             if is_sweep_id(folder.name) and note is not None and (folder / STUDY_FILE).is_file():
                 self.sweeps[folder.name] = ServerSweep(folder.name, folder, note)
         self.ids = TaskIdAllocator(taken=self.sweeps, prefix=SWEEP_PREFIX)
+        registry.trial_control = self.control_trial
 
     def get(self, sweep_id: str) -> ServerSweep:
         found = self.sweeps.get(sweep_id)
@@ -90,47 +91,75 @@ class SweepRegistry:
     async def start(self, body: Any) -> ServerSweep:
         """Check ``body``, start the sweep in a new folder of the server's, and return it once its
         study exists; a refused request leaves no folder and no task behind."""
-        settings = self.registry.settings
-        if self.registry._closing:
-            raise WorkerProblem("the server is shutting down", status=503)
-        request = parse_sweep_request(body, settings.max_running_tasks)
-        data_file = resolve_data_path(request.config.data_path, settings.root_dir)
-        free = settings.max_running_tasks - len(self.registry.live())
-        parallel = request.options["parallel"]
-        if parallel > free:
-            raise TooManyTasks(f"parallel: {parallel} trials at once would exceed the server's max_running_tasks "
-                               f"({settings.max_running_tasks}, {free} free now); ask for fewer, or wait for tasks to end")
+        self._check_open()
+        request = parse_sweep_request(body, self.registry.settings.max_running_tasks)
         sweep_id = self.ids.allocate()
-        folder = self.root / sweep_id
-        loop = asyncio.get_running_loop()
-        launcher = TaskLauncher(self.registry, loop, sweep_id, data_file)
-        options = {k: v for k, v in request.options.items()}
+        try:
+            handle = await self._begin(sweep_id, request.config, request.space, request.options, resume=False)
+        except BaseException:
+            self.ids.release(sweep_id)
+            raise
+        note = {"sweep_id": sweep_id, "created_at": time.time(), "space": request.space_json, **request.options}
+        atomic_write_json(self.root / sweep_id / NOTE_FILE, note)
+        entry = ServerSweep(sweep_id, self.root / sweep_id, note, handle)
+        self.sweeps[sweep_id] = entry
+        self._follow(entry)
+        return entry
+
+    async def _begin(self, sweep_id: str, config: Any, space: dict[str, Any], options: dict[str, Any],
+                     resume: bool) -> Any:
+        """``trainer.sweep`` in the sweep's folder, its trials this server's tasks."""
+        settings = self.registry.settings
+        data_file = resolve_data_path(config.data_path, settings.root_dir)
+        free = settings.max_running_tasks - len(self.registry.live())
+        if options["parallel"] > free:
+            raise TooManyTasks(f"parallel: {options['parallel']} trials at once would exceed the server's "
+                               f"max_running_tasks ({settings.max_running_tasks}, {free} free now); ask for fewer, "
+                               f"or wait for tasks to end")
+        launcher = TaskLauncher(self.registry, asyncio.get_running_loop(), sweep_id, data_file)
 
         def begin() -> Any:
             # The data is read here only to check the config and metric against it (the trials'
             # workers read it themselves); answers name columns and counts, never values.
             with values_hidden():
                 data = read_table(str(data_file), root=str(settings.root_dir))
-                return trainer.sweep(request.config, data, request.space, output_path=folder, launcher=launcher,
-                                     **options)
+                return trainer.sweep(config, data, space, output_path=self.root / sweep_id, launcher=launcher,
+                                     resume=resume, **options)
         try:
-            handle = await asyncio.to_thread(begin)
+            return await asyncio.to_thread(begin)
         except ConfigError as exc:
-            self.ids.release(sweep_id)
-            errors = [{**e, "field": _placed(e["field"], request.space)} for e in exc.errors]
+            errors = [{**e, "field": _placed(e["field"], space)} for e in exc.errors]
             raise BadRequest(str(ConfigError(errors)), errors) from None
         except (OSError, ValueError) as exc:
-            self.ids.release(sweep_id)
             raise BadRequest(f"data_path: cannot read the data file: {type(exc).__name__}",
-                             [{"field": "config.data_path", "value": request.config.data_path,
+                             [{"field": "config.data_path", "value": config.data_path,
                                "message": f"cannot read it as a table ({type(exc).__name__})"}]) from None
-        note = {"sweep_id": sweep_id, "created_at": time.time(), "space": request.space_json, **options}
-        atomic_write_json(folder / NOTE_FILE, note)
-        entry = ServerSweep(sweep_id, folder, note, handle)
-        self.sweeps[sweep_id] = entry
+
+    def _follow(self, entry: ServerSweep) -> None:
+        loop = asyncio.get_running_loop()
+        handle = entry.handle
         handle.add_callback(lambda _s, event, data: loop.call_soon_threadsafe(self._on_event, entry, event, data))
         if handle.done:      # it ended before the callback was added (nothing to train)
             loop.call_soon(self._on_event, entry, "sweep_end", {"state": handle.state})
+
+    def _check_open(self) -> None:
+        if self.registry._closing:
+            raise WorkerProblem("the server is shutting down", status=503)
+
+    async def resume(self, sweep_id: str) -> ServerSweep:
+        """Continue a stopped or interrupted sweep from its folder: finished trials are kept, the
+        interrupted ones continue from their checkpoints (as new tasks), then new trials start."""
+        self._check_open()
+        entry = self.get(sweep_id)
+        stored = entry.loaded()
+        if entry.live or stored.state not in ("stopped", "failed"):
+            raise Conflict(f"cannot resume: the sweep is {stored.state}"
+                           + ("; only a paused, stopped or interrupted sweep resumes" if not entry.live else ""))
+        options = {k: entry.note.get(k, v) for k, v in OPTIONS.items()}
+        handle = await self._begin(sweep_id, stored.config, stored.space, {**options, "direction": stored.direction},
+                                   resume=True)
+        entry.handle, entry.runs_here = handle, True
+        self._follow(entry)
         return entry
 
     # ------------------------------------------------------------------ what clients see
@@ -174,9 +203,12 @@ class SweepRegistry:
         return {n: task.task_id for n, task in found.items()}
 
     # ------------------------------------------------------------------ control
-    def control(self, sweep_id: str, action: str) -> ServerSweep:
-        """Pause, resume or stop a running sweep (409 when its state does not allow it)."""
+    async def control(self, sweep_id: str, action: str) -> ServerSweep:
+        """Pause, resume or stop a running sweep (409 when its state does not allow it); resume
+        also continues a stopped or interrupted one."""
         entry = self.get(sweep_id)
+        if action == "resume" and not entry.live:
+            return await self.resume(sweep_id)
         if not entry.live:
             state = entry.loaded().state
             raise Conflict(f"cannot {action}: the sweep has ended ({state})"
@@ -186,6 +218,29 @@ class SweepRegistry:
         except StateError as exc:
             raise Conflict(str(exc)) from None
         return entry
+
+    async def control_trial(self, task: Any, action: str) -> Optional[str]:
+        """A pause, resume or stop of a trial's task goes through its sweep, which then knows a
+        stopped trial was the user's choice and not an interruption; returns the state the task
+        reached, or None when the task is no running trial of a sweep running here."""
+        entry = self.sweeps.get(task.sweep.get("sweep_id"))
+        if entry is None or not entry.live:
+            return None
+        try:
+            trial = entry.handle.trial(task.sweep.get("trial"))
+        except ValueError:
+            return None
+        run = trial.run
+        if not isinstance(run, TaskRun) or run.task is not task:
+            return None
+        async with task.lock:
+            task.check(action)             # the task's own 404 and 409 answers
+        try:
+            getattr(entry.handle, f"{action}_trial")(trial.number)
+        except StateError as exc:
+            raise Conflict(str(exc)) from None
+        request = run.last_request
+        return await asyncio.wrap_future(request) if request is not None else task.state
 
     # ------------------------------------------------------------------ streams
     def subscribe(self, entry: ServerSweep) -> Subscription:

@@ -11,7 +11,7 @@ from epoch_widgets.server.ids import is_sweep_id
 
 from .conftest import API, strict_json
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.slow]
 
 SPACE = {"learning_rate": {"log_uniform": [0.001, 0.05]}, "hidden_units": {"choice": [[8], [16, 8]]}}
 
@@ -66,8 +66,8 @@ async def test_a_sweep_trains_its_trials_as_tasks_in_a_folder_the_server_chose(a
     assert (await api.call("GET", "sweep", "sweep_20200101_000000"))[0] == 404
 
 
-async def test_pause_resume_and_stop_a_sweep(api, make_config):
-    body = sweep_body(make_config, trials=4, parallel=1)
+async def test_pause_resume_and_stop_a_sweep_or_one_trial_and_resume_a_stopped_sweep(api, make_config):
+    body = sweep_body(make_config, trials=3, parallel=1)
     body["config"]["epochs"] = 2000
     status, started = await api.call("POST", "sweep", body=body)
     assert status == 200, started
@@ -77,6 +77,7 @@ async def test_pause_resume_and_stop_a_sweep(api, make_config):
         return (await api.call("GET", "sweep", sweep_id))[1]["sweep"]["trials"]
 
     async def wait_for(check, what, timeout=120):
+        found = None
         for _ in range(int(timeout / 0.1)):
             found = await trials()
             if check(found):
@@ -94,18 +95,43 @@ async def test_pause_resume_and_stop_a_sweep(api, make_config):
     assert status == 200 and resumed["sweep"]["state"] == "running"
     await api.wait_for(task_id, lambda p: p["training_state"] == "running")
 
+    # One trial through its task's own endpoints: the sweep hears of it.
+    status, answer = await api.call("POST", "pause", task_id)
+    assert status == 200 and answer["training_state"] == "paused", answer
+    assert (await trials())[0]["state"] == "paused"
+    status, answer = await api.call("POST", "resume", task_id)
+    assert status == 200 and answer["training_state"] == "running", answer
+    assert (await trials())[0]["state"] == "running"
+
     status, stopping = await api.call("POST", "stop-sweep", sweep_id)
     assert status == 200 and "Stop requested" in stopping["message"]
     events, _ = await api.stream(sweep_id, endpoint="stream-sweep")
     final = events[-1]["sweep"]
     assert events[-1]["type"] == "sweep_end" and final["state"] == "stopped"
-    assert len(final["trials"]) == 1 and final["trials"][0]["state"] == "stopped"
+    assert [t["state"] for t in final["trials"]] == ["stopped"] and "resume" in final["trials"][0]["reason"]
     assert (await api.wait_done(task_id))["training_state"] == "stopped"
+    status, answer = await api.call("POST", "resume", task_id)
+    assert status == 409 and f"resume-sweep/{sweep_id}" in answer["message"]
+
+    # The stopped sweep continues where it was; its next trial trains as a new task, which the
+    # user stops through the task's own endpoint: that trial ends stopped, the sweep goes on.
+    status, again = await api.call("POST", "resume-sweep", sweep_id)
+    assert status == 200 and again["sweep"]["state"] == "running", again
+    found = await wait_for(lambda ts: len(ts) >= 2 and ts[1]["task_id"] and ts[1]["epochs"] >= 1, "a new trial")
+    assert found[0]["task_id"] == task_id and found[0]["state"] == "stopped"
+    status, answer = await api.call("POST", "stop", found[1]["task_id"])
+    assert status == 200, answer
+    found = await wait_for(lambda ts: len(ts) == 3 and ts[2]["state"] == "running", "the third trial")
+    assert found[1]["state"] == "stopped" and "resume" not in (found[1]["reason"] or "")
+    assert (await api.call("POST", "stop-sweep", sweep_id))[0] == 200
+    events, _ = await api.stream(sweep_id, endpoint="stream-sweep")
+    assert events[-1]["sweep"]["state"] == "stopped"
 
 
-@pytest.mark.parametrize("change, field, words", [
+BAD = [
     (lambda b: b["config"].update(output_path="/models/mine"), "config.output_path", "folder it chooses"),
     (lambda b: b["config"].update(mlflow_tracking_uri="http://x"), "config.mlflow_tracking_uri", "server decides"),
+    (lambda b: b["config"].update(epochs=0), "config.epochs", ">= 1"),
     (lambda b: b["space"].update(nope={"uniform": [0, 1]}), "space.nope", "unknown field"),
     (lambda b: b["space"].update(seed={"choice": [1, 2]}), "space.seed", "cannot vary"),
     (lambda b: b["space"].update(dropout_rate={"uniform": [0.0, 1.5]}), "space.dropout_rate", "limit"),
@@ -115,13 +141,16 @@ async def test_pause_resume_and_stop_a_sweep(api, make_config):
     (lambda b: b.update(metric="val_mae"), "metric", "classification"),
     (lambda b: b.update(extra=1), "extra", "unknown key"),
     (lambda b: b["config"].update(data_path="../outside.csv"), "data_path", "outside"),
-])
-async def test_a_bad_sweep_request_is_refused_naming_the_field_and_leaves_nothing(api, make_config, models_dir,
-                                                                                  change, field, words):
-    body = sweep_body(make_config)
-    change(body)
-    status, answer = await api.call("POST", "sweep", body=body)
-    assert status == 400, answer
-    assert any(e["field"] == field and words in e["message"] for e in answer["errors"]), answer
+]
+
+
+async def test_a_bad_sweep_request_is_refused_naming_the_field_and_leaves_nothing(api, make_config, models_dir):
+    for change, field, words in BAD:
+        body = sweep_body(make_config)
+        change(body)
+        status, answer = await api.call("POST", "sweep", body=body)
+        assert status == 400, answer
+        assert any(e["field"] == field and words in e["message"] for e in answer["errors"]), answer
     assert not (models_dir / "sweeps").exists() or not any((models_dir / "sweeps").iterdir())
     assert (await api.call("GET", "tasks"))[1]["tasks"] == []
+    assert (await api.call("GET", "sweeps"))[1]["sweeps"] == []
