@@ -138,6 +138,11 @@ class ProcessRun(RunHandle):
         self._proc.wait()
 
     @property
+    def pid(self) -> int:
+        """The worker process's id."""
+        return self._proc.pid
+
+    @property
     def device_name(self) -> str:
         return f"a worker process (pid {self._proc.pid})"
 
