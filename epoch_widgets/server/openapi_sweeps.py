@@ -40,7 +40,6 @@ def sweep_schemas(config: dict[str, Any]) -> dict[str, Any]:
             "Not a sweep request field: the server chooses where the trials are kept (/models/sweeps/<sweep_id>/"
             "trial-<n>) and where tasks log to MLflow; a request that sets it is refused with 400.")}
     sweep_config["required"] = ["data_path"]
-    pair = {"type": "array", "items": NUMBER, "minItems": 2, "maxItems": 2}
     state = {"enum": list(TRIAL_STATES)}
     trial = _obj({"number": {"type": "integer", "minimum": 0}, "params": {"type": "object"}, "state": state,
                   "task_id": {**STRING_OR_NULL, "description": "the trial's task (GET tasks/{task_id})"},
@@ -80,17 +79,18 @@ def sweep_schemas(config: dict[str, Any]) -> dict[str, Any]:
     ok = {"success": {"const": True}}
     return {
         "SweepConfig": sweep_config,
-        "SweepLogUniform": _obj({"log_uniform": pair}, ("log_uniform",), additionalProperties=False,
-                                description="a number between low and high (both > 0), evenly in log space"),
-        "SweepUniform": _obj({"uniform": pair}, ("uniform",), additionalProperties=False,
-                             description="a number between low and high (whole numbers for an integer field)"),
-        "SweepChoice": _obj({"choice": {"type": "array", "minItems": 1}}, ("choice",), additionalProperties=False,
+        "SweepRange": _obj({"distribution": {"enum": ["uniform", "log_uniform"]}, "low": NUMBER, "high": NUMBER},
+                           ("distribution", "low", "high"), additionalProperties=False, description=(
+                               "a number between low and high (whole numbers for an integer field); log_uniform: "
+                               "evenly in log space, low > 0")),
+        "SweepChoice": _obj({"distribution": {"const": "choice"}, "values": {"type": "array", "minItems": 1}},
+                            ("distribution", "values"), additionalProperties=False,
                             description="one of the values (e.g. [[64, 32], [128, 64]] for hidden_units)"),
         "SweepSpace": {"type": "object", "minProperties": 1, "description": (
             "config field -> what it varies over; a field that does not exist or cannot vary (where data, files "
             "or trackers are, how a run is computed, the seed) or a range outside the field's limits is refused "
             "with 400 naming space.<field>"),
-            "additionalProperties": {"oneOf": [_ref("SweepLogUniform"), _ref("SweepUniform"), _ref("SweepChoice")]}},
+            "additionalProperties": {"oneOf": [_ref("SweepRange"), _ref("SweepChoice")]}},
         "SweepRequest": _obj({
             "config": _ref("SweepConfig"), "space": _ref("SweepSpace"),
             "trials": {"type": "integer", "minimum": 1, "maximum": MAX_TRIALS, "default": 10},

@@ -1,8 +1,9 @@
 """Reading a ``POST sweep`` body: the config, the search space in JSON, and the sweep's options.
 
-The body is ``{"config": {...}, "space": {"learning_rate": {"log_uniform": [1e-4, 0.1]},
-"hidden_units": {"choice": [[64, 32], [128, 64]]}}, "trials": 10, "parallel": 2, "metric":
-"val_loss", "sampler": "tpe", "pruner": "median"}``. Only the shape is checked here, each problem
+The body is ``{"config": {...}, "space": {"learning_rate": {"distribution": "log_uniform", "low":
+1e-4, "high": 0.1}, "hidden_units": {"distribution": "choice", "values": [[64, 32], [128, 64]]}},
+"trials": 10, "parallel": 2, "metric": "val_loss", "sampler": "tpe", "pruner": "median"}`` (the
+space as ``trainer.sweep.space_to_dict`` writes it). Only the shape is checked here, each problem
 named by its place in the body (``config.epochs``, ``space.dropout_rate``, ``trials``); what the
 values mean (a field that cannot vary, a range outside its limits, a metric the task has not) is
 ``trainer.sweep``'s to say. Where the trials are kept is the server's choice, never the request's.
@@ -12,11 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from trainer import ConfigError, TrainingConfig, choice, log_uniform, uniform
+from trainer import ConfigError, TrainingConfig
+from trainer.sweep.space import space_from_dict
 
 from .errors import BadRequest
 
-KINDS = {"log_uniform": log_uniform, "uniform": uniform, "choice": choice}
 OPTIONS = {"trials": 10, "parallel": 1, "metric": "val_loss", "direction": None, "sampler": "tpe",
            "pruner": "median", "seed": None}
 MAX_TRIALS = 1000
@@ -84,30 +85,11 @@ def _config(value: Any, errors: list[dict[str, Any]]) -> Optional[TrainingConfig
 
 
 def _space(value: Any, errors: list[dict[str, Any]]) -> dict[str, Any]:
-    example = '{"learning_rate": {"log_uniform": [0.0001, 0.1]}, "batch_size": {"choice": [32, 64]}}'
-    if not isinstance(value, dict) or not value:
-        errors.append(_error("space", None, f"give the fields to vary as a JSON object, e.g. {example}"))
+    try:
+        return space_from_dict(value)
+    except ConfigError as exc:
+        errors += [{**e, "field": e["field"] if e["field"] == "space" else f"space.{e['field']}"} for e in exc.errors]
         return {}
-    space = {}
-    for name, dist in value.items():
-        where = f"space.{name}"
-        if not (isinstance(dist, dict) and len(dist) == 1 and next(iter(dist)) in KINDS):
-            errors.append(_error(where, None, f"give one of {{\"log_uniform\": [low, high]}}, {{\"uniform\": "
-                                              f"[low, high]}} or {{\"choice\": [values]}}"))
-            continue
-        kind, args = next(iter(dist.items()))
-        if kind == "choice":
-            if not isinstance(args, list) or not args:
-                errors.append(_error(where, None, "choice takes a non-empty list of values"))
-                continue
-            space[name] = choice(args)
-            continue
-        if not (isinstance(args, list) and len(args) == 2
-                and all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args)):
-            errors.append(_error(where, None, f"{kind} takes [low, high]: two numbers"))
-            continue
-        space[name] = KINDS[kind](*args)
-    return space
 
 
 def _options(options: dict[str, Any], max_parallel: int) -> list[dict[str, Any]]:

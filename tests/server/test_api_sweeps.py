@@ -8,12 +8,16 @@ import copy
 import pytest
 
 from epoch_widgets.server.ids import is_sweep_id
+from epoch_widgets.server.registry import TaskRegistry
+from epoch_widgets.server.settings import Settings
+from epoch_widgets.server.sweeps import SweepRegistry
 
 from .conftest import API, strict_json
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 
-SPACE = {"learning_rate": {"log_uniform": [0.001, 0.05]}, "hidden_units": {"choice": [[8], [16, 8]]}}
+SPACE = {"learning_rate": {"distribution": "log_uniform", "low": 0.001, "high": 0.05},
+         "hidden_units": {"distribution": "choice", "values": [[8], [16, 8]]}}
 
 
 def sweep_body(make_config, **options):
@@ -21,7 +25,8 @@ def sweep_body(make_config, **options):
     return {"config": config, "space": copy.deepcopy(SPACE), "trials": 3, "parallel": 2, "pruner": None, "seed": 1, **options}
 
 
-async def test_a_sweep_trains_its_trials_as_tasks_in_a_folder_the_server_chose(api, make_config, models_dir):
+async def test_a_sweep_trains_its_trials_as_tasks_in_a_folder_the_server_chose(api, make_config, models_dir, extension,
+                                                                               jp_root_dir, tasks_dir):
     status, started = await api.call("POST", "sweep", body=sweep_body(make_config))
     assert status == 200, started
     sweep_id = started["sweep_id"]
@@ -58,6 +63,16 @@ async def test_a_sweep_trains_its_trials_as_tasks_in_a_folder_the_server_chose(a
     assert (models_dir / "sweeps" / sweep_id / "trial-0" / "metadata.json").is_file()
     status, evaluation = await api.call("GET", "evaluation", best["task_id"])      # trials are normal runs
     assert status == 200 and evaluation["evaluation"]["task"] == "classification"
+
+    # A later server life reads the sweep back from its folder, its trials' tasks from their records.
+    extension.registry.store.flush()
+    later = TaskRegistry(Settings(root_dir=jp_root_dir, models_dir=models_dir, tasks_dir=tasks_dir))
+    try:
+        again = SweepRegistry(later).describe(SweepRegistry(later).get(sweep_id))
+    finally:
+        later.store.close()
+    assert again["state"] == "completed" and again["best"] == sweep["best"]
+    assert [t["task_id"] for t in again["trials"]] == [t["task_id"] for t in sweep["trials"]]
 
     status, listed = await api.call("GET", "sweeps")
     assert status == 200 and [s["sweep_id"] for s in listed["sweeps"]] == [sweep_id]
@@ -132,10 +147,13 @@ BAD = [
     (lambda b: b["config"].update(output_path="/models/mine"), "config.output_path", "folder it chooses"),
     (lambda b: b["config"].update(mlflow_tracking_uri="http://x"), "config.mlflow_tracking_uri", "server decides"),
     (lambda b: b["config"].update(epochs=0), "config.epochs", ">= 1"),
-    (lambda b: b["space"].update(nope={"uniform": [0, 1]}), "space.nope", "unknown field"),
-    (lambda b: b["space"].update(seed={"choice": [1, 2]}), "space.seed", "cannot vary"),
-    (lambda b: b["space"].update(dropout_rate={"uniform": [0.0, 1.5]}), "space.dropout_rate", "limit"),
-    (lambda b: b["space"].update(learning_rate={"normal": [0, 1]}), "space.learning_rate", "log_uniform"),
+    (lambda b: b["space"].update(nope={"distribution": "uniform", "low": 0, "high": 1}), "space.nope", "unknown field"),
+    (lambda b: b["space"].update(seed={"distribution": "choice", "values": [1, 2]}), "space.seed", "cannot vary"),
+    (lambda b: b["space"].update(dropout_rate={"distribution": "uniform", "low": 0.0, "high": 1.5}),
+     "space.dropout_rate", "limit"),
+    (lambda b: b["space"].update(learning_rate={"distribution": "normal", "low": 0, "high": 1}),
+     "space.learning_rate", "log_uniform"),
+    (lambda b: b.update(space={}), "space", "give an object"),
     (lambda b: b.update(trials=0), "trials", "whole number"),
     (lambda b: b.update(parallel=99), "parallel", "max_running_tasks"),
     (lambda b: b.update(metric="val_mae"), "metric", "classification"),
