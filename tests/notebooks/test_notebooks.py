@@ -43,7 +43,7 @@ def _marks(path: Path) -> list[pytest.MarkDecorator]:
 def test_the_series_is_there() -> None:
     names = [p.stem for p in NOTEBOOKS]
     for topic in ["quickstart", "schedulers_and_early_stopping", "sequence_models", "tensorflow_vs_pytorch",
-                  "http_api", "load_and_predict", "resume_after_crash", "compare_runs"]:
+                  "http_api", "load_and_predict", "resume_after_crash", "compare_runs", "sweeps"]:
         assert any(name.endswith(topic) for name in names), f"no notebook on {topic} in {names}"
     numbers = [int(name[:2]) for name in names]
     assert numbers == sorted(set(numbers)), f"notebook numbers repeat: {names}"

@@ -24,8 +24,7 @@ def main() -> int:
             sys.stdout.flush()
 
     s = sweep(spec["config"], df, {"batch_size": choice([16, 32, 64])}, trials=spec["trials"], sampler="grid",
-              pruner=None, parallel=spec["parallel"], output_path=spec["output_path"], seed=0)
-    s.add_callback(report)
+              pruner=None, parallel=spec["parallel"], output_path=spec["output_path"], seed=0, callbacks=[report])
     s.wait()
     return 0
 

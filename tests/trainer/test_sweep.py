@@ -40,8 +40,8 @@ def test_a_sweep_trains_each_trial_as_a_normal_run_and_reports_the_best(clf_df: 
                                                                          tmp_path: Path) -> None:
     events: list[tuple[str, Any]] = []
     space = {"learning_rate": log_uniform(1e-4, 5e-2), "hidden_units": choice([[8], [16, 8]])}
-    s = sweep(CONFIG, clf_df, space, trials=3, pruner=None, output_path=tmp_path / "sw", seed=3)
-    s.add_callback(lambda sw, event, data: events.append((event, data)))
+    s = sweep(CONFIG, clf_df, space, trials=3, pruner=None, output_path=tmp_path / "sw", seed=3,
+              callbacks=[lambda sw, event, data: events.append((event, data))])
     assert s.wait(120) is s and s.state == "completed" and s.done
     names = [e for e, _ in events]
     assert names.count("trial_start") == names.count("trial_end") == 3 and names[-1] == "sweep_end"

@@ -31,8 +31,7 @@ def _recorder(events: list[tuple[str, Any]]) -> Any:
 def test_parallel_trials_train_at_once_in_worker_processes(clf_df: pd.DataFrame, tmp_path: Path) -> None:
     events: list[tuple[str, Any]] = []
     s = sweep({**CONFIG, "epochs": 300}, clf_df, {"batch_size": choice([32, 64])}, trials=2, parallel=2,
-              sampler="grid", pruner=None, output_path=tmp_path / "sw")
-    s.add_callback(_recorder(events))
+              sampler="grid", pruner=None, output_path=tmp_path / "sw", callbacks=[_recorder(events)])
     # Two trials run side by side, each a real run in a process of its own.
     for _ in range(1200):
         running = [t for t in s.trials if t.run is not None and t.epochs_done >= 1]

@@ -68,8 +68,8 @@ def test_a_killed_sweep_continues_where_it_was(tmp_path: Path) -> None:
         elif event == "trial_start":
             starts.append((data["number"], data["resumed"]))
 
-    s = sweep(CONFIG, df, space, trials=3, sampler="grid", pruner=None, output_path=out, resume=True, seed=0)
-    s.add_callback(follow)
+    s = sweep(CONFIG, df, space, trials=3, sampler="grid", pruner=None, output_path=out, resume=True, seed=0,
+              callbacks=[follow])
     assert s.wait(240).state == "completed"
     # Trial 0 was kept as it was; trial 1 went on from its last checkpoint; trial 2 is new.
     assert [t.state for t in s.trials] == ["completed"] * 3 and [t.number for t in s.trials] == [0, 1, 2]

@@ -157,7 +157,12 @@ class SweepRunner:
         run = self.launcher.launch(config, self.data, [watch], resume and has_checkpoints(trial.path))
         with self._cond:
             trial.run = run
-            stopping = self.stopping
+            stopping, paused = self.stopping, self.paused
+        if paused and not run.pause_requested:      # the sweep was paused while this run was being built
+            try:
+                run.pause()
+            except StateError:
+                pass
         if stopping:
             self._end_trial(trial, otrial, "stopped", INTERRUPTED, told=False)
             return

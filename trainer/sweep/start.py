@@ -7,7 +7,7 @@ against the task, the counts, sampler, pruner and executor, and where the sweep 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import pandas as pd
 
@@ -15,7 +15,7 @@ from ..config import ConfigError, TrainingConfig, as_config
 from ..data import prepare_data
 from ..executors import check_executor
 from ..tables import read_table
-from .handle import Sweep
+from .handle import Sweep, SweepCallback
 from .launchers import Launcher, default_launcher
 from .runner import SweepRunner
 from .space import check_space, optuna_distributions, space_to_dict
@@ -29,7 +29,7 @@ def sweep(config: Union[TrainingConfig, dict[str, Any]], data: Optional[pd.DataF
           trials: int = 10, parallel: int = 1, metric: str = "val_loss", direction: Optional[str] = None,
           sampler: Any = "tpe", pruner: Any = "median", executor: str = "local",
           output_path: Union[str, Path, None] = None, resume: bool = False, seed: Optional[int] = None,
-          launcher: Optional[Launcher] = None) -> Sweep:
+          launcher: Optional[Launcher] = None, callbacks: Iterable[SweepCallback] = ()) -> Sweep:
     """Search ``space`` with ``trials`` runs of ``config`` on ``data`` and return the :class:`Sweep` at
     once (it trains in the background; ``wait()`` blocks until it ends).
 
@@ -42,6 +42,7 @@ def sweep(config: Union[TrainingConfig, dict[str, Any]], data: Optional[pd.DataF
     (``executor="ray"``); ``launcher`` replaces how a trial's run is built. Trials are kept in
     ``output_path`` (default ``config.output_path``), the study in its ``study.db``;
     ``resume=True`` continues the sweep kept there. ``data`` None reads ``config.data_path``.
+    ``callbacks`` are added (``Sweep.add_callback``) before the first trial starts.
     """
     config = as_config(config)
     space = check_space(config, space)
@@ -74,6 +75,8 @@ def sweep(config: Union[TrainingConfig, dict[str, Any]], data: Optional[pd.DataF
         study.set_user_attr("trials", wanted)
         study.set_user_attr("state", "running")
     handle = Sweep(folder, config, space, metric, direction, seed)
+    for fn in callbacks:
+        handle.add_callback(fn)
     interrupted = handle._restore_trials(study, interrupted_ended=False)
     runner = SweepRunner(handle, study, launcher or default_launcher(executor, parallel), data, parallel, wanted,
                          interrupted, optuna_distributions(space))
