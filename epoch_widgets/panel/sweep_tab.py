@@ -132,7 +132,7 @@ class SweepTab:
         self._say(f"Starting a sweep of {options['trials']} trials in {escape(folder)}…")
         run_config = config.replace(output_path=None)
         self._start_task = asyncio.ensure_future(asyncio.to_thread(
-            trainer.sweep, run_config, self.panel.data, space, **options))
+            trainer.sweep, run_config, self.panel.data, space, callbacks=[self._from_sweep], **options))
         self._start_task.add_done_callback(lambda task: self.panel.binding.call(lambda: self._started(task)))
         self._sync()
         return self._start_task
@@ -207,7 +207,6 @@ class SweepTab:
             self._sync()
             return
         self.sweep = task.result()
-        self.sweep.add_callback(self._from_sweep)
         self._say(f"Sweep running in {escape(str(self.sweep.path))}")
         self._request(urgent=True)
 

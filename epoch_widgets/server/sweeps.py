@@ -103,7 +103,6 @@ class SweepRegistry:
         atomic_write_json(self.root / sweep_id / NOTE_FILE, note)
         entry = ServerSweep(sweep_id, self.root / sweep_id, note, handle)
         self.sweeps[sweep_id] = entry
-        self._follow(entry)
         return entry
 
     async def _begin(self, sweep_id: str, config: Any, space: dict[str, Any], options: dict[str, Any],
@@ -116,7 +115,11 @@ class SweepRegistry:
             raise TooManyTasks(f"parallel: {options['parallel']} trials at once would exceed the server's "
                                f"max_running_tasks ({settings.max_running_tasks}, {free} free now); ask for fewer, "
                                f"or wait for tasks to end")
-        launcher = TaskLauncher(self.registry, asyncio.get_running_loop(), sweep_id, data_file)
+        loop = asyncio.get_running_loop()
+        launcher = TaskLauncher(self.registry, loop, sweep_id, data_file)
+
+        def forward(_sweep: Any, event: str, data: dict[str, Any]) -> None:     # on the sweep's threads
+            loop.call_soon_threadsafe(self._on_event, sweep_id, event, data)
 
         def begin() -> Any:
             # The data is read here only to check the config and metric against it (the trials'
@@ -124,7 +127,7 @@ class SweepRegistry:
             with values_hidden():
                 data = read_table(str(data_file), root=str(settings.root_dir))
                 return trainer.sweep(config, data, space, output_path=self.root / sweep_id, launcher=launcher,
-                                     resume=resume, **options)
+                                     resume=resume, callbacks=[forward], **options)
         try:
             return await asyncio.to_thread(begin)
         except ConfigError as exc:
@@ -135,12 +138,6 @@ class SweepRegistry:
                              [{"field": "config.data_path", "value": config.data_path,
                                "message": f"cannot read it as a table ({type(exc).__name__})"}]) from None
 
-    def _follow(self, entry: ServerSweep) -> None:
-        loop = asyncio.get_running_loop()
-        handle = entry.handle
-        handle.add_callback(lambda _s, event, data: loop.call_soon_threadsafe(self._on_event, entry, event, data))
-        if handle.done:      # it ended before the callback was added (nothing to train)
-            loop.call_soon(self._on_event, entry, "sweep_end", {"state": handle.state})
 
     def _check_open(self) -> None:
         if self.registry._closing:
@@ -159,7 +156,6 @@ class SweepRegistry:
         handle = await self._begin(sweep_id, stored.config, stored.space, {**options, "direction": stored.direction},
                                    resume=True)
         entry.handle, entry.runs_here = handle, True
-        self._follow(entry)
         return entry
 
     # ------------------------------------------------------------------ what clients see
@@ -257,8 +253,12 @@ class SweepRegistry:
     def _end_event(self, entry: ServerSweep) -> dict[str, Any]:
         return {"type": "sweep_end", "sweep_id": entry.sweep_id, "sweep": self.describe(entry)}
 
-    def _on_event(self, entry: ServerSweep, event: str, data: dict[str, Any]) -> None:
-        """A sweep callback, now on the server's loop: published to the stream clients."""
+    def _on_event(self, sweep_id: str, event: str, data: dict[str, Any]) -> None:
+        """A sweep callback, now on the server's loop: published to the stream clients (none can
+        have subscribed before its start was answered)."""
+        entry = self.sweeps.get(sweep_id)
+        if entry is None:
+            return
         if event == "sweep_end":
             entry.publish(self._end_event(entry))
             for sub in list(entry.subscribers):
