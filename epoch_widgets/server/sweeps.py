@@ -78,7 +78,9 @@ class SweepRegistry:
             note = _read_note(folder)
             if is_sweep_id(folder.name) and note is not None and (folder / STUDY_FILE).is_file():
                 self.sweeps[folder.name] = ServerSweep(folder.name, folder, note)
-        self.ids = TaskIdAllocator(taken=self.sweeps, prefix=SWEEP_PREFIX)
+        # Every folder there is taken, a sweep's or not: a new sweep starts in a folder of its own.
+        taken = [p.name for p in self.root.iterdir()] if self.root.is_dir() else []
+        self.ids = TaskIdAllocator(taken=taken, prefix=SWEEP_PREFIX)
         registry.trial_control = self.control_trial
 
     def get(self, sweep_id: str) -> ServerSweep:
@@ -180,7 +182,11 @@ class SweepRegistry:
     def summaries(self) -> list[dict[str, Any]]:
         out = []
         for sweep_id in sorted(self.sweeps):
-            full = self.describe(self.sweeps[sweep_id])
+            try:
+                full = self.describe(self.sweeps[sweep_id])
+            except Conflict as exc:      # an unreadable study: GET sweep/{id} says why
+                log.warning("GET sweeps leaves out %s: %s", sweep_id, exc.message)
+                continue
             out.append({k: full[k] for k in ("sweep_id", "state", "metric", "trials_wanted", "created_at",
                                              "output_dir", "best")} | {"trials": len(full["trials"])})
         return out

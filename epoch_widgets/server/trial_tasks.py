@@ -22,7 +22,7 @@ from trainer.events import EventBus, Observer
 from trainer.handle import RunHandle
 from trainer.state import FINAL_VALUES, TrainingState
 
-from .errors import ApiProblem
+from .errors import ApiProblem, TooManyTasks
 
 if TYPE_CHECKING:
     from .registry import TaskRegistry
@@ -33,6 +33,7 @@ log = logging.getLogger("epoch_widgets.server")
 # A run reports its final state, then its train_end once its files are written; a worker that
 # died says neither, and its task's end is all there is.
 TRAIN_END_WAIT = 30.0
+CAPACITY_WAIT = 1.0       # seconds between tries of a trial waiting for a free task slot
 # How a task that ended without its run's word ended, in the run's words.
 TASK_ENDINGS = {"completed": TrainingState.COMPLETED, "early_stopped": TrainingState.EARLY_STOPPED,
                 "stopped": TrainingState.STOPPED, "interrupted": TrainingState.STOPPED, "failed": TrainingState.FAILED}
@@ -108,10 +109,20 @@ class TaskRun(RunHandle):
 
         launcher = self._launcher
         sweep = {"sweep_id": launcher.sweep_id, "trial": _trial_number(self.config)}
-        started = asyncio.run_coroutine_threadsafe(launcher.registry.start_trial(
-            self.config, launcher.data_file, Path(self.config.output_path or ""), sweep, self._resume,
-            lambda event, data: post("event", event, data)), launcher.loop)
-        task = await asyncio.wrap_future(started)
+        while True:
+            started = asyncio.run_coroutine_threadsafe(launcher.registry.start_trial(
+                self.config, launcher.data_file, Path(self.config.output_path or ""), sweep, self._resume,
+                lambda event, data: post("event", event, data)), launcher.loop)
+            try:
+                task = await asyncio.wrap_future(started)
+                break
+            except TooManyTasks:
+                # Other tasks hold every slot (max_running_tasks): the trial waits for one.
+                if self._stop_requested:
+                    await self._end_run(TrainingState.STOPPED, "stopped before it started (the server's task "
+                                                               "slots were all taken)")
+                    return
+                await asyncio.sleep(CAPACITY_WAIT)
         self.seed = task.seed if task.seed is not None else self.seed
         self._follow(RunState.from_snapshot(task.run_state.snapshot()))
         self.task = task
