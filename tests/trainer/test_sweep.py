@@ -64,6 +64,9 @@ def test_a_sweep_trains_each_trial_as_a_normal_run_and_reports_the_best(clf_df: 
     # The study is an ordinary Optuna study in the sweep's folder, and the sweep reads back from it.
     study = optuna.load_study(study_name="sweep", storage=f"sqlite:///{tmp_path / 'sw' / 'study.db'}")
     assert study.best_value == pytest.approx(s.best_metric) and len(study.trials) == 3
+    summary = json.loads(json.dumps(s.to_dict()))
+    assert summary["best"] == {"number": best.number, "metric": best.best_metric, "params": best.params}
+    assert [t["state"] for t in summary["trials"]] == ["completed"] * 3 and summary["metric"] == "val_loss"
     loaded = Sweep.load(tmp_path / "sw")
     assert loaded.state == "completed" and loaded.table.equals(table)
     assert loaded.best_config == s.best_config and loaded.best_run is None

@@ -89,3 +89,24 @@ def test_a_refused_sweep_writes_nothing(clf_df: pd.DataFrame, tmp_path: Path) ->
     with pytest.raises(ConfigError, match="label"):
         sweep(config, clf_df.rename(columns={"label": "nope"}), {"batch_size": choice([32])}, output_path=out)
     assert not out.exists()
+
+
+def test_samplers_pruners_and_metrics_are_named_or_refused() -> None:
+    import optuna
+
+    from trainer.sweep.study import check_metric, make_pruner, make_sampler
+
+    space = {"batch_size": choice([32, 64])}
+    assert isinstance(make_pruner("asha"), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner(None), optuna.pruners.NopPruner)
+    assert isinstance(make_sampler("random", space, 0), optuna.samplers.RandomSampler)
+    assert isinstance(make_sampler("grid", space, 0), optuna.samplers.GridSampler)
+    mine = optuna.pruners.PercentilePruner(25.0)
+    assert make_pruner(mine) is mine
+    assert check_metric("val_accuracy", None) == "maximize" and check_metric("val_mae", None) == "minimize"
+    for bad, call in (("pruner", lambda: make_pruner("hyperband!")), ("sampler", lambda: make_sampler("cma", space, 0)),
+                      ("metric", lambda: check_metric("loss", None)),
+                      ("direction", lambda: check_metric("val_loss", "down"))):
+        with pytest.raises(ConfigError) as info:
+            call()
+        assert info.value.errors[0]["field"] == bad

@@ -128,6 +128,17 @@ class Sweep:
         columns = ["number", *self.space, self.metric, "epochs", "state"]
         return pd.DataFrame([t.row() for t in list(self.trials)], columns=columns)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The sweep as JSON values: its state, metric, space, best trial and every trial."""
+        from .space import space_to_dict
+
+        best = self.best_trial
+        return {"state": self.state, "reason": self.reason, "path": str(self.path), "metric": self.metric,
+                "direction": self.direction, "space": space_to_dict(self.space),
+                "best": None if best is None else {"number": best.number, "metric": best.best_metric,
+                                                   "params": best.params},
+                "trials": [t.to_dict() for t in list(self.trials)]}
+
     def trial(self, number: int) -> Trial:
         """Trial ``number``; ValueError naming the trials there are."""
         for t in list(self.trials):

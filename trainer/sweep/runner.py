@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("trainer")
 
+ENDED_BY_ITSELF = ("completed", "early_stopped", "failed")
 INTERRUPTED = "stopped with the sweep before it ended; sweep(..., resume=True) continues it from its checkpoint"
 
 
@@ -143,10 +144,11 @@ class SweepRunner:
     def _run_trial(self, trial: Trial, otrial: Any, resume: bool) -> None:
         sweep = self.sweep
         config = trial_config(sweep.config, trial.params, trial.path, trial.number, sweep.seed)
-        if resume and (trial.path / "metadata.json").is_file():
-            # The run had ended and saved everything; only the sweep did not hear of it.
-            saved = read_run(trial.path)
-            state = final_state(TrainingState(saved.state), False, saved.state == "stopped")
+        saved = read_run(trial.path) if resume and (trial.path / "metadata.json").is_file() else None
+        if saved is not None and saved.state in ENDED_BY_ITSELF:
+            # The run had ended and saved everything; only the sweep did not hear of it. (A run
+            # that was stopped, by the sweep's stop() or its process ending, continues below.)
+            state = final_state(TrainingState(saved.state), False, False)
             trial._saved_epochs = len(saved.history)
             trial._saved_best = best_value(saved.history, sweep.metric, sweep.direction)
             self._end_trial(trial, otrial, state, saved.reason)
@@ -158,14 +160,15 @@ class SweepRunner:
         with self._cond:
             trial.run = run
             stopping, paused = self.stopping, self.paused
-        if paused and not run.pause_requested:      # the sweep was paused while this run was being built
-            try:
+        # The sweep was paused or stopped while this run was being built: the run still starts, so
+        # whatever hosts it (a worker process, an actor) ends with it.
+        try:
+            if stopping:
+                run.stop()
+            elif paused and not run.pause_requested:
                 run.pause()
-            except StateError:
-                pass
-        if stopping:
-            self._end_trial(trial, otrial, "stopped", INTERRUPTED, told=False)
-            return
+        except StateError:
+            pass
         run.fit()
         state = final_state(run.state, watch.pruned is not None, trial._stop_asked)
         if state == "pruned":

@@ -117,6 +117,11 @@ class Trial:
         return {"state": self.state, "reason": self.reason, "best_metric": self.best_metric,
                 "epochs": self.epochs_done}
 
+    def to_dict(self) -> dict[str, Any]:
+        """The trial as JSON values (what an API answers)."""
+        return {"number": self.number, "params": self.params, "state": self.state, "reason": self.reason,
+                "best_metric": self.best_metric, "epochs_done": self.epochs_done, "path": str(self.path)}
+
     def row(self) -> dict[str, Any]:
         """The trial's row of the sweep's table."""
         return {"number": self.number, **self.params, self._metric: self.best_metric,
