@@ -128,16 +128,21 @@ async def test_pause_resume_and_stop_a_sweep_or_one_trial_and_resume_a_stopped_s
     status, answer = await api.call("POST", "resume", task_id)
     assert status == 409 and f"resume-sweep/{sweep_id}" in answer["message"]
 
-    # The stopped sweep continues where it was; its next trial trains as a new task, which the
-    # user stops through the task's own endpoint: that trial ends stopped, the sweep goes on.
+    # The stopped sweep continues: its interrupted trial resumes from its checkpoint in a new task,
+    # which the user stops through the task's own endpoint; that trial ends stopped and the sweep
+    # goes on with the next.
+    epochs_then = final["trials"][0]["epochs"]
     status, again = await api.call("POST", "resume-sweep", sweep_id)
     assert status == 200 and again["sweep"]["state"] == "running", again
-    found = await wait_for(lambda ts: len(ts) >= 2 and ts[1]["task_id"] and ts[1]["epochs"] >= 1, "a new trial")
-    assert found[0]["task_id"] == task_id and found[0]["state"] == "stopped"
-    status, answer = await api.call("POST", "stop", found[1]["task_id"])
+    found = await wait_for(lambda ts: ts[0]["task_id"] not in (None, task_id) and ts[0]["state"] == "running",
+                           "the trial's new task")
+    resumed_task = found[0]["task_id"]
+    progress = await api.wait_for(resumed_task, lambda p: p["current_epoch"] > epochs_then)
+    assert progress["training_state"] == "running"
+    status, answer = await api.call("POST", "stop", resumed_task)
     assert status == 200, answer
-    found = await wait_for(lambda ts: len(ts) == 3 and ts[2]["state"] == "running", "the third trial")
-    assert found[1]["state"] == "stopped" and "resume" not in (found[1]["reason"] or "")
+    found = await wait_for(lambda ts: len(ts) == 2 and ts[1]["state"] == "running", "the next trial")
+    assert found[0]["state"] == "stopped" and "resume" not in (found[0]["reason"] or "")
     assert (await api.call("POST", "stop-sweep", sweep_id))[0] == 200
     events, _ = await api.stream(sweep_id, endpoint="stream-sweep")
     assert events[-1]["sweep"]["state"] == "stopped"
