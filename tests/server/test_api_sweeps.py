@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import copy
 
+import jsonschema
 import pytest
 
 from epoch_widgets.server.ids import is_sweep_id
+from epoch_widgets.server.openapi import openapi_document
 from epoch_widgets.server.registry import TaskRegistry
 from epoch_widgets.server.settings import Settings
 from epoch_widgets.server.sweeps import SweepRegistry
@@ -63,6 +65,13 @@ async def test_a_sweep_trains_its_trials_as_tasks_in_a_folder_the_server_chose(a
     assert (models_dir / "sweeps" / sweep_id / "trial-0" / "metadata.json").is_file()
     status, evaluation = await api.call("GET", "evaluation", best["task_id"])      # trials are normal runs
     assert status == 200 and evaluation["evaluation"]["task"] == "classification"
+
+    # Every answer and event is what the OpenAPI document says.
+    doc = openapi_document()
+    for name, instances in (("SweepResponse", [started, body]), ("SweepStreamEvent", events)):
+        validator = jsonschema.Draft202012Validator({**doc, "$ref": f"#/components/schemas/{name}"})
+        for instance in instances:
+            validator.validate(instance)
 
     # A later server life reads the sweep back from its folder, its trials' tasks from their records.
     extension.registry.store.flush()
