@@ -20,6 +20,7 @@ import ipywidgets as W
 
 import trainer
 from trainer import ConfigError
+from trainer.data import infer_task
 
 from .. import theme
 from ..charts.sweep_charts import LIVE_STATES, ParamPlots, SweepCurves, TrialsTable, best_trial
@@ -30,6 +31,9 @@ if TYPE_CHECKING:
     from .training_panel import TrainingPanel
 
 METRICS = ("val_loss", "val_accuracy", "val_mae", "train_loss")
+# What a trial can be scored by, for the data's task (a regression has no accuracy).
+TASK_METRICS = {"classification": ("val_loss", "val_accuracy", "train_loss", "train_accuracy"),
+                "regression": ("val_loss", "val_mae", "train_loss", "train_mae")}
 PRUNERS = (("median", "median"), ("ASHA", "asha"), ("none", None))
 SAMPLERS = ("tpe", "random", "grid")
 SWEEP_LIVE = ("running", "paused")
@@ -99,9 +103,18 @@ class SweepTab:
 
     # ------------------------------------------------------------------ public
     def prefill(self) -> None:
-        """Ranges and choices around the controls' current settings."""
+        """Ranges and choices around the controls' current settings, and the metrics their task has."""
         values, _errors = self.panel.controls.values()
         self.form.prefill(values)
+        validation = self.panel.controls.validate(self.panel.data)
+        if validation.valid and self.panel.data is not None:
+            task = infer_task(validation.config, self.panel.data[validation.config.target_column])
+            options = list(TASK_METRICS.get(task, METRICS))
+            if list(self.metric.options) != options:
+                keep = self.metric.value if self.metric.value in options else "val_loss"
+                with self.metric.hold_trait_notifications():
+                    self.metric.options = options
+                    self.metric.value = keep
 
     @property
     def state(self) -> str:

@@ -40,3 +40,15 @@ def test_what_the_sweep_refuses_is_said_in_the_tab_and_nothing_starts(clf_df: pd
         panel.close()
 
     asyncio.run(main())
+
+
+def test_the_metrics_offered_are_those_of_the_datas_task(clf_df: pd.DataFrame, tmp_path: Path) -> None:
+    panel = panel_for(clf_df, tmp_path)
+    panel.tabs.select("Sweep")                    # showing the tab fits it to the settings
+    assert list(panel.sweeps.metric.options) == ["val_loss", "val_accuracy", "train_loss", "train_accuracy"]
+    panel.close()
+    regression = clf_df.assign(label=clf_df["f1"] * 2.0 + 0.5)
+    panel = panel_for(regression, tmp_path)
+    panel.tabs.select("Sweep")
+    assert list(panel.sweeps.metric.options) == ["val_loss", "val_mae", "train_loss", "train_mae"]
+    panel.close()
