@@ -156,9 +156,8 @@ class SweepTab:
             raise trainer.StateError("wait() needs a started sweep: press Start sweep first")
         sweep = await asyncio.shield(self._start_task)
         await asyncio.to_thread(sweep.wait)
-        while self._throttle_pending():
-            await asyncio.sleep(0.01)
-        self._redraw()
+        await asyncio.sleep(0)          # the last events, handed over by the sweep's threads
+        self._throttle.flush_now()
         return sweep
 
     def toggle_pause(self) -> None:
@@ -240,9 +239,6 @@ class SweepTab:
     def _request(self, urgent: bool = False) -> None:
         if self._built:
             self._throttle.request(urgent)
-
-    def _throttle_pending(self) -> bool:
-        return self._throttle._handle is not None
 
     def _redraw(self) -> None:
         trials = self.trial_dicts()

@@ -36,8 +36,6 @@ from .trial_tasks import TaskLauncher, TaskRun
 log = logging.getLogger("epoch_widgets.server")
 
 NOTE_FILE = ".epoch_widgets_sweep.json"
-LIVE = ("running", "paused")
-ENDED_EVENTS = ("sweep_end",)
 
 
 class ServerSweep:
