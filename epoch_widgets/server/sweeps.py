@@ -36,6 +36,7 @@ from .trial_tasks import TaskLauncher, TaskRun
 log = logging.getLogger("epoch_widgets.server")
 
 NOTE_FILE = ".epoch_widgets_sweep.json"
+FOLLOW_WAIT = 5.0      # seconds a trial's run may lag behind its task's state
 
 
 class ServerSweep:
@@ -235,6 +236,11 @@ class SweepRegistry:
             return None
         async with task.lock:
             task.check(action)             # the task's own 404 and 409 answers
+        # The trial's run hears the task's events a moment after the task (they cross to the
+        # sweep's thread): it must have heard the state the request was checked against.
+        deadline = time.monotonic() + FOLLOW_WAIT
+        while run.state.value != task.state and task.state in ("running", "paused") and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
         try:
             getattr(entry.handle, f"{action}_trial")(trial.number)
         except StateError as exc:
