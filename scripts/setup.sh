@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install epoch-widgets with the extras named (default: torch + lab).
 #   bash scripts/setup.sh          # to use the panel and the API
-#   bash scripts/setup.sh test     # also TensorFlow, TensorBoard, MLflow, Ray, the test tools and a browser for browser tests
+#   bash scripts/setup.sh test     # also TensorFlow, TensorBoard, MLflow, Ray, Optuna, the test tools and a browser for browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -9,7 +9,7 @@ PY=${PYTHON:-python3}
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
 extras="torch,lab"
-[ "${1:-}" = "test" ] && extras="torch,tensorflow,lab,parquet,tracking,app,ray,test"
+[ "${1:-}" = "test" ] && extras="torch,tensorflow,lab,parquet,tracking,app,ray,sweep,test"
 python -m pip install -q -c constraints.txt -e ".[${extras}]"
 if [ "${1:-}" = "test" ] && ! command -v chromium >/dev/null 2>&1; then
   # The browser tests use Debian's Chromium; Playwright's own browser download is not possible here.

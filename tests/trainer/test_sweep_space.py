@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from trainer import ConfigError, TrainingConfig, choice, log_uniform, sweep, uniform
-from trainer.sweep import check_space, space_from_dict, space_to_dict
+from trainer.sweep import check_space, space_from_dict, space_to_dict, variable_fields
 from trainer.sweep.space import decode_params, optuna_distributions
 
 BASE = TrainingConfig(target_column="label")
@@ -38,6 +38,13 @@ def test_an_unknown_field_is_refused_with_a_suggestion() -> None:
 @pytest.mark.parametrize("field", ["output_path", "target_column", "device", "validation_split", "seed"])
 def test_a_field_that_cannot_vary_is_refused(field: str) -> None:
     assert "cannot vary in a sweep" in _refused({field: choice([None, "x"])}, field)
+    assert field not in {spec.name for spec in variable_fields()}
+
+
+def test_the_fields_a_sweep_may_vary_are_listed_with_their_limits() -> None:
+    fields = {spec.name: spec for spec in variable_fields()}
+    assert {"learning_rate", "hidden_units", "dropout_rate", "batch_size", "optimizer"} <= set(fields)
+    assert fields["dropout_rate"].maximum == 1.0 and fields["dropout_rate"].exclusive_max
 
 
 @pytest.mark.parametrize("space, field, words", [

@@ -9,10 +9,10 @@ schema with :func:`uniform`, :func:`log_uniform` and :func:`choice`. See ``docs/
 """
 from .handle import SWEEP_STATES, Sweep
 from .launchers import InProcessLauncher, Launcher, ProcessLauncher, RayLauncher
-from .space import choice, check_space, log_uniform, space_from_dict, space_to_dict, uniform
+from .space import FIXED, choice, check_space, log_uniform, space_from_dict, space_to_dict, uniform, variable_fields
 from .start import sweep
 from .trials import TRIAL_STATES, Trial
 
 __all__ = ["sweep", "Sweep", "Trial", "uniform", "log_uniform", "choice", "check_space", "space_from_dict",
-           "space_to_dict", "Launcher", "InProcessLauncher", "ProcessLauncher", "RayLauncher", "SWEEP_STATES",
+           "space_to_dict", "variable_fields", "FIXED", "Launcher", "InProcessLauncher", "ProcessLauncher", "RayLauncher", "SWEEP_STATES",
            "TRIAL_STATES"]

@@ -182,16 +182,17 @@ class Sweep:
             except Exception as exc:
                 log.warning("could not record the sweep's end in its study: %s", exc)
         best = self.best_trial
-        self._done.set()
+        # Observers hear the end before wait() returns, so a waiter finds everything they did.
         self._emit("sweep_end", {"state": state, "reason": reason, "best_trial": best.number if best else None,
                                  "best_metric": best.best_metric if best else None})
+        self._done.set()
 
     # ------------------------------------------------------------------ control
     def _active(self, action: str) -> "SweepRunner":
         if self._runner is None:
             raise StateError(f"cannot {action}: this sweep was loaded from its folder and does not run here; "
                              f"continue it with sweep(config, df, space, output_path=..., resume=True)")
-        if self._done.is_set():
+        if self._done.is_set() or self.state in ("completed", "stopped", "failed"):
             raise StateError(f"cannot {action}: the sweep has already ended ({self.state})")
         return self._runner
 

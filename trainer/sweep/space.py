@@ -69,6 +69,12 @@ def choice(values: Any) -> Choice:
     return Choice(tuple(values))
 
 
+def variable_fields() -> list[FieldSpec]:
+    """The config fields a sweep may vary (every field but :data:`FIXED`), in schema order, with
+    their types, limits and choices: what a form offers to vary."""
+    return [spec for name, spec in FIELD_SPECS.items() if name not in FIXED]
+
+
 def check_space(config: TrainingConfig, space: Any) -> dict[str, Distribution]:
     """``space`` checked against the schema and ``config`` (see the module docstring); every
     problem found is listed in one ConfigError."""
