@@ -15,24 +15,23 @@ import ipywidgets as W
 
 import trainer
 from trainer.config import FieldSpec
+from trainer.sweep.space import variable_fields
 
 from . import fields
 
 KINDS = ("log-uniform", "uniform", "choice")
 CHOICE_SEPARATOR = "|"
-# Fields that set where or how a run computes, not what it learns: never offered.
-NOT_SEARCHED = {"seed", "backend", "device", "devices", "mixed_precision", "cuda_graphs", "algorithm_type",
-                "epochs", "checkpoint_every_epochs", "checkpoint_keep"}
-SEARCH_GROUPS = ("model", "training", "early_stopping", "scheduler")
 # Ticked when the tab first shows: the issue's example space.
 DEFAULT_VARIED = ("learning_rate", "dropout_rate")
 LOG_FIELDS = ("learning_rate", "eta_min", "min_delta")
+VARIABLE = frozenset(spec.name for spec in variable_fields())
 
 
 def searchable(spec: FieldSpec) -> bool:
-    """Whether the form offers ``spec``: a number, a choice or a list of units in the model's or training's groups."""
-    return (spec.group in SEARCH_GROUPS and spec.name not in NOT_SEARCHED and not spec.optional
-            and spec.type in ("int", "float", "choice", "list[int]") and len(spec.choices) != 1)
+    """Whether the form offers ``spec``: a field a sweep may vary (``trainer.sweep.variable_fields``)
+    that is a number, a choice or a list of units."""
+    return (spec.name in VARIABLE and not spec.optional and spec.type in ("int", "float", "choice", "list[int]")
+            and len(spec.choices) != 1)
 
 
 def prefill(spec: FieldSpec, current: Any) -> tuple[str, Any]:

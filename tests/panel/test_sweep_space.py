@@ -11,8 +11,9 @@ from trainer.config import FIELD_SPECS
 
 def test_the_form_offers_what_a_run_learns_with_and_nothing_about_where_it_runs() -> None:
     form = SpaceForm()
-    assert {"learning_rate", "dropout_rate", "batch_size", "hidden_units", "optimizer", "model_type"} <= set(form.rows)
-    assert not {"seed", "device", "backend", "output_path", "feature_columns", "epochs"} & set(form.rows)
+    assert {"learning_rate", "dropout_rate", "batch_size", "hidden_units", "optimizer", "model_type",
+            "epochs"} <= set(form.rows)
+    assert not {"seed", "device", "backend", "output_path", "feature_columns", "checkpoint_keep"} & set(form.rows)
     assert all(searchable(FIELD_SPECS[name]) for name in form.rows)
     assert [n for n, r in form.rows.items() if r.vary.value] == ["dropout_rate", "learning_rate"]
 
