@@ -17,7 +17,7 @@ os.chdir(tempfile.mkdtemp())
 from epoch_widgets import TrainingPanel
 from trainer.datasets import make_classification
 
-panel = TrainingPanel(data=make_classification(1000, seed=1), target_column="label", epochs=30, seed=0,
+panel = TrainingPanel(data=make_classification(1000, seed=1), target_column="label", epochs=60, seed=0,
                       batch_size=32, hidden_units=[16], early_stopping=False, device="cpu",
                       learning_rate_scheduler="none")
 display(panel)
@@ -78,14 +78,19 @@ def test_a_sweep_from_the_tab_with_pause_stop_trial_and_best_settings(kernel: Ke
     kernel.click(ids["pause_button"])
     until(kernel, lambda s: s["sweep"] == "running" and not s["paused_runs"], "the sweep to resume")
 
-    # Stop the second trial once it trains; the sweep goes on with the third.
+    # Stop the second trial (held paused meanwhile, so it cannot finish first); the sweep goes on
+    # with the third.
     until(kernel, lambda s: len(s["trials"]) >= 2 and s["trials"][1][1] == "running", "the second trial")
+    kernel.click(ids["pause_button"])
+    until(kernel, lambda s: s["paused_runs"] == [1], "the second trial to pause")
     kernel.execute("tab.trial_pick.value = 1")
     kernel.click(ids["trial_stop"])
+    until(kernel, lambda s: s["trials"][1][1] == "stopped", "the second trial to stop")
+    kernel.click(ids["pause_button"])
     done = until(kernel, lambda s: s["sweep"] == "completed", "the sweep's end", timeout=240)
     states = {number: state for number, state, _epochs in done["trials"]}
     assert states == {0: "completed", 1: "stopped", 2: "completed"}, done
-    assert done["trials"][1][2] < 30 and done["trials"][0][2] == done["trials"][2][2] == 30
+    assert done["trials"][1][2] < 60 and done["trials"][0][2] == done["trials"][2][2] == 60
     assert "best so far: trial" in done["message"]
 
     drawn = kernel.execute("""
