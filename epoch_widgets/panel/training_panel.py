@@ -41,6 +41,7 @@ from .redraw import Redraw
 from .run_adapter import RunAdapter
 from .run_buttons import RunButtons
 from ..charts.snapshot import Snapshot as StaticSnapshot
+from .sweep_tab import SweepTab
 from .views import PanelViews
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class TrainingPanel(W.VBox):
     ``total_epochs``, ``current_batch``, ``total_batches``, ``latest_metrics``, ``best_metrics``,
     ``history``, ``reason``, ``error``, ``valid``, ``errors`` and ``run`` (the :class:`trainer.Trainer`).
     ``panel.views`` is the tab container below the curves (Epochs, Model summary, Evaluation, LR
-    finder, Runs); ``add_view(title, widget)`` adds a tab.
+    finder, Runs, Sweep: ``panel.sweeps``); ``add_view(title, widget)`` adds a tab.
     """
 
     state = Unicode(TrainingState.PENDING.value, help="The run's state; 'pending' before the first run.")
@@ -117,6 +118,8 @@ class TrainingPanel(W.VBox):
         self.views = self.tabs.tab
         self.controls.add_to_group("model", self.tabs.model.headline)
         self.redraw = Redraw(self, update_interval)
+        self.sweeps = SweepTab(self, update_interval)      # the Sweep tab: trainer.sweep over these settings
+        self.add_view("Sweep", self.sweeps.view)
 
         self.start_button.on_click(lambda _b: ui(self.actions.start_now))
         self.find_lr_button.on_click(lambda _b: ui(self.lr_search.start_now))
@@ -294,7 +297,7 @@ class TrainingPanel(W.VBox):
         to end it)."""
         # Also called by Widget.__del__, possibly on a panel whose __init__ failed half-way.
         for name, method in (("redraw", "cancel"), ("lr_search", "close"), ("tabs", "close"),
-                             ("adapter", "unfollow")):
+                             ("sweeps", "close"), ("adapter", "unfollow")):
             part = getattr(self, name, None)
             if part is not None:
                 getattr(part, method)()

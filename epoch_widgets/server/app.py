@@ -17,6 +17,7 @@ from .api_only import ApiOnlyServerApp
 from .handlers import handlers
 from .registry import TaskRegistry
 from .settings import Settings
+from .sweeps import SweepRegistry
 
 
 class EpochTrainingApp(ExtensionApp):
@@ -105,16 +106,19 @@ class EpochTrainingApp(ExtensionApp):
     def initialize_settings(self) -> None:
         settings = self._resolved_settings()
         self.registry = TaskRegistry(settings)
+        self.sweeps = SweepRegistry(self.registry)
         self.log.info("epoch-training API: models in %s, task records in %s (%d known tasks)",
                       settings.models_dir, settings.tasks_dir, len(self.registry.tasks))
 
     def initialize_handlers(self) -> None:
-        self.handlers.extend(handlers(self.registry))
+        self.handlers.extend(handlers(self.registry, self.sweeps))
 
     async def stop_extension(self) -> None:
         """Stop the workers and record their tasks as interrupted."""
         registry = getattr(self, "registry", None)
         if registry is not None:
+            # Sweeps first: no new trial may start while the tasks stop.
+            await self.sweeps.shutdown(registry.settings.shutdown_timeout)
             await registry.shutdown()
         if getattr(self, "_owns_ray", False):
             from trainer.ray_executor.cluster import disconnect

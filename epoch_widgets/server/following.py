@@ -8,7 +8,7 @@ message and applies every ``event`` message after it. Kept apart from the task's
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from trainer import RunFollower, RunState
 
@@ -87,7 +87,14 @@ class FollowsRun:
     def follow(self, msg: dict[str, Any]) -> None:
         self.follower.receive(msg)
 
+    def listen_run(self, listener: Callable[[str, dict[str, Any]], None]) -> None:
+        """Also tell ``listener(event, data)`` each event of the run the task follows, whichever
+        worker generation it comes from (a sweep's trial run follows its task this way)."""
+        self.__dict__.setdefault("run_listeners", []).append(listener)
+
     def _on_event(self, event: str, data: dict[str, Any]) -> None:
+        for listener in self.__dict__.get("run_listeners", ()):
+            listener(event, data)
         if event == "epoch_end":
             self.publish({"type": "progress", "task_id": self.task_id, "progress": self.progress_snapshot(),
                           "improved": bool(data.get("improved"))})

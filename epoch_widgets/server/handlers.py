@@ -17,6 +17,7 @@ from .base_handler import TASK_ID, TrainingHandler
 from .evaluation import EvaluationHandler
 from .jsonio import dumps
 from .openapi import openapi_document
+from .sweep_handlers import sweep_handlers
 from .registry import TaskRegistry
 from .sse import StreamHandler, TasksStreamHandler
 from .urls import API_PREFIX
@@ -83,7 +84,8 @@ class TasksHandler(TrainingHandler):
     @authorized
     def get(self) -> None:
         # ?state=completed,failed (or state repeated) and ?name=<part of the name>
-        self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None))})
+        self.reply({"tasks": self.registry.list(self.get_query_arguments("state"), self.get_query_argument("name", None),
+                                                self.get_query_argument("sweep_id", None))})
 
 
 class TaskHandler(TrainingHandler):
@@ -112,10 +114,11 @@ class OpenApiHandler(TrainingHandler):
         self.finish(dumps(openapi_document(f"{base_url.rstrip('/')}/{API_PREFIX}")))
 
 
-def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
-    """URL patterns relative to the server's base_url (ExtensionApp joins them with it)."""
+def handlers(registry: TaskRegistry, sweeps: Any = None) -> list[tuple[str, type, dict[str, Any]]]:
+    """URL patterns relative to the server's base_url (ExtensionApp joins them with it); with
+    ``sweeps`` (a ``sweeps.SweepRegistry``) the sweep endpoints too."""
     kw = {"registry": registry}
-    return [
+    return [*(sweep_handlers(registry, sweeps) if sweeps is not None else []),
         (f"/{API_PREFIX}/openapi.json", OpenApiHandler, kw),
         (f"/{API_PREFIX}/start", StartHandler, kw),
         (f"/{API_PREFIX}/progress/{TASK_ID}", ProgressHandler, kw),

@@ -1,4 +1,4 @@
-"""Task ids of the form ``epoch_training_YYYYMMDD_HHMMSS`` that never collide."""
+"""Task ids of the form ``epoch_training_YYYYMMDD_HHMMSS`` (sweeps: ``sweep_YYYYMMDD_HHMMSS``) that never collide."""
 from __future__ import annotations
 
 import re
@@ -9,6 +9,8 @@ from typing import Callable, Iterable, Optional
 PREFIX = "epoch_training_"
 # A second start within the same second gets a numeric suffix (_2, _3, ...), keeping the prefix form.
 TASK_ID_RE = re.compile(r"^epoch_training_\d{8}_\d{6}(?:_[1-9]\d*)?$")
+SWEEP_PREFIX = "sweep_"
+SWEEP_ID_RE = re.compile(r"^sweep_\d{8}_\d{6}(?:_[1-9]\d*)?$")
 
 
 def is_task_id(text: str) -> bool:
@@ -16,16 +18,23 @@ def is_task_id(text: str) -> bool:
     return bool(TASK_ID_RE.match(text))
 
 
+def is_sweep_id(text: str) -> bool:
+    """Whether ``text`` has the form of a sweep id (safe to use as a folder name)."""
+    return bool(SWEEP_ID_RE.match(text))
+
+
 class TaskIdAllocator:
     """Hands out unique ids; ``taken`` seeds it with ids already used (e.g. persisted tasks)."""
 
-    def __init__(self, taken: Iterable[str] = (), clock: Optional[Callable[[], datetime]] = None):
+    def __init__(self, taken: Iterable[str] = (), clock: Optional[Callable[[], datetime]] = None,
+                 prefix: str = PREFIX):
+        self._prefix = prefix
         self._taken = set(taken)
         self._clock = clock or datetime.now
         self._lock = threading.Lock()
 
     def allocate(self) -> str:
-        base = PREFIX + self._clock().strftime("%Y%m%d_%H%M%S")
+        base = self._prefix + self._clock().strftime("%Y%m%d_%H%M%S")
         with self._lock:
             candidate, n = base, 1
             while candidate in self._taken:

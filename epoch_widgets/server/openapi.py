@@ -16,6 +16,7 @@ from trainer.config_values import MAX_PATH
 from .feed import CHANGES, SPARK_POINTS
 from .jsonio import MAX_BODY_BYTES
 from .lifecycle import TRAINING_STATES
+from .openapi_sweeps import sweep_paths, sweep_schemas
 
 NUMBER_OR_NULL: dict[str, Any] = {"type": ["number", "null"]}
 STRING_OR_NULL: dict[str, Any] = {"type": ["string", "null"]}
@@ -97,6 +98,8 @@ def _schemas() -> dict[str, Any]:
         "current_epoch": NON_NEGATIVE, "total_epochs": {"type": "integer"}, "best_metrics": _ref("BestMetrics"),
         "reason": STRING_OR_NULL, "error": STRING_OR_NULL, "created_at": STRING_OR_NULL, "finished_at": STRING_OR_NULL,
         "watchers": NON_NEGATIVE, "output_path": STRING_OR_NULL, "logger_errors": LOGGER_ERRORS,
+        "sweep_id": {**STRING_OR_NULL, "description": "the sweep this task is a trial of (GET sweep/{sweep_id})"},
+        "trial": {"type": ["integer", "null"], "description": "its trial number in that sweep"},
         "loggers": {"type": "object", "description": (
             "where the task's loggers write (only for a task with loggers, and only those that did not fail): "
             "tensorboard, a folder relative to the models directory; mlflow, {tracking_uri, run_id, experiment_id}")},
@@ -175,6 +178,7 @@ def _schemas() -> dict[str, Any]:
             "the finished run's evaluation.json: for classification the confusion matrix, per-class report, "
             "accuracy and ROC-AUC; for regression MAE, RMSE, R^2 and residuals")}}, ("task_id", "evaluation")),
         "DeleteResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"}}, ("task_id", "message")),
+        **sweep_schemas(config_schema()),
     }
 
 
@@ -261,7 +265,9 @@ def _document(server_url: str) -> dict[str, Any]:
                                 "description": "keep tasks in any of these training states (comma-separated; the "
                                                "parameter may repeat); 400 names the allowed ones"},
                                {"name": "name", "in": "query", "required": False, "schema": {"type": "string"},
-                                "description": "keep tasks whose name contains this (any case)"}]}},
+                                "description": "keep tasks whose name contains this (any case)"},
+                               {"name": "sweep_id", "in": "query", "required": False, "schema": {"type": "string"},
+                                "description": "keep the trials of this sweep"}]}},
         "/evaluation/{task_id}": task_path(get=_operation(
             "A finished task's evaluation on its validation split", "EvaluationResponse", (404, 409, 410),
             "409 while the task runs, when it has none (no output_path, or it ended before its first "
@@ -277,6 +283,7 @@ def _document(server_url: str) -> dict[str, Any]:
             **{str(c): {"description": ERRORS[c], "content": {"application/json": {"schema": _ref("Error")}}}
                for c in (401, 403)}}}},
     }
+    paths.update(sweep_paths(_operation, _stream_operation))
     return {
         "openapi": "3.1.0",
         "info": {"title": "epoch-widgets training API", "version": __version__, "description": (

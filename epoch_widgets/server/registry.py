@@ -5,7 +5,7 @@ import asyncio
 import logging
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from trainer import ConfigError, TrainingConfig, has_checkpoints
 from trainer.checkpoints import describe_run, describe_saved_run, holds_run, run_summary, saved_run_files
@@ -53,6 +53,9 @@ class TaskRegistry:
         self.ids = TaskIdAllocator(taken=self.tasks)
         self._starting: dict[str, Task] = {}
         self._closing = False
+        # How a pause, resume or stop of a sweep's trial reaches its sweep (sweeps.py sets it): the
+        # state it reached, or None for a task that is no trial of a sweep running here.
+        self.trial_control: Optional[Callable[[Task, str], Awaitable[Optional[str]]]] = None
 
     def get(self, task_id: str) -> Task:
         task = self.tasks.get(task_id)
@@ -60,9 +63,11 @@ class TaskRegistry:
             raise TaskNotFound(f"no task {task_id!r}; GET tasks lists the known ones")
         return task
 
-    def list(self, states: Optional[list[str]] = None, name: Optional[str] = None) -> list[dict[str, Any]]:
+    def list(self, states: Optional[list[str]] = None, name: Optional[str] = None,
+             sweep_id: Optional[str] = None) -> list[dict[str, Any]]:
         """Task summaries, oldest first; ``states`` keeps tasks in any of them (each a state or a
-        comma-separated list), ``name`` those whose name contains it (case-insensitive). Each
+        comma-separated list), ``name`` those whose name contains it (case-insensitive), ``sweep_id``
+        the trials of that sweep. Each
         summary gains ``loggers``: where its TensorBoard and MLflow loggers write (those that did
         not fail; ``logger_errors`` says why one did)."""
         wanted = {s.strip() for text in states or [] for s in text.split(",") if s.strip()}
@@ -77,6 +82,8 @@ class TaskRegistry:
             if wanted and task.state not in wanted:
                 continue
             if needle and needle not in str(task.config.get("name") or "").casefold():
+                continue
+            if sweep_id is not None and task.sweep.get("sweep_id") != sweep_id:
                 continue
             summary = task.summary()
             if task.config.get("loggers"):
@@ -162,13 +169,45 @@ class TaskRegistry:
         if output_dir is not None:
             self._check_output_dir(output_dir, config.output_path, overwrite)
 
-        task_id = self.ids.allocate()
-        effective = config.to_saved_dict()
-        task = Task(task_id, effective, data_file, output_dir, self.store, self.settings)
+        task = Task(self.ids.allocate(), config.to_saved_dict(), data_file, output_dir, self.store, self.settings)
+        ready = await self._launch(task, overwrite=overwrite)
+        if config.seed is None:
+            task.config["seed"] = ready.get("seed")     # the effective config reproduces the run
+        return self._accept(task), ready
+
+    async def start_trial(self, config: TrainingConfig, data_file: Path, output_dir: Path, sweep: dict[str, Any],
+                          resume: bool, listener: Callable[[str, dict[str, Any]], None]) -> Task:
+        """Start a sweep's trial as a task of its own (``sweep``: {"sweep_id", "trial"}) in the
+        folder the server chose for it; ``resume`` continues its checkpoint there. ``listener``
+        hears the trial run's events."""
+        if self._closing:
+            raise WorkerProblem("the server is shutting down", status=503)
+        self._check_capacity()
+        saved = {**config.to_saved_dict(), "output_path": shown_output_dir(output_dir, self.settings.models_dir)}
+        task = Task(self.ids.allocate(), saved, data_file, output_dir, self.store, self.settings)
+        task.sweep = dict(sweep)
+        task.listen_run(listener)
+        ready = await self._launch(task, overwrite=not resume, resume=resume)
+        task.config["seed"] = ready.get("seed", task.config.get("seed"))
+        return self._accept(task)
+
+    def _accept(self, task: Task) -> Task:
+        task.accepted = True
+        task.feed = self.feed
+        self.tasks[task.task_id] = task
+        self.feed.changed(task, "created")
+        if task.output_dir is not None:
+            ownership.claim(task.output_dir, task.task_id, task.run_id)
+        task.save()
+        return task
+
+    async def _launch(self, task: Task, overwrite: bool, resume: bool = False) -> dict[str, Any]:
+        """Start ``task``'s worker and wait for its ready; a failure leaves no trace of the task."""
+        task_id = task.task_id
         self._starting[task_id] = task
         try:
-            gen = task.launch(self._worker_config(task), overwrite=overwrite)
-            ready = await gen.wait_ready(self.settings.start_timeout)
+            gen = task.launch(self._worker_config(task), resume=resume, overwrite=overwrite)
+            return await gen.wait_ready(self.settings.start_timeout)
         except BaseException as exc:
             if task.gen is not None:
                 task.gen.kill(f"its start was refused: {exc}")
@@ -182,16 +221,6 @@ class TaskRegistry:
             raise
         finally:
             self._starting.pop(task_id, None)
-        if config.seed is None:
-            effective["seed"] = ready.get("seed")     # the effective config reproduces the run
-        task.accepted = True
-        task.feed = self.feed
-        self.tasks[task_id] = task
-        self.feed.changed(task, "created")
-        if output_dir is not None:
-            ownership.claim(output_dir, task_id, task.run_id)
-        task.save()
-        return task, ready
 
     def _refuse_server_decided(self, body: dict[str, Any]) -> None:
         """400 for a request that sets a field only the server's settings decide."""
@@ -259,6 +288,10 @@ class TaskRegistry:
     # ------------------------------------------------------------------ control
     async def control(self, task_id: str, action: str) -> tuple[Task, str]:
         task = self.get(task_id)
+        if task.sweep and self.trial_control is not None:
+            state = await self.trial_control(task, action)
+            if state is not None:
+                return task, state
         return task, await task.control(action)
 
     async def resume(self, task_id: str) -> tuple[Task, str, Optional[str]]:
@@ -267,6 +300,14 @@ class TaskRegistry:
         The task's lock is held only while the request is checked and the transition taken, never
         across the waits for a worker (a stop or delete meanwhile answers at once)."""
         task = self.get(task_id)
+        if task.sweep and task.phase not in lc.RESUMABLE and self.trial_control is not None:
+            state = await self.trial_control(task, "resume")
+            if state is not None:
+                return task, state, None
+        if task.sweep and task.phase in lc.RESUMABLE:
+            raise Conflict(f"task {task_id} is trial {task.sweep.get('trial')} of sweep {task.sweep.get('sweep_id')}: "
+                           f"it continues with its sweep (POST resume-sweep/{task.sweep.get('sweep_id')}), which "
+                           f"resumes it from its checkpoint")
         async with task.lock:
             in_worker = task.phase not in lc.RESUMABLE
             if in_worker:

@@ -54,6 +54,7 @@ class Task(FollowsRun):
         self.follow_state(RunState(total_epochs=config["epochs"]))
         self.seed: Optional[int] = config.get("seed")
         self.samples: dict[str, int] = {}
+        self.sweep: dict[str, Any] = {}           # a sweep's trial: {"sweep_id", "trial"} (sweeps.py)
         # Which run of output_dir is this task's (``ownership.py``); None for a task recorded
         # before runs had ids.
         self.run_id: Optional[str] = uuid.uuid4().hex
@@ -100,7 +101,8 @@ class Task(FollowsRun):
                 "best_metrics": self.progress.get("best_metrics", {}), "reason": self.reason,
                 "error": self.error, "created_at": _iso(self.created_at), "finished_at": _iso(self.finished_at),
                 "watchers": len(self.subscribers), "output_path": self.config.get("output_path"),
-                "logger_errors": self.progress["logger_errors"]}
+                "logger_errors": self.progress["logger_errors"], "sweep_id": self.sweep.get("sweep_id"),
+                "trial": self.sweep.get("trial")}
 
     def details(self, output_dir: Optional[str]) -> dict[str, Any]:
         return {**self.summary(), "config": self.config, "progress": self.progress_snapshot(),
@@ -114,7 +116,7 @@ class Task(FollowsRun):
             "data_file": str(self.data_file), "output_dir": str(self.output_dir) if self.output_dir else None,
             "state": self.state, "reason": self.reason, "error": self.error,
             "progress": self.progress, "history": list(self.history), "run": self.run_state.snapshot(),
-            "seed": self.seed, "run_id": self.run_id,
+            "seed": self.seed, "run_id": self.run_id, "sweep": self.sweep,
             "samples": self.samples, "created_at": self.created_at, "launched_at": self.launched_at,
             "finished_at": self.finished_at})
 
@@ -126,7 +128,7 @@ class Task(FollowsRun):
                    Path(out) if out else None, store, settings)
         task.follow_state(state_from_record(record, record["config"]["epochs"]))
         task.seed = record.get("seed")
-        task.run_id = record.get("run_id")
+        task.run_id, task.sweep = record.get("run_id"), record.get("sweep") or {}
         task.samples = record.get("samples", {})
         task.created_at = record.get("created_at") or task.created_at
         task.launched_at = record.get("launched_at") or task.created_at

@@ -114,9 +114,10 @@ class Api:
         return await self.wait_for(task_id, lambda p: p["training_state"] not in ("pending", "running", "paused"),
                                    timeout)
 
-    async def stream(self, task_id: str, on_event: Optional[Callable[[dict[str, Any]], Any]] = None
-                     ) -> tuple[list[dict[str, Any]], list[str]]:
-        """Read the SSE stream to its end: (events' data, every raw line)."""
+    async def stream(self, task_id: str, on_event: Optional[Callable[[dict[str, Any]], Any]] = None,
+                     endpoint: str = "stream-progress") -> tuple[list[dict[str, Any]], list[str]]:
+        """Read the SSE stream to its end: (events' data, every raw line); ``endpoint``
+        "stream-sweep" reads a sweep's."""
         events: list[dict[str, Any]] = []
         lines: list[str] = []
         buffer = b""
@@ -134,7 +135,7 @@ class Api:
                     if on_event is not None:
                         on_event(event)
 
-        response = await self.fetch(*API, "stream-progress", task_id, streaming_callback=chunk,
+        response = await self.fetch(*API, endpoint, task_id, streaming_callback=chunk,
                                     request_timeout=300)
         assert response.code == 200
         assert response.headers["Content-Type"].startswith("text/event-stream")

@@ -69,3 +69,26 @@ def test_the_all_tasks_stream_is_described_as_text_with_its_own_event_schema():
     assert set(live["properties"]) - set(summary["properties"]) == {
         "model_type", "latest_metrics", "val_loss", "elapsed_s", "eta_s"}
     assert schemas["TaskChangeEvent"]["properties"]["change"] == {"enum": ["created", "state", "epoch"]}
+
+
+def test_the_sweep_endpoints_are_described_with_their_request_answers_and_stream():
+    doc = openapi_document()
+    paths, schemas = doc["paths"], doc["components"]["schemas"]
+    assert {"/sweep", "/sweeps", "/sweep/{sweep_id}", "/stream-sweep/{sweep_id}", "/pause-sweep/{sweep_id}",
+            "/resume-sweep/{sweep_id}", "/stop-sweep/{sweep_id}"} <= set(paths)
+    start = paths["/sweep"]["post"]
+    assert start["requestBody"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/SweepRequest"}
+    assert {"400", "429"} <= set(start["responses"])
+    request = schemas["SweepRequest"]
+    assert request["required"] == ["config", "space"] and request["additionalProperties"] is False
+    # The request cannot choose where trials are kept.
+    assert schemas["SweepConfig"]["properties"]["output_path"]["type"] == "null"
+    assert schemas["SweepSpace"]["additionalProperties"]["oneOf"] == [
+        {"$ref": "#/components/schemas/SweepRange"}, {"$ref": "#/components/schemas/SweepChoice"}]
+    media = paths["/stream-sweep/{sweep_id}"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    assert media == {"schema": {"type": "string"}, "x-event-schema": {"$ref": "#/components/schemas/SweepStreamEvent"}}
+    assert {m["$ref"].rsplit("/", 1)[1] for m in schemas["SweepStreamEvent"]["oneOf"]} == {
+        "SweepSnapshotEvent", "TrialStartEvent", "TrialEpochEvent", "TrialStateEvent", "TrialEndEvent",
+        "SweepStateEvent"}
+    assert {"sweep_id", "trial"} <= set(schemas["TaskSummary"]["properties"])
+    assert any(p["name"] == "sweep_id" for p in paths["/tasks"]["get"]["parameters"])
