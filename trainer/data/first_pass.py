@@ -106,8 +106,7 @@ def _first_pass(config: TrainingConfig, source: Source, features: list[str], tar
     seen = _Pass(features)
     starts = source.starts
     broken: set[str] = set()
-    for k, df in source.scan(features + [target]):
-        lo = int(starts[k])
+    for lo, df in source.scan(features + [target]):
         df.index = pd.RangeIndex(lo, lo + len(df))      # messages name the row of the table
         seen.digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
         train_rows = split.train_rows(lo, lo + len(df)) - lo
@@ -211,8 +210,7 @@ def _statistics(source: Source, numeric: list[str], target: Optional[str], split
         gathered = [np.empty(n_target_rows if is_target else n_feature_rows, dtype=np.float64)
                     for _, is_target in group]
         filled = [0] * len(group)
-        for k, df in source.scan(list(dict.fromkeys(c for c, _ in group))):
-            lo = int(starts[k])
+        for lo, df in source.scan(list(dict.fromkeys(c for c, _ in group))):
             feature_rows = split.stat_rows(lo, lo + len(df)) - lo
             target_rows = split.train_rows(lo, lo + len(df)) - lo
             for j, (c, is_target) in enumerate(group):

@@ -40,13 +40,14 @@ class _Buffer:
     x: np.ndarray         # mlp: the samples; windows: the rows the windows index
     y: np.ndarray
     starts: Optional[np.ndarray]   # windows: each sample's first row in x
+    order: Optional[np.ndarray] = None   # mlp: the shuffled order of x's rows (gathered per batch, not copied)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, a: int, b: int, window: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
         if window is None:
-            return self.x[a:b], self.y[a:b]
+            return (self.x[a:b] if self.order is None else self.x[self.order[a:b]]), self.y[a:b]
         assert self.starts is not None
         return self.x[self.starts[a:b, None] + np.arange(window)], self.y[a:b]
 
@@ -97,10 +98,10 @@ class StreamedData:
     def block(self, k: int, rows: Optional[np.ndarray] = None) -> _Block:
         """Block ``k`` transformed, with the ``window - 1`` rows before it; for ``mlp`` only the
         block's ``rows`` (positions in it) when given, so rows of the other split cost no work."""
-        lo, hi = int(self._starts[k]), int(self._starts[k + 1])
-        df = self._raw(k)
+        lo = int(self._starts[k])
         if rows is not None and self.window is None:
-            df = df.iloc[rows]
+            return self._rows_of(k, rows)
+        df = self._raw(k)
         pad = min(lo, (self.window or 1) - 1)
         if pad:
             before, j = [], k
@@ -115,6 +116,27 @@ class StreamedData:
         x = pre.transform(frame[pre.feature_columns])
         y = pre.encode_target(df[pre.target_column])
         return _Block(x, y, lo, pad)
+
+    def _rows_of(self, k: int, rows: np.ndarray) -> _Block:
+        """``mlp``: the block's ``rows`` encoded, a slice of the block at a time into one array."""
+        pre = self.preprocessor
+        x = np.empty((len(rows), pre.n_features), dtype=np.float32)
+        y: Optional[np.ndarray] = None
+        done = at = 0
+        for part in self.source.read_slices(k, self._columns):
+            take = rows[(rows >= at) & (rows < at + len(part))] - at
+            at += len(part)
+            if not len(take):
+                continue
+            part = part.iloc[take]
+            x[done:done + len(take)] = pre.transform(part[pre.feature_columns])
+            codes = pre.encode_target(part[pre.target_column])
+            if y is None:
+                y = np.empty(len(rows), dtype=codes.dtype)
+            y[done:done + len(take)] = codes
+            done += len(take)
+        assert y is not None
+        return _Block(x, y, int(self._starts[k]), 0)
 
     def _buffer(self, blocks: list[int], rng: Optional[np.random.Generator], val: bool = False) -> _Buffer:
         xs, ys, starts, offset = [], [], [], 0
@@ -135,16 +157,18 @@ class StreamedData:
         if not ys:
             empty = np.empty((0, self.preprocessor.n_features), np.float32)
             return _Buffer(empty, np.empty(0, np.float32), np.empty(0, np.int64) if self.window else None)
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        s = np.concatenate(starts) if starts else None
+        join = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts)     # noqa: E731
+        x, y = join(xs), join(ys)
+        s = join(starts) if starts else None
+        order = None
         if rng is not None:
             perm = rng.permutation(len(y))
             y = y[perm]
             if s is None:
-                x = x[perm]
+                order = perm
             else:
                 s = s[perm]
-        return _Buffer(x, y, s)
+        return _Buffer(x, y, s, order)
 
     def probe(self, n: int) -> np.ndarray:
         """The first ``n`` training samples of the table (to check a model's output shape on)."""
