@@ -66,13 +66,16 @@ def write_table(path: Path, rows: int, seed: int = 0) -> None:
     tmp.rename(path)
 
 
-def run_side(path: Path, side: str, limit_gib: Optional[float], timeout: float, batch: int = BATCH) -> dict[str, Any]:
+def run_side(path: Path, side: str, limit_gib: Optional[float], timeout: float, batch: int = BATCH,
+             threads: Optional[int] = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "trainer.cli", "--data", str(path), "--set", f"streaming={str(side == 'stream').lower()}",
            "--set", "target_column=label", "--set", "epochs=1", "--set", f"batch_size={batch}", "--set", "device=cpu",
            "--set", "seed=0"]
     if limit_gib:
         cmd = ["prlimit", f"--as={int(limit_gib * 2**30)}", *cmd]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)      # both sides alike: on a busy machine spinning threads cost most
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     deadline = started + timeout
@@ -95,6 +98,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--memory-max-rows", default="20M", help="largest table the memory side reads whole")
     ap.add_argument("--limit-gib", type=float, help="run every side under prlimit --as of this many GiB")
     ap.add_argument("--batch", type=int, default=BATCH, help="batch size (the throughput target is for 256)")
+    ap.add_argument("--threads", type=int, help="intra-op threads of every side (OMP_NUM_THREADS)")
     ap.add_argument("--target", type=float, default=0.8)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--no-check", action="store_true")
@@ -103,8 +107,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     sides = args.sides.split(",")
     print(f"# bench_streaming: one epoch, mlp [64, 32], batch {args.batch}, CPU, {os.cpu_count()} cores"
-          + (f", prlimit --as={args.limit_gib} GiB" if args.limit_gib else ""))
-    print("| rows | side | file GiB | epoch s | samples/s | wall s | peak RSS MB |")
+          + (f", prlimit --as={args.limit_gib} GiB" if args.limit_gib else "")
+          + (f", {args.threads} intra-op thread(s)" if args.threads else ""))
+    print("| rows | side | file GiB | epoch s | samples/s | wall s | peak RSS MiB |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     failed = False
     for text in args.rows.split(","):
@@ -116,12 +121,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in present}
         for r in range(args.rounds):
             for side in (present if r % 2 == 0 else present[::-1]):
-                runs[side].append(run_side(path, side, args.limit_gib, args.timeout, args.batch))
+                runs[side].append(run_side(path, side, args.limit_gib, args.timeout, args.batch, args.threads))
         n_train = rows - round(rows * 0.2)
         for side, results in runs.items():
             good = [x for x in results if x["ok"]]
             if not good:
-                print(f"| {rows:,} | {side} | failed: exit {results[0]['code']}, peak {results[0]['peak_mb']:.0f} MB | | | | |")
+                print(f"| {rows:,} | {side} | failed: exit {results[0]['code']}, peak {results[0]["peak_mb"]:.0f} MiB | | | | |")
                 print("```\n" + results[0]["tail"] + "\n```")
                 failed = True
                 continue
