@@ -126,7 +126,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         for side, results in runs.items():
             good = [x for x in results if x["ok"]]
             if not good:
-                print(f"| {rows:,} | {side} | failed: exit {results[0]['code']}, peak {results[0]["peak_mb"]:.0f} MiB | | | | |")
+                print(f"| {rows:,} | {side} | failed: exit {results[0]['code']}, peak {results[0]['peak_mb']:.0f} MiB | | | | |")
                 print("```\n" + results[0]["tail"] + "\n```")
                 failed = True
                 continue
