@@ -16,7 +16,7 @@ Windows (cnn, lstm, gru) cross block and batch boundaries: a block is read with 
 from __future__ import annotations
 
 import math
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator, Optional
 
@@ -245,10 +245,10 @@ class EpochStream:
         if pos >= self.n_samples:
             return
         g = int(np.searchsorted(self.group_starts, pos, side="right")) - 1
-        pool = ThreadPoolExecutor(1, thread_name_prefix="trainer-stream")
+        ahead: Optional[_Ahead] = None
         try:
             current = self._load(g)
-            ahead: Optional[Future] = pool.submit(self._load, g + 1) if g + 1 < len(self.groups) else None
+            ahead = _Ahead(self._load, g + 1) if g + 1 < len(self.groups) else None
             i = pos - int(self.group_starts[g])
             window = self.data.window
             while pos < self.n_samples:
@@ -261,13 +261,36 @@ class EpochStream:
                     if i == len(current) and ahead is not None:
                         g += 1
                         current, i = ahead.result(), 0
-                        ahead = pool.submit(self._load, g + 1) if g + 1 < len(self.groups) else None
+                        ahead = _Ahead(self._load, g + 1) if g + 1 < len(self.groups) else None
                 if len(pieces) == 1:
                     yield pieces[0]
                 else:
                     yield np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
         finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if ahead is not None:
+                ahead.thread.join()       # a stream closed early leaves no thread behind
+
+
+class _Ahead:
+    """One buffer read on a thread of its own, which ends once the buffer is read."""
+
+    def __init__(self, load: Any, g: int):
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        self.thread = threading.Thread(target=self._run, args=(load, g), name="trainer-stream", daemon=True)
+        self.thread.start()
+
+    def _run(self, load: Any, g: int) -> None:
+        try:
+            self._value = load(g)
+        except BaseException as exc:      # handed to the reader, which raises it in its own thread
+            self._error = exc
+
+    def result(self) -> Any:
+        self.thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 def streamed_summary(data: Any) -> dict[str, Any]:
