@@ -146,6 +146,10 @@ def test_auto_streams_only_what_would_not_fit_the_budget(frame, tables):
     assert should_stream(config(streaming="auto"), tables["file"], big)
     assert not should_stream(config(streaming="auto"), frame) and should_stream(config(streaming=True), frame)
     assert not isinstance(prepare_input(config(streaming=False), tables["file"], 0), StreamedData)
+    frame.to_csv(tables["csv"] + ".zip", index=False)       # read whole: a zip archive cannot be streamed
+    assert not isinstance(prepare_input(config(streaming="auto"), tables["csv"] + ".zip", 0), StreamedData)
+    with pytest.raises(ConfigError, match="zip-compressed, which cannot be streamed"):
+        prepare_input(config(), tables["csv"] + ".zip", 0)
     with pytest.raises(ConfigError, match="backend='torch' only"):
         prepare_input(config(backend="tensorflow"), tables["file"], 0)
 

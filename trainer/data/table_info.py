@@ -18,6 +18,7 @@ from ..config import ConfigError
 from .tables import PARQUET_SUFFIXES, SUPPORTED_TEXT, table_format
 
 GLOB_CHARS = "*?["
+STREAMED_COMPRESSIONS = (None, "gzip", "bz2", "zstd")     # what pyarrow's CSV reader decompresses
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,13 @@ def _describe_text(path: Any, f: Path, kind: str, compression: Optional[str]) ->
 
     if f.stat().st_size == 0:
         raise _problem(path, f"{f.name!r} is empty (no header row, no data); write the table into it")
+    if compression not in STREAMED_COMPRESSIONS:
+        # A zip archive cannot be streamed (read_table still reads it whole): types from its first rows.
+        import pyarrow as pa
+        from .tables import read_head
+
+        schema = pa.Schema.from_pandas(read_head(path, f, kind, compression), preserve_index=False)
+        return TableInfo([str(f)], kind, {n.name: str(n.type) for n in schema}, None, compression, [], schema)
     with open_text(path, f, kind, compression) as reader:
         schema = reader.schema
     return TableInfo([str(f)], kind, {n.name: str(n.type) for n in schema}, None, compression, [], schema)

@@ -114,6 +114,15 @@ def read_table(path: Union[str, Path], root: Union[str, Path, None] = None) -> p
                              f"check that the file is one") from None
 
 
+def read_head(path: Any, f: Path, kind: str, compression: Optional[str], rows: int = 1000) -> pd.DataFrame:
+    """The first ``rows`` rows of a CSV/TSV file (for its columns and types)."""
+    try:
+        return pd.read_csv(f, sep=TEXT_FORMATS["." + kind], compression=compression, nrows=rows)
+    except Exception as exc:
+        raise _problem(path, f"could not read {f.name!r} as a {kind.upper()} file ({type(exc).__name__}); "
+                             f"check that the file is one") from None
+
+
 def _open_inside(root: Union[str, Path], p: Path, path: Union[str, Path]) -> BinaryIO:
     try:
         return open_confined(root, p)
