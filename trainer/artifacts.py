@@ -26,7 +26,7 @@ from .backends import backend_module
 from .config import TrainingConfig
 from .confined import ConfinementError, confined_path, open_confined
 from .data import windows
-from .preprocessor import Preprocessor
+from .data.preprocessor import Preprocessor
 from .evaluation import Evaluation, evaluate_frame, save_evaluation, softmax
 
 if TYPE_CHECKING:
@@ -121,6 +121,12 @@ class TrainedModel:
         if self.task != "classification":
             raise ValueError("predict_proba is for classification models; this one does regression")
         return softmax(self.decision_function(df))
+
+    def predict_table(self, path: Union[str, Path], out_path: Union[str, Path, None] = None) -> Any:
+        """:meth:`predict` for a table file (Parquet, a folder or glob of them, CSV/TSV) read a
+        block at a time: an array, or with ``out_path`` a Parquet file of ``row`` and ``prediction``."""
+        from .table_predict import predict_table
+        return predict_table(self, path, out_path)
 
     def evaluate(self, df: pd.DataFrame) -> Evaluation:
         """Figures on a raw DataFrame with the feature columns and the target column (see

@@ -21,10 +21,10 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
-from . import data_values
+from .data import values as data_values
 from .atomic import json_default
 from .backends import backend_module
-from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, data_fingerprint,
+from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, prepared_fingerprint,
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
@@ -76,9 +76,9 @@ class ResumePlan:
         if data_values.hidden():
             diffs = [_without_values(d) for d in diffs]
         saved = saved_state["data"]
-        rows = {"rows": int(len(data.x)), "train": int(len(data.train_index)), "validation": int(len(data.val_index))}
+        rows = {"rows": data.n_rows, "train": data.n_train, "validation": data.n_val}
         diffs += describe_differences({k: saved[k] for k in rows}, rows, list(rows), given_name="the DataFrame gives")
-        if not diffs and data_fingerprint(data.x, data.y, data.train_index, data.val_index) != saved["sha256"]:
+        if not diffs and prepared_fingerprint(data) != saved["sha256"]:
             diffs.append({"field": "values", "checkpoint": saved["sha256"][:12], "given": None,
                           "message": "same columns, rows and statistics, but other values or another row order"})
         if diffs:
@@ -199,14 +199,21 @@ def _check_can_continue(ckpt: Checkpoint, config: TrainingConfig) -> None:
                               f"epochs, e.g. Trainer.from_checkpoint(output_path, df, epochs={epoch + 10})")
 
 
-def _check_columns(ckpt: Checkpoint, data: pd.DataFrame) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise CheckpointError(f"resuming needs the training data as a pandas DataFrame, got {type(data).__name__}")
+def _check_columns(ckpt: Checkpoint, data: Union[pd.DataFrame, str, Path]) -> None:
+    if isinstance(data, (str, Path)):
+        from .data.table_info import describe_table
+
+        columns = list(describe_table(data).schema)     # a table file: its columns from its metadata
+    elif isinstance(data, pd.DataFrame):
+        columns = list(data.columns)
+    else:
+        raise CheckpointError(f"resuming needs the training data as a pandas DataFrame or the path of its table "
+                              f"file, got {type(data).__name__}")
     pre = ckpt.state["preprocessing"]
     needed = [*pre["feature_columns"], pre["target_column"]]
-    missing = [c for c in needed if c not in data.columns]
+    missing = [c for c in needed if c not in columns]
     if missing:
-        raise ResumeMismatch("data", [{"field": "columns", "checkpoint": needed, "given": list(data.columns),
+        raise ResumeMismatch("data", [{"field": "columns", "checkpoint": needed, "given": columns,
                                        "message": f"the DataFrame lacks {missing}, which the run trained on "
                                                   f"(features {pre['feature_columns']}, target {pre['target_column']!r})"}],
                              "Resume with the DataFrame the run was started with.")
@@ -227,7 +234,7 @@ _VALUE_FIELDS = ("means", "stds", "medians", "categorical", "classes", "target_m
 
 
 def _without_values(diff: dict[str, Any]) -> dict[str, Any]:
-    """A preprocessing difference told by counts and column names only (see trainer.data_values)."""
+    """A preprocessing difference told by counts and column names only (see trainer.data.values)."""
     field, saved, given = diff["field"], diff["checkpoint"], diff["given"]
     if field not in _VALUE_FIELDS:
         return diff

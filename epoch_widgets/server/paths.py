@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any, Optional
 
 from trainer.redaction import redact_text
-from trainer.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
+from trainer.data.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 from .errors import BadRequest
 
@@ -54,7 +54,7 @@ def _inside(base: Path, value: object, field: str, folder: str, mount: PurePath 
 
 
 def resolve_data_path(value: object, root_dir: Path) -> Path:
-    """The data file for ``data_path``: an existing file inside ``root_dir`` that trainer.tables reads."""
+    """The data file for ``data_path``: an existing file inside ``root_dir`` that trainer.data.tables reads."""
     if value is None:
         raise _problem("data_path", None, "required: name the CSV or Parquet file to train on, "
                                           "relative to the server's root directory")

@@ -14,8 +14,8 @@ from typing import Any, BinaryIO, Optional, Union
 
 import pandas as pd
 
-from .config import ConfigError
-from .confined import ConfinementError, open_confined
+from ..config import ConfigError
+from ..confined import ConfinementError, open_confined
 
 # pandas' names for what a suffix compresses with; .zst needs the zstandard package.
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}
@@ -111,6 +111,15 @@ def read_table(path: Union[str, Path], root: Union[str, Path, None] = None) -> p
         detail = str(exc)[:300] if root is None or isinstance(exc, pd.errors.ParserError) else ""
         raise _problem(path, f"could not read {p.name!r} as {what} file "
                              f"({type(exc).__name__}{': ' + detail if detail else ''}); "
+                             f"check that the file is one") from None
+
+
+def read_head(path: Any, f: Path, kind: str, compression: Optional[str], rows: int = 1000) -> pd.DataFrame:
+    """The first ``rows`` rows of a CSV/TSV file (for its columns and types)."""
+    try:
+        return pd.read_csv(f, sep=TEXT_FORMATS["." + kind], compression=compression, nrows=rows)
+    except Exception as exc:
+        raise _problem(path, f"could not read {f.name!r} as a {kind.upper()} file ({type(exc).__name__}); "
                              f"check that the file is one") from None
 
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
 
 from .columns import (NUMERIC, ColumnProblem, category_problem, column_kind, duplicate_message, duplicated,
                       layout_problem, numeric_values)
-from . import data_values
-from .config import ConfigError, TrainingConfig
+from . import values as data_values
+from ..config import ConfigError, TrainingConfig
 from .preprocessor import Preprocessor, column_statistics, json_scalar
 
 MAX_CATEGORIES = 50        # beyond this one-hot encoding is no longer a sensible default
@@ -36,6 +36,19 @@ class PreparedData:
     train_index: np.ndarray     # sample ids (row ids of a sample's last row)
     val_index: np.ndarray
     preprocessor: Preprocessor
+    streamed: ClassVar[bool] = False
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_index)
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val_index)
 
     @property
     def task(self) -> str:
