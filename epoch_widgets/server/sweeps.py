@@ -20,9 +20,9 @@ from typing import Any, Optional
 import trainer
 from trainer import ConfigError, StateError
 from trainer.atomic import atomic_write_json
-from trainer.data_values import values_hidden
+from trainer.data.values import values_hidden
 from trainer.sweep.study import STUDY_FILE
-from trainer.tables import read_table
+from trainer.data.tables import read_table
 
 from .errors import BadRequest, Conflict, TaskNotFound, TooManyTasks, WorkerProblem
 from .ids import SWEEP_PREFIX, TaskIdAllocator, is_sweep_id

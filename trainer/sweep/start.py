@@ -14,7 +14,7 @@ import pandas as pd
 from ..config import ConfigError, TrainingConfig, as_config
 from ..data import prepare_data
 from ..executors import check_executor
-from ..tables import read_table
+from ..data.tables import read_table
 from .handle import Sweep, SweepCallback
 from .launchers import Launcher, default_launcher
 from .runner import SweepRunner
