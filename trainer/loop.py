@@ -313,6 +313,7 @@ class LocalRun(RunHandle):
         st = self.run_state
         deadline = time.perf_counter() + SLICE_SECONDS
         end = self._checkpoints.slice_end(st.batch, st.num_batches) if self._checkpoints else st.num_batches
+        end = self._steering.slice_end(st.current_epoch + 1, st.batch, end)
         batch = self.backend.train_batches(st.batch, end, deadline, self._interrupted)
         return batch, self.backend.running_loss()
 
