@@ -36,7 +36,7 @@ from ..loggers import loggers_for
 from ..memory_fit import check_fits
 from ..resume import ResumePlan
 from ..state import FINAL_STATES, FINAL_VALUES, RunState, StateError, TrainingState
-from ..steering import new_values
+from ..steering import as_built, new_values
 from ..steering_remote import RemoteSteering
 from .control import PAUSE, RUN, STOP
 from .plan import check_spawnable, plan_devices
@@ -93,7 +93,8 @@ class LaunchedRun(RunHandle):
         self._model_bytes = check_spawnable(model, self.plan.world_size)
         # The trained weights come back into this CPU copy of the model, which also checks the
         # model against the data before any process starts.
-        self.backend = TorchBackend(config.replace(device="cpu", devices=1), self.data, self.seed, model)
+        self.backend = TorchBackend(as_built(config, resume).replace(device="cpu", devices=1), self.data, self.seed,
+                                    model)
         self._resume = resume
         self.run_state = resume.run_state(self.data.task) if resume else RunState.fresh(config, self.data.task,
                                                                                         self.seed)

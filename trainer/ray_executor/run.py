@@ -32,7 +32,7 @@ from ..follower import RunFollower
 from ..handle import RunHandle
 from ..resume import ResumePlan, plan_resume
 from ..state import FINAL_STATES, FINAL_VALUES, RunState, StateError, TrainingState
-from ..steering import new_values
+from ..steering import as_built, new_values
 from ..steering_remote import RemoteSteering
 from .cluster import connect, task_resources
 from .files import resume_files
@@ -77,7 +77,7 @@ class RayRun(RunHandle):
                                      "train a model of your own with the local executor")
         config = self._accept_config(config, resume, overwrite)
         self._prepare_data(data, resume)
-        self.backend = driver_copy(config, self.data, self.seed)
+        self.backend = driver_copy(as_built(config, resume), self.data, self.seed)
         connect(address)
         output = str(Path(config.output_path).expanduser().resolve()) if config.output_path else None
         spec = protocol.start(config.name or "run", {**config.to_dict(), "seed": self.seed, "output_path": output},
