@@ -9,6 +9,7 @@ import pytest
 
 import trainer.loop
 from trainer import ConfigError, StateError, Trainer, TrainingConfig, TrainingState
+from trainer.run_records import read_run, record_of
 from trainer.schedules import LRSchedule
 from trainer.steering import CHANGEABLE, check_changes, initial_config
 
@@ -79,6 +80,7 @@ def test_update_applies_at_the_next_batch_boundary_is_recorded_and_replays(backe
     saved = json.loads((out / "history.json").read_text())
     assert saved["config_changes"] == [event]
     assert json.loads((out / "config.json").read_text())["epochs"] == 4
+    assert read_run(out).config_changes == [event] and record_of(run).config_changes == [event]
 
     # A new run replays the recorded changes at the same positions and reproduces the run exactly
     # (its slices of batches end where a change is due).
