@@ -45,6 +45,8 @@ class RunRecord:
     path: Optional[Path] = None
     modified: float = 0.0        # when it was saved (or read), for newest-first order
     run: Any = None              # the in-memory Trainer it came from, if any
+    # What steering changed while it trained (``config_change`` data, trainer.steering); [] if nothing.
+    config_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def task(self) -> str:
@@ -88,7 +90,8 @@ def read_run(path: Union[str, Path]) -> RunRecord:
     return RunRecord(label=_label(config, path), config=config, history=history,
                      state=str(saved.get("state") or metadata.get("state") or "unknown"),
                      best_metrics=dict(saved.get("best_metrics") or metadata.get("best_metrics") or {}),
-                     reason=saved.get("reason"), path=path, modified=(path / "history.json").stat().st_mtime)
+                     reason=saved.get("reason"), path=path, modified=(path / "history.json").stat().st_mtime,
+                     config_changes=[dict(c) for c in saved.get("config_changes") or []])
 
 
 def record_of(run: Any) -> RunRecord:
@@ -99,7 +102,8 @@ def record_of(run: Any) -> RunRecord:
     finished = getattr(run, "finished_at", None) or getattr(run, "started_at", None) or 0.0
     return RunRecord(label=_label(config, path), config=config, history=[dict(e) for e in run.history],
                      state=str(getattr(state, "value", state)), best_metrics=dict(run.best_metrics),
-                     reason=getattr(run, "reason", None), path=path, modified=float(finished), run=run)
+                     reason=getattr(run, "reason", None), path=path, modified=float(finished), run=run,
+                     config_changes=list(getattr(run, "config_changes", [])))
 
 
 def find_runs(folder: Union[str, Path]) -> list[Path]:
