@@ -5,6 +5,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 
+import { commandsPlugin } from './commands';
 import { TrainingSidebar } from './sidebar';
 
 /** The Training sidebar in the left area. */
@@ -25,6 +26,6 @@ const sidebarPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-const plugins: JupyterFrontEndPlugin<any>[] = [sidebarPlugin];
+const plugins: JupyterFrontEndPlugin<any>[] = [sidebarPlugin, commandsPlugin];
 
 export default plugins;

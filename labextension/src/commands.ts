@@ -1,0 +1,131 @@
+/**
+ * The extension's commands besides the sidebar: a task's page, "Train on this table" in the file
+ * browser's context menu (CSV, TSV, Parquet), and "New training panel" in the launcher and the
+ * command palette. The last two write a new notebook beside the file (or in the file browser's
+ * folder), open it and run its first cell, so the TrainingPanel shows at once.
+ */
+import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
+import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
+import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
+import { ILauncher } from '@jupyterlab/launcher';
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
+
+import { DEMO_CELL, IKernelSpec, freeNotebookName, isTableFile, notebookWith, tableCell, tableStem } from './notebookSource';
+import { PageApi } from './pageApi';
+import { TaskPage } from './taskPage';
+
+export namespace CommandIDs {
+  export const openTask = 'epoch-widgets:open-task';
+  export const trainOnTable = 'epoch-widgets:train-on-table';
+  export const newPanel = 'epoch-widgets:new-training-panel';
+}
+
+/** The server's default kernel, which the new notebook names so it opens without asking. */
+async function defaultKernel(app: JupyterFrontEnd): Promise<IKernelSpec> {
+  const specs = app.serviceManager.kernelspecs;
+  await specs.ready;
+  const name = specs.specs?.default ?? 'python3';
+  return { name, display_name: specs.specs?.kernelspecs[name]?.display_name ?? name };
+}
+
+/** Write a notebook whose first cell is `source` into `dir` (named after `stem`), open it and run it. */
+export async function openNewPanelNotebook(
+  app: JupyterFrontEnd,
+  dir: string,
+  stem: string,
+  source: string
+): Promise<NotebookPanel> {
+  const contents = app.serviceManager.contents;
+  const listing = await contents.get(dir, { content: true });
+  const taken = (listing.content as { name: string }[]).map(item => item.name);
+  const path = PathExt.join(dir, freeNotebookName(stem, taken));
+  await contents.save(path, {
+    type: 'notebook',
+    format: 'json',
+    content: notebookWith(source, await defaultKernel(app))
+  });
+  const panel = (await app.commands.execute('docmanager:open', { path, factory: 'Notebook' })) as NotebookPanel;
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  await NotebookActions.runAll(panel.content, panel.sessionContext);
+  return panel;
+}
+
+export const commandsPlugin: JupyterFrontEndPlugin<void> = {
+  id: 'epoch-widgets:commands',
+  description: "A training task's page, 'Train on this table' and 'New training panel'.",
+  autoStart: true,
+  requires: [IFileBrowserFactory],
+  optional: [IDefaultFileBrowser, ILauncher, ICommandPalette],
+  activate: (
+    app: JupyterFrontEnd,
+    browsers: IFileBrowserFactory,
+    defaultBrowser: IDefaultFileBrowser | null,
+    launcher: ILauncher | null,
+    palette: ICommandPalette | null
+  ) => {
+    const api = new PageApi(app.serviceManager.serverSettings);
+    const pages = new WidgetTracker<MainAreaWidget<TaskPage>>({ namespace: 'epoch-widgets-task' });
+
+    app.commands.addCommand(CommandIDs.openTask, {
+      label: args => `Training task ${args.taskId ?? ''}`,
+      caption: "Open a training task's page: curves, epochs, config, evaluation",
+      execute: args => {
+        const taskId = String(args.taskId ?? '');
+        if (!taskId) {
+          throw new Error(`${CommandIDs.openTask} needs a taskId argument`);
+        }
+        const open = pages.find(w => w.content.taskId === taskId);
+        if (open) {
+          app.shell.activateById(open.id);
+          return open;
+        }
+        const page = new TaskPage(taskId, api);
+        const widget = new MainAreaWidget({ content: page });
+        widget.id = page.id;
+        widget.title.closable = true;
+        // The page names itself once it has read the task: the tab follows.
+        page.title.changed.connect(() => (widget.title.label = page.title.label));
+        page.disposed.connect(() => widget.dispose());
+        widget.title.label = page.title.label;
+        void pages.add(widget);
+        app.shell.add(widget, 'main');
+        app.shell.activateById(widget.id);
+        return widget;
+      }
+    });
+
+    const selectedTable = (): { path: string; name: string } | null => {
+      const browser = browsers.tracker.currentWidget ?? defaultBrowser;
+      const item = browser ? browser.selectedItems().next() : undefined;
+      const model = item && !item.done ? item.value : null;
+      return model && model.type !== 'directory' && isTableFile(model.name) ? { path: model.path, name: model.name } : null;
+    };
+    app.commands.addCommand(CommandIDs.trainOnTable, {
+      label: 'Train on this table',
+      caption: 'A new notebook with a TrainingPanel on this CSV, TSV or Parquet file',
+      isVisible: () => selectedTable() !== null,
+      execute: async () => {
+        const table = selectedTable();
+        if (!table) {
+          throw new Error('Train on this table: select a .csv, .tsv or .parquet file in the file browser');
+        }
+        return openNewPanelNotebook(app, PathExt.dirname(table.path), tableStem(table.name), tableCell(table.name));
+      }
+    });
+    app.contextMenu.addItem({
+      command: CommandIDs.trainOnTable,
+      selector: '.jp-DirListing-item[data-isdir="false"]',
+      rank: 3
+    });
+
+    app.commands.addCommand(CommandIDs.newPanel, {
+      label: 'New training panel',
+      caption: 'A new notebook with a TrainingPanel on generated demo data',
+      execute: async () => openNewPanelNotebook(app, defaultBrowser?.model.path ?? '', 'demo', DEMO_CELL)
+    });
+    palette?.addItem({ command: CommandIDs.newPanel, category: 'Training' });
+    launcher?.add({ command: CommandIDs.newPanel, category: 'Other', rank: 1 });
+  }
+};

@@ -1,0 +1,297 @@
+/**
+ * A task's page in the main area: live curves (loss, accuracy or MAE, learning rate), the
+ * per-epoch table, its config, and once it ends its evaluation and where its TensorBoard/MLflow
+ * logs are; Pause, Resume, Stop and Delete as in the sidebar. Live through the task's own
+ * `stream-progress` while it trains; an ended task is re-read every few seconds, so a resume from
+ * elsewhere (the sidebar, the API) brings the stream back.
+ */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import { Widget } from '@lumino/widgets';
+
+import { renderEvaluation, IEvaluation } from './evaluationView';
+import { ApiError, ILoggers, IStreamEvent, ITaskDetails, PageApi } from './pageApi';
+import {
+  IEpochRow, actionsFor, chartSpecs, formatConfigValue, formatNumber, isLive, isRegression, mergeHistory,
+  tableColumns
+} from './pageData';
+import { renderChart } from './svgChart';
+
+/** How often an ended task is re-read (ms), to notice a resume or delete made elsewhere. */
+const POLL_MS = 3000;
+type Action = 'pause' | 'resume' | 'stop' | 'delete';
+const ACTIONS: Action[] = ['pause', 'resume', 'stop', 'delete'];
+
+function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, cls?: string): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  if (text !== undefined) {
+    node.textContent = text;
+  }
+  if (cls) {
+    node.className = cls;
+  }
+  return node;
+}
+
+export class TaskPage extends Widget {
+  private task: ITaskDetails | null = null;
+  private history: IEpochRow[] = [];
+  private evaluation: IEvaluation | null = null;
+  private evaluationNote = '';
+  private loggers: ILoggers | undefined;
+  private unfollow: (() => void) | null = null;
+  private poll = 0;
+  private busy = false;
+  private gone = false;
+  private readonly header = el('div', undefined, 'ew-lab-page-header');
+  private readonly message = el('div', undefined, 'ew-lab-message');
+  private readonly buttons = new Map<Action, HTMLButtonElement>();
+  private readonly body = el('div', undefined, 'ew-lab-page-body');
+
+  constructor(
+    readonly taskId: string,
+    private readonly api: PageApi
+  ) {
+    super();
+    this.addClass('ew-lab-page');
+    this.id = `epoch-widgets-task-${taskId}`;
+    this.title.label = taskId;
+    this.title.closable = true;
+    const bar = el('div', undefined, 'ew-lab-buttons');
+    for (const action of ACTIONS) {
+      const button = el('button', action[0].toUpperCase() + action.slice(1), 'jp-Button ew-lab-button');
+      button.dataset.action = action;
+      button.onclick = () => void this.act(action);
+      this.buttons.set(action, button);
+      bar.appendChild(button);
+    }
+    this.node.append(this.header, bar, this.message, this.body);
+  }
+
+  protected onAfterAttach(): void {
+    void this.refresh();
+    this.poll = window.setInterval(() => {
+      if (!this.unfollow && !this.gone) {
+        void this.refresh();
+      }
+    }, POLL_MS);
+  }
+
+  protected onBeforeDetach(): void {
+    window.clearInterval(this.poll);
+    this.unfollow?.();
+    this.unfollow = null;
+  }
+
+  dispose(): void {
+    window.clearInterval(this.poll);
+    this.unfollow?.();
+    this.unfollow = null;
+    super.dispose();
+  }
+
+  /** Read the task and its history again; follow its stream while it is live; read its
+   * evaluation and log locations once it has ended. */
+  async refresh(): Promise<void> {
+    let task: ITaskDetails;
+    try {
+      task = await this.api.task(this.taskId);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        this.gone = true;
+        this.say(`Task ${this.taskId} no longer exists (deleted).`, true);
+        this.draw();
+        return;
+      }
+      this.say(String((err as Error).message ?? err), true);
+      return;
+    }
+    const wasLive = this.task ? isLive(this.task.training_state) : true;
+    this.task = task;
+    this.title.label = task.name || task.task_id;
+    if (isLive(task.training_state) && !this.unfollow) {
+      this.evaluation = null;
+      this.unfollow = this.api.follow(this.taskId, e => this.onEvent(e), () => {
+        this.unfollow = null;
+        void this.refresh();
+      });
+    }
+    this.history = mergeHistory(this.history, await this.api.history(this.taskId).catch(() => []));
+    if (this.loggers === undefined || !isLive(task.training_state)) {
+      this.loggers = await this.api.loggers(this.taskId).catch(() => undefined);
+    }
+    if (!isLive(task.training_state) && (wasLive || (!this.evaluation && !this.evaluationNote))) {
+      try {
+        this.evaluation = await this.api.evaluation(this.taskId);
+        this.evaluationNote = '';
+      } catch (err) {
+        this.evaluation = null;
+        this.evaluationNote = (err as Error).message;
+      }
+    }
+    this.draw();
+  }
+
+  private onEvent(event: IStreamEvent): void {
+    if (!this.task) {
+      return;
+    }
+    const progress = event.progress ?? {};
+    const latest = progress.latest_metrics;
+    if (latest && typeof latest.epoch === 'number') {
+      this.history = mergeHistory(this.history, [latest]);
+    }
+    const state = event.training_state ?? progress.training_state;
+    this.task = {
+      ...this.task,
+      training_state: state ?? this.task.training_state,
+      current_epoch: (progress.current_epoch as number | undefined) ?? this.task.current_epoch,
+      total_epochs: (progress.total_epochs as number | undefined) ?? this.task.total_epochs,
+      best_metrics: (progress.best_metrics as ITaskDetails['best_metrics'] | undefined) ?? this.task.best_metrics,
+      reason: (progress.reason as string | null | undefined) ?? event.reason ?? this.task.reason,
+      progress: { ...this.task.progress, ...progress }
+    };
+    this.draw();
+  }
+
+  private async act(action: Action): Promise<void> {
+    if (action === 'delete') {
+      const answer = await showDialog({
+        title: 'Delete this task?',
+        body: `${this.title.label} leaves the task list; its model files stay where they are.`,
+        buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+      });
+      if (!answer.button.accept) {
+        return;
+      }
+    }
+    this.busy = true;
+    this.draw();
+    try {
+      const answer = action === 'delete'
+        ? await this.api.remove(this.taskId)
+        : await this.api.control(this.taskId, action);
+      this.say(answer.message, false);
+      if (action === 'delete') {
+        this.dispose();
+        return;
+      }
+    } catch (err) {
+      this.say((err as Error).message, true);
+    } finally {
+      this.busy = false;
+    }
+    await this.refresh();
+  }
+
+  private say(text: string, error: boolean): void {
+    this.message.textContent = text;
+    this.message.classList.toggle('ew-lab-error', error);
+  }
+
+  private draw(): void {
+    const task = this.task;
+    const state = this.gone ? 'deleted' : task?.training_state ?? 'pending';
+    const allowed = actionsFor(this.gone ? 'deleted' : state);
+    for (const [action, button] of this.buttons) {
+      button.disabled = this.busy || !allowed[action];
+    }
+    this.header.replaceChildren();
+    if (!task) {
+      return;
+    }
+    this.header.appendChild(el('h2', task.name || task.task_id));
+    const line = el('div', undefined, 'ew-lab-page-line');
+    const badge = el('span', state.replace('_', ' '), `ew-lab-state ew-lab-state-${state}`);
+    badge.dataset.state = state;
+    const epochs = el('span', `epoch ${task.current_epoch}/${task.total_epochs}`, 'ew-lab-epochs');
+    const bar = el('progress', undefined, 'ew-lab-progress');
+    bar.max = Math.max(1, task.total_epochs);
+    bar.value = task.current_epoch;
+    const best = Object.entries(task.best_metrics ?? {})
+      .map(([k, v]) => `${k} ${formatNumber(v)}`).join(', ');
+    line.append(badge, epochs, bar, el('span', `${task.config.model_type ?? ''} · ${task.task_id}`, 'ew-lab-dim'));
+    if (best) {
+      line.appendChild(el('span', `best: ${best}`, 'ew-lab-best'));
+    }
+    this.header.appendChild(line);
+    const why = task.error || task.reason;
+    if (why && !isLive(state)) {
+      this.header.appendChild(el('p', why, task.error ? 'ew-lab-error' : 'ew-lab-dim'));
+    }
+    this.drawBody(task);
+  }
+
+  private drawBody(task: ITaskDetails): void {
+    const regression = isRegression(this.history, task.config);
+    const section = (title: string, ...content: Node[]): HTMLElement => {
+      const box = el('section', undefined, 'ew-lab-section');
+      box.dataset.section = title;
+      box.append(el('h3', title), ...content);
+      return box;
+    };
+    const charts = el('div', undefined, 'ew-lab-charts');
+    for (const spec of chartSpecs(regression)) {
+      charts.appendChild(renderChart(spec.title, this.history, spec.lines, task.total_epochs));
+    }
+    const parts: HTMLElement[] = [charts, section('Epochs', this.epochTable(regression))];
+    if (!isLive(task.training_state)) {
+      parts.push(section('Evaluation', this.evaluation
+        ? renderEvaluation(this.evaluation)
+        : el('p', this.evaluationNote || 'No evaluation.', 'ew-lab-dim')));
+    }
+    parts.push(section('Logs', this.logsView(task)), section('Config', this.configTable(task.config)));
+    this.body.replaceChildren(...parts);
+  }
+
+  private epochTable(regression: boolean): HTMLElement {
+    const columns = tableColumns(regression);
+    const table = el('table', undefined, 'ew-lab-table ew-lab-epoch-table');
+    const head = table.createTHead().insertRow();
+    columns.forEach(c => head.appendChild(el('th', c.label)));
+    const body = table.createTBody();
+    const bestEpoch = this.task?.best_metrics?.epoch;
+    for (const row of this.history) {
+      const tr = body.insertRow();
+      tr.classList.toggle('ew-lab-best-row', row.epoch === bestEpoch);
+      columns.forEach(c => tr.appendChild(el('td', formatNumber(row[c.key]))));
+    }
+    return table;
+  }
+
+  private configTable(config: Record<string, unknown>): HTMLElement {
+    const table = el('table', undefined, 'ew-lab-table ew-lab-config');
+    const body = table.createTBody();
+    for (const [key, value] of Object.entries(config)) {
+      const tr = body.insertRow();
+      tr.append(el('th', key), el('td', formatConfigValue(value)));
+    }
+    return table;
+  }
+
+  private logsView(task: ITaskDetails): HTMLElement {
+    const list = el('ul', undefined, 'ew-lab-logs');
+    const item = (label: string, text: string): void => {
+      const li = el('li');
+      li.append(el('b', `${label}: `), el('code', text));
+      list.appendChild(li);
+    };
+    if (task.output_dir) {
+      item('Output folder', task.output_dir);
+    }
+    if (this.loggers?.tensorboard) {
+      item('TensorBoard', `${this.loggers.tensorboard} (in the models directory; tensorboard --logdir <models directory>/${this.loggers.tensorboard})`);
+    }
+    const mlflow = this.loggers?.mlflow;
+    if (mlflow) {
+      item('MLflow', `${mlflow.tracking_uri ?? ''} run ${mlflow.run_id ?? '?'} (experiment ${mlflow.experiment_id ?? '?'})`);
+    }
+    for (const failure of task.logger_errors ?? []) {
+      item(`${failure.logger} failed`, failure.message);
+    }
+    if (!list.children.length) {
+      list.appendChild(el('li', 'This task has no output folder and no loggers (config: output_path, loggers).',
+        'ew-lab-dim'));
+    }
+    return list;
+  }
+}
