@@ -5,7 +5,7 @@
  * folder), open it and run its first cell, so the TrainingPanel shows at once.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
@@ -68,13 +68,23 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
     const api = new PageApi(app.serviceManager.serverSettings);
     const pages = new WidgetTracker<MainAreaWidget<TaskPage>>({ namespace: 'epoch-widgets-task' });
 
+    /** Without a taskId (the palette), ask which task, newest first. */
+    const pickTask = async (): Promise<string> => {
+      const { tasks } = await api.request<{ tasks: { task_id: string; name: string | null }[] }>('tasks');
+      if (!tasks.length) {
+        throw new Error('There are no training tasks on this server yet.');
+      }
+      const labels = tasks.reverse().map(t => `${t.name || '(no name)'} · ${t.task_id}`);
+      const answer = await InputDialog.getItem({ title: 'Open a training task', items: labels });
+      return answer.button.accept && answer.value ? tasks[labels.indexOf(answer.value)].task_id : '';
+    };
     app.commands.addCommand(CommandIDs.openTask, {
-      label: args => `Training task ${args.taskId ?? ''}`,
+      label: args => (args.taskId ? `Training task ${args.taskId}` : 'Open a training task…'),
       caption: "Open a training task's page: curves, epochs, config, evaluation",
-      execute: args => {
-        const taskId = String(args.taskId ?? '');
+      execute: async args => {
+        const taskId = String(args.taskId ?? '') || (await pickTask());
         if (!taskId) {
-          throw new Error(`${CommandIDs.openTask} needs a taskId argument`);
+          return;
         }
         const open = pages.find(w => w.content.taskId === taskId);
         if (open) {
@@ -83,7 +93,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         }
         const page = new TaskPage(taskId, api);
         const widget = new MainAreaWidget({ content: page });
-        widget.id = page.id;
+        widget.id = `epoch-widgets-task-${taskId}`;
         widget.title.closable = true;
         // The page names itself once it has read the task: the tab follows.
         page.title.changed.connect(() => (widget.title.label = page.title.label));
@@ -126,6 +136,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
       execute: async () => openNewPanelNotebook(app, defaultBrowser?.model.path ?? '', 'demo', DEMO_CELL)
     });
     palette?.addItem({ command: CommandIDs.newPanel, category: 'Training' });
+    palette?.addItem({ command: CommandIDs.openTask, category: 'Training' });
     launcher?.add({ command: CommandIDs.newPanel, category: 'Other', rank: 1 });
   }
 };

@@ -112,7 +112,7 @@ export function formatNumber(value: unknown): string {
   }
   const abs = Math.abs(value);
   if (abs !== 0 && (abs < 1e-3 || abs >= 1e6)) {
-    return value.toExponential(2);
+    return Number(value.toPrecision(3)).toExponential();
   }
   return String(Number(value.toPrecision(4)));
 }

@@ -18,6 +18,8 @@ import { renderChart } from './svgChart';
 
 /** How often an ended task is re-read (ms), to notice a resume or delete made elsewhere. */
 const POLL_MS = 3000;
+/** How long a confirmation ("Training paused") stays (ms). */
+const MESSAGE_MS = 5000;
 type Action = 'pause' | 'resume' | 'stop' | 'delete';
 const ACTIONS: Action[] = ['pause', 'resume', 'stop', 'delete'];
 
@@ -41,6 +43,7 @@ export class TaskPage extends Widget {
   private unfollow: (() => void) | null = null;
   private poll = 0;
   private busy = false;
+  private sayTimer = 0;
   private gone = false;
   private readonly header = el('div', undefined, 'ew-lab-page-header');
   private readonly message = el('div', undefined, 'ew-lab-message');
@@ -53,7 +56,7 @@ export class TaskPage extends Widget {
   ) {
     super();
     this.addClass('ew-lab-page');
-    this.id = `epoch-widgets-task-${taskId}`;
+    this.node.dataset.taskId = taskId;
     this.title.label = taskId;
     this.title.closable = true;
     const bar = el('div', undefined, 'ew-lab-buttons');
@@ -184,8 +187,13 @@ export class TaskPage extends Widget {
   }
 
   private say(text: string, error: boolean): void {
+    window.clearTimeout(this.sayTimer);
     this.message.textContent = text;
     this.message.classList.toggle('ew-lab-error', error);
+    // A confirmation is news only for a moment; a refusal stays until the next action.
+    if (!error) {
+      this.sayTimer = window.setTimeout(() => (this.message.textContent = ''), MESSAGE_MS);
+    }
   }
 
   private draw(): void {

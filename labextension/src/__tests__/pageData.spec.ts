@@ -58,6 +58,7 @@ describe('formatting', () => {
     expect(formatNumber(0.123456)).toBe('0.1235');
     expect(formatNumber(12)).toBe('12');
     expect(formatNumber(0.00001234)).toBe('1.23e-5');
+    expect(formatNumber(0.0009)).toBe('9e-4');
     expect(formatNumber(null)).toBe('–');
     expect(formatNumber(NaN)).toBe('–');
     expect(formatNumber(undefined)).toBe('–');
