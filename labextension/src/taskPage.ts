@@ -44,6 +44,7 @@ export class TaskPage extends Widget {
   private poll = 0;
   private busy = false;
   private sayTimer = 0;
+  private config: HTMLElement | null = null;
   private gone = false;
   private readonly header = el('div', undefined, 'ew-lab-page-header');
   private readonly message = el('div', undefined, 'ew-lab-message');
@@ -247,7 +248,7 @@ export class TaskPage extends Widget {
         ? renderEvaluation(this.evaluation)
         : el('p', this.evaluationNote || 'No evaluation.', 'ew-lab-dim')));
     }
-    parts.push(section('Logs', this.logsView(task)), section('Config', this.configTable(task.config)));
+    parts.push(section('Logs', this.logsView(task)), section('Config', this.configView(task.config)));
     this.body.replaceChildren(...parts);
   }
 
@@ -264,6 +265,22 @@ export class TaskPage extends Widget {
       columns.forEach(c => tr.appendChild(el('td', formatNumber(row[c.key]))));
     }
     return table;
+  }
+
+  /** The config, folded (it is long); the same element across redraws, so it stays open once opened. */
+  private configView(config: Record<string, unknown>): HTMLElement {
+    const text = JSON.stringify(config);
+    if (!this.config || this.config.dataset.config !== text) {
+      const details = el('details', undefined, 'ew-lab-config-box');
+      details.dataset.config = text;
+      const c = config as Record<string, string | number | undefined>;
+      details.appendChild(el('summary', `${Object.keys(config).length} settings: ${c.model_type ?? ''} ` +
+        `${formatConfigValue(c.hidden_units)}, ${c.epochs} epochs, batch ${c.batch_size}, ` +
+        `learning rate ${c.learning_rate}, data ${c.data_path ?? '(none)'}`));
+      details.appendChild(this.configTable(config));
+      this.config = details;
+    }
+    return this.config;
   }
 
   private configTable(config: Record<string, unknown>): HTMLElement {
@@ -286,8 +303,11 @@ export class TaskPage extends Widget {
     if (task.output_dir) {
       item('Output folder', task.output_dir);
     }
-    if (this.loggers?.tensorboard) {
-      item('TensorBoard', `${this.loggers.tensorboard} (in the models directory; tensorboard --logdir <models directory>/${this.loggers.tensorboard})`);
+    const tensorboard = this.loggers?.tensorboard;
+    if (tensorboard) {
+      // The API names folders inside the server's models directory, shown as /models/ like output_dir.
+      item('TensorBoard', `/models/${tensorboard}`);
+      list.appendChild(el('li', `tensorboard --logdir <the server's models directory>/${tensorboard}`, 'ew-lab-dim'));
     }
     const mlflow = this.loggers?.mlflow;
     if (mlflow) {
