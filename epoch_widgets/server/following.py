@@ -8,14 +8,20 @@ message and applies every ``event`` message after it. Kept apart from the task's
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from trainer import RunFollower, RunState
 
 from .subscriptions import Subscription
 
+if TYPE_CHECKING:
+    from .feed import TaskFeed
+
 # A client reading a stream stops at "complete"; "error" ends a run that did not finish normally.
 ERROR_STATES = frozenset({"failed", "interrupted"})
+# The task events the all-tasks stream (feed.py) reports, and the change each one is there; a final
+# event follows its state event, which has reported the end already.
+FEED_CHANGES = {"progress": "epoch", "state": "state"}
 
 
 def state_from_record(record: Mapping[str, Any], total_epochs: int) -> RunState:
@@ -41,6 +47,9 @@ class FollowsRun:
     seed: Optional[int]
     samples: dict[str, int]
     follower: RunFollower
+    accepted: bool
+    # The all-tasks stream; the registry sets it on the tasks it holds.
+    feed: Optional["TaskFeed"] = None
 
     # Provided by the Task.
     state: str
@@ -109,6 +118,10 @@ class FollowsRun:
     def publish(self, event: dict[str, Any]) -> None:
         for sub in list(self.subscribers):
             sub.put(event)
+        change = FEED_CHANGES.get(event["type"])
+        # Only the tasks the registry accepted (those GET tasks lists) are reported.
+        if change is not None and self.accepted and self.feed is not None:
+            self.feed.changed(self, change)  # type: ignore[arg-type]
 
     def close_streams(self) -> None:
         """Send the final event and end every stream."""

@@ -8,18 +8,17 @@ the token.
 """
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Optional
+from typing import Any
 
 import tornado.web
 from jupyter_server.auth.decorator import authorized
-from tornado.iostream import StreamClosedError
 
 from .base_handler import TASK_ID, TrainingHandler
 from .evaluation import EvaluationHandler
 from .jsonio import dumps
 from .openapi import openapi_document
 from .registry import TaskRegistry
+from .sse import StreamHandler, TasksStreamHandler
 from .urls import API_PREFIX
 
 class StartHandler(TrainingHandler):
@@ -102,48 +101,6 @@ class TaskHandler(TrainingHandler):
         self.reply({"task_id": task_id, "message": "Task deleted (its model files are kept)"})
 
 
-class StreamHandler(TrainingHandler):
-    """Server-Sent Events: ``data: <json>`` per epoch (``progress``) and per state change
-    (``state``), then ``complete`` or ``error``; a ``: keepalive`` comment when idle."""
-
-    _subscription: Optional[Any] = None
-
-    @tornado.web.authenticated
-    @authorized
-    async def get(self, task_id: str) -> None:
-        task = self.registry.get(task_id)
-        self.set_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.set_header("Cache-Control", "no-cache")
-        self.set_header("X-Accel-Buffering", "no")   # no proxy buffering in front of Jupyter
-        sub = self._subscription = task.subscribe()
-        keepalive = self.registry.settings.keepalive_interval
-        try:
-            await self.flush()     # headers out now, so the client sees the stream open
-            while True:
-                try:
-                    event = await sub.get(keepalive)
-                except asyncio.TimeoutError:
-                    self.write(": keepalive\n\n")
-                    await self.flush()
-                    continue
-                if event is None:
-                    break
-                self.write(f"data: {self.dumps(event)}\n\n")
-                await self.flush()
-                if event["type"] in ("complete", "error"):
-                    break
-        except StreamClosedError:
-            pass
-        finally:
-            sub.close()
-
-    def on_connection_close(self) -> None:
-        # Unsubscribe as soon as the client goes, not at the next event or keepalive.
-        if self._subscription is not None:
-            self._subscription.close()
-        super().on_connection_close()
-
-
 class OpenApiHandler(TrainingHandler):
     """The API's OpenAPI 3.1 document (authenticated like every endpoint)."""
 
@@ -164,6 +121,7 @@ def handlers(registry: TaskRegistry) -> list[tuple[str, type, dict[str, Any]]]:
         (f"/{API_PREFIX}/progress/{TASK_ID}", ProgressHandler, kw),
         (f"/{API_PREFIX}/history/{TASK_ID}", HistoryHandler, kw),
         (f"/{API_PREFIX}/stream-progress/{TASK_ID}", StreamHandler, kw),
+        (f"/{API_PREFIX}/stream-tasks", TasksStreamHandler, kw),
         (f"/{API_PREFIX}/pause/{TASK_ID}", ControlHandler, {**kw, "action": "pause"}),
         (f"/{API_PREFIX}/resume/{TASK_ID}", ControlHandler, {**kw, "action": "resume"}),
         (f"/{API_PREFIX}/stop/{TASK_ID}", ControlHandler, {**kw, "action": "stop"}),

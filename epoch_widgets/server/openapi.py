@@ -13,6 +13,7 @@ from typing import Any
 from trainer import TrainingConfig, __version__
 from trainer.config_values import MAX_PATH
 
+from .feed import CHANGES, SPARK_POINTS
 from .jsonio import MAX_BODY_BYTES
 from .lifecycle import TRAINING_STATES
 
@@ -129,8 +130,29 @@ def _schemas() -> dict[str, Any]:
                            ("type", "task_id", "training_state")),
     }
     stream_event = {"description": "The JSON in one event's data line.", "oneOf": [_ref(name) for name in events]}
+    live = copy.deepcopy(summary)
+    live["properties"].update({
+        "model_type": STRING_OR_NULL, "latest_metrics": _ref("Metrics"),
+        "val_loss": {"type": "array", "items": NUMBER_OR_NULL, "maxItems": SPARK_POINTS, "description": (
+            f"the validation loss of the last {SPARK_POINTS} epochs, oldest first (null where not finite)")},
+        "elapsed_s": {**NUMBER_OR_NULL, "description": "seconds of training so far (pauses not counted)"},
+        "eta_s": {**NUMBER_OR_NULL, "description": (
+            "estimated seconds of training left, at the pace of the last epochs; null before the first epoch "
+            "and once the task has ended")},
+    })
+    live["required"] += ["model_type", "latest_metrics", "val_loss", "elapsed_s", "eta_s"]
+    tasks_events = {
+        "TasksSnapshotEvent": _obj({"type": {"const": "snapshot"}, "tasks": {
+            "type": "array", "items": _ref("TaskLive"), "description": "every task, newest first"}}, ("type", "tasks")),
+        "TaskChangeEvent": _obj({"type": {"const": "task"}, "change": {"enum": list(CHANGES)},
+                                 "task": _ref("TaskLive")}, ("type", "change", "task")),
+        "TaskDeletedEvent": _obj({"type": {"const": "deleted"}, "task_id": {"type": "string"}}, ("type", "task_id")),
+    }
+    tasks_stream_event = {"description": "The JSON in one event's data line of stream-tasks.",
+                          "oneOf": [_ref(name) for name in tasks_events]}
     return {
         "TrainingState": training_state, "BestMetrics": best, **events, "StreamEvent": stream_event,
+        "TaskLive": live, **tasks_events, "TasksStreamEvent": tasks_stream_event,
         "LoggerError": _obj({"logger": {"type": "string"}, "message": {"type": "string"}}, ("logger", "message")),
         "FieldError": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}}, ("field", "message")),
         "TrainingConfig": config_schema(), "StartRequest": start_request_schema(), "Metrics": metrics,
@@ -181,16 +203,14 @@ def _operation(summary: str, ok: str, codes: tuple[int, ...], description: str =
     return op
 
 
-def _stream_operation() -> dict[str, Any]:
-    """The SSE operation: a stream of text (one JSON object per event's data line, never one document),
+def _stream_operation(summary: str, event: str, codes: tuple[int, ...], description: str) -> dict[str, Any]:
+    """An SSE operation: a stream of text (one JSON object per event's data line, never one document),
     so a generated client reads it as text; ``x-event-schema`` is the JSON of each event."""
-    op = _operation("Server-Sent Events of a task", "StreamEvent", (404,), (
-        "A `text/event-stream`: `data: <json>` lines, each a StreamEvent: the current progress first, then "
-        "`progress` per epoch, `state` per state change, and finally `complete` (final state, best metrics) "
-        "or `error`; a `: keepalive` comment when idle. Non-finite numbers are null. Read it with an "
-        "EventSource or line by line, not as one JSON document."))
-    op["responses"]["200"] = {"description": "the event stream; each event's data is a StreamEvent", "content": {
-        "text/event-stream": {"schema": {"type": "string"}, "x-event-schema": _ref("StreamEvent")}}}
+    op = _operation(summary, event, codes, description + (
+        " A `: keepalive` comment when idle. Non-finite numbers are null. Read it with an EventSource or "
+        "line by line, not as one JSON document."))
+    op["responses"]["200"] = {"description": f"the event stream; each event's data is a {event}", "content": {
+        "text/event-stream": {"schema": {"type": "string"}, "x-event-schema": _ref(event)}}}
     return op
 
 
@@ -213,7 +233,17 @@ def _document(server_url: str) -> dict[str, Any]:
             "(the message names that task and the ways out).", body=True)},
         "/progress/{task_id}": task_path(get=_operation("A task's progress", "ProgressResponse", (404,))),
         "/history/{task_id}": task_path(get=_operation("A task's per-epoch history", "HistoryResponse", (404,))),
-        "/stream-progress/{task_id}": task_path(get=_stream_operation()),
+        "/stream-progress/{task_id}": task_path(get=_stream_operation(
+            "Server-Sent Events of a task", "StreamEvent", (404,),
+            "A `text/event-stream`: `data: <json>` lines, each a StreamEvent: the current progress first, then "
+            "`progress` per epoch, `state` per state change, and finally `complete` (final state, best metrics) "
+            "or `error`.")),
+        "/stream-tasks": {"get": _stream_operation(
+            "Server-Sent Events of every task's summary", "TasksStreamEvent", (), (
+                "A `text/event-stream` that stays open: `data: <json>` lines, each a TasksStreamEvent: first a "
+                "`snapshot` of every task (newest first), then a `task` event with the whole summary of one task "
+                "each time it is created, changes state or ends an epoch, and `deleted` when one is forgotten. "
+                "One connection follows all tasks; a client that reconnects starts again from a snapshot."))},
         "/pause/{task_id}": task_path(post=_operation("Pause within one batch", "ControlResponse", CONTROL)),
         "/resume/{task_id}": task_path(post=_operation(
             "Resume a paused task, or continue an ended one from its checkpoint", "ControlResponse",

@@ -14,6 +14,7 @@ from trainer.loggers import logger_locations
 from . import lifecycle as lc
 from . import ownership
 from .errors import ApiProblem, BadRequest, Conflict, Gone, TaskNotFound, TooManyTasks, WorkerProblem
+from .feed import TaskFeed
 from .ids import TaskIdAllocator
 from .paths import PathRedactor, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
@@ -40,12 +41,14 @@ class TaskRegistry:
         self.redactor = PathRedactor(settings.root_dir, settings.models_dir, settings.tasks_dir)
         self.store = TaskStore(settings.tasks_dir)
         self.tasks: dict[str, Task] = {}
+        self.feed = TaskFeed()
         for record in self.store.load_all():
             try:
                 task = Task.from_record(record, self.store, settings)
             except (KeyError, TypeError, ValueError) as exc:
                 log.warning("skipping task record %s: %s", record.get("task_id"), exc)
                 continue
+            task.feed = self.feed
             self.tasks[task.task_id] = task
         self.ids = TaskIdAllocator(taken=self.tasks)
         self._starting: dict[str, Task] = {}
@@ -182,7 +185,9 @@ class TaskRegistry:
         if config.seed is None:
             effective["seed"] = ready.get("seed")     # the effective config reproduces the run
         task.accepted = True
+        task.feed = self.feed
         self.tasks[task_id] = task
+        self.feed.changed(task, "created")
         if output_dir is not None:
             ownership.claim(output_dir, task_id, task.run_id)
         task.save()
@@ -316,6 +321,7 @@ class TaskRegistry:
             task.delete()
             self.tasks.pop(task_id, None)
             self.store.delete(task_id)
+        self.feed.deleted(task_id)
         return task
 
     async def shutdown(self) -> None:
@@ -340,4 +346,5 @@ class TaskRegistry:
                 await task.wait_exit(2.0)
         for task in live:
             task.save()         # with the epochs its run finished while it stopped
+        self.feed.close()
         await asyncio.to_thread(self.store.close)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.server
 
 ENDPOINTS = [("POST", "start"), ("GET", "progress/epoch_training_20240101_120000"),
              ("GET", "history/epoch_training_20240101_120000"),
-             ("GET", "stream-progress/epoch_training_20240101_120000"),
+             ("GET", "stream-progress/epoch_training_20240101_120000"), ("GET", "stream-tasks"),
              ("POST", "pause/epoch_training_20240101_120000"), ("POST", "resume/epoch_training_20240101_120000"),
              ("POST", "stop/epoch_training_20240101_120000"), ("GET", "tasks"),
              ("GET", "tasks/epoch_training_20240101_120000"), ("DELETE", "tasks/epoch_training_20240101_120000")]
