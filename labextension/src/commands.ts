@@ -11,6 +11,7 @@ import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowse
 import { ILauncher } from '@jupyterlab/launcher';
 import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 
+import { trainingIcon } from './icons';
 import { DEMO_CELL, IKernelSpec, freeNotebookName, isTableFile, notebookWith, tableCell, tableStem } from './notebookSource';
 import { PageApi } from './pageApi';
 import { TaskPage } from './taskPage';
@@ -115,6 +116,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.trainOnTable, {
       label: 'Train on this table',
       caption: 'A new notebook with a TrainingPanel on this CSV, TSV or Parquet file',
+      icon: trainingIcon,
       isVisible: () => selectedTable() !== null,
       execute: async () => {
         const table = selectedTable();
@@ -133,6 +135,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
     app.commands.addCommand(CommandIDs.newPanel, {
       label: 'New training panel',
       caption: 'A new notebook with a TrainingPanel on generated demo data',
+      icon: args => (args.isPalette ? undefined : trainingIcon),
       execute: async () => openNewPanelNotebook(app, defaultBrowser?.model.path ?? '', 'demo', DEMO_CELL)
     });
     palette?.addItem({ command: CommandIDs.newPanel, category: 'Training' });

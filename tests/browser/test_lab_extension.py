@@ -1,7 +1,8 @@
 """The JupyterLab extension (``labextension/``) in a real JupyterLab, driven in headless Chromium
 the way a person uses it, a screenshot at every step (``test-artifacts/browser/lab/``).
 
-The launcher and the command palette offer "New training panel". A task started through the HTTP
+The command palette offers "New training panel", and the launcher's card opens a new notebook
+whose panel is ready to train on the demo data. A task started through the HTTP
 API: its page (from the palette's "Open a training task…") shows curves and a per-epoch table that
 grow; Pause pauses it (the API confirms), Resume resumes it, Stop stops it and the page then shows
 the evaluation's confusion matrix and where its files are; Delete (confirmed) removes it from the
@@ -31,8 +32,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.kernel, pytest.
               pytest.mark.timeout(900)]
 
 TABLE = "table.csv"
-# Enough epochs (about a second each) to watch, pause and resume it; the test stops it before the end.
-CONFIG = {"data_path": TABLE, "target_column": "label", "epochs": 40, "early_stopping": False, "batch_size": 64,
+# Enough epochs (a fraction of a second each on an idle machine, far more on a busy one) to watch,
+# pause and resume it; the test stops it before the end.
+CONFIG = {"data_path": TABLE, "target_column": "label", "epochs": 100, "early_stopping": False, "batch_size": 64,
           "name": "lab demo run", "output_path": "lab-demo", "hidden_units": [32, 16], "loggers": ["tensorboard"]}
 DOCS_SCREENSHOT = REPO / "docs" / "lab.png"
 KERNEL_TIMEOUT_MS = 180_000
@@ -100,6 +102,15 @@ def wait_until(check: Callable[[], Any], what: str, timeout: float = 120) -> Any
         time.sleep(0.2)
 
 
+def visible_panel(page: Any) -> Any:
+    """The TrainingPanel output of the notebook in front, once its kernel has run the first cell."""
+    from playwright.sync_api import expect
+    output = page.locator(".jp-NotebookPanel:visible .jp-OutputArea-output",
+                          has=page.locator("button", has_text="Start"))
+    expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+    return output
+
+
 def page_dots(page_node: Any, chart: str) -> int:
     return page_node.locator(f'.ew-lab-chart[data-chart="{chart}"] circle').count()
 
@@ -109,16 +120,25 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
     from playwright.sync_api import expect
 
     require_extension()
-    make_classification(rows=15_000, seed=0).to_csv(lab_root / TABLE, index=False)
+    make_classification(rows=8000, seed=0).to_csv(lab_root / TABLE, index=False)
     api = Api(jupyter_lab)
     try:
         open_lab(page, jupyter_lab)
-        # The launcher (open at start) has the card, the command palette the entry.
-        expect(page.locator(".jp-LauncherCard", has_text="New training panel")).to_be_visible()
+        # The command palette has "New training panel"; the launcher's card (open at start) opens a
+        # new notebook whose panel trains on the demo data.
+        card = page.locator(".jp-LauncherCard", has_text="New training panel")
+        expect(card).to_be_visible()
         page.keyboard.press("Control+Shift+c")
         page.keyboard.type("New training panel")
         expect(page.locator(".lm-CommandPalette-item", has_text="New training panel")).to_be_visible()
         page.keyboard.press("Escape")
+        card.click()
+        expect(page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="demo-training.ipynb")).to_be_visible()
+        demo = visible_panel(page)
+        expect(demo.locator("button", has_text="Start")).to_be_enabled()
+        assert "label" in demo.locator("select").evaluate_all("es => es.map(e => e.value)")
+        assert (lab_root / "demo-training.ipynb").is_file()
+        shots(page, "0-new-training-panel")
 
         # A task started by another client; its page, opened from the palette, grows live.
         started = api.call("POST", "start", json=CONFIG)
@@ -138,11 +158,10 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         wait_until(lambda: page_dots(task_page, "Loss") > seen, "the page's loss curve to grow")
         assert task_page.locator(".ew-lab-epoch-table tbody tr").count() >= 1
         # The config is folded under a one-line summary, and stays open across the page's redraws.
-        expect(task_page.locator(".ew-lab-config-box summary")).to_contain_text("mlp [32,16], 40 epochs")
+        expect(task_page.locator(".ew-lab-config-box summary")).to_contain_text("mlp [32,16], 100 epochs")
         task_page.locator(".ew-lab-config-box summary").click()
         expect(task_page.locator(".ew-lab-config")).to_be_visible()
         expect(task_page.locator(".ew-lab-config")).to_contain_text("hidden_units")
-        shots(page, "1-task-page-running")
 
         # Pause on the page: the API confirms; a second Pause is refused with the API's message.
         button = lambda action: task_page.locator(f'[data-action="{action}"]')  # noqa: E731
@@ -154,6 +173,8 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         button("resume").click()
         assert api.wait_state(task_id, {"running"}, timeout=30) == "running"
         expect(task_page.locator(".ew-lab-state")).to_have_text("running")
+        wait_until(lambda: page_dots(task_page, "Loss") >= 2 * 4, "4 epochs on the page's loss chart", timeout=300)
+        shots(page, "1-task-page-running")
 
         # Stop: the page shows how it ended, the evaluation and where the files are.
         button("stop").click()
@@ -183,8 +204,7 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         page.locator(".lm-Menu-item", has_text="Train on this table").click()
         notebook_tab = page.locator(".lm-DockPanel-tabBar .lm-TabBar-tab", has_text="table-training.ipynb")
         expect(notebook_tab).to_be_visible(timeout=60_000)
-        output = page.locator(".jp-OutputArea-output", has=page.locator("button", has_text="Start"))
-        expect(output).to_be_visible(timeout=KERNEL_TIMEOUT_MS)
+        output = visible_panel(page)
         assert any(v == TABLE for v in output.locator("input[type=text]").evaluate_all("es => es.map(e => e.value)"))
         assert (lab_root / "table-training.ipynb").is_file()
         shots(page, "3-train-on-this-table")
