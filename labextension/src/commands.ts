@@ -15,9 +15,10 @@ import { trainingIcon } from './icons';
 import { DEMO_CELL, IKernelSpec, freeNotebookName, isTableFile, notebookWith, tableCell, tableStem } from './notebookSource';
 import { PageApi } from './pageApi';
 import { TaskPage } from './taskPage';
+import { CommandIDs as SharedIDs, ITrainingTasks } from './tokens';
 
 export namespace CommandIDs {
-  export const openTask = 'epoch-widgets:open-task';
+  export const openTask = SharedIDs.openTask;
   export const trainOnTable = 'epoch-widgets:train-on-table';
   export const newPanel = 'epoch-widgets:new-training-panel';
 }
@@ -57,11 +58,12 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
   id: 'epoch-widgets:commands',
   description: "A training task's page, 'Train on this table' and 'New training panel'.",
   autoStart: true,
-  requires: [IFileBrowserFactory],
+  requires: [IFileBrowserFactory, ITrainingTasks],
   optional: [IDefaultFileBrowser, ILauncher, ICommandPalette],
   activate: (
     app: JupyterFrontEnd,
     browsers: IFileBrowserFactory,
+    tasks: ITrainingTasks,
     defaultBrowser: IDefaultFileBrowser | null,
     launcher: ILauncher | null,
     palette: ICommandPalette | null
@@ -71,13 +73,13 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
 
     /** Without a taskId (the palette), ask which task, newest first. */
     const pickTask = async (): Promise<string> => {
-      const { tasks } = await api.request<{ tasks: { task_id: string; name: string | null }[] }>('tasks');
-      if (!tasks.length) {
+      const known = (await api.tasks()).reverse();
+      if (!known.length) {
         throw new Error('There are no training tasks on this server yet.');
       }
-      const labels = tasks.reverse().map(t => `${t.name || '(no name)'} · ${t.task_id}`);
+      const labels = known.map(t => `${t.name || '(no name)'} · ${t.task_id}`);
       const answer = await InputDialog.getItem({ title: 'Open a training task', items: labels });
-      return answer.button.accept && answer.value ? tasks[labels.indexOf(answer.value)].task_id : '';
+      return answer.button.accept && answer.value ? known[labels.indexOf(answer.value)].task_id : '';
     };
     app.commands.addCommand(CommandIDs.openTask, {
       label: args => (args.taskId ? `Training task ${args.taskId}` : 'Open a training task…'),
@@ -92,7 +94,7 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(open.id);
           return open;
         }
-        const page = new TaskPage(taskId, api);
+        const page = new TaskPage(taskId, api, tasks);
         const widget = new MainAreaWidget({ content: page });
         widget.id = `epoch-widgets-task-${taskId}`;
         widget.title.closable = true;

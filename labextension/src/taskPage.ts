@@ -2,22 +2,23 @@
  * A task's page in the main area: live curves (loss, accuracy or MAE, learning rate), the
  * per-epoch table, its config, and once it ends its evaluation and where its TensorBoard/MLflow
  * logs are; Pause, Resume, Stop and Delete as in the sidebar. Live through the task's own
- * `stream-progress` while it trains; an ended task is re-read every few seconds, so a resume from
- * elsewhere (the sidebar, the API) brings the stream back.
+ * `stream-progress` while it trains; the shared task list (`stream-tasks`) tells it when the task
+ * changes otherwise (resumed or deleted from the sidebar or another client) and gives its clocks.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { ApiError } from './api';
 import { renderEvaluation, IEvaluation } from './evaluationView';
-import { ApiError, ILoggers, IStreamEvent, ITaskDetails, PageApi } from './pageApi';
+import { ILoggers, IStreamEvent, ITaskDetails, PageApi } from './pageApi';
 import {
   IEpochRow, actionsFor, chartSpecs, formatConfigValue, formatNumber, isLive, isRegression, mergeHistory,
   tableColumns
 } from './pageData';
 import { renderChart } from './svgChart';
+import { elapsedAt, etaAt, formatDuration } from './taskList';
+import { ITrainingTasks } from './tokens';
 
-/** How often an ended task is re-read (ms), to notice a resume or delete made elsewhere. */
-const POLL_MS = 3000;
 /** How long a confirmation ("Training paused") stays (ms). */
 const MESSAGE_MS = 5000;
 type Action = 'pause' | 'resume' | 'stop' | 'delete';
@@ -41,7 +42,6 @@ export class TaskPage extends Widget {
   private evaluationNote = '';
   private loggers: ILoggers | undefined;
   private unfollow: (() => void) | null = null;
-  private poll = 0;
   private busy = false;
   private sayTimer = 0;
   private config: HTMLElement | null = null;
@@ -53,7 +53,8 @@ export class TaskPage extends Widget {
 
   constructor(
     readonly taskId: string,
-    private readonly api: PageApi
+    private readonly api: PageApi,
+    private readonly tasks: ITrainingTasks
   ) {
     super();
     this.addClass('ew-lab-page');
@@ -72,25 +73,35 @@ export class TaskPage extends Widget {
   }
 
   protected onAfterAttach(): void {
+    this.tasks.changed.connect(this.onListChanged, this);
     void this.refresh();
-    this.poll = window.setInterval(() => {
-      if (!this.unfollow && !this.gone) {
-        void this.refresh();
-      }
-    }, POLL_MS);
   }
 
   protected onBeforeDetach(): void {
-    window.clearInterval(this.poll);
+    this.tasks.changed.disconnect(this.onListChanged, this);
     this.unfollow?.();
     this.unfollow = null;
   }
 
   dispose(): void {
-    window.clearInterval(this.poll);
+    this.tasks.changed.disconnect(this.onListChanged, this);
     this.unfollow?.();
     this.unfollow = null;
     super.dispose();
+  }
+
+  /** The shared task list changed: a state this page did not see come by its own stream (a resume
+   * from the sidebar), or the task gone, means reading it again; otherwise the clocks move on. */
+  private onListChanged(): void {
+    if (!this.task || this.gone || !this.tasks.connected) {
+      return;
+    }
+    const entry = this.tasks.state.get(this.taskId);
+    if (!entry || (!this.unfollow && entry.summary.training_state !== this.task.training_state)) {
+      void this.refresh();
+    } else {
+      this.drawHeader();
+    }
   }
 
   /** Read the task and its history again; follow its stream while it is live; read its
@@ -144,7 +155,7 @@ export class TaskPage extends Widget {
     if (latest && typeof latest.epoch === 'number') {
       this.history = mergeHistory(this.history, [latest]);
     }
-    const state = event.training_state ?? progress.training_state;
+    const state = event.training_state ?? (progress.training_state as string | undefined);
     this.task = {
       ...this.task,
       training_state: state ?? this.task.training_state,
@@ -171,10 +182,10 @@ export class TaskPage extends Widget {
     this.busy = true;
     this.draw();
     try {
-      const answer = action === 'delete'
+      const message = action === 'delete'
         ? await this.api.remove(this.taskId)
         : await this.api.control(this.taskId, action);
-      this.say(answer.message, false);
+      this.say(message, false);
       if (action === 'delete') {
         this.dispose();
         return;
@@ -198,6 +209,13 @@ export class TaskPage extends Widget {
   }
 
   private draw(): void {
+    this.drawHeader();
+    if (this.task) {
+      this.drawBody(this.task);
+    }
+  }
+
+  private drawHeader(): void {
     const task = this.task;
     const state = this.gone ? 'deleted' : task?.training_state ?? 'pending';
     const allowed = actionsFor(this.gone ? 'deleted' : state);
@@ -223,11 +241,17 @@ export class TaskPage extends Widget {
       line.appendChild(el('span', `best: ${best}`, 'ew-lab-best'));
     }
     this.header.appendChild(line);
+    const entry = this.tasks.state.get(this.taskId);
+    if (entry) {
+      const now = Date.now();
+      const eta = etaAt(entry, now);
+      line.appendChild(el('span', `${formatDuration(elapsedAt(entry, now))} training` +
+        (eta !== null && isLive(state) ? `, about ${formatDuration(eta)} left` : ''), 'ew-lab-dim ew-lab-clock'));
+    }
     const why = task.error || task.reason;
     if (why && !isLive(state)) {
       this.header.appendChild(el('p', why, task.error ? 'ew-lab-error' : 'ew-lab-dim'));
     }
-    this.drawBody(task);
   }
 
   private drawBody(task: ITaskDetails): void {

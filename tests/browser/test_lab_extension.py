@@ -2,13 +2,15 @@
 the way a person uses it, a screenshot at every step (``test-artifacts/browser/lab/``).
 
 The command palette offers "New training panel", and the launcher's card opens a new notebook
-whose panel is ready to train on the demo data. A task started through the HTTP
-API: its page (from the palette's "Open a training task…") shows curves and a per-epoch table that
-grow; Pause pauses it (the API confirms), Resume resumes it, Stop stops it and the page then shows
-the evaluation's confusion matrix and where its files are; Delete (confirmed) removes it from the
-API and closes the page. In the file browser, "Train on this table" on a CSV opens a new notebook
-beside it whose TrainingPanel reads that file. With ``UPDATE_SCREENSHOT=1`` the running task's page
-replaces ``docs/lab.png`` (docs/lab.md's picture).
+whose panel is ready to train on the demo data. A task started through the HTTP API appears in the
+Training sidebar within 2 s and its val-loss sparkline grows; Pause and Resume in the sidebar act
+(the API confirms); clicking it opens its page (as "Open a training task…" in the palette does),
+whose curves and per-epoch table grow and whose Pause and Resume act too; Stop in the sidebar ends
+it and the page shows the evaluation's confusion matrix and where its files are; Delete in the
+sidebar removes it (the API answers 404) and the open page says so. In the file browser, "Train on
+this table" on a CSV opens a new notebook beside it whose TrainingPanel reads that file. With
+``UPDATE_SCREENSHOT=1`` the sidebar beside the running task's page replaces ``docs/lab.png``
+(docs/lab.md's picture).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ CONFIG = {"data_path": TABLE, "target_column": "label", "epochs": 100, "early_st
           "name": "lab demo run", "output_path": "lab-demo", "hidden_units": [32, 16], "loggers": ["tensorboard"]}
 DOCS_SCREENSHOT = REPO / "docs" / "lab.png"
 KERNEL_TIMEOUT_MS = 180_000
+APPEAR_S = 2.0
 
 
 @pytest.fixture
@@ -115,8 +118,8 @@ def page_dots(page_node: Any, chart: str) -> int:
     return page_node.locator(f'.ew-lab-chart[data-chart="{chart}"] circle').count()
 
 
-def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any, artifacts: Path,
-                                    shots: Callable[..., None]) -> None:
+def test_sidebar_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any, artifacts: Path,
+                                           shots: Callable[..., None]) -> None:
     from playwright.sync_api import expect
 
     require_extension()
@@ -140,15 +143,35 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         assert (lab_root / "demo-training.ipynb").is_file()
         shots(page, "0-new-training-panel")
 
-        # A task started by another client; its page, opened from the palette, grows live.
+        # The Training sidebar: a task started by another client appears within 2 s of its start
+        # answering, and its validation-loss sparkline grows.
+        left_tab(page, "epoch-widgets-training").click()
+        sidebar = page.locator("#epoch-widgets-training")
+        expect(sidebar).to_be_visible()
+        expect(sidebar).to_contain_text("No training tasks on this server yet")
         started = api.call("POST", "start", json=CONFIG)
         assert started.status_code == 200, started.text
         task_id = started.json()["task_id"]
-        page.keyboard.press("Control+Shift+c")
-        page.keyboard.type("Open a training task")
-        page.locator(".lm-CommandPalette-item", has_text="Open a training task").first.click()
-        expect(page.locator(".jp-Dialog select")).to_contain_text(task_id)
-        page.locator(".jp-Dialog .jp-mod-accept").click()
+        answered = time.monotonic()
+        row = sidebar.locator(f'li.ew-TaskRow[data-task-id="{task_id}"]')
+        expect(row).to_be_visible(timeout=int(APPEAR_S * 1000))
+        assert time.monotonic() - answered < APPEAR_S + 0.5
+        expect(row.locator(".ew-TaskRow-name")).to_have_text(CONFIG["name"])
+        points = lambda: int(row.locator(".ew-TaskRow-spark").get_attribute("data-points") or 0)  # noqa: E731
+        first = wait_until(points, "the sparkline's first point")
+        wait_until(lambda: points() > first, "the sparkline to grow")
+
+        # Pause and Resume in the sidebar: the API confirms each.
+        row.locator(".ew-TaskRow-pause").click()
+        assert api.wait_state(task_id, {"paused"}, timeout=30) == "paused"
+        expect(row).to_have_attribute("data-state", "paused")
+        shots(page, "1-sidebar-paused")
+        row.locator(".ew-TaskRow-resume").click()
+        assert api.wait_state(task_id, {"running"}, timeout=30) == "running"
+        expect(row).to_have_attribute("data-state", "running")
+
+        # Clicking the task opens its page, whose curves and table grow live.
+        row.locator(".ew-TaskRow-name").click()
         task_page = page.locator(f"#epoch-widgets-task-{task_id}")
         expect(task_page).to_be_visible()
         expect(task_page.locator("h2")).to_have_text(CONFIG["name"])
@@ -157,27 +180,33 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         seen = wait_until(lambda: page_dots(task_page, "Loss"), "the page's loss curve")
         wait_until(lambda: page_dots(task_page, "Loss") > seen, "the page's loss curve to grow")
         assert task_page.locator(".ew-lab-epoch-table tbody tr").count() >= 1
-        # The config is folded under a one-line summary, and stays open across the page's redraws.
-        expect(task_page.locator(".ew-lab-config-box summary")).to_contain_text("mlp [32,16], 100 epochs")
-        task_page.locator(".ew-lab-config-box summary").click()
-        expect(task_page.locator(".ew-lab-config")).to_be_visible()
-        expect(task_page.locator(".ew-lab-config")).to_contain_text("hidden_units")
+        # "Open a training task…" in the palette lists it, and brings the same page to the front.
+        page.keyboard.press("Control+Shift+c")
+        page.keyboard.type("Open a training task")
+        page.locator(".lm-CommandPalette-item", has_text="Open a training task").first.click()
+        expect(page.locator(".jp-Dialog select")).to_contain_text(task_id)
+        page.locator(".jp-Dialog .jp-mod-accept").click()
+        expect(task_page).to_have_count(1)
+        expect(task_page).to_be_visible()
 
-        # Pause on the page: the API confirms; a second Pause is refused with the API's message.
+        # Pause and Resume on the page: the API confirms each; the buttons follow the state.
         button = lambda action: task_page.locator(f'[data-action="{action}"]')  # noqa: E731
         button("pause").click()
         assert api.wait_state(task_id, {"paused"}, timeout=30) == "paused"
         expect(task_page.locator(".ew-lab-state")).to_have_text("paused")
         expect(button("pause")).to_be_disabled()
-        assert api.call("POST", f"pause/{task_id}").status_code == 409
         button("resume").click()
         assert api.wait_state(task_id, {"running"}, timeout=30) == "running"
         expect(task_page.locator(".ew-lab-state")).to_have_text("running")
         wait_until(lambda: page_dots(task_page, "Loss") >= 2 * 4, "4 epochs on the page's loss chart", timeout=300)
-        shots(page, "1-task-page-running")
+        shots(page, "2-sidebar-and-task-page")
+        # The config is folded under a one-line summary, and stays open across the page's redraws.
+        expect(task_page.locator(".ew-lab-config-box summary")).to_contain_text("mlp [32,16], 100 epochs")
+        task_page.locator(".ew-lab-config-box summary").click()
+        expect(task_page.locator(".ew-lab-config")).to_contain_text("hidden_units")
 
-        # Stop: the page shows how it ended, the evaluation and where the files are.
-        button("stop").click()
+        # Stop in the sidebar: the page shows how it ended, the evaluation and where the files are.
+        row.locator(".ew-TaskRow-stop").click()
         assert api.wait_state(task_id, {"stopped"}, timeout=60) == "stopped"
         expect(task_page.locator(".ew-lab-state")).to_have_text("stopped", timeout=15_000)
         expect(task_page.locator(".ew-lab-config")).to_be_visible()
@@ -187,13 +216,14 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         expect(button("resume")).to_be_enabled()
         expect(button("pause")).to_be_disabled()
         task_page.locator(".ew-lab-confusion").scroll_into_view_if_needed()
-        shots(page, "2-task-page-stopped")
+        shots(page, "3-task-page-stopped")
 
-        # Delete, confirmed in a dialog: the task is gone from the API and its page closes.
-        button("delete").click()
-        page.locator(".jp-Dialog .jp-mod-accept").click()
-        expect(task_page).to_have_count(0, timeout=10_000)
+        # Delete in the sidebar: gone there and from the API, and the open page says so.
+        row.locator(".ew-TaskRow-delete").click()
+        expect(row).to_have_count(0, timeout=10_000)
         assert api.call("GET", f"tasks/{task_id}").status_code == 404
+        expect(task_page.locator(".ew-lab-message")).to_contain_text("no longer exists", timeout=10_000)
+        expect(button("delete")).to_be_disabled()
 
         # The file browser: right-click the table, "Train on this table": a new notebook beside it
         # whose panel reads that file.
@@ -207,9 +237,9 @@ def test_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, page: Any,
         output = visible_panel(page)
         assert any(v == TABLE for v in output.locator("input[type=text]").evaluate_all("es => es.map(e => e.value)"))
         assert (lab_root / "table-training.ipynb").is_file()
-        shots(page, "3-train-on-this-table")
+        shots(page, "4-train-on-this-table")
     except BaseException:
         page.screenshot(path=str(artifacts / "lab" / "failure.png"))
         raise
     if os.environ.get("UPDATE_SCREENSHOT") == "1":
-        shutil.copy(artifacts / "lab" / "1-task-page-running.png", DOCS_SCREENSHOT)
+        shutil.copy(artifacts / "lab" / "2-sidebar-and-task-page.png", DOCS_SCREENSHOT)
