@@ -43,6 +43,8 @@ export class TaskPage extends Widget {
   private loggers: ILoggers | undefined;
   private unfollow: (() => void) | null = null;
   private busy = false;
+  private reading: Promise<void> | null = null;
+  private readAgain = false;
   private sayTimer = 0;
   private config: HTMLElement | null = null;
   private gone = false;
@@ -105,8 +107,27 @@ export class TaskPage extends Widget {
   }
 
   /** Read the task and its history again; follow its stream while it is live; read its
-   * evaluation and log locations once it has ended. */
+   * evaluation and log locations once it has ended. One read at a time: a call during a read
+   * gets one more read after it (so two reads never open two streams). */
   async refresh(): Promise<void> {
+    if (this.reading) {
+      this.readAgain = true;
+      return this.reading;
+    }
+    this.reading = (async () => {
+      do {
+        this.readAgain = false;
+        await this.read();
+      } while (this.readAgain && !this.isDisposed);
+    })();
+    try {
+      await this.reading;
+    } finally {
+      this.reading = null;
+    }
+  }
+
+  private async read(): Promise<void> {
     let task: ITaskDetails;
     try {
       task = await this.api.task(this.taskId);
@@ -118,6 +139,9 @@ export class TaskPage extends Widget {
         return;
       }
       this.say(String((err as Error).message ?? err), true);
+      return;
+    }
+    if (this.isDisposed) {
       return;
     }
     const wasLive = this.task ? isLive(this.task.training_state) : true;

@@ -229,6 +229,11 @@ def test_sidebar_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, pa
         # whose panel reads that file.
         if not page.locator("#filebrowser").is_visible():
             left_tab(page, "filebrowser").click()
+        # Not offered for a file the panel cannot read.
+        page.locator(".jp-DirListing-item", has_text=re.compile(r"^demo-training\.ipynb")).click(button="right")
+        expect(page.locator(".lm-Menu-item", has_text="Open With")).to_be_visible()
+        expect(page.locator(".lm-Menu-item:visible", has_text="Train on this table")).to_have_count(0)
+        page.keyboard.press("Escape")
         entry = page.locator(".jp-DirListing-item", has_text=re.compile(rf"^{re.escape(TABLE)}"))
         entry.click(button="right")
         page.locator(".lm-Menu-item", has_text="Train on this table").click()
