@@ -4,6 +4,13 @@
 #   bash scripts/setup.sh test     # also TensorFlow, TensorBoard, MLflow, Ray, the test tools and a browser for browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The editable install builds the JupyterLab extension (labextension/) with Node.js.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 18 ]; then
+  echo "error: building the JupyterLab extension needs Node.js 18 or later (found: $(node --version 2>/dev/null || echo none));" \
+       "install Node.js 20 (https://nodejs.org, or your system's package) and run this again" >&2
+  exit 1
+fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 . .venv/bin/activate

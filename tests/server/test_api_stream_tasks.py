@@ -139,8 +139,9 @@ async def test_one_stream_follows_every_task_from_a_snapshot_to_its_deletion(api
 async def test_an_idle_stream_sends_keepalives_and_a_refused_start_leaves_no_event(api, make_config, open_stream):
     stream = await open_stream()
     assert await stream.next() == {"type": "snapshot", "tasks": []}
-    status, _ = await api.call("POST", "start", body=make_config(epochs=0))
-    assert status == 400
+    # Refused by its worker, which checks the config against the data: the task never existed.
+    status, body = await api.call("POST", "start", body=make_config(target_column="no_such_column"))
+    assert status == 400 and "no_such_column" in body["message"], body
     with pytest.raises(asyncio.TimeoutError):
         await stream.next(timeout=1.0)
     assert stream.keepalives >= 2            # keepalive_interval is 0.3 s in these tests

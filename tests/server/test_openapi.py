@@ -55,3 +55,17 @@ def test_the_event_stream_is_described_as_text_with_its_event_schema_beside():
     import json
     refs = {r.split('"')[0] for r in json.dumps(doc).split('"$ref": "#/components/schemas/')[1:]}
     assert refs <= set(doc["components"]["schemas"]), refs - set(doc["components"]["schemas"])
+
+
+def test_the_all_tasks_stream_is_described_as_text_with_its_own_event_schema():
+    doc = openapi_document()
+    media = doc["paths"]["/stream-tasks"]["get"]["responses"]["200"]["content"]["text/event-stream"]
+    assert media == {"schema": {"type": "string"}, "x-event-schema": {"$ref": "#/components/schemas/TasksStreamEvent"}}
+    schemas = doc["components"]["schemas"]
+    assert {m["$ref"].rsplit("/", 1)[1] for m in schemas["TasksStreamEvent"]["oneOf"]} == {
+        "TasksSnapshotEvent", "TaskChangeEvent", "TaskDeletedEvent"}
+    # A live task is a task summary plus what a live list shows.
+    live, summary = schemas["TaskLive"], schemas["TaskSummary"]
+    assert set(live["properties"]) - set(summary["properties"]) == {
+        "model_type", "latest_metrics", "val_loss", "elapsed_s", "eta_s"}
+    assert schemas["TaskChangeEvent"]["properties"]["change"] == {"enum": ["created", "state", "epoch"]}
