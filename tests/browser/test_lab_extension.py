@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.kernel, pytest.
 TABLE = "table.csv"
 # Enough epochs (a fraction of a second each on an idle machine, far more on a busy one) to watch,
 # pause and resume it; the test stops it before the end.
-CONFIG = {"data_path": TABLE, "target_column": "label", "epochs": 100, "early_stopping": False, "batch_size": 64,
+CONFIG = {"data_path": TABLE, "target_column": "label", "epochs": 60, "early_stopping": False, "batch_size": 64,
           "name": "lab demo run", "output_path": "lab-demo", "hidden_units": [32, 16], "loggers": ["tensorboard"]}
 DOCS_SCREENSHOT = REPO / "docs" / "lab.png"
 KERNEL_TIMEOUT_MS = 180_000
@@ -188,6 +188,8 @@ def test_sidebar_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, pa
         page.locator(".jp-Dialog .jp-mod-accept").click()
         expect(task_page).to_have_count(1)
         expect(task_page).to_be_visible()
+        wait_until(lambda: page_dots(task_page, "Loss") >= 2 * 8, "8 epochs on the page's loss chart", timeout=300)
+        shots(page, "2-sidebar-and-task-page")
 
         # Pause and Resume on the page: the API confirms each; the buttons follow the state.
         button = lambda action: task_page.locator(f'[data-action="{action}"]')  # noqa: E731
@@ -198,10 +200,8 @@ def test_sidebar_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, pa
         button("resume").click()
         assert api.wait_state(task_id, {"running"}, timeout=30) == "running"
         expect(task_page.locator(".ew-lab-state")).to_have_text("running")
-        wait_until(lambda: page_dots(task_page, "Loss") >= 2 * 4, "4 epochs on the page's loss chart", timeout=300)
-        shots(page, "2-sidebar-and-task-page")
         # The config is folded under a one-line summary, and stays open across the page's redraws.
-        expect(task_page.locator(".ew-lab-config-box summary")).to_contain_text("mlp [32,16], 100 epochs")
+        expect(task_page.locator(".ew-lab-config-box summary")).to_contain_text("mlp [32,16], 60 epochs")
         task_page.locator(".ew-lab-config-box summary").click()
         expect(task_page.locator(".ew-lab-config")).to_contain_text("hidden_units")
 
