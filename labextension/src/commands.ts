@@ -5,7 +5,7 @@
  * folder), open it and run its first cell, so the TrainingPanel shows at once.
  */
 import { JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
-import { ICommandPalette, InputDialog, MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import { ICommandPalette, InputDialog, MainAreaWidget, WidgetTracker, showErrorMessage } from '@jupyterlab/apputils';
 import { PathExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser, IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
@@ -51,7 +51,20 @@ export async function openNewPanelNotebook(
   await panel.context.ready;
   await panel.sessionContext.ready;
   await NotebookActions.runAll(panel.content, panel.sessionContext);
+  // Saved with the panel's output, so closing it does not ask about changes the user did not make.
+  await panel.context.save();
   return panel;
+}
+
+/** Run `make` (which writes and opens a notebook), showing a failure (a folder that cannot be
+ * written, a server gone) in a dialog rather than only in the browser's console. */
+async function reporting<T>(title: string, make: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await make();
+  } catch (error) {
+    await showErrorMessage(title, error as Error);
+    return undefined;
+  }
 }
 
 export const commandsPlugin: JupyterFrontEndPlugin<void> = {
@@ -75,7 +88,9 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
     const pickTask = async (): Promise<string> => {
       const known = (await api.tasks()).reverse();
       if (!known.length) {
-        throw new Error('There are no training tasks on this server yet.');
+        await showErrorMessage('Open a training task', 'There are no training tasks on this server yet: start one ' +
+          'through the HTTP API (docs/api.md) and it shows in the Training sidebar.');
+        return '';
       }
       const labels = known.map(t => `${t.name || '(no name)'} · ${t.task_id}`);
       const answer = await InputDialog.getItem({ title: 'Open a training task', items: labels });
@@ -125,7 +140,8 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
         if (!table) {
           throw new Error('Train on this table: select a .csv, .tsv or .parquet file in the file browser');
         }
-        return openNewPanelNotebook(app, PathExt.dirname(table.path), tableStem(table.name), tableCell(table.name));
+        return reporting('Train on this table', () =>
+          openNewPanelNotebook(app, PathExt.dirname(table.path), tableStem(table.name), tableCell(table.name)));
       }
     });
     app.contextMenu.addItem({
@@ -138,7 +154,9 @@ export const commandsPlugin: JupyterFrontEndPlugin<void> = {
       label: 'New training panel',
       caption: 'A new notebook with a TrainingPanel on generated demo data',
       icon: args => (args.isPalette ? undefined : trainingIcon),
-      execute: async () => openNewPanelNotebook(app, defaultBrowser?.model.path ?? '', 'demo', DEMO_CELL)
+      execute: () =>
+        reporting('New training panel', () =>
+          openNewPanelNotebook(app, defaultBrowser?.model.path ?? '', 'demo', DEMO_CELL))
     });
     palette?.addItem({ command: CommandIDs.newPanel, category: 'Training' });
     palette?.addItem({ command: CommandIDs.openTask, category: 'Training' });

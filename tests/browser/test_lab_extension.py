@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import nbformat
 import pytest
 import requests
 
@@ -241,7 +242,10 @@ def test_sidebar_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, pa
         expect(notebook_tab).to_be_visible(timeout=60_000)
         output = visible_panel(page)
         assert any(v == TABLE for v in output.locator("input[type=text]").evaluate_all("es => es.map(e => e.value)"))
-        assert (lab_root / "table-training.ipynb").is_file()
+        # Saved with the panel's output: closing it asks nothing.
+        saved = lab_root / "table-training.ipynb"
+        wait_until(lambda: "widget-view+json" in saved.read_text(), "the notebook saved with its panel", timeout=30)
+        assert 'TrainingPanel(data_path="table.csv")' in nbformat.read(saved, as_version=4).cells[0].source
         shots(page, "4-train-on-this-table")
     except BaseException:
         page.screenshot(path=str(artifacts / "lab" / "failure.png"))
