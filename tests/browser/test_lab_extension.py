@@ -6,11 +6,12 @@ whose panel is ready to train on the demo data. A task started through the HTTP 
 Training sidebar within 2 s and its val-loss sparkline grows; Pause and Resume in the sidebar act
 (the API confirms); clicking it opens its page (as "Open a training task…" in the palette does),
 whose curves and per-epoch table grow and whose Pause and Resume act too; Stop in the sidebar ends
-it and the page shows the evaluation's confusion matrix and where its files are; Delete in the
-sidebar removes it (the API answers 404) and the open page says so. In the file browser, "Train on
-this table" on a CSV opens a new notebook beside it whose TrainingPanel reads that file. With
-``UPDATE_SCREENSHOT=1`` the sidebar beside the running task's page replaces ``docs/lab.png``
-(docs/lab.md's picture).
+it and the page shows the evaluation's confusion matrix and where its files are; Resume in the
+sidebar brings the page back to life and Stop on the page ends it again; Delete in the sidebar
+removes it (the API answers 404) and the open page says so. In the file browser, "Train on this
+table" on a CSV (not on a notebook) opens a new notebook beside it, saved, whose TrainingPanel
+reads that file. With ``UPDATE_SCREENSHOT=1`` the sidebar beside the running task's page replaces
+``docs/lab.png`` (docs/lab.md's picture).
 """
 from __future__ import annotations
 
@@ -218,6 +219,18 @@ def test_sidebar_task_page_and_file_browser(jupyter_lab: Lab, lab_root: Path, pa
         expect(button("pause")).to_be_disabled()
         task_page.locator(".ew-lab-confusion").scroll_into_view_if_needed()
         shots(page, "3-task-page-stopped")
+
+        # Resume in the sidebar: the page goes live again (it learns it from the sidebar's stream);
+        # Stop on the page ends it again.
+        row.locator(".ew-TaskRow-resume").click()
+        assert api.wait_state(task_id, {"pending", "running"}, timeout=60) in {"pending", "running"}
+        expect(task_page.locator(".ew-lab-state")).to_have_text(re.compile("pending|running"), timeout=15_000)
+        expect(task_page.locator('.ew-lab-section[data-section="Evaluation"]')).to_have_count(0)
+        api.wait_state(task_id, {"running"}, timeout=120)
+        expect(button("stop")).to_be_enabled(timeout=15_000)
+        button("stop").click()
+        assert api.wait_state(task_id, {"stopped"}, timeout=60) == "stopped"
+        expect(task_page.locator(".ew-lab-confusion")).to_be_visible(timeout=15_000)
 
         # Delete in the sidebar: gone there and from the API, and the open page says so.
         row.locator(".ew-TaskRow-delete").click()
