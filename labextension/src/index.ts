@@ -6,6 +6,7 @@ import {
 } from '@jupyterlab/application';
 import { IStatusBar } from '@jupyterlab/statusbar';
 
+import { commandsPlugin } from './commands';
 import { TrainingSidebar } from './sidebar';
 import { RunningTasksItem } from './statusbar';
 import { TrainingTasks } from './tasksModel';
@@ -65,6 +66,6 @@ const statusPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-const plugins: JupyterFrontEndPlugin<any>[] = [tasksPlugin, sidebarPlugin, statusPlugin];
+const plugins: JupyterFrontEndPlugin<any>[] = [tasksPlugin, sidebarPlugin, statusPlugin, commandsPlugin];
 
 export default plugins;

@@ -55,6 +55,8 @@ class Lab:
                "JUPYTER_RUNTIME_DIR": str(home / "runtime"), "JUPYTER_TOKEN": self.token}
         cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={self.port}", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.root_dir={root}",
+               # The training API's task records stay with this server, not in the user's data dir.
+               f"--EpochTrainingApp.tasks_dir={home / 'tasks'}",
                "--LabApp.extension_manager=readonly", "--ServerApp.port_retries=0"]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             cmd.append("--allow-root")
