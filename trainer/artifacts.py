@@ -26,7 +26,7 @@ from .backends import backend_module
 from .config import TrainingConfig
 from .confined import ConfinementError, confined_path, open_confined
 from .data import windows
-from .preprocessor import Preprocessor
+from .data.preprocessor import Preprocessor
 from .evaluation import Evaluation, evaluate_frame, save_evaluation, softmax
 
 if TYPE_CHECKING:

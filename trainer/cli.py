@@ -21,7 +21,7 @@ from .events import Callback
 from .handle import RunHandle
 from .metrics import score_name
 from .run import Trainer
-from .tables import read_table
+from .data.tables import read_table
 
 
 class ConsoleProgress(Callback):

@@ -69,8 +69,8 @@ class ConfinedHandler(pafs.FileSystemHandler):
         return [self._info(p) for p in paths]
 
     def get_file_info_selector(self, selector: Any) -> list[Any]:
-        # Datasets here are built from explicit file lists (trainer.table_files), never by discovery.
-        raise ConfinementError("listing folders is not supported here; name the files (trainer.table_files)")
+        # Datasets here are built from explicit file lists (trainer.data.table_files), never by discovery.
+        raise ConfinementError("listing folders is not supported here; name the files (trainer.data.table_files)")
 
     def open_input_file(self, path: str) -> Any:
         return pa.PythonFile(open_confined(self.root, self._absolute(path)), mode="r")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from .atomic import atomic_write_text
 from .data import windows
-from .preprocessor import Preprocessor, classes_dtype
+from .data.preprocessor import Preprocessor, classes_dtype
 
 if TYPE_CHECKING:
     from .artifacts import TrainedModel

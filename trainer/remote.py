@@ -18,7 +18,7 @@ import pandas as pd
 from . import protocol
 from .checkpoints import CheckpointError, OutputPathInUse
 from .config import ConfigError
-from .data_values import values_hidden
+from .data.values import values_hidden
 from .events import Callback
 from .handle import RunHandle
 from .run import Trainer

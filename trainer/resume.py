@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 import pandas as pd
 
-from . import data_values
+from .data import values as data_values
 from .atomic import json_default
 from .backends import backend_module
 from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, data_fingerprint,
@@ -227,7 +227,7 @@ _VALUE_FIELDS = ("means", "stds", "medians", "categorical", "classes", "target_m
 
 
 def _without_values(diff: dict[str, Any]) -> dict[str, Any]:
-    """A preprocessing difference told by counts and column names only (see trainer.data_values)."""
+    """A preprocessing difference told by counts and column names only (see trainer.data.values)."""
     field, saved, given = diff["field"], diff["checkpoint"], diff["given"]
     if field not in _VALUE_FIELDS:
         return diff

@@ -7,7 +7,7 @@ from typing import Optional
 import pandas as pd
 
 from trainer import ConfigError
-from trainer.tables import read_table
+from trainer.data.tables import read_table
 
 
 class DataFile:

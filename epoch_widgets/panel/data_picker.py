@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import ipywidgets as W
 
 from trainer.datasets import make_classification
-from trainer.tables import SUPPORTED_SUFFIXES, table_format
+from trainer.data.tables import SUPPORTED_SUFFIXES, table_format
 
 if TYPE_CHECKING:
     from .training_panel import TrainingPanel

@@ -15,8 +15,8 @@ from typing import Any, Optional
 
 from trainer import ConfigError
 from trainer.redaction import redact_text
-from trainer.table_files import is_glob, table_files
-from trainer.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
+from trainer.data.table_files import is_glob, table_files
+from trainer.data.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 from .errors import BadRequest
 
@@ -56,8 +56,8 @@ def _inside(base: Path, value: object, field: str, folder: str, mount: PurePath 
 
 
 def resolve_data_path(value: object, root_dir: Path) -> Path:
-    """The data for ``data_path`` inside ``root_dir``: a table file trainer.tables reads, a folder of
-    Parquet files or a glob of them (``trainer.table_files``: no symbolic link below the root taken in)."""
+    """The data for ``data_path`` inside ``root_dir``: a table file trainer.data.tables reads, a folder of
+    Parquet files or a glob of them (``trainer.data.table_files``: no symbolic link below the root taken in)."""
     if value is None:
         raise _problem("data_path", None, "required: name the CSV or Parquet file (or a folder or glob of Parquet "
                                           "files) to train on, relative to the server's root directory")

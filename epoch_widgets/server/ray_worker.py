@@ -22,7 +22,7 @@ from trainer import ConfigError, protocol
 from trainer.ray_executor.cluster import task_resources
 from trainer.ray_executor.files import resume_files
 from trainer.ray_executor.link import ActorLink
-from trainer.tables import read_table
+from trainer.data.tables import read_table
 
 from .process import call_on_loop
 

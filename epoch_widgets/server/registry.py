@@ -11,7 +11,7 @@ from typing import Any, Optional
 from trainer import ConfigError, TrainingConfig, has_checkpoints
 from trainer.checkpoints import describe_run, describe_saved_run, holds_run, run_summary, saved_run_files
 from trainer.loggers import logger_locations
-from trainer.table_files import is_glob
+from trainer.data.table_files import is_glob
 
 from . import lifecycle as lc
 from . import ownership

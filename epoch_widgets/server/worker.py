@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from trainer import ConfigError, TrainingState, protocol
 from trainer.remote import RunHost
-from trainer.tables import read_table
+from trainer.data.tables import read_table
 
 
 class Channel:

@@ -253,7 +253,7 @@ async def test_a_tensorflow_task_trains_and_controls_like_a_torch_one(api, make_
 
 @pytest.mark.parametrize("name", ["data.csv.gz", "data.tsv"])
 async def test_compressed_csv_and_tsv_files_train(api, make_config, jp_root_dir, name):
-    # The server's path check and its workers' reader are trainer.tables: same files accepted.
+    # The server's path check and its workers' reader are trainer.data.tables: same files accepted.
     from trainer import datasets
     datasets.make_classification(400, seed=3).to_csv(jp_root_dir / name, index=False,
                                                       sep="\t" if name.endswith(".tsv") else ",")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from trainer import ConfigError, Trainer
-from trainer.data_values import hidden, values_hidden
+from trainer.data.values import hidden, values_hidden
 
 
 def config(**overrides):

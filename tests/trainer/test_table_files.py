@@ -14,7 +14,7 @@ pa_ds = pytest.importorskip("pyarrow.dataset", reason="Parquet needs pyarrow")
 from trainer import ConfigError  # noqa: E402
 from trainer.confined import ConfinementError  # noqa: E402
 from trainer.confined_fs import confined_filesystem  # noqa: E402
-from trainer.table_files import is_glob, table_files  # noqa: E402
+from trainer.data.table_files import is_glob, table_files  # noqa: E402
 
 
 def part(rows: range) -> pd.DataFrame:

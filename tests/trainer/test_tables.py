@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from trainer import ConfigError
-from trainer.tables import SUPPORTED_SUFFIXES, read_table, table_format
+from trainer.data.tables import SUPPORTED_SUFFIXES, read_table, table_format
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ def test_parquet_without_pyarrow_names_the_package(tmp_path: Path):
     path.write_bytes(b"PAR1")
     # A fresh interpreter in which pyarrow cannot be imported, as on a machine without it.
     code = ("import sys; sys.modules['pyarrow'] = None\n"
-            "from trainer import ConfigError\nfrom trainer.tables import read_table\n"
+            "from trainer import ConfigError\nfrom trainer.data.tables import read_table\n"
             f"try:\n    read_table({str(path)!r})\nexcept ConfigError as exc:\n    print(exc.errors[0]['message'])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})

@@ -60,7 +60,7 @@ def torchrun_main(argv: Optional[list[str]] = None) -> int:
     import torch.distributed as dist
 
     from ..cli import ConsoleProgress, UsageError, parse_value, read_config_file
-    from ..tables import read_table
+    from ..data.tables import read_table
 
     ap = argparse.ArgumentParser(
         prog="python -m trainer.distributed",

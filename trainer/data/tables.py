@@ -14,8 +14,8 @@ from typing import Any, BinaryIO, Optional, Union
 
 import pandas as pd
 
-from .config import ConfigError
-from .confined import ConfinementError, open_confined
+from ..config import ConfigError
+from ..confined import ConfinementError, open_confined
 
 # pandas' names for what a suffix compresses with; .zst needs the zstandard package.
 COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zip": "zip", ".zst": "zstd"}

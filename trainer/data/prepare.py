@@ -15,8 +15,8 @@ import pandas as pd
 
 from .columns import (NUMERIC, ColumnProblem, category_problem, column_kind, duplicate_message, duplicated,
                       layout_problem, numeric_values)
-from . import data_values
-from .config import ConfigError, TrainingConfig
+from . import values as data_values
+from ..config import ConfigError, TrainingConfig
 from .preprocessor import Preprocessor, column_statistics, json_scalar
 
 MAX_CATEGORIES = 50        # beyond this one-hot encoding is no longer a sensible default

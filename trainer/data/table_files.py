@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
 from typing import Callable, Optional, Union
 
-from .config import ConfigError
+from ..config import ConfigError
 from .tables import PARQUET_SUFFIXES, SUPPORTED_TEXT, table_format
 
 PathLike = Union[str, "os.PathLike[str]"]

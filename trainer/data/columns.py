@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from pandas.api import types as pdt
 
-from . import data_values
+from . import values as data_values
 
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
