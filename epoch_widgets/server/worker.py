@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from trainer import ConfigError, TrainingState, protocol
 from trainer.remote import RunHost
-from trainer.data.tables import read_table
+from trainer.data.table_files import read_files
 
 
 class Channel:
@@ -76,7 +76,7 @@ def main() -> int:
         return 3
     host = RunHost(channel.send)
     try:
-        data = read_table(config["data_path"], root=spec.get("data_root"))
+        data = read_files(config["data_path"], root=spec.get("data_root"))
     except ConfigError as exc:
         channel.send(protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
         return 2

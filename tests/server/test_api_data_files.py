@@ -100,3 +100,53 @@ async def test_an_evaluation_file_swapped_for_a_link_is_not_served(api, make_con
     (models_dir / "evaluated" / "evaluation.json").symlink_to(outside)
     status, body = await api.call("GET", "evaluation", task_id)
     assert status == 409 and "symbolic link" in body["message"] and "secret-json" not in answer_text(body), body
+
+
+def write_parts(folder, df, sizes) -> None:
+    """``df``'s rows as Parquet files of ``sizes`` rows in ``folder``/part=*/ (names sort in row order)."""
+    start = 0
+    for i, size in enumerate(sizes):
+        (folder / f"part={i}").mkdir(parents=True)
+        df.iloc[start:start + size].to_parquet(folder / f"part={i}" / f"rows-{i:03d}.parquet", index=False)
+        start += size
+
+
+async def history_of(api, task_id: str) -> list[dict]:
+    assert (await api.wait_done(task_id))["training_state"] == "completed"
+    status, body = await api.call("GET", "history", task_id)
+    assert status == 200, body
+    return [{k: v for k, v in h.items() if k != "time_per_epoch"} for h in body["history"]]
+
+
+async def test_a_folder_or_glob_of_parquet_files_trains_to_the_history_of_the_same_rows_in_one_csv(
+        api, make_config, jp_root_dir):
+    df = datasets.make_classification(800, seed=3)     # the rows of data.csv, make_config's file
+    write_parts(jp_root_dir / "sets", df, [300, 250, 250])
+    (jp_root_dir / "sets" / "_SUCCESS").write_bytes(b"")
+    histories = [await history_of(api, await api.start(make_config(epochs=2, data_path=path)))
+                 for path in ("data.csv", "sets", "sets/part=*/*.parquet")]
+    assert histories[0] == histories[1] == histories[2]
+
+
+async def test_a_folder_taking_in_a_link_out_of_the_root_is_refused_at_start_naming_only_the_link(
+        api, make_config, jp_root_dir, tmp_path):
+    write_parts(jp_root_dir / "sets", datasets.make_classification(800, seed=3), [400, 400])
+    secret = datasets.make_classification(50, seed=9)
+    secret["f1"] = 123456.789
+    secret.to_parquet(tmp_path / "secret.parquet", index=False)
+    (jp_root_dir / "sets" / "part=1" / "rows-999.parquet").symlink_to(tmp_path / "secret.parquet")
+    for path in ("sets", "sets/*/*.parquet"):
+        status, body = await api.call("POST", "start", body=make_config(data_path=path))
+        assert status == 400, body
+        assert "'sets/part=1/rows-999.parquet' is a symbolic link" in body["message"], body
+        assert "123456" not in answer_text(body) and str(tmp_path) not in answer_text(body)
+    status, body = await api.call("GET", "tasks")
+    assert status == 200 and body["tasks"] == [], body          # nothing was started
+
+
+async def test_folders_and_globs_that_name_no_parquet_files_are_refused_with_the_fix(api, make_config, jp_root_dir):
+    (jp_root_dir / "empty").mkdir()
+    for path, words in (("empty", "holds no Parquet file"), ("*.csv", "which is no Parquet file"),
+                        ("nothing/*.parquet", "nothing matches the glob")):
+        status, body = await api.call("POST", "start", body=make_config(data_path=path))
+        assert status == 400 and words in body["message"] and body["errors"][0]["field"] == "data_path", body

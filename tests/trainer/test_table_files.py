@@ -14,7 +14,7 @@ pa_ds = pytest.importorskip("pyarrow.dataset", reason="Parquet needs pyarrow")
 from trainer import ConfigError  # noqa: E402
 from trainer.confined import ConfinementError  # noqa: E402
 from trainer.confined_fs import confined_filesystem  # noqa: E402
-from trainer.data.table_files import is_glob, table_files  # noqa: E402
+from trainer.data.table_files import is_glob, read_files, table_files  # noqa: E402
 
 
 def part(rows: range) -> pd.DataFrame:
@@ -126,3 +126,17 @@ def test_the_confined_filesystem_reads_inside_and_refuses_a_link_at_open_time(ro
         fs.open_input_file(str(tmp_path / "secret.parquet"))
     with pytest.raises(ConfinementError, match="only reads"):
         fs.open_output_stream("sets/new.parquet")
+
+
+def test_read_files_reads_a_folder_or_glob_whole_in_path_order_and_one_file_as_read_table(root):
+    assert read_files(root / "sets")["x"].tolist() == [float(r) for r in range(12)]
+    assert read_files("sets/day=1/*", root)["x"].tolist() == [float(r) for r in range(9)]
+    assert read_files("table.csv", root)["x"].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_read_files_inside_a_root_says_which_files_differ_without_quoting_values(root):
+    pd.DataFrame({"x": ["secret-value"], "label": [1]}).to_parquet(root / "sets" / "day=2" / "z.parquet")
+    with pytest.raises(ConfigError) as err:
+        read_files("sets", root)
+    message = err.value.errors[0]["message"]
+    assert "could not read 'sets' as Parquet files" in message and "secret-value" not in message

@@ -16,10 +16,14 @@ import os
 import stat
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
-from typing import Callable, Optional, Union
+from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..config import ConfigError
-from .tables import PARQUET_SUFFIXES, SUPPORTED_TEXT, table_format
+from ..confined import ConfinementError
+from .tables import PARQUET_SUFFIXES, SUPPORTED_TEXT, read_table, table_format
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PathLike = Union[str, "os.PathLike[str]"]
 GLOB_CHARS = frozenset("*?[")
@@ -44,10 +48,7 @@ def table_files(path: PathLike, root: Optional[PathLike] = None) -> list[Path]:
     Parquet files of a folder or glob in path order. Raises ConfigError on ``data_path`` saying
     what is wrong and what would fix it (nothing there, no Parquet file, a non-Parquet match, a
     link with ``root``)."""
-    text = os.fspath(path)
-    base = Path(root).resolve() if root is not None else None
-    shown = _shown(text, base)
-    p = Path(text).expanduser() if base is None else _inside(base, text, shown)
+    p, base, shown = _located(path, root)
     parts = p.parts
     magic = next((i for i, part in enumerate(parts) if is_glob(part)), None)
     literal = Path(*parts[:magic]) if magic is not None else p
@@ -72,6 +73,14 @@ def table_files(path: PathLike, root: Optional[PathLike] = None) -> list[Path]:
         raise _problem(shown, f"unsupported file type {p.name!r}; use a {SUPPORTED_TEXT} file, a folder of Parquet "
                               f"files or a glob of them")
     return [p]
+
+
+def _located(path: PathLike, root: Optional[PathLike]) -> tuple[Path, Optional[Path], str]:
+    """``path`` as a path to open (inside ``root`` when given), the resolved root, the path as shown."""
+    text = os.fspath(path)
+    base = Path(root).resolve() if root is not None else None
+    shown = _shown(text, base)
+    return (Path(text).expanduser() if base is None else _inside(base, text, shown)), base, shown
 
 
 def _shown(text: str, base: Optional[Path]) -> str:
@@ -181,3 +190,32 @@ def _only_parquet(files: list[Path], shown: str, base: Optional[Path], none_foun
         raise _problem(shown, f"{shown!r} takes in {_rel(other, base)!r}, which is no Parquet file; a glob must "
                               f"match Parquet files only (read a CSV or TSV file by its own path)")
     return files
+
+
+def read_files(path: PathLike, root: Optional[PathLike] = None) -> "pd.DataFrame":
+    """The whole table ``path`` names, as a DataFrame: :func:`~.tables.read_table` for one file,
+    the Parquet files of a folder or glob concatenated in path order (with ``root``, opened by
+    :mod:`trainer.confined_fs`, no link followed)."""
+    files = table_files(path, root)
+    located, _, shown = _located(path, root)
+    if not is_glob(located) and not located.is_dir():
+        return read_table(path, root=root)
+    try:
+        import pyarrow.dataset as pa_ds
+
+        from ..confined_fs import confined_filesystem
+    except ImportError as exc:
+        raise _problem(shown, f"reading Parquet needs pyarrow ({exc}): pip install pyarrow (or the package's "
+                              f"'parquet' extra)") from None
+    filesystem = confined_filesystem(root) if root is not None else None
+    try:
+        return pa_ds.dataset([str(f) for f in files], filesystem=filesystem, format="parquet").to_table().to_pandas()
+    except ConfinementError as exc:
+        raise _problem(shown, f"cannot read {shown!r}: {exc}; name files inside the server's root directory") from None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        # Only the exception's type for files read for someone else: pyarrow's message may quote values.
+        detail = f": {str(exc)[:300]}" if root is None else ""
+        raise _problem(shown, f"could not read {shown!r} as Parquet files ({type(exc).__name__}{detail}); check "
+                              f"that every file is one, with the same columns and types") from None
