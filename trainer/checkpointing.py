@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
-from .checkpoints import (Checkpoint, CheckpointError, CheckpointWriter, checkpoint_dir, data_fingerprint,
+from .checkpoints import (Checkpoint, CheckpointError, CheckpointWriter, checkpoint_dir, prepared_fingerprint,
                           clear_earlier_run, refuse_foreign_checkpoints)
 
 if TYPE_CHECKING:
@@ -102,11 +102,11 @@ class RunCheckpoints:
         run = self.run
         data = run.data
         if self._fingerprint is None:
-            self._fingerprint = data_fingerprint(data.x, data.y, data.train_index, data.val_index)
+            self._fingerprint = prepared_fingerprint(data)
         return {"backend": run.config.backend, "config": run.config.to_saved_dict(),
                 "preprocessing": data.preprocessor.to_dict(),
-                "data": {"rows": int(len(data.x)), "train": int(len(data.train_index)),
-                         "validation": int(len(data.val_index)), "sha256": self._fingerprint},
+                "data": {"rows": data.n_rows, "train": data.n_train, "validation": data.n_val,
+                         "sha256": self._fingerprint},
                 "custom_model": bool(getattr(run.backend, "custom_model", False))}
 
     @contextlib.contextmanager

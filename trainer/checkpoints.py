@@ -222,6 +222,13 @@ def data_fingerprint(x: np.ndarray, y: np.ndarray, train_index: np.ndarray, val_
     return h.hexdigest()
 
 
+def prepared_fingerprint(data: Any) -> str:
+    """:func:`data_fingerprint` of prepared data; streamed data's own (its values, hashed in the first pass)."""
+    if getattr(data, "streamed", False):
+        return "stream:" + data.fingerprint
+    return data_fingerprint(data.x, data.y, data.train_index, data.val_index)
+
+
 # ---------------------------------------------------------------------- one file
 
 def encode(state: dict[str, Any], members: dict[str, bytes]) -> bytes:

@@ -72,6 +72,8 @@ class TrainingConfig(BaseModel):
     missing_values: Literal["error", "impute"] = Field("error", json_schema_extra=_g("data", "error: refuse features with missing values; impute: training median / an 'unknown' category.", label="Missing values", advanced=True))
     sequence_length: int = Field(10, ge=2, le=10_000, json_schema_extra=_g("data", "Rows per window for cnn/lstm/gru; the window predicts its last row's target.", label="Window length (rows)"))
     data_path: Optional[str] = Field(None, max_length=MAX_PATH, json_schema_extra=_g("data", "CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file with the data (HTTP API, panel and command line).", label="Data file"))
+    streaming: Literal["auto", True, False] = Field("auto", json_schema_extra=_g("data", "Read a table file in blocks instead of whole: true streams, false reads it into memory, auto streams when the table would not fit memory_budget_mb. DataFrames stay in memory unless true.", label="Stream the data", advanced=True))
+    memory_budget_mb: int = Field(1024, ge=64, le=1_048_576, json_schema_extra=_g("data", "MiB the data may take while training: streaming='auto' streams a table that would need more, and a stream's statistics pass and shuffle buffer stay within it.", label="Data memory budget (MiB)", advanced=True))
 
     # --- model ---
     model_type: Literal["mlp", "cnn", "lstm", "gru"] = Field("mlp", json_schema_extra=_g("model", "mlp works on rows; cnn, lstm and gru on windows of sequence_length rows.", label="Model"))

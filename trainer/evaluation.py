@@ -25,6 +25,7 @@ import pandas as pd
 from .atomic import atomic_write_text
 from .data import windows
 from .data.preprocessor import Preprocessor, classes_dtype
+from .model_size import EVAL_CHUNK
 
 if TYPE_CHECKING:
     from .artifacts import TrainedModel
@@ -344,11 +345,15 @@ def evaluate_validation(run: "RunHandle") -> Evaluation:
     spread); ``run.evaluate(df)`` on the DataFrame itself uses the exact values."""
     data = run.data
     pre = data.preprocessor
-    ids = data.val_index
-    samples = data.x[ids] if data.window is None else windows(data.x, data.window)[ids - (data.window - 1)]
-    y = data.y[ids]
+    if data.streamed:      # read a chunk at a time; only the outputs and targets are kept
+        parts = [(run.backend.predict_outputs(x), y, rows) for x, y, rows in data.validation_batches(EVAL_CHUNK)]
+        outputs, y, ids = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    else:
+        ids = data.val_index
+        samples = data.x[ids] if data.window is None else windows(data.x, data.window)[ids - (data.window - 1)]
+        y = data.y[ids]
+        outputs = run.backend.predict_outputs(np.ascontiguousarray(samples))
     y_true = y if pre.task == "classification" else pre.decode_target(y.astype(np.float64))
-    outputs = run.backend.predict_outputs(np.ascontiguousarray(samples))
     return evaluate_outputs(pre, outputs, y_true, pd.Index(ids, name="row"), "validation")
 
 

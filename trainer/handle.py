@@ -19,7 +19,7 @@ import pandas as pd
 
 from .checkpoints import refuse_foreign_checkpoints
 from .config import TrainingConfig, as_config, draw_seed
-from .data import prepare_data
+from .data.inputs import prepare_input
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
 from .state import FINAL_STATES, Progress, RunState, StateError, TrainingFailure, TrainingState
@@ -59,7 +59,7 @@ class RunHandle(ABC):
     def _prepare_data(self, data: pd.DataFrame, resume: Optional["ResumePlan"]) -> None:
         """Draw the seed and prepare ``data``; a resumed run checks it is the data it trained on."""
         self.seed = draw_seed(self.config)
-        self.data = prepare_data(self.config, data, seed=self.seed)
+        self.data = prepare_input(self.config, data, self.seed)
         if resume is not None:
             resume.check_data(self.data)
 

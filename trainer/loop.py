@@ -232,7 +232,8 @@ class LocalRun(RunHandle):
         self._paused_seconds = 0.0
         lr = st.schedule.lr(index)
         self.backend.set_learning_rate(lr)
-        order = epoch_order(self.seed, index, len(self.data.train_index))
+        # Streamed data draws its epoch's order itself (trainer/data/streamed.py) from the seed and the index.
+        order = index if self.data.streamed else epoch_order(self.seed, index, len(self.data.train_index))
         num_batches = await self._compute(self.backend.begin_epoch, order)
         batch, done_seconds = self._continue_partial_epoch(num_batches)
         self._epoch_started = started - done_seconds

@@ -212,7 +212,7 @@ class LRFinder:
 
     def _batches(self, run: "LocalRun") -> Any:
         """``num_iter`` batches of training-sample positions: shuffled epochs, full batches only."""
-        n = len(run.data.train_index)
+        n = run.data.n_train
         size = min(run.config.batch_size, n)
         per_epoch = n // size
         for i in range(self.num_iter):

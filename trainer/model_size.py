@@ -67,10 +67,12 @@ class DataShape:
 
     @classmethod
     def of(cls, data: Any) -> "DataShape":
-        """From a :class:`trainer.data.PreparedData`."""
+        """From a :class:`trainer.data.PreparedData` or streamed data."""
         pre = data.preprocessor
         return cls(n_features=pre.n_features, n_outputs=pre.n_outputs, window=data.window,
-                   n_rows=len(data.x), n_train=len(data.train_index), n_val=len(data.val_index),
+                   # streamed data holds a shuffle buffer and the one read ahead, not the table
+                   n_rows=min(data.n_rows, 2 * data.buffer_rows) if data.streamed else data.n_rows,
+                   n_train=data.n_train, n_val=data.n_val,
                    classification=pre.task == "classification")
 
     @property

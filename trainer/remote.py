@@ -81,7 +81,7 @@ class RunHost:
         ready: protocol.Message = {
             "kind": protocol.READY, "task_id": spec.get("task_id"), "pid": os.getpid(), "seed": run.seed,
             "task": run.data.task, "snapshot": run.run_state.snapshot(),
-            "samples": {"train": len(run.data.train_index), "validation": len(run.data.val_index)},
+            "samples": {"train": run.data.n_train, "validation": run.data.n_val},
             "parameters": parameter_count(run.backend.model)}
         if spec.get("resume"):
             ready.update(resumed_from={"epoch": run.current_epoch, "batch": run.batch},

@@ -24,7 +24,7 @@ import pandas as pd
 from .data import values as data_values
 from .atomic import json_default
 from .backends import backend_module
-from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, data_fingerprint,
+from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoint_dir, prepared_fingerprint,
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
@@ -76,9 +76,9 @@ class ResumePlan:
         if data_values.hidden():
             diffs = [_without_values(d) for d in diffs]
         saved = saved_state["data"]
-        rows = {"rows": int(len(data.x)), "train": int(len(data.train_index)), "validation": int(len(data.val_index))}
+        rows = {"rows": data.n_rows, "train": data.n_train, "validation": data.n_val}
         diffs += describe_differences({k: saved[k] for k in rows}, rows, list(rows), given_name="the DataFrame gives")
-        if not diffs and data_fingerprint(data.x, data.y, data.train_index, data.val_index) != saved["sha256"]:
+        if not diffs and prepared_fingerprint(data) != saved["sha256"]:
             diffs.append({"field": "values", "checkpoint": saved["sha256"][:12], "given": None,
                           "message": "same columns, rows and statistics, but other values or another row order"})
         if diffs:

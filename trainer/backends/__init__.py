@@ -29,8 +29,13 @@ def backend_module(name: str) -> Any:
         raise
 
 
-def create_backend(name: str, *args: Any, **kwargs: Any) -> Backend:
-    return backend_module(name).create(*args, **kwargs)
+def create_backend(name: str, config: Any, data: Any, *args: Any, **kwargs: Any) -> Backend:
+    module = backend_module(name)
+    if getattr(data, "streamed", False):
+        # Streamed data (trainer.data.streamed) is read batch by batch from its epoch stream.
+        from .torch_stream import create as create_streaming
+        return create_streaming(config, data, *args, **kwargs)
+    return module.create(config, data, *args, **kwargs)
 
 
 def available_backends() -> dict[str, bool]:

@@ -74,16 +74,7 @@ class TorchBackend(Backend):
                 g.manual_seed(seed)
                 self._rng_cuda = g.get_state()
 
-        x = torch.from_numpy(data.x).to(self.device)
-        self.y = torch.from_numpy(data.y).to(self.device)
-        # A sample is a row (mlp) or a window ending at a row; windows are a strided view, not a copy.
-        self.samples = x if self.window is None else x.unfold(0, self.window, 1).transpose(1, 2)
-        offset = 0 if self.window is None else self.window - 1
-        self.sample_targets = self.y[offset:]
-        # from_numpy shares memory with the prepared arrays: on the CPU the data exists once.
-        self.train_ids = torch.from_numpy(data.train_index - offset if offset else data.train_index).to(self.device)
-        self.val_ids = torch.from_numpy(data.val_index - offset if offset else data.val_index).to(self.device)
-        self._epoch_buffers: tuple[Optional[torch.Tensor], Optional[torch.Tensor]] = (None, None)
+        self._place_data(data)
         self._check_model_output()
         self.optimizer = make_optimizer(config.optimizer, self.model.parameters(), config.learning_rate, self.device)
         self._acc_dtype = torch.float64 if self.device.type != "mps" else torch.float32
@@ -100,6 +91,22 @@ class TorchBackend(Backend):
                                          f"set device='cuda' on a machine with an NVIDIA GPU, or cuda_graphs=False")
             self._forward_loss = cuda_graph_step(self.model, self.classification)
 
+    def _place_data(self, data: PreparedData) -> None:
+        x = torch.from_numpy(data.x).to(self.device)
+        self.y = torch.from_numpy(data.y).to(self.device)
+        # A sample is a row (mlp) or a window ending at a row; windows are a strided view, not a copy.
+        self.samples = x if self.window is None else x.unfold(0, self.window, 1).transpose(1, 2)
+        offset = 0 if self.window is None else self.window - 1
+        self.sample_targets = self.y[offset:]
+        # from_numpy shares memory with the prepared arrays: on the CPU the data exists once.
+        self.train_ids = torch.from_numpy(data.train_index - offset if offset else data.train_index).to(self.device)
+        self.val_ids = torch.from_numpy(data.val_index - offset if offset else data.val_index).to(self.device)
+        self._epoch_buffers: tuple[Optional[torch.Tensor], Optional[torch.Tensor]] = (None, None)
+
+    def _probe_input(self) -> torch.Tensor:
+        """Two training samples, to check the model's output shape on."""
+        return self.samples[self.train_ids[:2]]
+
     # ------------------------------------------------------------------ helpers
     @property
     def device_name(self) -> str:
@@ -108,7 +115,7 @@ class TorchBackend(Backend):
         return str(self.device)
 
     def _check_model_output(self) -> None:
-        probe = self.samples[self.train_ids[:2]]
+        probe = self._probe_input()
         want = self.spec["n_outputs"]
         try:
             self.model.eval()

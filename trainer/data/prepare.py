@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,19 @@ class PreparedData:
     train_index: np.ndarray     # sample ids (row ids of a sample's last row)
     val_index: np.ndarray
     preprocessor: Preprocessor
+    streamed: ClassVar[bool] = False
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.x)
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_index)
+
+    @property
+    def n_val(self) -> int:
+        return len(self.val_index)
 
     @property
     def task(self) -> str:

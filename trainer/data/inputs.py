@@ -1,0 +1,80 @@
+"""The one entry from what a user gives (a DataFrame, or the path of a table) to what a backend
+reads: :class:`~trainer.data.PreparedData` in memory, or :class:`~trainer.data.streamed.StreamedData`.
+
+``streaming`` decides: ``False`` reads a file whole (``read_table``); ``True`` streams a file, or a
+DataFrame in slices; ``"auto"`` streams a file whose in-memory preparation would need more than
+``memory_budget_mb`` (the whole table as pandas reads it plus the float32 arrays), and keeps a
+DataFrame in memory (it is there already).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import pandas as pd
+
+from ..config import ConfigError, TrainingConfig
+from .first_pass import Progress, fit_stream
+from .prepare import PreparedData, prepare_data
+from .sources import FrameSource, open_source
+from .streamed import StreamedData
+from .table_info import TableInfo, describe_table
+from .tables import read_table
+
+MIB = 1 << 20
+# Bytes per value a table read whole takes: pandas' float64/int64 column plus the float32 array
+# prepared from it.
+IN_MEMORY_BYTES_PER_VALUE = 12
+# A CSV/TSV file's parsed size per byte of text, roughly (numbers as text take about as many
+# bytes as their float64 values).
+TEXT_EXPANSION = 1.5
+# Shares of the budget: the shuffle buffer (and the one read ahead) take an eighth each.
+BUFFER_SHARE = 8
+
+
+def in_memory_bytes(info: TableInfo) -> int:
+    """About what reading ``info`` whole and preparing it takes."""
+    if info.rows is not None:
+        return info.rows * len(info.schema) * IN_MEMORY_BYTES_PER_VALUE
+    factor = 3 if info.compression else 1      # compressed text expands
+    return int(info.size_bytes * factor * TEXT_EXPANSION * IN_MEMORY_BYTES_PER_VALUE / 8)
+
+
+def should_stream(config: TrainingConfig, data: Any, info: Optional[TableInfo] = None) -> bool:
+    if isinstance(data, pd.DataFrame):
+        return config.streaming is True
+    if config.streaming != "auto":
+        return bool(config.streaming)
+    info = info or describe_table(data)
+    return in_memory_bytes(info) > config.memory_budget_mb * MIB
+
+
+def _refuse_unsupported(config: TrainingConfig) -> None:
+    if config.backend != "torch":
+        raise ConfigError.single("streaming", config.streaming,
+                                 "streamed data trains with backend='torch' only (tensorflow reads the table into "
+                                 "memory); set backend='torch', or streaming=False for a table that fits in memory")
+    if config.devices != 1:
+        raise ConfigError.single("streaming", config.streaming,
+                                 "streamed data trains on one device; set devices=1, or streaming=False for a table "
+                                 "that fits in memory")
+
+
+def prepare_input(config: TrainingConfig, data: Union[pd.DataFrame, str, Path], seed: int,
+                  progress: Optional[Progress] = None) -> Union[PreparedData, StreamedData]:
+    """Prepare ``data`` in memory or as a stream (see the module docstring)."""
+    if isinstance(data, (str, Path)):
+        info = describe_table(data)
+        if not should_stream(config, data, info):
+            return prepare_data(config, read_table(data), seed=seed)
+        source: Any = open_source(info)
+    elif isinstance(data, pd.DataFrame) and config.streaming is True:
+        source = FrameSource(data)
+    else:
+        return prepare_data(config, data, seed=seed)
+    _refuse_unsupported(config)
+    budget = config.memory_budget_mb * MIB
+    pre, split, fingerprint = fit_stream(config, source, seed, budget, progress)
+    sample_bytes = max(1, pre.n_features * 4)
+    buffer_rows = max(1024, budget // BUFFER_SHARE // sample_bytes)
+    return StreamedData(source, pre, split, fingerprint, seed, int(buffer_rows))
