@@ -8,8 +8,10 @@ DataFrame in memory (it is there already).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 import pandas as pd
 
@@ -30,6 +32,21 @@ IN_MEMORY_BYTES_PER_VALUE = 12
 TEXT_EXPANSION = 1.5
 # Shares of the budget: the shuffle buffer (and the one read ahead) take an eighth each.
 BUFFER_SHARE = 8
+
+
+_PROGRESS: ContextVar[Optional[Progress]] = ContextVar("trainer_data_progress", default=None)
+
+
+@contextmanager
+def reporting_progress(progress: Progress) -> Iterator[None]:
+    """Within this block (this thread or task), a run that streams its table reports its passes
+    over it to ``progress(phase, rows_done, rows_total)``: a face's progress bar, without a
+    parameter threaded through every run class."""
+    token = _PROGRESS.set(progress)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def in_memory_bytes(info: TableInfo) -> int:
@@ -74,7 +91,7 @@ def prepare_input(config: TrainingConfig, data: Union[pd.DataFrame, str, Path], 
         return prepare_data(config, data, seed=seed)
     _refuse_unsupported(config)
     budget = config.memory_budget_mb * MIB
-    pre, split, fingerprint = fit_stream(config, source, seed, budget, progress)
+    pre, split, fingerprint = fit_stream(config, source, seed, budget, progress or _PROGRESS.get())
     sample_bytes = max(1, pre.n_features * 4)
     buffer_rows = max(1024, budget // BUFFER_SHARE // sample_bytes)
     return StreamedData(source, pre, split, fingerprint, seed, int(buffer_rows))
