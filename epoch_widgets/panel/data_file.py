@@ -18,7 +18,7 @@ import pandas as pd
 from trainer import ConfigError, TrainingConfig
 from trainer.data import resolve_columns
 from trainer.data.inputs import MIB, in_memory_bytes
-from trainer.data.table_files import read_files
+from trainer.data.table_files import read_info
 from trainer.data.table_info import TableInfo, check_columns, describe_table
 
 from .. import theme
@@ -108,7 +108,7 @@ class DataFile:
             whole = streaming is False or (streaming == "auto" and in_memory_bytes(self.info) <= budget_mb * MIB)
             if whole and self.data is None and not self.error:
                 try:
-                    self.data = read_files(text)
+                    self.data = read_info(self.info)
                 except ConfigError as exc:
                     self.error = _message(exc)
                 changed = True

@@ -147,6 +147,6 @@ async def test_a_folder_taking_in_a_link_out_of_the_root_is_refused_at_start_nam
 async def test_folders_and_globs_that_name_no_parquet_files_are_refused_with_the_fix(api, make_config, jp_root_dir):
     (jp_root_dir / "empty").mkdir()
     for path, words in (("empty", "holds no Parquet file"), ("*.csv", "which is no Parquet file"),
-                        ("nothing/*.parquet", "nothing matches the glob")):
+                        ("nothing/*.parquet", "no file matches")):
         status, body = await api.call("POST", "start", body=make_config(data_path=path))
         assert status == 400 and words in body["message"] and body["errors"][0]["field"] == "data_path", body

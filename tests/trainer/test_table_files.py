@@ -14,7 +14,8 @@ pa_ds = pytest.importorskip("pyarrow.dataset", reason="Parquet needs pyarrow")
 from trainer import ConfigError  # noqa: E402
 from trainer.confined import ConfinementError  # noqa: E402
 from trainer.confined_fs import confined_filesystem  # noqa: E402
-from trainer.data.table_files import is_glob, read_files, table_files  # noqa: E402
+from trainer.data.table_files import is_glob, read_info, table_files  # noqa: E402
+from trainer.data.table_info import describe_table  # noqa: E402
 
 
 def part(rows: range) -> pd.DataFrame:
@@ -73,10 +74,12 @@ def test_one_table_file_is_itself(root):
 
 def test_what_names_no_parquet_files_says_what_to_give_instead(root):
     (root / "empty").mkdir()
-    assert "no file or folder at 'nothing'" in problem("nothing", root)
+    assert "no file at 'nothing' (the path does not exist)" in problem("nothing", root)
     assert "the folder 'empty' holds no Parquet file" in problem("empty", root)
-    assert "nothing matches the glob 'sets/*.parquet'" in problem("sets/*.parquet", root)
-    assert "takes in 'table.csv', which is no Parquet file" in problem("*.csv", root)
+    assert "no file matches 'sets/*.parquet'" in problem("sets/*.parquet", root)
+    assert table_files("*.csv", root) == [root / "table.csv"]          # a glob may name one CSV file
+    part(range(3)).to_csv(root / "more.csv", index=False)
+    assert "takes in 'more.csv', which is no Parquet file" in problem("*.csv", root)
     assert "unsupported file type 'README.txt'" in problem("sets/README.txt", root)
 
 
@@ -128,15 +131,16 @@ def test_the_confined_filesystem_reads_inside_and_refuses_a_link_at_open_time(ro
         fs.open_output_stream("sets/new.parquet")
 
 
-def test_read_files_reads_a_folder_or_glob_whole_in_path_order_and_one_file_as_read_table(root):
-    assert read_files(root / "sets")["x"].tolist() == [float(r) for r in range(12)]
-    assert read_files("sets/day=1/*", root)["x"].tolist() == [float(r) for r in range(9)]
-    assert read_files("table.csv", root)["x"].tolist() == [0.0, 1.0, 2.0]
+def test_read_info_reads_a_folder_or_glob_whole_in_path_order_and_one_file_as_read_table(root):
+    assert read_info(describe_table(root / "sets"))["x"].tolist() == [float(r) for r in range(12)]
+    assert read_info(describe_table("sets/day=1/*", root))["x"].tolist() == [float(r) for r in range(9)]
+    assert read_info(describe_table("table.csv", root))["x"].tolist() == [0.0, 1.0, 2.0]
 
 
-def test_read_files_inside_a_root_says_which_files_differ_without_quoting_values(root):
+def test_describe_table_inside_a_root_names_the_file_whose_schema_differs_without_quoting_values(root):
     pd.DataFrame({"x": ["secret-value"], "label": [1]}).to_parquet(root / "sets" / "day=2" / "z.parquet")
     with pytest.raises(ConfigError) as err:
-        read_files("sets", root)
+        describe_table("sets", root)
     message = err.value.errors[0]["message"]
-    assert "could not read 'sets' as Parquet files" in message and "secret-value" not in message
+    assert "'z.parquet' has another schema than 'part-0.parquet' (column 'x' is large_string, not double)" in message
+    assert "secret-value" not in message

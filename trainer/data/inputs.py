@@ -21,7 +21,7 @@ from .prepare import PreparedData, prepare_data
 from .sources import FrameSource, open_source
 from .streamed import StreamedData
 from .table_info import TableInfo, describe_table
-from .tables import read_table
+from .table_files import read_info
 
 MIB = 1 << 20
 # Bytes per value a table read whole takes: pandas' float64/int64 column plus the float32 array
@@ -80,10 +80,10 @@ def _refuse_unsupported(config: TrainingConfig) -> None:
 def prepare_input(config: TrainingConfig, data: Union[pd.DataFrame, str, Path], seed: int,
                   progress: Optional[Progress] = None) -> Union[PreparedData, StreamedData]:
     """Prepare ``data`` in memory or as a stream (see the module docstring)."""
-    if isinstance(data, (str, Path)):
-        info = describe_table(data)
+    if isinstance(data, (str, Path, TableInfo)):
+        info = data if isinstance(data, TableInfo) else describe_table(data)
         if not should_stream(config, data, info):
-            return prepare_data(config, read_table(data), seed=seed)
+            return prepare_data(config, read_info(info), seed=seed)
         source: Any = open_source(info)
     elif isinstance(data, pd.DataFrame) and config.streaming is True:
         source = FrameSource(data)

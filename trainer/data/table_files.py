@@ -16,14 +16,16 @@ import os
 import stat
 from fnmatch import fnmatchcase
 from pathlib import Path, PurePath
-from typing import TYPE_CHECKING, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ..config import ConfigError
-from ..confined import ConfinementError
+from ..confined import ConfinementError, open_confined
 from .tables import PARQUET_SUFFIXES, SUPPORTED_TEXT, read_table, table_format
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from .table_info import TableInfo
 
 PathLike = Union[str, "os.PathLike[str]"]
 GLOB_CHARS = frozenset("*?[")
@@ -56,12 +58,14 @@ def table_files(path: PathLike, root: Optional[PathLike] = None) -> list[Path]:
         _refuse_links_on_the_way(base, literal, shown)
     if magic is not None:
         files = _walk(literal, list(parts[magic:]), base, shown, lambda name: True)
-        return _only_parquet(files, shown, base, f"nothing matches the glob {shown!r}")
+        return _only_parquet(files, shown, base, f"no file matches {shown!r}; check the pattern, e.g. "
+                                                 f"'data/part-*.parquet'")
     try:
         info = os.stat(p) if base is None else os.lstat(p)
     except FileNotFoundError:
-        raise _problem(shown, f"no file or folder at {shown!r}; give an existing {SUPPORTED_TEXT} file, a folder "
-                              f"of Parquet files, or a glob such as 'data/*.parquet'") from None
+        raise _problem(shown, f"no file at {shown!r} (the path does not exist); give the path of an existing "
+                              f"{SUPPORTED_TEXT} file, a folder of Parquet files, or a glob such as "
+                              f"'data/part-*.parquet'") from None
     except OSError as exc:
         raise _problem(shown, f"cannot use {shown!r}: {exc.strerror or type(exc).__name__}") from None
     if stat.S_ISDIR(info.st_mode):
@@ -183,39 +187,52 @@ def _link(path: str, base: Path, shown: str) -> ConfigError:
 
 def _only_parquet(files: list[Path], shown: str, base: Optional[Path], none_found: str) -> list[Path]:
     if not files:
-        raise _problem(shown, f"{none_found}; a folder or glob must name Parquet files (read a CSV or TSV file "
-                              f"by its own path)")
+        raise _problem(shown, f"{none_found}; a folder or glob names Parquet files (or one CSV or TSV file)")
+    if len(files) == 1 and table_format(files[0]) is not None:
+        return files
     other = next((f for f in files if not is_parquet(f)), None)
     if other is not None:
         raise _problem(shown, f"{shown!r} takes in {_rel(other, base)!r}, which is no Parquet file; a glob must "
-                              f"match Parquet files only (read a CSV or TSV file by its own path)")
+                              f"match Parquet files only, or one CSV or TSV file")
     return files
 
 
-def read_files(path: PathLike, root: Optional[PathLike] = None) -> "pd.DataFrame":
-    """The whole table ``path`` names, as a DataFrame: :func:`~.tables.read_table` for one file,
-    the Parquet files of a folder or glob concatenated in path order (with ``root``, opened by
-    :mod:`trainer.confined_fs`, no link followed)."""
-    files = table_files(path, root)
-    located, _, shown = _located(path, root)
-    if not is_glob(located) and not located.is_dir():
-        return read_table(path, root=root)
+def open_file(f: PathLike, root: Optional[str], shown: object) -> Any:
+    """``f`` as pyarrow should open it: its path, or with ``root`` a file opened inside that folder
+    with no symbolic link followed at this moment (:func:`trainer.confined.open_confined`)."""
+    if root is None:
+        return str(f)
     try:
-        import pyarrow.dataset as pa_ds
-
-        from ..confined_fs import confined_filesystem
-    except ImportError as exc:
-        raise _problem(shown, f"reading Parquet needs pyarrow ({exc}): pip install pyarrow (or the package's "
-                              f"'parquet' extra)") from None
-    filesystem = confined_filesystem(root) if root is not None else None
-    try:
-        return pa_ds.dataset([str(f) for f in files], filesystem=filesystem, format="parquet").to_table().to_pandas()
+        return open_confined(root, f)
     except ConfinementError as exc:
-        raise _problem(shown, f"cannot read {shown!r}: {exc}; name files inside the server's root directory") from None
+        raise _problem(str(shown), f"cannot read {Path(f).name!r}: {exc}; name files inside the server's root "
+                                   f"directory") from None
+    except FileNotFoundError:
+        raise _problem(str(shown), f"{Path(f).name!r} is no longer there (moved or deleted); put it back") from None
+    except OSError as exc:
+        raise _problem(str(shown), f"cannot open {Path(f).name!r}: {exc.strerror or type(exc).__name__}") from None
+
+
+def read_info(info: "TableInfo") -> "pd.DataFrame":
+    """The whole table ``info`` describes, as a DataFrame (the in-memory path): one text file with
+    :func:`~.tables.read_table`, Parquet files concatenated in path order; inside ``info.root``
+    when it has one."""
+    if info.kind != "parquet":
+        return read_table(info.files[0], root=info.root)
+    import pyarrow.dataset as pa_ds
+
+    from ..confined_fs import confined_filesystem
+
+    shown = info.files[0] if len(info.files) == 1 else str(Path(info.files[0]).parent)
+    filesystem = confined_filesystem(info.root) if info.root is not None else None
+    try:
+        return pa_ds.dataset(info.files, filesystem=filesystem, format="parquet").to_table().to_pandas()
+    except ConfinementError as exc:
+        raise _problem(shown, f"cannot read the table: {exc}; name files inside the server's root directory") from None
     except MemoryError:
         raise
     except Exception as exc:
         # Only the exception's type for files read for someone else: pyarrow's message may quote values.
-        detail = f": {str(exc)[:300]}" if root is None else ""
-        raise _problem(shown, f"could not read {shown!r} as Parquet files ({type(exc).__name__}{detail}); check "
+        detail = f": {str(exc)[:300]}" if info.root is None else ""
+        raise _problem(shown, f"could not read the table's Parquet files ({type(exc).__name__}{detail}); check "
                               f"that every file is one, with the same columns and types") from None
