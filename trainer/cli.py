@@ -3,6 +3,7 @@
     epoch-train --demo                                   # generated data, 20 epochs
     epoch-train --data data.csv --config config.json --set epochs=50 --set model_type=lstm
     epoch-train --data data.csv --resume models/run1          # continue from its last checkpoint
+    epoch-train --data parts/ --set streaming=true --set target_column=label   # a folder of Parquet files, streamed
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .events import Callback
 from .handle import RunHandle
 from .metrics import score_name
 from .run import Trainer
+from .data.table_info import is_streamable
 from .data.tables import read_table
 
 
@@ -98,7 +100,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="epoch-train", description="Train a model epoch by epoch, headless.")
     ap.add_argument("--demo", nargs="?", const="classification", choices=["classification", "regression", "timeseries"],
                     help="train on generated data")
-    ap.add_argument("--data", help="CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file")
+    ap.add_argument("--data", help="CSV, TSV (optionally compressed, e.g. .csv.gz) or Parquet file, a folder of Parquet "
+                                   "files or a glob of them; streamed when it would not fit memory_budget_mb "
+                                   "(--set streaming=true|false decides)")
     ap.add_argument("--config", help="JSON file with the training config")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config field (JSON value)")
     ap.add_argument("--overwrite", action="store_true",
@@ -125,7 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not args.demo:
             if not data_path:
                 ap.error("give --demo, or --data FILE (or data_path in the config)")
-            df = read_table(data_path)
+            # A table file goes to the run as its path: read whole, or streamed (the streaming setting).
+            df = data_path if is_streamable(data_path) else read_table(data_path)
         if args.resume:
             run = Trainer.from_checkpoint(args.resume, df, callbacks=[ConsoleProgress()], **overrides)
         else:

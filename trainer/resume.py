@@ -28,6 +28,7 @@ from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoin
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
+from .data.table_info import TableInfo
 from .state import FINAL_VALUES, RunState, TrainingState
 
 log = logging.getLogger("trainer")
@@ -199,14 +200,23 @@ def _check_can_continue(ckpt: Checkpoint, config: TrainingConfig) -> None:
                               f"epochs, e.g. Trainer.from_checkpoint(output_path, df, epochs={epoch + 10})")
 
 
-def _check_columns(ckpt: Checkpoint, data: pd.DataFrame) -> None:
-    if not isinstance(data, pd.DataFrame):
-        raise CheckpointError(f"resuming needs the training data as a pandas DataFrame, got {type(data).__name__}")
+def _check_columns(ckpt: Checkpoint, data: Union[pd.DataFrame, str, Path, TableInfo]) -> None:
+    if isinstance(data, (str, Path)):
+        from .data.table_info import describe_table
+
+        columns = list(describe_table(data).schema)     # a table file: its columns from its metadata
+    elif isinstance(data, TableInfo):
+        columns = list(data.schema)                     # a table described already (the API's workers)
+    elif isinstance(data, pd.DataFrame):
+        columns = list(data.columns)
+    else:
+        raise CheckpointError(f"resuming needs the training data as a pandas DataFrame or the path of its table "
+                              f"file, got {type(data).__name__}")
     pre = ckpt.state["preprocessing"]
     needed = [*pre["feature_columns"], pre["target_column"]]
-    missing = [c for c in needed if c not in data.columns]
+    missing = [c for c in needed if c not in columns]
     if missing:
-        raise ResumeMismatch("data", [{"field": "columns", "checkpoint": needed, "given": list(data.columns),
+        raise ResumeMismatch("data", [{"field": "columns", "checkpoint": needed, "given": columns,
                                        "message": f"the DataFrame lacks {missing}, which the run trained on "
                                                   f"(features {pre['feature_columns']}, target {pre['target_column']!r})"}],
                              "Resume with the DataFrame the run was started with.")

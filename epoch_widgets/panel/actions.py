@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse, StateError, Trainer, TrainingConfig
 from trainer.checkpoints import saved_config
-from trainer.data.inputs import reporting_progress
+from trainer.data.inputs import first_pass_progress
 from trainer.executors import run_factory
 
 from . import fields
@@ -181,7 +181,7 @@ class Actions:
             last[0] = now
             panel.binding.call(lambda: panel.progress.show_pass(phase, done, total))
 
-        with reporting_progress(report):
+        with first_pass_progress(report):
             return build()
 
     def _launch(self, build: Callable[[], Trainer], epochs: Optional[int], config: Optional[TrainingConfig],

@@ -146,6 +146,7 @@ async def test_a_folder_taking_in_a_link_out_of_the_root_is_refused_at_start_nam
 
 async def test_folders_and_globs_that_name_no_parquet_files_are_refused_with_the_fix(api, make_config, jp_root_dir):
     (jp_root_dir / "empty").mkdir()
+    (jp_root_dir / "other.csv").write_text("f1,label\n1,0\n")
     for path, words in (("empty", "holds no Parquet file"), ("*.csv", "which is no Parquet file"),
                         ("nothing/*.parquet", "no file matches")):
         status, body = await api.call("POST", "start", body=make_config(data_path=path))

@@ -1,7 +1,8 @@
 """A training process for the kill tests: ``python checkpoint_child.py '<json spec>'``.
 
 The spec holds ``config`` (with ``output_path``), ``rows`` and ``data_seed`` for the demo data, and
-``resume`` (continue from the checkpoints in ``output_path`` instead of starting afresh). Every
+``resume`` (continue from the checkpoints in ``output_path`` instead of starting afresh); with
+``data_path`` the run reads that table file instead of the demo data. Every
 batch is its own slice, so the process reports each batch as one JSON line on stdout
 (``{"event": "batch", "epoch", "batch", "num_batches"}``) and the test can SIGKILL it right after
 any batch it picks; ``{"event": "ready", ...}`` comes first and ``{"event": "end", ...}`` last.
@@ -24,7 +25,8 @@ def say(message: dict[str, Any]) -> None:
 def main() -> int:
     spec = json.loads(sys.argv[1])
     trainer.loop.SLICE_SECONDS = 0.0
-    df = datasets.make_classification(spec["rows"], seed=spec["data_seed"])
+    # A table file named by "data_path" is passed as its path (streamed with streaming=true).
+    df = spec.get("data_path") or datasets.make_classification(spec["rows"], seed=spec["data_seed"])
     config = spec["config"]
     if spec.get("resume"):
         run = Trainer.from_checkpoint(config["output_path"], df)

@@ -1,7 +1,7 @@
 """The one entry from what a user gives (a DataFrame, or the path of a table) to what a backend
 reads: :class:`~trainer.data.PreparedData` in memory, or :class:`~trainer.data.streamed.StreamedData`.
 
-``streaming`` decides: ``False`` reads a file whole (``read_table``); ``True`` streams a file, or a
+``streaming`` decides: ``False`` reads a file whole (``table_files.read_info``); ``True`` streams a file, or a
 DataFrame in slices; ``"auto"`` streams a file whose in-memory preparation would need more than
 ``memory_budget_mb`` (the whole table as pandas reads it plus the float32 arrays), and keeps a
 DataFrame in memory (it is there already).
@@ -34,14 +34,14 @@ TEXT_EXPANSION = 1.5
 BUFFER_SHARE = 8
 
 
-_PROGRESS: ContextVar[Optional[Progress]] = ContextVar("trainer_data_progress", default=None)
+_PROGRESS: ContextVar[Optional[Progress]] = ContextVar("trainer_first_pass_progress", default=None)
 
 
 @contextmanager
-def reporting_progress(progress: Progress) -> Iterator[None]:
-    """Within this block (this thread or task), a run that streams its table reports its passes
-    over it to ``progress(phase, rows_done, rows_total)``: a face's progress bar, without a
-    parameter threaded through every run class."""
+def first_pass_progress(progress: Progress) -> Iterator[None]:
+    """Runs built inside the block report their first passes over a streamed table to
+    ``progress(phase, rows_done, rows_total)`` (phase ``"statistics"``, then ``"scaling"``), from
+    the thread building the run; e.g. ``with first_pass_progress(bar): run = Trainer(config, path)``."""
     token = _PROGRESS.set(progress)
     try:
         yield
