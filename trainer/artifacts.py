@@ -122,6 +122,12 @@ class TrainedModel:
             raise ValueError("predict_proba is for classification models; this one does regression")
         return softmax(self.decision_function(df))
 
+    def predict_table(self, path: Union[str, Path], out_path: Union[str, Path, None] = None) -> Any:
+        """:meth:`predict` for a table file (Parquet, a folder or glob of them, CSV/TSV) read a
+        block at a time: an array, or with ``out_path`` a Parquet file of ``row`` and ``prediction``."""
+        from .table_predict import predict_table
+        return predict_table(self, path, out_path)
+
     def evaluate(self, df: pd.DataFrame) -> Evaluation:
         """Figures on a raw DataFrame with the feature columns and the target column (see
         :mod:`trainer.evaluation`); sequence models are evaluated per window, as predict predicts."""

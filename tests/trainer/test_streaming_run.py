@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from trainer import ConfigError, ResumeMismatch, Trainer, load_model
@@ -39,6 +40,11 @@ def test_a_streamed_parquet_run_trains_evaluates_and_predicts(tmp_path):
     assert meta["evaluation"]["n_samples"] == run.data.n_val
     model = load_model(tmp_path / "out")
     assert len(model.predict(df)) == len(df) - 7                    # one prediction per window
+    # Predicting the file a block at a time equals predicting it whole (windows span blocks).
+    np.testing.assert_array_equal(model.predict_table(tmp_path / "series.parquet"), model.predict(df))
+    written = pd.read_parquet(model.predict_table(tmp_path / "series.parquet", tmp_path / "pred.parquet"))
+    np.testing.assert_array_equal(written["row"], np.arange(7, len(df)))
+    np.testing.assert_array_equal(written["prediction"], model.predict(df))
     with pytest.raises(ConfigError, match="learning-rate finder needs the data in memory"):
         Trainer({**config, "output_path": None}, str(tmp_path / "series.parquet")).lr_find(num_iter=10)
 

@@ -94,10 +94,13 @@ class StreamedData:
     def _raw(self, k: int) -> pd.DataFrame:
         return self.source.read(k, self._columns)
 
-    def block(self, k: int) -> _Block:
-        """Block ``k`` transformed, with the ``window - 1`` rows before it."""
+    def block(self, k: int, rows: Optional[np.ndarray] = None) -> _Block:
+        """Block ``k`` transformed, with the ``window - 1`` rows before it; for ``mlp`` only the
+        block's ``rows`` (positions in it) when given, so rows of the other split cost no work."""
         lo, hi = int(self._starts[k]), int(self._starts[k + 1])
         df = self._raw(k)
+        if rows is not None and self.window is None:
+            df = df.iloc[rows]
         pad = min(lo, (self.window or 1) - 1)
         if pad:
             before, j = [], k
@@ -120,11 +123,12 @@ class StreamedData:
             rows = (self.split.val_rows if val else self.split.train_rows)(lo, hi) - lo
             if not len(rows):
                 continue
-            b = self.block(k)
-            ys.append(b.y[rows])
+            b = self.block(k, rows)
             if self.window is None:
-                xs.append(b.x[rows])
+                xs.append(b.x)
+                ys.append(b.y)
             else:
+                ys.append(b.y[rows])
                 xs.append(b.x)
                 starts.append(offset + b.pad + rows - (self.window - 1))
                 offset += len(b.x)
