@@ -28,6 +28,7 @@ from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoin
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
+from .data.sources import Source
 from .data.table_info import TableInfo
 from .state import FINAL_VALUES, RunState, TrainingState
 
@@ -207,6 +208,8 @@ def _check_columns(ckpt: Checkpoint, data: Union[pd.DataFrame, str, Path, TableI
         columns = list(describe_table(data).schema)     # a table file: its columns from its metadata
     elif isinstance(data, TableInfo):
         columns = list(data.schema)                     # a table described already (the API's workers)
+    elif isinstance(data, Source):
+        columns = list(data.columns)                    # a source built already (Ray Data on an actor)
     elif isinstance(data, pd.DataFrame):
         columns = list(data.columns)
     else:

@@ -18,7 +18,7 @@ import pandas as pd
 from ..config import ConfigError, TrainingConfig
 from .first_pass import Progress, fit_stream
 from .prepare import PreparedData, prepare_data
-from .sources import FrameSource, open_source
+from .sources import FrameSource, Source, open_source
 from .streamed import StreamedData
 from .table_info import TableInfo, describe_table
 from .table_files import read_info
@@ -80,11 +80,13 @@ def _refuse_unsupported(config: TrainingConfig) -> None:
 def prepare_input(config: TrainingConfig, data: Union[pd.DataFrame, str, Path], seed: int,
                   progress: Optional[Progress] = None) -> Union[PreparedData, StreamedData]:
     """Prepare ``data`` in memory or as a stream (see the module docstring)."""
-    if isinstance(data, (str, Path, TableInfo)):
+    if isinstance(data, Source):            # built by the caller (Ray Data on a Ray actor): streamed
+        source: Any = data
+    elif isinstance(data, (str, Path, TableInfo)):
         info = data if isinstance(data, TableInfo) else describe_table(data)
         if not should_stream(config, data, info):
             return prepare_data(config, read_info(info), seed=seed)
-        source: Any = open_source(info)
+        source = open_source(info)
     elif isinstance(data, pd.DataFrame) and config.streaming is True:
         source = FrameSource(data)
     else:

@@ -14,9 +14,14 @@ a read task that waited for a CPU held by that same actor would never start.
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence
 
 import numpy as np
+
+from ..data.sources import ParquetSource
+
+if TYPE_CHECKING:
+    from ..data.table_info import TableInfo
 
 BLOCK = "__epoch_widgets_block__"      # the column that tells which block a row came from
 PREFETCH = 2                           # blocks read ahead of the one the run trains on
@@ -84,3 +89,51 @@ def _joined(parts: list[Any]) -> Any:
     import pyarrow as pa
 
     return pa.concat_tables(parts).drop_columns([BLOCK])
+
+
+class RayDataSource(ParquetSource):
+    """A :class:`~trainer.data.sources.ParquetSource` whose blocks Ray Data reads
+    (:func:`stream_blocks`): a pass over the table (statistics, validation) is one pipeline a few
+    blocks ahead; a block read alone (the epoch's shuffled order) is one small Ray Data job. The
+    blocks, their rows and their order are the local source's, so the run is the same, and so is
+    what a checkpoint records of the table (a run resumes on either)."""
+
+    def __init__(self, info: "TableInfo"):
+        super().__init__(info)
+        self._last: Optional[tuple[int, tuple[str, ...], Any]] = None   # a window reads the block before again
+
+    def _stream(self, blocks: list[int], columns: list[str], prefetch: int) -> Iterator[tuple[int, Any]]:
+        full = [k for k in blocks if self.block_rows[k] > 0]
+        got = stream_blocks(self.info.files, self._where, full, columns, self.info.root, prefetch)
+        for k in blocks:
+            if self.block_rows[k] == 0:
+                yield k, super().read(k, columns)      # an empty row group: nothing to fetch
+            else:
+                _, table = next(got)
+                yield k, table.to_pandas()
+
+    def read(self, block: int, columns: list[str]) -> Any:
+        last = self._last
+        if last is not None and last[0] == block and last[1] == tuple(columns):
+            return last[2]
+        _, frame = next(self._stream([block], columns, 0))
+        self._last = (block, tuple(columns), frame)
+        return frame
+
+    def scan(self, columns: list[str], first: int = 0) -> Iterator[tuple[int, Any]]:
+        return self._stream(list(range(first, len(self.block_rows))), columns, PREFETCH)
+
+
+def cluster_table(config: dict[str, Any], root: Optional[str]) -> Any:
+    """The table a task's ``data_path`` names, as its actor reads it (inside ``root``, no link
+    followed): a :class:`RayDataSource` when the run streams Parquet files, else the described
+    table, which the run reads whole on the actor's node (a CSV/TSV file is streamed there by
+    pyarrow). Raises ConfigError, naming the problem, as a local worker would."""
+    from ..config import as_config
+    from ..data.inputs import should_stream
+    from ..data.table_info import describe_table
+
+    info = describe_table(config["data_path"], root)
+    if info.kind == "parquet" and should_stream(as_config(config), info, info):
+        return RayDataSource(info)
+    return info
