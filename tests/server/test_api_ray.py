@@ -249,6 +249,9 @@ def test_a_server_that_starts_its_own_ray_trains_tasks_and_leaves_no_ray_process
     from trainer import datasets
 
     datasets.make_classification(300, seed=3).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "sets").mkdir()         # the second task streams a folder of Parquet files with Ray Data
+    for i in range(2):
+        datasets.make_classification(300, seed=4 + i).to_parquet(tmp_path / "sets" / f"p{i}.parquet", index=False)
     # Ray's own folder, short (socket paths) and ours: its processes name it on their command lines.
     ray_tmp = tempfile.mkdtemp(prefix="ewray-", dir="/tmp")
     port, token = free_port(), "t0ken"
@@ -283,7 +286,8 @@ def test_a_server_that_starts_its_own_ray_trains_tasks_and_leaves_no_ray_process
         config = {"name": "own ray", "algorithm_type": "deep_learning", "model_type": "mlp", "epochs": 2,
                   "batch_size": 32, "hidden_units": [8], "feature_columns": ["f1", "f2", "f3"],
                   "target_column": "label", "seed": 0, "device": "cpu", "data_path": "data.csv"}
-        ids = [call("POST", "start", config)["task_id"] for _ in range(2)]
+        ids = [call("POST", "start", body)["task_id"]
+               for body in (config, {**config, "data_path": "sets", "streaming": True})]
         for task_id in ids:
             while (progress := call("GET", f"progress/{task_id}")["progress"])["training_state"] in (
                     "pending", "running"):
