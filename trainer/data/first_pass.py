@@ -4,9 +4,9 @@
 Pass one reads every needed column in file order: column kinds, missing and infinite values,
 the classes, the categories of the training rows, a fingerprint of the values. Then each numeric
 column's training values are gathered, a few columns per pass as the memory budget allows (a
-Parquet pass reads only those columns), and :func:`~trainer.data.preprocessor.column_statistics`
-computes the mean, standard deviation and median from them: the very numbers the in-memory path
-computes for the same table, not an approximation.
+Parquet pass reads only those columns), and the mean, standard deviation and median are computed
+from them as :func:`~trainer.data.preprocessor.column_statistics` computes them: the very numbers
+the in-memory path computes for the same table, not an approximation.
 """
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ from ..config import ConfigError, TrainingConfig
 from . import values as data_values
 from .columns import NUMERIC, ColumnProblem, category_problem, column_kind, numeric_values
 from .prepare import MAX_CATEGORIES, infer_task, resolve_columns
-from .preprocessor import Preprocessor, column_statistics, json_scalar
+from .preprocessor import Preprocessor, json_scalar
 from .sources import Source
 from .split import Split
 
 #: ``progress(phase, rows_done, rows_total)``: phase "statistics" for pass one, "scaling" for the others.
 Progress = Callable[[str, int, int], None]
 MAX_CLASSES = 100_000        # beyond this a target is no set of classes (and would not fit a budget)
+STATS_SHARE = 4              # the statistics passes gather at most a quarter of the budget
 
 
 def _rows(n: int) -> str:
@@ -61,6 +62,7 @@ def fit_stream(config: TrainingConfig, source: Source, seed: int, budget_bytes: 
     tell = progress or (lambda *_: None)
     errors: list[dict[str, Any]] = []
     seen = _first_pass(config, source, features, target, split, tell, errors)
+    _release_arrow_memory()
     if errors:
         raise ConfigError(errors)
     task = config.task
@@ -106,8 +108,7 @@ def _first_pass(config: TrainingConfig, source: Source, features: list[str], tar
     seen = _Pass(features)
     starts = source.starts
     broken: set[str] = set()
-    for k, df in source.scan(features + [target]):
-        lo = int(starts[k])
+    for lo, df in source.scan(features + [target]):
         df.index = pd.RangeIndex(lo, lo + len(df))      # messages name the row of the table
         seen.digest.update(pd.util.hash_pandas_object(df, index=False).to_numpy().tobytes())
         train_rows = split.train_rows(lo, lo + len(df)) - lo
@@ -199,11 +200,11 @@ def _check_values(config: TrainingConfig, seen: _Pass, features: list[str], targ
 def _statistics(source: Source, numeric: list[str], target: Optional[str], split: Split, budget_bytes: int,
                 tell: Progress) -> dict[str, tuple[float, float, float]]:
     """Mean, std and median of each numeric column's statistics rows (and the target's training
-    rows), gathering as many columns per pass as half the budget holds."""
+    rows), gathering as many columns per pass as a quarter of the budget holds."""
     starts = source.starts
     n_feature_rows, n_target_rows = split.n_stat_rows, split.n_train
-    per_column = 16 * max(n_feature_rows, 1)      # the gathered float64 values and column_statistics' copy
-    per_pass = max(1, int(budget_bytes // 2 // per_column))
+    per_column = 8 * max(n_feature_rows, 1)       # the gathered float64 values (and one temporary column)
+    per_pass = max(1, int((budget_bytes // STATS_SHARE - per_column) // per_column))
     wanted = [(c, False) for c in numeric] + ([(target, True)] if target else [])
     out: dict[str, tuple[float, float, float]] = {}
     for g in range(0, len(wanted), per_pass):
@@ -211,8 +212,7 @@ def _statistics(source: Source, numeric: list[str], target: Optional[str], split
         gathered = [np.empty(n_target_rows if is_target else n_feature_rows, dtype=np.float64)
                     for _, is_target in group]
         filled = [0] * len(group)
-        for k, df in source.scan(list(dict.fromkeys(c for c, _ in group))):
-            lo = int(starts[k])
+        for lo, df in source.scan(list(dict.fromkeys(c for c, _ in group))):
             feature_rows = split.stat_rows(lo, lo + len(df)) - lo
             target_rows = split.train_rows(lo, lo + len(df)) - lo
             for j, (c, is_target) in enumerate(group):
@@ -222,6 +222,35 @@ def _statistics(source: Source, numeric: list[str], target: Optional[str], split
                 filled[j] += len(values)
             tell("scaling", lo + len(df), int(starts[-1]))
         for (c, _), values in zip(group, gathered):
-            out[c] = column_statistics(values)
+            out[c] = _statistics_in_place(values)
         del gathered
+        _release_arrow_memory()
     return out
+
+
+def _statistics_in_place(values: np.ndarray) -> tuple[float, float, float]:
+    """:func:`~trainer.data.preprocessor.column_statistics` of ``values`` (float64, consumed), the
+    same operations in the same order, so the same numbers, with one temporary column instead of three."""
+    present = ~np.isnan(values)
+    if not present.all():
+        values = values[present]
+    del present
+    n = len(values)
+    if not n:
+        return np.nan, np.nan, np.nan
+    mean = float(values.mean())
+    deviation = np.subtract(values, mean)
+    np.square(deviation, out=deviation)
+    std = float(np.sqrt(deviation.mean()))
+    del deviation
+    k = n // 2
+    values.partition(k)
+    median = float(values[k]) if n % 2 else (float(values[:k].max()) + float(values[k])) / 2
+    return mean, std, median
+
+
+def _release_arrow_memory() -> None:
+    # Arrow's allocator keeps freed pages for reuse; between passes they are better given back.
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()

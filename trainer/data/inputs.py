@@ -30,8 +30,9 @@ IN_MEMORY_BYTES_PER_VALUE = 12
 # A CSV/TSV file's parsed size per byte of text, roughly (numbers as text take about as many
 # bytes as their float64 values).
 TEXT_EXPANSION = 1.5
-# Shares of the budget: the shuffle buffer (and the one read ahead) take an eighth each.
-BUFFER_SHARE = 8
+# Shares of the budget: the shuffle buffer (and the one read ahead) take a sixteenth each (with
+# the rows being read and encoded, and the pool of freed memory the allocator keeps, about an eighth).
+BUFFER_SHARE = 16
 
 
 _PROGRESS: ContextVar[Optional[Progress]] = ContextVar("trainer_first_pass_progress", default=None)

@@ -2,8 +2,8 @@
 
 A block is the unit of reading and of the shuffle: a Parquet row group, a fixed-size block of a
 CSV/TSV file (the same rows on every read, see ``text_reader``), or a slice of a DataFrame.
-:meth:`Source.read` returns one block's columns as a DataFrame; :meth:`Source.scan` walks blocks
-in file order. Parquet blocks are read in any order at the cost of one row group; a text file is
+:meth:`Source.read` returns one block's columns as a DataFrame, :meth:`Source.read_slices` the same
+rows a slice at a time; :meth:`Source.scan` walks the table in file order. Parquet blocks are read in any order at the cost of one row group; a text file is
 read forwards only, so reading an earlier block starts the file again.
 """
 from __future__ import annotations
@@ -19,6 +19,9 @@ from .table_info import TableInfo, describe_table
 from .text_reader import text_batches
 
 FRAME_BLOCK_ROWS = 65536
+# Rows decoded at a time within a Parquet row group, so a large row group never exists decoded
+# whole as Arrow and pandas copies at once.
+SLICE_ROWS = 131072
 
 
 class Source:
@@ -32,10 +35,17 @@ class Source:
     def read(self, block: int, columns: list[str]) -> pd.DataFrame:
         raise NotImplementedError
 
-    def scan(self, columns: list[str], first: int = 0) -> Iterator[tuple[int, pd.DataFrame]]:
-        assert self.block_rows is not None
-        for k in range(first, len(self.block_rows)):
-            yield k, self.read(k, columns)
+    def scan(self, columns: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
+        """The whole table in file order as ``(first row, slice of rows)``."""
+        lo = 0
+        for k in range(len(self.count_rows())):
+            for part in self.read_slices(k, columns):
+                yield lo, part
+                lo += len(part)
+
+    def read_slices(self, block: int, columns: list[str]) -> Iterator[pd.DataFrame]:
+        """Block ``block`` in consecutive slices of rows (one slice where the format has none)."""
+        yield self.read(block, columns)
 
     def count_rows(self) -> list[int]:
         assert self.block_rows is not None
@@ -82,6 +92,11 @@ class ParquetSource(Source):
         i, g = self._where[block]
         return self._files[i].read_row_group(g, columns=columns).to_pandas()
 
+    def read_slices(self, block: int, columns: list[str]) -> Iterator[pd.DataFrame]:
+        i, g = self._where[block]
+        for batch in self._files[i].iter_batches(SLICE_ROWS, row_groups=[g], columns=columns):
+            yield batch.to_pandas()
+
     def describe(self) -> dict[str, Any]:
         return {"files": [Path(f).name for f in self.info.files], "bytes": self.info.size_bytes,
                 "blocks": len(self.block_rows)}
@@ -108,10 +123,11 @@ class TextSource(Source):
             self.block_rows = [b.num_rows for b in self._batches(first)]
         return self.block_rows
 
-    def scan(self, columns: list[str], first: int = 0) -> Iterator[tuple[int, pd.DataFrame]]:
-        for k, batch in enumerate(self._batches(columns)):
-            if k >= first:
-                yield k, batch.to_pandas()
+    def scan(self, columns: list[str]) -> Iterator[tuple[int, pd.DataFrame]]:
+        lo = 0
+        for batch in self._batches(columns):
+            yield lo, batch.to_pandas()
+            lo += batch.num_rows
 
     def read(self, block: int, columns: list[str]) -> pd.DataFrame:
         cursor = self._cursor

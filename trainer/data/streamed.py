@@ -4,7 +4,8 @@ epoch read from the source a shuffle buffer at a time.
 The epoch's order (a pure function of the seed and the epoch, so a resumed run reads the very
 same batches): the blocks (Parquet row groups) are permuted with ``default_rng([seed, epoch])``
 (a CSV/TSV file keeps its block order: it is read forwards only); consecutive blocks of that order
-fill a shuffle buffer of at least ``buffer_rows`` training samples, whose samples are permuted
+fill a shuffle buffer of at most ``buffer_rows`` training samples (or one block, if it holds more),
+whose samples are permuted
 with ``default_rng([seed, epoch, buffer])``; batches are cut from the buffers one after another
 (a batch may span two). Batch ``k`` therefore lies in a buffer known from the block row counts
 alone, which is how a run resumed at batch ``k`` starts there without reading what came before.
@@ -40,13 +41,14 @@ class _Buffer:
     x: np.ndarray         # mlp: the samples; windows: the rows the windows index
     y: np.ndarray
     starts: Optional[np.ndarray]   # windows: each sample's first row in x
+    order: Optional[np.ndarray] = None   # mlp: the shuffled order of x's rows (gathered per batch, not copied)
 
     def __len__(self) -> int:
         return len(self.y)
 
     def take(self, a: int, b: int, window: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
         if window is None:
-            return self.x[a:b], self.y[a:b]
+            return (self.x[a:b] if self.order is None else self.x[self.order[a:b]]), self.y[a:b]
         assert self.starts is not None
         return self.x[self.starts[a:b, None] + np.arange(window)], self.y[a:b]
 
@@ -94,13 +96,10 @@ class StreamedData:
     def _raw(self, k: int) -> pd.DataFrame:
         return self.source.read(k, self._columns)
 
-    def block(self, k: int, rows: Optional[np.ndarray] = None) -> _Block:
-        """Block ``k`` transformed, with the ``window - 1`` rows before it; for ``mlp`` only the
-        block's ``rows`` (positions in it) when given, so rows of the other split cost no work."""
-        lo, hi = int(self._starts[k]), int(self._starts[k + 1])
+    def block(self, k: int) -> _Block:
+        """Block ``k`` transformed, with the ``window - 1`` rows before it (windows)."""
+        lo = int(self._starts[k])
         df = self._raw(k)
-        if rows is not None and self.window is None:
-            df = df.iloc[rows]
         pad = min(lo, (self.window or 1) - 1)
         if pad:
             before, j = [], k
@@ -116,18 +115,44 @@ class StreamedData:
         y = pre.encode_target(df[pre.target_column])
         return _Block(x, y, lo, pad)
 
+    def _rows_of(self, k: int, rows: np.ndarray, x: Optional[np.ndarray] = None) -> _Block:
+        """``mlp``: the block's ``rows`` encoded, a slice of the block at a time, into ``x`` (or a new array)."""
+        pre = self.preprocessor
+        if x is None:
+            x = np.empty((len(rows), pre.n_features), dtype=np.float32)
+        y: Optional[np.ndarray] = None
+        done = at = 0
+        for part in self.source.read_slices(k, self._columns):
+            take = rows[(rows >= at) & (rows < at + len(part))] - at
+            at += len(part)
+            if not len(take):
+                continue
+            part = part.iloc[take]
+            x[done:done + len(take)] = pre.transform(part[pre.feature_columns])
+            codes = pre.encode_target(part[pre.target_column])
+            if y is None:
+                y = np.empty(len(rows), dtype=codes.dtype)
+            y[done:done + len(take)] = codes
+            done += len(take)
+        assert y is not None
+        return _Block(x, y, int(self._starts[k]), 0)
+
     def _buffer(self, blocks: list[int], rng: Optional[np.random.Generator], val: bool = False) -> _Buffer:
         xs, ys, starts, offset = [], [], [], 0
-        for k in blocks:
+        wanted = self.split.val_rows if val else self.split.train_rows
+        counts = [len(wanted(int(self._starts[k]), int(self._starts[k + 1]))) for k in blocks]
+        # mlp: every block encodes straight into the buffer's one array (no concatenated copy).
+        whole = np.empty((sum(counts), self.preprocessor.n_features), np.float32) if self.window is None else None
+        for k, count in zip(blocks, counts):
             lo, hi = int(self._starts[k]), int(self._starts[k + 1])
-            rows = (self.split.val_rows if val else self.split.train_rows)(lo, hi) - lo
-            if not len(rows):
+            if not count:
                 continue
-            b = self.block(k, rows)
-            if self.window is None:
-                xs.append(b.x)
-                ys.append(b.y)
+            rows = wanted(lo, hi) - lo
+            if whole is not None:
+                ys.append(self._rows_of(k, rows, whole[offset:offset + count]).y)
+                offset += count
             else:
+                b = self.block(k)
                 ys.append(b.y[rows])
                 xs.append(b.x)
                 starts.append(offset + b.pad + rows - (self.window - 1))
@@ -135,16 +160,18 @@ class StreamedData:
         if not ys:
             empty = np.empty((0, self.preprocessor.n_features), np.float32)
             return _Buffer(empty, np.empty(0, np.float32), np.empty(0, np.int64) if self.window else None)
-        x, y = np.concatenate(xs), np.concatenate(ys)
-        s = np.concatenate(starts) if starts else None
+        join = lambda parts: parts[0] if len(parts) == 1 else np.concatenate(parts)     # noqa: E731
+        x, y = (whole if whole is not None else join(xs)), join(ys)
+        s = join(starts) if starts else None
+        order = None
         if rng is not None:
             perm = rng.permutation(len(y))
             y = y[perm]
             if s is None:
-                x = x[perm]
+                order = perm
             else:
                 s = s[perm]
-        return _Buffer(x, y, s)
+        return _Buffer(x, y, s, order)
 
     def probe(self, n: int) -> np.ndarray:
         """The first ``n`` training samples of the table (to check a model's output shape on)."""
@@ -182,7 +209,7 @@ class EpochStream:
         for k in order:
             if not counts[k]:
                 continue
-            if filled >= data.buffer_rows:
+            if filled + counts[k] > data.buffer_rows:
                 self.groups.append([])
                 sizes.append(0)
                 filled = 0

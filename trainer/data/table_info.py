@@ -46,7 +46,6 @@ def _problem(path: Any, message: str) -> ConfigError:
 
 def _pyarrow() -> Any:
     try:
-        import pyarrow  # noqa: F401
         import pyarrow.parquet as pq
     except ImportError as exc:
         raise _problem("", f"streaming a table needs pyarrow ({exc}): pip install pyarrow "
