@@ -151,3 +151,17 @@ async def test_folders_and_globs_that_name_no_parquet_files_are_refused_with_the
                         ("nothing/*.parquet", "no file matches")):
         status, body = await api.call("POST", "start", body=make_config(data_path=path))
         assert status == 400 and words in body["message"] and body["errors"][0]["field"] == "data_path", body
+
+
+async def test_a_streamed_task_reads_its_files_inside_the_root_to_the_history_of_a_streamed_run_here(
+        api, make_config, jp_root_dir):
+    from trainer import Trainer
+
+    df = datasets.make_classification(800, seed=3)
+    write_parts(jp_root_dir / "sets", df, [300, 250, 250])
+    df.to_csv(jp_root_dir / "same.tsv", sep="\t", index=False)
+    for path in ("sets", "same.tsv"):
+        config = make_config(epochs=2, data_path=path, streaming=True)
+        history = await history_of(api, await api.start(config))
+        here = Trainer({**config, "data_path": None}, str(jp_root_dir / path)).fit()
+        assert history == [{k: v for k, v in h.items() if k != "time_per_epoch"} for h in here.history]
