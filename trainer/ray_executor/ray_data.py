@@ -120,8 +120,14 @@ class RayDataSource(ParquetSource):
         self._last = (block, tuple(columns), frame)
         return frame
 
-    def scan(self, columns: list[str], first: int = 0) -> Iterator[tuple[int, Any]]:
-        return self._stream(list(range(first, len(self.block_rows))), columns, PREFETCH)
+    def read_slices(self, block: int, columns: list[str]) -> Iterator[Any]:
+        yield self.read(block, columns)
+
+    def scan(self, columns: list[str]) -> Iterator[tuple[int, Any]]:
+        """The whole table in file order as ``(first row, block)``, one pipeline."""
+        starts = self.starts
+        for k, frame in self._stream(list(range(len(self.block_rows))), columns, PREFETCH):
+            yield int(starts[k]), frame
 
 
 def cluster_table(config: dict[str, Any], root: Optional[str]) -> Any:
