@@ -165,3 +165,17 @@ async def test_a_streamed_task_reads_its_files_inside_the_root_to_the_history_of
         history = await history_of(api, await api.start(config))
         here = Trainer({**config, "data_path": None}, str(jp_root_dir / path)).fit()
         assert history == [{k: v for k, v in h.items() if k != "time_per_epoch"} for h in here.history]
+
+
+async def test_a_resume_checks_a_folder_again_a_link_taken_in_since_is_refused_and_a_gone_folder_is_a_conflict(
+        api, make_config, jp_root_dir, tmp_path):
+    write_parts(jp_root_dir / "sets", datasets.make_classification(800, seed=3), [400, 400])
+    task_id = await stopped_task(api, lambda **kw: make_config(data_path="sets", **kw), "folder-resume")
+    datasets.make_classification(20, seed=9).to_parquet(tmp_path / "secret.parquet", index=False)
+    (jp_root_dir / "sets" / "part=1" / "rows-500.parquet").symlink_to(tmp_path / "secret.parquet")
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 400 and "'sets/part=1/rows-500.parquet' is a symbolic link" in body["message"], body
+    (jp_root_dir / "sets").rename(tmp_path / "moved")
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 409 and "is no longer there" in body["message"], body
+    assert (await api.progress(task_id))["training_state"] == "stopped"   # the task is as it was
