@@ -4,7 +4,7 @@ throughput, through ``epoch-train --data`` as a user runs it.
     python benchmarks/bench_streaming.py                       # 1M, 10M, 50M rows x 20 float32 columns
     python benchmarks/bench_streaming.py --rows 1M --rounds 3  # one size
     python benchmarks/bench_streaming.py --rows 16M --sides stream              # the memory target alone
-    python benchmarks/bench_streaming.py --rows 30M --sides stream --limit-gib 2  # under prlimit --as
+    python benchmarks/bench_streaming.py --rows 30M --cgroup-gib 2 --batch 8192  # in a 2 GiB memory cgroup
 
 Each size's file is written once by this script (``--dir``, default a temporary folder; row groups
 of pyarrow's default size) with a noisy linear boundary as ``trainer.datasets.make_benchmark``
@@ -66,15 +66,31 @@ def write_table(path: Path, rows: int, seed: int = 0) -> None:
     tmp.rename(path)
 
 
-def run_side(path: Path, side: str, limit_gib: Optional[float], timeout: float, batch: int = BATCH) -> dict[str, Any]:
+CGROUP_ROOT = Path("/sys/fs/cgroup/memory")     # cgroup v1's memory controller
+
+
+def memory_cgroup(gib: float) -> Path:
+    """A memory cgroup limited to ``gib`` (needs write access to cgroup v1's memory controller)."""
+    group = CGROUP_ROOT / f"bench_streaming_{os.getpid()}"
+    group.mkdir()
+    (group / "memory.limit_in_bytes").write_text(str(int(gib * 2**30)))
+    return group
+
+
+def run_side(path: Path, side: str, limit_gib: Optional[float], timeout: float, batch: int = BATCH,
+             threads: Optional[int] = None, cgroup: Optional[Path] = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "trainer.cli", "--data", str(path), "--set", f"streaming={str(side == 'stream').lower()}",
            "--set", "target_column=label", "--set", "epochs=1", "--set", f"batch_size={batch}", "--set", "device=cpu",
            "--set", "seed=0"]
     if limit_gib:
         cmd = ["prlimit", f"--as={int(limit_gib * 2**30)}", *cmd]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)      # both sides alike: on a busy machine spinning threads cost most
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    join = (lambda: (cgroup / "cgroup.procs").write_text(str(os.getpid()))) if cgroup else None
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                            preexec_fn=join)
     deadline = started + timeout
     out = proc.stdout.read() if proc.stdout else ""
     _, status, usage = os.wait4(proc.pid, 0)
@@ -93,8 +109,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dir", help="where the generated files are kept (reused when present)")
     ap.add_argument("--memory-max-rows", default="20M", help="largest table the memory side reads whole")
-    ap.add_argument("--limit-gib", type=float, help="run every side under prlimit --as of this many GiB")
+    ap.add_argument("--limit-gib", type=float, help="run every side under prlimit --as of this many GiB (address "
+                                                     "space: torch's libraries alone map about 1.9 GiB)")
+    ap.add_argument("--cgroup-gib", type=float, help="run every side in a memory cgroup of this many GiB (v1)")
     ap.add_argument("--batch", type=int, default=BATCH, help="batch size (the throughput target is for 256)")
+    ap.add_argument("--threads", type=int, help="intra-op threads of every side (OMP_NUM_THREADS)")
     ap.add_argument("--target", type=float, default=0.8)
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--no-check", action="store_true")
@@ -102,9 +121,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     folder = Path(args.dir or tempfile.mkdtemp(prefix="bench_streaming_"))
     folder.mkdir(parents=True, exist_ok=True)
     sides = args.sides.split(",")
+    cgroup = memory_cgroup(args.cgroup_gib) if args.cgroup_gib else None
     print(f"# bench_streaming: one epoch, mlp [64, 32], batch {args.batch}, CPU, {os.cpu_count()} cores"
-          + (f", prlimit --as={args.limit_gib} GiB" if args.limit_gib else ""))
-    print("| rows | side | file GiB | epoch s | samples/s | wall s | peak RSS MB |")
+          + (f", prlimit --as={args.limit_gib} GiB" if args.limit_gib else "")
+          + (f", {args.threads} intra-op thread(s)" if args.threads else "")
+          + (f", memory cgroup of {args.cgroup_gib} GiB" if cgroup else ""))
+    print("| rows | side | file GiB | epoch s | samples/s | wall s | peak RSS MiB |")
     print("|---:|---|---:|---:|---:|---:|---:|")
     failed = False
     for text in args.rows.split(","):
@@ -116,12 +138,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         runs: dict[str, list[dict[str, Any]]] = {s: [] for s in present}
         for r in range(args.rounds):
             for side in (present if r % 2 == 0 else present[::-1]):
-                runs[side].append(run_side(path, side, args.limit_gib, args.timeout, args.batch))
+                runs[side].append(run_side(path, side, args.limit_gib, args.timeout, args.batch, args.threads, cgroup))
         n_train = rows - round(rows * 0.2)
         for side, results in runs.items():
             good = [x for x in results if x["ok"]]
             if not good:
-                print(f"| {rows:,} | {side} | failed: exit {results[0]['code']}, peak {results[0]['peak_mb']:.0f} MB | | | | |")
+                print(f"| {rows:,} | {side} | failed: exit {results[0]['code']}, peak {results[0]['peak_mb']:.0f} MiB | | | | |")
                 print("```\n" + results[0]["tail"] + "\n```")
                 failed = True
                 continue
@@ -138,6 +160,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                 print(f"|  | stream/memory throughput | median {med:.2f} (min {min(ratios):.2f}, max {max(ratios):.2f}) "
                       f"over {len(ratios)} rounds; target >= {args.target} | | | | |")
                 failed |= med < args.target
+    if cgroup is not None:
+        cgroup.rmdir()
     return 1 if failed and not args.no_check else 0
 
 

@@ -90,10 +90,12 @@ def test_first_pass_statistics_and_split_equal_the_in_memory_path(frame, tables,
     assert isinstance(data, StreamedData)
     assert data.preprocessor.to_dict() == memory.preprocessor.to_dict()      # bit for bit: same float64 numbers
     assert (data.n_train, data.n_val) == (len(memory.train_index), len(memory.val_index))
-    x, y, rows = (np.concatenate(p) for p in zip(*data.validation_batches(700)))
-    np.testing.assert_array_equal(rows, memory.val_index)
-    np.testing.assert_array_equal(x, memory.x[memory.val_index])
-    np.testing.assert_array_equal(y, memory.y[memory.val_index])
+    # Read from the table (a budget too small to keep them), then kept and read again from memory.
+    for source in (small_buffer(data, 100), data, data):
+        x, y, rows = (np.concatenate(p) for p in zip(*source.validation_batches(700)))
+        np.testing.assert_array_equal(rows, memory.val_index)
+        np.testing.assert_array_equal(x, memory.x[memory.val_index])
+        np.testing.assert_array_equal(y, memory.y[memory.val_index])
 
 
 def test_first_pass_fits_regression_imputation_and_windows_like_the_in_memory_path(tmp_path):

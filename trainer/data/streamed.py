@@ -71,6 +71,7 @@ class StreamedData:
         self._starts = self.source.starts
         self._train_counts = self.split.train_counts(self._starts)
         self._columns = self.preprocessor.feature_columns + [self.preprocessor.target_column]
+        self._val_cache: Optional[tuple[np.ndarray, np.ndarray, np.ndarray]] = None
 
     @property
     def task(self) -> str:
@@ -183,7 +184,21 @@ class StreamedData:
         return EpochStream(self, epoch_index, batch_size)
 
     def validation_batches(self, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """The validation samples in table order, ``chunk`` at a time: (samples, targets, rows)."""
+        """The validation samples in table order, ``chunk`` at a time: (samples, targets, rows).
+
+        ``mlp`` validation samples that fit two shuffle buffers (an eighth of the budget) are kept
+        after the first pass over them, so later epochs validate without reading the table."""
+        if self._val_cache is None and self.window is None and self.n_val <= 2 * self.buffer_rows:
+            parts = list(self._read_validation(self.n_val))
+            self._val_cache = tuple(np.concatenate([p[i] for p in parts]) for i in range(3))  # type: ignore[assignment]
+        if self._val_cache is not None:
+            x, y, rows = self._val_cache
+            for a in range(0, len(y), chunk):
+                yield x[a:a + chunk], y[a:a + chunk], rows[a:a + chunk]
+            return
+        yield from self._read_validation(chunk)
+
+    def _read_validation(self, chunk: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         for k in range(len(self._train_counts)):
             lo, hi = int(self._starts[k]), int(self._starts[k + 1])
             if not len(self.split.val_rows(lo, hi)):
