@@ -28,6 +28,8 @@ from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoin
                           describe_differences, load_best, load_latest)
 from .config import TrainingConfig
 from .data import PreparedData
+from .data.sources import Source
+from .data.table_info import TableInfo
 from .state import FINAL_VALUES, RunState, TrainingState
 from .steering import initial_config
 
@@ -208,11 +210,15 @@ def _check_can_continue(ckpt: Checkpoint, config: TrainingConfig) -> None:
                               f"epochs, e.g. Trainer.from_checkpoint(output_path, df, epochs={epoch + 10})")
 
 
-def _check_columns(ckpt: Checkpoint, data: Union[pd.DataFrame, str, Path]) -> None:
+def _check_columns(ckpt: Checkpoint, data: Union[pd.DataFrame, str, Path, TableInfo]) -> None:
     if isinstance(data, (str, Path)):
         from .data.table_info import describe_table
 
         columns = list(describe_table(data).schema)     # a table file: its columns from its metadata
+    elif isinstance(data, TableInfo):
+        columns = list(data.schema)                     # a table described already (the API's workers)
+    elif isinstance(data, Source):
+        columns = list(data.columns)                    # a source built already (Ray Data on an actor)
     elif isinstance(data, pd.DataFrame):
         columns = list(data.columns)
     else:

@@ -14,11 +14,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 import sys
+import time
 import warnings
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from trainer import FINAL_STATES, CheckpointError, ConfigError, OutputPathInUse, StateError, Trainer, TrainingConfig
 from trainer.checkpoints import saved_config
+from trainer.data.inputs import first_pass_progress
 from trainer.executors import run_factory
 
 from . import fields
@@ -26,6 +28,7 @@ from . import fields
 if TYPE_CHECKING:
     from .training_panel import TrainingPanel
 
+PASS_INTERVAL = 0.1        # seconds between pass-bar updates (a block's rows each time at most)
 _FRAMEWORKS = {"torch": ("torch", "PyTorch"), "tensorflow": ("tensorflow", "TensorFlow")}
 
 
@@ -116,7 +119,7 @@ class Actions:
         panel = self.panel
         self.need_loop("start()")
         self.refuse_while_active("starting another")
-        config, data = fields.with_run_name(self.valid_config()), panel.data
+        config, data = fields.with_run_name(self.valid_config()), panel.run_data
         assert data is not None
         factory = run_factory(panel.executor)
         return self._launch(lambda: factory(config, data, overwrite=overwrite), config.epochs, config)
@@ -137,13 +140,13 @@ class Actions:
         if not path:
             raise self.fail(CheckpointError("set output_path to the folder of the run to resume"))
         try:
-            if panel.data is None:
+            if panel.run_data is None:
                 self._use_saved_data_path(path)
-            if panel.data is None:
+            if panel.run_data is None:
                 raise CheckpointError("the panel has no data: pass data=DataFrame, or set data_path to the run's data")
         except Exception as exc:
             raise self.fail(exc)
-        data = panel.data
+        data = panel.run_data
         factory = run_factory(panel.executor)
 
         def build() -> Trainer:
@@ -167,6 +170,20 @@ class Actions:
             self.panel.controls.set_value("data_path", data_path)
             self.panel.load_data_path()
 
+    def _reporting_passes(self, build: Callable[[], Trainer]) -> Trainer:
+        """``build()`` (in the worker thread), its passes over a streamed table shown on the pass bar."""
+        panel, last = self.panel, [0.0]
+
+        def report(phase: str, done: int, total: int) -> None:
+            now = time.monotonic()
+            if done < total and now - last[0] < PASS_INTERVAL:
+                return
+            last[0] = now
+            panel.binding.call(lambda: panel.progress.show_pass(phase, done, total))
+
+        with first_pass_progress(report):
+            return build()
+
     def _launch(self, build: Callable[[], Trainer], epochs: Optional[int], config: Optional[TrainingConfig],
                 resumed: bool = False) -> "asyncio.Task[None]":
         panel = self.panel
@@ -188,7 +205,7 @@ class Actions:
         try:
             if config is not None and await import_framework(config, panel.set_preparing):
                 panel.set_preparing("preparing the data and building the model…")
-            run = await asyncio.to_thread(build)
+            run = await asyncio.to_thread(self._reporting_passes, build)
         except Exception as exc:
             self._end_preparing()
             if isinstance(exc, OutputPathInUse):

@@ -1,5 +1,6 @@
 """A data-file picker for a panel given no DataFrame (the Voilà app, ``notebooks/app.ipynb``): the
-tables in a folder, a generated sample, or a file uploaded from the browser. The choice goes into
+tables in a folder (files, and folders of Parquet files), a generated sample, or a file uploaded
+from the browser. The choice goes into
 the panel's ``data_path`` control; reading the file stays ``data_file``'s job.
 """
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Optional, Union
 import ipywidgets as W
 
 from trainer.datasets import make_classification
+from trainer.data.table_files import SKIPPED_PREFIXES, is_parquet
 from trainer.data.tables import SUPPORTED_SUFFIXES, table_format
 
 if TYPE_CHECKING:
@@ -43,9 +45,13 @@ class DataPicker:
         self.upload.observe(lambda change: self._uploaded(change["new"]), "value")
 
     def _options(self, extra: tuple[tuple[str, str], ...] = ()) -> list[tuple[str, Optional[str]]]:
-        files = sorted(p for p in self.folder.iterdir() if p.is_file() and table_format(p) is not None) \
-            if self.folder.is_dir() else []
-        return ([("(choose a data file)", None)] + [(p.name, str(p)) for p in files] + list(extra)
+        entries = sorted(self.folder.iterdir()) if self.folder.is_dir() else []
+        files = [p for p in entries if p.is_file() and table_format(p) is not None]
+        # A folder of Parquet files (as Spark or DuckDB write a table) is one table.
+        folders = [p for p in entries if p.is_dir() and not p.name.startswith(SKIPPED_PREFIXES)
+                   and any(is_parquet(f) for f in p.iterdir())]
+        return ([("(choose a data file)", None)] + [(p.name, str(p)) for p in files]
+                + [(f"{p.name}/ (Parquet files)", str(p)) for p in folders] + list(extra)
                 + [(f"sample: 2 classes, {self.sample_rows:,} rows (generated)", SAMPLE)])
 
     def _chosen(self, value: Optional[str]) -> None:

@@ -52,7 +52,8 @@ class LRSearch:
         actions.refuse_while_active("finding a learning rate")
         # Writes nothing and uses one device (the global batch_size carries the rate over).
         config = actions.valid_config().replace(output_path=None, loggers=[], devices=1)
-        assert panel.data is not None
+        data = panel.run_data
+        assert data is not None
         panel.notices.clear()
         panel.overwrite.withdraw()
         self._stop_requested = False
@@ -62,7 +63,7 @@ class LRSearch:
         panel.tabs.select("LR finder")
         loop = panel.binding.loop
         assert loop is not None
-        self.task = loop.create_task(self._search(config, panel.data, options))
+        self.task = loop.create_task(self._search(config, data, options))
         self.task.add_done_callback(self._done)
         panel.sync_controls()
         return self.task

@@ -84,13 +84,30 @@ class ProgressView:
         self.batch_bar = W.IntProgress(value=0, min=0, max=1, description="Batches", layout=W.Layout(width="260px"))
         self.epoch_text = W.HTML()
         self.batch_text = W.HTML()
-        self.view = W.HBox([W.HBox([self.epoch_bar, self.epoch_text], layout=W.Layout(margin="0 24px 0 0")),
+        # A streamed table's passes before training (its statistics): shown only while they run.
+        self.pass_bar = W.IntProgress(value=0, min=0, max=1, description="Reading", layout=W.Layout(width="260px"))
+        self.pass_text = W.HTML()
+        self.pass_row = W.HBox([self.pass_bar, self.pass_text], layout=W.Layout(display="none", margin="0 24px 0 0"))
+        self.view = W.HBox([self.pass_row,
+                            W.HBox([self.epoch_bar, self.epoch_text], layout=W.Layout(margin="0 24px 0 0")),
                             W.HBox([self.batch_bar, self.batch_text])],
                            layout=W.Layout(flex_flow="row wrap", justify_content="flex-start"))
         self.update(Snapshot())
 
+    def show_pass(self, phase: str, done: int, total: int) -> None:
+        """A pass over a streamed table before training: ``done`` of ``total`` rows (``phase``
+        "statistics" for the first, "scaling" for those gathering a column's values)."""
+        with self.pass_bar.hold_sync():
+            _set(self.pass_bar, "max", max(total, 1))
+            _set(self.pass_bar, "value", min(done, max(total, 1)))
+        word = "first pass (statistics)" if phase == "statistics" else f"{phase} pass"
+        _set(self.pass_text, "value", f"<span style='color:{theme.FG}'>{escape(word)}: {done:,}/{total:,} rows</span>")
+        _set(self.pass_row.layout, "display", None)
+
     def update(self, snap: Snapshot) -> None:
         """Show ``snap``; only widgets whose value changed send a message."""
+        if not snap.preparing:
+            _set(self.pass_row.layout, "display", "none")
         state = "preparing" if snap.preparing else snap.state
         color = theme.STATE_COLORS.get(state, theme.FG_MUTED)
         word = STATE_WORDS.get(state, state.replace("_", " "))

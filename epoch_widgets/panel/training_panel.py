@@ -117,6 +117,7 @@ class TrainingPanel(W.VBox):
         self.tabs = PanelViews(self.table.view, self.lr_search.view, self.binding, self.show_config_errors)
         self.views = self.tabs.tab
         self.controls.add_to_group("model", self.tabs.model.headline)
+        self.controls.add_to_group("data", self._data_file.view)
         self.redraw = Redraw(self, update_interval)
         self.sweeps = SweepTab(self, update_interval)      # the Sweep tab: trainer.sweep over these settings
         self.add_view("Sweep", self.sweeps.view)
@@ -172,7 +173,7 @@ class TrainingPanel(W.VBox):
     @property
     def config(self) -> trainer.TrainingConfig:
         """The config the controls hold now; ConfigError when they hold an invalid one."""
-        validation = self.controls.validate(self.data)
+        validation = self.controls.validate(self.checked_data)
         if not validation.valid:
             raise ConfigError([{"field": f, "value": None, "message": m} for f, m in validation.errors.items()])
         assert validation.config is not None
@@ -372,9 +373,10 @@ class TrainingPanel(W.VBox):
     def revalidate(self) -> Validation:
         """Check the controls, show problems beside them, and preview the LR schedule."""
         self.load_data_path()
-        validation = self.controls.validate(self.data)
+        validation = self.controls.validate(self.checked_data)
         if self._data_file.error:
             validation.errors["data_path"] = self._data_file.error
+        validation.errors.update(self._data_file.column_errors(validation.config))
         self._validation = validation
         self.controls.show_errors(validation.errors)
         with self.hold_trait_notifications():
@@ -394,8 +396,22 @@ class TrainingPanel(W.VBox):
         return validation
 
     def load_data_path(self) -> None:
-        """Without a DataFrame, read the table at data_path (once per path) and offer its columns."""
-        if self.data_given or not self._data_file.load(self.controls["data_path"].value):
+        """Without a DataFrame, describe the table at data_path (once per path), read it unless a run
+        will stream it, and offer its columns."""
+        budget = self.controls["memory_budget_mb"].value
+        if self.data_given or not self._data_file.load(self.controls["data_path"].value, self.controls[
+                "streaming"].value, budget if isinstance(budget, int) and budget > 0 else 1024):
             return
         self.data = self._data_file.data
-        self.controls.set_columns(list(self.data.columns) if self.data is not None else [])
+        frame = self.checked_data
+        self.controls.set_columns(list(frame.columns) if frame is not None else [])
+
+    @property
+    def checked_data(self) -> Optional[pd.DataFrame]:
+        """What the columns are checked against: the data, or an empty frame of a streamed table's schema."""
+        return self.data if self.data_given else self._data_file.columns_frame()
+
+    @property
+    def run_data(self) -> Union[pd.DataFrame, str, None]:
+        """What a run is built from: the DataFrame, or the path of a table a run streams."""
+        return self.data if self.data_given else self._data_file.run_data()

@@ -62,7 +62,9 @@ def start_request_schema() -> dict[str, Any]:
                              "read from the request and not saved with the run.")
     props = schema["properties"]
     props["data_path"] = {"type": "string", "minLength": 1, "maxLength": MAX_PATH, "description": (
-        "CSV (optionally compressed) or Parquet file inside the server's root directory, relative to it.")}
+        "CSV/TSV (optionally compressed) or Parquet file, folder of Parquet files or glob of them (e.g. "
+        "'lake/part-*.parquet') inside the server's root directory, relative to it; no symbolic link below the "
+        "root is followed.")}
     props["output_path"] = {**props["output_path"], "description": (
         "Folder inside the server's models directory (relative to it, or starting with /models/). A folder "
         "holding another run's checkpoints is refused with 409 unless `overwrite` is true.")}

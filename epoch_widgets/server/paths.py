@@ -1,7 +1,7 @@
 """Where a task's data comes from and where its model goes, kept inside the server's folders.
 
-``data_path`` is resolved inside the server's root directory and ``output_path`` inside the models
-directory. A relative path is taken relative to that folder, and an absolute path that lies inside
+``data_path`` (a table file, a folder of Parquet files or a glob of them) is resolved inside the
+server's root directory and ``output_path`` inside the models directory. A relative path is taken relative to that folder, and an absolute path that lies inside
 it is used as is. For ``output_path`` a leading ``/models`` stands for the models directory, so
 The documented example ``/models/deep_learning_model`` is ``<models_dir>/deep_learning_model``. Anything else
 that would leave the folder (another absolute path, ``..``, a symbolic link pointing out) is refused.
@@ -13,7 +13,9 @@ import re
 from pathlib import Path, PurePath
 from typing import Any, Optional
 
+from trainer import ConfigError
 from trainer.redaction import redact_text
+from trainer.data.table_files import is_glob, table_files
 from trainer.data.tables import SUPPORTED_SUFFIXES, SUPPORTED_TEXT
 
 from .errors import BadRequest
@@ -54,17 +56,28 @@ def _inside(base: Path, value: object, field: str, folder: str, mount: PurePath 
 
 
 def resolve_data_path(value: object, root_dir: Path) -> Path:
-    """The data file for ``data_path``: an existing file inside ``root_dir`` that trainer.data.tables reads."""
+    """The data for ``data_path`` inside ``root_dir``: a table file trainer.data.tables reads, a folder of
+    Parquet files or a glob of them (``trainer.data.table_files``: no symbolic link below the root taken in)."""
     if value is None:
-        raise _problem("data_path", None, "required: name the CSV or Parquet file to train on, "
-                                          "relative to the server's root directory")
+        raise _problem("data_path", None, "required: name the CSV or Parquet file (or a folder or glob of Parquet "
+                                          "files) to train on, relative to the server's root directory")
     path = _inside(Path(root_dir), value, "data_path", "server's root directory")
-    if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
-        raise _problem("data_path", value, f"unsupported file type {path.name!r}; use a {SUPPORTED_TEXT} file")
-    if not _query(path, "data_path", value, Path.is_file):
+    if not is_glob(path) and not _query(path, "data_path", value, Path.exists):
+        if not path.name.lower().endswith(SUPPORTED_SUFFIXES):
+            raise _problem("data_path", value, f"unsupported file type {path.name!r}; use a {SUPPORTED_TEXT} file, "
+                                               f"a folder of Parquet files or a glob of them")
         shown = path.relative_to(Path(root_dir).resolve())
-        raise _problem("data_path", value, f"no such file {str(shown)!r} in the server's root directory")
+        raise _problem("data_path", value, f"no such file or folder {str(shown)!r} in the server's root directory")
+    check_data_files(path, root_dir, value)
     return path
+
+
+def check_data_files(path: Path, root_dir: Path, value: object) -> None:
+    """BadRequest on ``data_path`` unless ``path`` names readable table files inside ``root_dir`` now."""
+    try:
+        table_files(path, root=root_dir)
+    except ConfigError as exc:
+        raise _problem("data_path", value, exc.errors[0]["message"]) from None
 
 
 def resolve_output_path(value: object, models_dir: Path) -> Path:

@@ -2,9 +2,10 @@
 its worker generations and the registry drive it as they drive a local worker process.
 
 ``EpochTrainingApp.executor = "ray"`` makes every worker generation one of these. ``start``
-returns at once; a thread of its own reads ``data_path`` (inside the server's root, as the local
-worker does), hands the table to the actor through Ray's object store (with the newest checkpoint
-files for a resume), builds the run there and then collects the actor's messages
+returns at once; a thread of its own creates the actor (with the newest checkpoint files for a
+resume), which reads ``data_path`` itself, inside the server's root as the local worker does,
+streaming Parquet files with Ray Data on the cluster (``trainer.ray_executor.ray_data``): the
+table never passes through the server. It builds the run there and then collects the actor's messages
 (``trainer.ray_executor.link``): the files the run writes are written atomically into the task's
 models folder as they come, and every other message goes to the event loop in order, as a worker
 process's lines do. The actor's end or death is reported after its last message.
@@ -18,11 +19,10 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-from trainer import ConfigError, protocol
+from trainer import protocol
 from trainer.ray_executor.cluster import task_resources
 from trainer.ray_executor.files import resume_files
 from trainer.ray_executor.link import ActorLink
-from trainer.data.tables import read_table
 
 from .process import call_on_loop
 
@@ -115,11 +115,6 @@ class RayWorker:
 
     def _place_and_follow(self, message: dict[str, Any]) -> int:
         config = message["config"]
-        try:
-            data = read_table(config["data_path"], root=message.get("data_root"))
-        except ConfigError as exc:
-            self._dispatch(self._on_message, protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
-            return 2
         output = config.get("output_path")
         files = resume_files(Path(output)) if message.get("resume") and output else None
         link = ActorLink(self.task_id, task_resources(config, self._cpus))
@@ -127,7 +122,8 @@ class RayWorker:
             if self._cancelled:
                 return DIED
             self._link = link
-        answer = link.open(message, data, files)
+        # No table here: the actor reads data_path itself, with Ray Data on the cluster.
+        answer = link.open(message, None, files)
         if answer.get("kind") == protocol.READY:
             self._actor_pid = answer.get("pid")
             link.train()

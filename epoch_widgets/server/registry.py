@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
@@ -10,13 +11,14 @@ from typing import Any, Awaitable, Callable, Optional
 from trainer import ConfigError, TrainingConfig, has_checkpoints
 from trainer.checkpoints import describe_run, describe_saved_run, holds_run, run_summary, saved_run_files
 from trainer.loggers import logger_locations
+from trainer.data.table_files import is_glob
 
 from . import lifecycle as lc
 from . import ownership
 from .errors import ApiProblem, BadRequest, Conflict, Gone, TaskNotFound, TooManyTasks, WorkerProblem
 from .feed import TaskFeed
 from .ids import TaskIdAllocator
-from .paths import PathRedactor, resolve_data_path, resolve_output_path, shown_output_dir
+from .paths import PathRedactor, check_data_files, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
 from .settings import Settings
 from .tasks import Task
@@ -348,9 +350,10 @@ class TaskRegistry:
             raise Conflict(f"{ended} and task {replacer} has written to its output_path since (started with "
                            f"\"overwrite\": true), so the checkpoints there are no longer this task's; start it "
                            f"again to train")
-        if not task.data_file.is_file():
+        if not is_glob(task.data_file) and not os.path.lexists(task.data_file):
             raise Conflict(f"{ended} and its data file {task.data_file.name!r} is no longer there; put it back "
                            f"to resume")
+        check_data_files(task.data_file, self.settings.root_dir, task.config.get("data_path"))
         self._check_capacity()
         self._check_output_dir(task.output_dir, task.config.get("output_path"), False, resuming=task)
 

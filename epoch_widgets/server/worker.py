@@ -18,7 +18,7 @@ from typing import IO, Any
 
 from trainer import ConfigError, TrainingState, protocol
 from trainer.remote import RunHost
-from trainer.data.tables import read_table
+from trainer.data.table_info import describe_table
 
 
 class Channel:
@@ -76,7 +76,8 @@ def main() -> int:
         return 3
     host = RunHost(channel.send)
     try:
-        data = read_table(config["data_path"], root=spec.get("data_root"))
+        # Described only: the run reads it whole or streams it, as its config's streaming says.
+        data = describe_table(config["data_path"], root=spec.get("data_root"))
     except ConfigError as exc:
         channel.send(protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
         return 2

@@ -17,12 +17,16 @@ def test_the_picker_lists_the_folders_tables_and_loads_the_one_chosen(clf_df, tm
     clf_df.to_csv(tmp_path / "a.csv", index=False)
     clf_df.to_parquet(tmp_path / "b.parquet")
     (tmp_path / "notes.txt").write_text("not a table")
+    (tmp_path / "parts").mkdir()
+    clf_df.to_parquet(tmp_path / "parts" / "p0.parquet")
+    (tmp_path / "other").mkdir()
 
     async def main() -> TrainingPanel:
         panel = TrainingPanel(epochs=2)
         picker = DataPicker(panel, folder=tmp_path)
         names = [label for label, _value in picker.choice.options]
-        assert names[1:3] == ["a.csv", "b.parquet"] and "notes.txt" not in names and "sample" in names[-1]
+        assert names[1:4] == ["a.csv", "b.parquet", "parts/ (Parquet files)"] and "other/ (Parquet files)" not in names
+        assert "notes.txt" not in names and "sample" in names[-1]
         picker.choice.value = str(tmp_path / "b.parquet")
         await until(lambda: panel.data is not None, timeout=30, what="the chosen file")
         assert panel.controls["data_path"].value == str(tmp_path / "b.parquet")

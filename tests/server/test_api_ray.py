@@ -20,7 +20,7 @@ from traitlets.config import Config
 
 from tests.ray_cluster import actor_names
 from epoch_widgets.server.launch import free_port
-from trainer import load_model
+from trainer import Trainer, datasets, load_model
 from trainer.ray_executor.actor import FOLDER_PREFIX
 
 pytestmark = [pytest.mark.server, pytest.mark.slow, pytest.mark.ray]
@@ -89,6 +89,27 @@ async def test_two_tasks_train_on_actors_at_once_and_stream_every_epoch(api, mak
     while live_actor_folders(ray_workers_tmp) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert live_actor_folders(ray_workers_tmp) == []
+
+
+async def test_a_streamed_parquet_folder_is_read_by_ray_data_on_the_cluster_to_the_local_streamed_history(
+        api, make_config, jp_root_dir, tmp_path):
+    df = datasets.make_classification(1200, seed=3)
+    (jp_root_dir / "sets").mkdir()
+    for i in range(3):
+        df.iloc[i * 400:(i + 1) * 400].to_parquet(jp_root_dir / "sets" / f"part-{i}.parquet", index=False,
+                                                  row_group_size=150)
+    config = make_config(epochs=2, data_path="sets", streaming=True)
+    task_id = await api.start(config)
+    assert (await api.wait_done(task_id))["training_state"] == "completed"
+    status, body = await api.call("GET", "history", task_id)
+    assert status == 200, body
+    local = Trainer({**config, "data_path": None}, str(jp_root_dir / "sets")).fit()
+    assert without_timing(body["history"]) == without_timing(local.history)
+    # A link taken in is refused by the actor, naming only the link.
+    df.iloc[:10].to_parquet(tmp_path / "secret.parquet", index=False)
+    (jp_root_dir / "sets" / "part-9.parquet").symlink_to(tmp_path / "secret.parquet")
+    status, body = await api.call("POST", "start", body=config)
+    assert status == 400 and "'sets/part-9.parquet' is a symbolic link" in body["message"], body
 
 
 async def test_pause_resume_stop_are_actor_calls_that_take_effect(api, make_config, models_dir):
@@ -228,6 +249,9 @@ def test_a_server_that_starts_its_own_ray_trains_tasks_and_leaves_no_ray_process
     from trainer import datasets
 
     datasets.make_classification(300, seed=3).to_csv(tmp_path / "data.csv", index=False)
+    (tmp_path / "sets").mkdir()         # the second task streams a folder of Parquet files with Ray Data
+    for i in range(2):
+        datasets.make_classification(300, seed=4 + i).to_parquet(tmp_path / "sets" / f"p{i}.parquet", index=False)
     # Ray's own folder, short (socket paths) and ours: its processes name it on their command lines.
     ray_tmp = tempfile.mkdtemp(prefix="ewray-", dir="/tmp")
     port, token = free_port(), "t0ken"
@@ -262,7 +286,8 @@ def test_a_server_that_starts_its_own_ray_trains_tasks_and_leaves_no_ray_process
         config = {"name": "own ray", "algorithm_type": "deep_learning", "model_type": "mlp", "epochs": 2,
                   "batch_size": 32, "hidden_units": [8], "feature_columns": ["f1", "f2", "f3"],
                   "target_column": "label", "seed": 0, "device": "cpu", "data_path": "data.csv"}
-        ids = [call("POST", "start", config)["task_id"] for _ in range(2)]
+        ids = [call("POST", "start", body)["task_id"]
+               for body in (config, {**config, "data_path": "sets", "streaming": True})]
         for task_id in ids:
             while (progress := call("GET", f"progress/{task_id}")["progress"])["training_state"] in (
                     "pending", "running"):

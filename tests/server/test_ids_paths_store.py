@@ -6,6 +6,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from epoch_widgets.server.errors import BadRequest
@@ -56,13 +57,36 @@ def test_data_paths_resolve_inside_the_root(root: Path):
 
 @pytest.mark.parametrize("value, words", [
     ("../secret.csv", "outside"), ("link.csv", "outside"), ("/etc/hosts.csv", "outside"),
-    ("data/../../secret.csv", "outside"), ("data/none.csv", "no such file"), ("data", "unsupported file type"),
+    ("data/../../secret.csv", "outside"), ("data/none.csv", "no such file"), ("data", "holds no Parquet file"),
+    ("notes.txt", "unsupported file type"), ("data/*.parquet", "no file matches"),
+    ("**/t*", "takes in 'data/train.csv', which is no Parquet file"),
     (None, "required"), ("", "non-empty"),
 ])
 def test_bad_data_paths_name_the_field_and_the_fix(root: Path, value, words):
     with pytest.raises(BadRequest) as err:
         resolve_data_path(value, root)
     assert err.value.errors[0]["field"] == "data_path" and words in err.value.message
+
+
+def test_a_folder_or_glob_of_parquet_files_resolves_inside_the_root(root: Path):
+    (root / "sets" / "a").mkdir(parents=True)
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(root / "sets" / "a" / "p.parquet")
+    assert resolve_data_path("sets", root) == root / "sets"
+    assert resolve_data_path("sets/*/*.parquet", root) == root / "sets" / "*" / "*.parquet"
+    assert resolve_data_path(str(root / "sets" / "**"), root) == root / "sets" / "**"
+
+
+def test_a_folder_or_glob_taking_in_a_link_is_refused_naming_it_only(root: Path, tmp_path: Path):
+    (root / "sets").mkdir()
+    pd.DataFrame({"x": [1.0, 2.0]}).to_parquet(root / "sets" / "p.parquet")
+    pd.DataFrame({"x": [3.0]}).to_parquet(tmp_path / "outside.parquet")
+    os.symlink(tmp_path / "outside.parquet", root / "sets" / "q.parquet")
+    for value in ("sets", "sets/*.parquet", "sets/q*"):
+        with pytest.raises(BadRequest) as err:
+            resolve_data_path(value, root)
+        assert "'sets/q.parquet' is a symbolic link" in err.value.message and str(tmp_path) not in err.value.message
+    with pytest.raises(BadRequest, match="leads outside"):
+        resolve_data_path("../*.parquet", root)
 
 
 def test_output_paths_resolve_inside_the_models_directory(root: Path):

@@ -38,6 +38,19 @@ def test_fit_trains_on_an_actor_to_a_local_runs_history_and_predicts_here(
     assert actor_names(ray_instance, run.actor_name) == []          # released at the end
 
 
+def test_a_table_path_streams_on_the_actor_to_a_local_streamed_runs_history(
+        clf_df: pd.DataFrame, tmp_path: Path, ray_instance) -> None:  # noqa: F811
+    (tmp_path / "sets").mkdir()
+    for i in range(3):
+        clf_df.iloc[i * 400:(i + 1) * 400].to_parquet(tmp_path / "sets" / f"p{i}.parquet", index=False,
+                                                     row_group_size=150)
+    config = {**CONFIG, "epochs": 2, "streaming": True}
+    run = run_factory("ray")(config, str(tmp_path / "sets")).fit()
+    local = Trainer(config, str(tmp_path / "sets")).fit()
+    assert run.state == TrainingState.COMPLETED and run.data.streamed
+    assert [h["val_loss"] for h in run.history] == [h["val_loss"] for h in local.history]
+
+
 def test_what_a_local_run_refuses_a_ray_run_refuses_alike(clf_df: pd.DataFrame, tmp_path: Path,
                                                           ray_instance) -> None:  # noqa: F811
     RayRun = run_factory("ray")

@@ -1,7 +1,7 @@
 """The one entry from what a user gives (a DataFrame, or the path of a table) to what a backend
 reads: :class:`~trainer.data.PreparedData` in memory, or :class:`~trainer.data.streamed.StreamedData`.
 
-``streaming`` decides: ``False`` reads a file whole (``read_table``); ``True`` streams a file, or a
+``streaming`` decides: ``False`` reads a file whole (``table_files.read_info``); ``True`` streams a file, or a
 DataFrame in slices; ``"auto"`` streams a file whose in-memory preparation would need more than
 ``memory_budget_mb`` (the whole table as pandas reads it plus the float32 arrays), and keeps a
 DataFrame in memory (it is there already).
@@ -18,10 +18,10 @@ import pandas as pd
 from ..config import ConfigError, TrainingConfig
 from .first_pass import Progress, fit_stream
 from .prepare import PreparedData, prepare_data
-from .sources import FrameSource, open_source
+from .sources import FrameSource, Source, open_source
 from .streamed import StreamedData
 from .table_info import TableInfo, describe_table
-from .tables import read_table
+from .table_files import read_info
 
 MIB = 1 << 20
 # Bytes per value a table read whole takes: pandas' float64/int64 column plus the float32 array
@@ -81,11 +81,13 @@ def _refuse_unsupported(config: TrainingConfig) -> None:
 def prepare_input(config: TrainingConfig, data: Union[pd.DataFrame, str, Path], seed: int,
                   progress: Optional[Progress] = None) -> Union[PreparedData, StreamedData]:
     """Prepare ``data`` in memory or as a stream (see the module docstring)."""
-    if isinstance(data, (str, Path)):
-        info = describe_table(data)
+    if isinstance(data, Source):            # built by the caller (Ray Data on a Ray actor): streamed
+        source: Any = data
+    elif isinstance(data, (str, Path, TableInfo)):
+        info = data if isinstance(data, TableInfo) else describe_table(data)
         if not should_stream(config, data, info):
-            return prepare_data(config, read_table(data), seed=seed)
-        source: Any = open_source(info)
+            return prepare_data(config, read_info(info), seed=seed)
+        source = open_source(info)
     elif isinstance(data, pd.DataFrame) and config.streaming is True:
         source = FrameSource(data)
     else:

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 import pandas as pd
 
+from .table_files import open_file
 from .table_info import TableInfo, describe_table
 from .text_reader import text_batches
 
@@ -83,7 +84,7 @@ class ParquetSource(Source):
 
         self.info = info
         self.columns = list(info.schema)
-        self._files = [pq.ParquetFile(f) for f in info.files]
+        self._files = [pq.ParquetFile(open_file(f, info.root, f)) for f in info.files]
         self._where = [(i, g) for i, n in enumerate(info.row_groups) for g in range(n)]
         self.block_rows = [self._files[i].metadata.row_group(g).num_rows for i, g in self._where]
 
@@ -113,7 +114,8 @@ class TextSource(Source):
         self._cursor: Optional[tuple[int, Iterator[Any], list[str]]] = None   # (next block, batches, columns)
 
     def _batches(self, columns: list[str]) -> Iterator[Any]:
-        return text_batches(self._path, Path(self.info.files[0]), self.info.kind, self.info.compression, columns)
+        return text_batches(self._path, Path(self.info.files[0]), self.info.kind, self.info.compression, columns,
+                            self.info.root)
 
     def count_rows(self) -> list[int]:
         if self.block_rows is None:

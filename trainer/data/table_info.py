@@ -9,12 +9,13 @@ TSV file (optionally compressed). Every problem is a :class:`~trainer.config.Con
 """
 from __future__ import annotations
 
-import glob as globbing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..config import ConfigError
+from .table_files import open_file
+from .table_files import table_files as confined_table_files
 from .tables import PARQUET_SUFFIXES, SUPPORTED_TEXT, table_format
 
 GLOB_CHARS = "*?["
@@ -33,6 +34,7 @@ class TableInfo:
     compression: Optional[str] = None
     row_groups: list[int] = field(default_factory=list)   # per Parquet file
     arrow_schema: Any = field(default=None, repr=False, compare=False)
+    root: Optional[str] = None                  # with the HTTP API: every file is opened inside it (no link followed)
 
     @property
     def size_bytes(self) -> int:
@@ -61,61 +63,43 @@ def is_streamable(path: Union[str, Path]) -> bool:
 
 
 def table_files(path: Union[str, Path]) -> tuple[list[Path], str, Optional[str]]:
-    """``(files, kind, compression)`` for a file, a folder of Parquet files or a glob."""
-    text = str(path)
-    p = Path(text).expanduser()
-    if any(ch in text for ch in GLOB_CHARS) and not p.exists():
-        files = sorted(Path(f) for f in globbing.glob(str(p)) if Path(f).is_file())
-        if not files:
-            raise _problem(path, f"no file matches {text!r}; check the pattern, e.g. 'data/part-*.parquet'")
-        return _one_kind(path, files)
-    if p.is_dir():
-        files = sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in PARQUET_SUFFIXES)
-        if not files:
-            raise _problem(path, f"the folder {text!r} holds no .parquet or .pq files; name a folder of Parquet "
-                                 f"files, or a {SUPPORTED_TEXT} file")
-        return files, "parquet", None
-    fmt = table_format(p)
-    if fmt is None:
-        raise _problem(path, f"unsupported file type {p.name!r}; use a {SUPPORTED_TEXT} file, a folder of "
-                             f"Parquet files or a glob of them")
-    if not p.exists():
-        raise _problem(path, f"no file at {text!r} (the path does not exist); give the path of an existing "
-                             f"{SUPPORTED_TEXT} file, a folder of Parquet files or a glob")
-    return [p], fmt[0], fmt[1]
+    """``(files, kind, compression)`` for a file, a folder of Parquet files or a glob (listed by
+    :func:`trainer.data.table_files.table_files`)."""
+    files = confined_table_files(path)
+    fmt = table_format(files[0]) if len(files) == 1 else None
+    return (files, *fmt) if fmt is not None else (files, "parquet", None)
 
 
-def _one_kind(path: Any, files: list[Path]) -> tuple[list[Path], str, Optional[str]]:
-    kinds = {table_format(f) for f in files}
-    if None in kinds:
-        odd = next(f for f in files if table_format(f) is None)
-        raise _problem(path, f"{odd.name!r} matched by the pattern is not a table file; narrow the pattern")
-    if len(kinds) > 1 or ("parquet", None) not in kinds and len(files) > 1:
-        raise _problem(path, f"the pattern matches {len(files)} files of different or text types; a pattern may "
-                             f"name several Parquet files or one CSV/TSV file")
-    fmt = kinds.pop()
-    return files, fmt[0], fmt[1]
-
-
-def describe_table(path: Union[str, Path]) -> TableInfo:
-    """The files, schema and row count of the table at ``path``, from metadata only."""
-    files, kind, compression = table_files(path)
+def describe_table(path: Union[str, Path], root: Union[str, Path, None] = None) -> TableInfo:
+    """The files, schema and row count of the table at ``path``, from metadata only. With
+    ``root`` (the HTTP API) the files are listed and opened inside that folder, no link followed
+    (:mod:`trainer.data.table_files`)."""
+    if root is not None:
+        files = confined_table_files(path, root)
+        kind, compression = table_format(files[0]) if len(files) == 1 else ("parquet", None)
+        root = str(Path(root).resolve())
+    else:
+        files, kind, compression = table_files(path)
     if kind == "parquet":
-        return _describe_parquet(path, files)
-    return _describe_text(path, files[0], kind, compression)
+        return _describe_parquet(path, files, root)
+    return _describe_text(path, files[0], kind, compression, root)
 
 
-def _describe_parquet(path: Any, files: list[Path]) -> TableInfo:
+def _describe_parquet(path: Any, files: list[Path], root: Optional[str] = None) -> TableInfo:
     pq = _pyarrow()
     schema, rows, groups = None, 0, []
     for f in files:
         if f.stat().st_size == 0:
             raise _problem(path, f"{f.name!r} is empty (0 bytes); write the table into it or remove it")
+        source = open_file(f, root, path)
         try:
-            meta = pq.ParquetFile(f).metadata
+            meta = pq.ParquetFile(source).metadata
         except Exception as exc:
             raise _problem(path, f"could not read {f.name!r} as a Parquet file ({type(exc).__name__}); check that "
                                  f"the file is one") from None
+        finally:
+            if root is not None:
+                source.close()
         file_schema = meta.schema.to_arrow_schema()
         if schema is None:
             schema, first = file_schema, f
@@ -128,7 +112,7 @@ def _describe_parquet(path: Any, files: list[Path]) -> TableInfo:
     if rows == 0:
         raise _problem(path, "the table has no rows; write data into it")
     return TableInfo([str(f) for f in files], "parquet", {n.name: str(n.type) for n in schema}, rows,
-                     None, groups, schema)
+                     None, groups, schema, root)
 
 
 def _schema_difference(a: Any, b: Any) -> str:
@@ -145,7 +129,8 @@ def _schema_difference(a: Any, b: Any) -> str:
     return "the columns are in another order"
 
 
-def _describe_text(path: Any, f: Path, kind: str, compression: Optional[str]) -> TableInfo:
+def _describe_text(path: Any, f: Path, kind: str, compression: Optional[str], root: Optional[str] = None
+                   ) -> TableInfo:
     from .text_reader import open_text
 
     if f.stat().st_size == 0:
@@ -155,11 +140,11 @@ def _describe_text(path: Any, f: Path, kind: str, compression: Optional[str]) ->
         import pyarrow as pa
         from .tables import read_head
 
-        schema = pa.Schema.from_pandas(read_head(path, f, kind, compression), preserve_index=False)
-        return TableInfo([str(f)], kind, {n.name: str(n.type) for n in schema}, None, compression, [], schema)
-    with open_text(path, f, kind, compression) as reader:
+        schema = pa.Schema.from_pandas(read_head(path, f, kind, compression, root=root), preserve_index=False)
+        return TableInfo([str(f)], kind, {n.name: str(n.type) for n in schema}, None, compression, [], schema, root)
+    with open_text(path, f, kind, compression, root) as reader:
         schema = reader.schema
-    return TableInfo([str(f)], kind, {n.name: str(n.type) for n in schema}, None, compression, [], schema)
+    return TableInfo([str(f)], kind, {n.name: str(n.type) for n in schema}, None, compression, [], schema, root)
 
 
 NUMERIC_OR_TEXT = ("int", "uint", "float", "double", "halffloat", "bool", "string", "large_string", "dictionary",

@@ -114,10 +114,16 @@ def read_table(path: Union[str, Path], root: Union[str, Path, None] = None) -> p
                              f"check that the file is one") from None
 
 
-def read_head(path: Any, f: Path, kind: str, compression: Optional[str], rows: int = 1000) -> pd.DataFrame:
-    """The first ``rows`` rows of a CSV/TSV file (for its columns and types)."""
+def read_head(path: Any, f: Path, kind: str, compression: Optional[str], rows: int = 1000,
+              root: Union[str, Path, None] = None) -> pd.DataFrame:
+    """The first ``rows`` rows of a CSV/TSV file (for its columns and types); with ``root`` the file
+    is opened inside it, like :func:`read_table` does."""
     try:
-        return pd.read_csv(f, sep=TEXT_FORMATS["." + kind], compression=compression, nrows=rows)
+        source = _open_inside(root, f, path) if root is not None else nullcontext(f)
+        with source as src:
+            return pd.read_csv(src, sep=TEXT_FORMATS["." + kind], compression=compression, nrows=rows)
+    except ConfigError:
+        raise
     except Exception as exc:
         raise _problem(path, f"could not read {f.name!r} as a {kind.upper()} file ({type(exc).__name__}); "
                              f"check that the file is one") from None

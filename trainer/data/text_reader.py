@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from ..config import ConfigError
+from .table_files import open_file
 from .values import hidden
 
 # Bytes of text per block: the same on every read, so block k is always the same rows.
@@ -15,7 +16,8 @@ _ARROW_COMPRESSION = {None: None, "gzip": "gzip", "bz2": "bz2", "zstd": "zstd"}
 
 
 @contextmanager
-def open_text(path: Any, f: Path, kind: str, compression: Optional[str]) -> Iterator[Any]:
+def open_text(path: Any, f: Path, kind: str, compression: Optional[str], root: Optional[str] = None
+              ) -> Iterator[Any]:
     """A ``pyarrow.csv`` streaming reader over ``f``; ConfigError on field ``data_path``."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -23,7 +25,7 @@ def open_text(path: Any, f: Path, kind: str, compression: Optional[str]) -> Iter
     if compression not in _ARROW_COMPRESSION:
         raise ConfigError.single("data_path", str(path), f"{f.name!r} is {compression}-compressed, which cannot be "
                                                          f"streamed; recompress it with gzip, or convert it to Parquet")
-    stream = pa.input_stream(str(f), compression=_ARROW_COMPRESSION[compression])
+    stream = pa.input_stream(open_file(f, root, path), compression=_ARROW_COMPRESSION[compression])
     try:
         reader = pacsv.open_csv(stream, read_options=pacsv.ReadOptions(block_size=BLOCK_BYTES),
                                 parse_options=pacsv.ParseOptions(delimiter="," if kind == "csv" else "\t"))
@@ -37,9 +39,10 @@ def open_text(path: Any, f: Path, kind: str, compression: Optional[str]) -> Iter
         stream.close()
 
 
-def text_batches(path: Any, f: Path, kind: str, compression: Optional[str], columns: list[str]) -> Iterator[Any]:
+def text_batches(path: Any, f: Path, kind: str, compression: Optional[str], columns: list[str],
+                 root: Optional[str] = None) -> Iterator[Any]:
     """The file's record batches (only ``columns``), in file order."""
-    with open_text(path, f, kind, compression) as reader:
+    with open_text(path, f, kind, compression, root) as reader:
         names = reader.schema.names
         keep = [names.index(c) for c in columns]
         rows = 0

@@ -24,9 +24,12 @@ from typing import Any, Optional
 import pandas as pd
 
 from .. import protocol
+from ..config import ConfigError
+from ..data.values import values_hidden
 from ..remote import RunHost
 from ..state import TrainingState
 from .files import FolderMirror, write_files
+from .ray_data import cluster_table
 
 log = logging.getLogger("trainer")
 
@@ -129,15 +132,22 @@ class RunActor:
         self._next_seq = 1
 
     # ------------------------------------------------------------------ called by the driver
-    def build(self, spec: protocol.Message, data: pd.DataFrame, files: Optional[dict[str, bytes]] = None
+    def build(self, spec: protocol.Message, data: Optional[pd.DataFrame], files: Optional[dict[str, bytes]] = None
               ) -> protocol.Message:
-        """Build the run ``spec`` (a ``start`` message) asks for on ``data``; ``files`` (relative
-        path -> bytes) are put into its output folder first (a resume's checkpoints). Returns the
-        ``ready`` message or the refusal (both also wait in the outbox)."""
+        """Build the run ``spec`` (a ``start`` message) asks for on ``data``, or with ``data`` None
+        on the table its ``data_path`` names, read here (``ray_data.cluster_table``); ``files``
+        (relative path -> bytes) are put into its output folder first (a resume's checkpoints).
+        Returns the ``ready`` message or the refusal (both also wait in the outbox)."""
         config = dict(spec["config"])
         problem = _mlflow_problem(config)
         if problem is not None:
             return self._refused(problem)
+        if data is None:
+            try:
+                with values_hidden(spec.get("data_root") is not None):
+                    data = cluster_table(config, spec.get("data_root"))
+            except ConfigError as exc:
+                return self._refused(protocol.refusal(protocol.CONFIG_ERROR, str(exc), exc.errors))
         if config.get("output_path"):
             base = Path(tempfile.gettempdir())
             remove_orphans(base)

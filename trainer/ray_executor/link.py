@@ -64,10 +64,11 @@ class ActorLink:
         self._fresh = False
 
     # ------------------------------------------------------------------ starting
-    def open(self, spec: protocol.Message, data: pd.DataFrame, files: Optional[dict[str, bytes]] = None
+    def open(self, spec: protocol.Message, data: Optional[pd.DataFrame], files: Optional[dict[str, bytes]] = None
              ) -> protocol.Message:
         """Create the actor and build the run of ``spec`` (a ``start`` message, with the driver's
-        own output_path) on ``data``; ``files`` are a resume's checkpoint files. Returns the
+        own output_path) on ``data`` (None: the actor reads ``data_path`` itself); ``files`` are a
+        resume's checkpoint files. Returns the
         actor's ``ready`` or refusal message. Raises the actor's death as RuntimeError."""
         ray = require_ray()
         config = spec["config"]
