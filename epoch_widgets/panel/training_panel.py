@@ -283,7 +283,8 @@ class TrainingPanel(W.VBox):
         """A copy of what the curves show, for drawing elsewhere."""
         c = self.curves
         return static_figure.FigureData(c.series, c.previous, c.previous_label.short, c.best_epoch,
-                                        c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note)
+                                        c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note,
+                                        c.change_positions())
 
     def _export_path(self, suffix: str) -> Path:
         name = self.run.config.name if self.run is not None else self.controls["name"].value
