@@ -5,7 +5,7 @@ Layout (every file written atomically)::
     output_path/
       config.json          the effective TrainingConfig
       preprocessing.json   scaler, categories, classes, window length, task
-      history.json         per-epoch metrics, plus the run's state and reason
+      history.json         per-epoch metrics, plus the run's state, reason and config_changes (steering)
       history.csv          the same metrics as a table
       metadata.json        backend, versions, files, best metrics
       evaluation.json      figures on the validation split (trainer/evaluation.py)
@@ -47,7 +47,8 @@ def save_run(run: "RunHandle", state: "TrainingState", reason: str) -> Path:
     atomic_write_json(out / "config.json", run.config.to_saved_dict())
     atomic_write_json(out / "preprocessing.json", run.data.preprocessor.to_dict())
     atomic_write_json(out / "history.json", {"state": state.value, "reason": reason,
-                                             "best_metrics": run.best_metrics, "history": run.history})
+                                             "best_metrics": run.best_metrics, "history": run.history,
+                                             "config_changes": run.config_changes})
     atomic_write_text(out / "history.csv", pd.DataFrame(run.history).to_csv(index=False))
     evaluation = save_evaluation(run, out)      # never raises: a failed evaluation is noted below
     atomic_write_json(out / "metadata.json", {

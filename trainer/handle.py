@@ -23,6 +23,7 @@ from .data import prepare_data
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
 from .state import FINAL_STATES, Progress, RunState, StateError, TrainingFailure, TrainingState
+from .steering import change_event, check_changes
 
 if TYPE_CHECKING:
     from .backends.base import Backend
@@ -103,6 +104,32 @@ class RunHandle(ABC):
         self._check_active("stop")
         self._stop_requested = True
         self._request("stop")
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        """Change settings of the live run (``trainer.steering.CHANGEABLE``: learning_rate, the
+        schedule, epochs, batch_size, dropout_rate, early stopping, checkpoint cadence) between two
+        batches; returns the ``config_change`` event's data once applied (``changes``: each field's
+        old and new value; ``epoch``, ``batch``, ``step``, ``time``), with empty ``changes`` when
+        every value equals the run's. Safe from any thread. ConfigError names a field that cannot
+        change or a bad value (and nothing changes); StateError for a run that has ended or not started."""
+        self._check_active("update")
+        if not self._claimed:
+            raise StateError("cannot update: the run has not started; build it with the settings you want, "
+                             "or start() it first")
+        in_epoch = self.state in (TrainingState.RUNNING, TrainingState.PAUSED)
+        checked = check_changes(self.config, changes, epochs_done=self.current_epoch + (1 if in_epoch else 0))
+        if not checked:
+            return change_event(self.config, {}, self.current_epoch + 1, self.batch, self.run_state.step)
+        return self._update(checked)
+
+    def _update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        """Carry checked ``changes`` to where the batches run; the applied event's data."""
+        raise StateError(f"a {type(self).__name__} cannot be steered while it trains")
+
+    @property
+    def config_changes(self) -> list[dict[str, Any]]:
+        """Every change :meth:`update` (or a replay) applied to this run, in order (``config_change`` data)."""
+        return self.run_state.progress()["config_changes"]
 
     # ------------------------------------------------------------------ driving (one way for every run)
     # A subclass sets _task = None, _done = threading.Event() and _claimed = False, and implements

@@ -37,6 +37,8 @@ from .metrics import history_entry
 from .memory_fit import check_fits
 from .resume import ResumePlan
 from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
+from .steering import built_dropout
+from .steering_loop import LoopSteering, ReplaySource, recorded_changes
 
 log = logging.getLogger("trainer")
 
@@ -55,15 +57,21 @@ class LocalRun(RunHandle):
     Build it with ``trainer.Trainer(config, df)``; ``resume`` (a :class:`~trainer.resume.ResumePlan`)
     continues a checkpointed run instead of starting a fresh one. When ``output_path`` holds another
     run's checkpoints it raises ``OutputPathInUse`` (a ConfigError) unless ``overwrite=True``.
+    ``replay`` (a run, its output_path or history.json) applies that run's ``config_changes`` at the
+    same positions (see ``trainer.steering_loop``).
     """
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
                  model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, replay: Optional[ReplaySource] = None):
         config = self._accept_config(config, resume, overwrite)
         self._prepare_data(data, resume)
         check_fits(config, self.data, model)     # before the model exists: refuse what cannot fit
-        self.backend = self._create_backend(model)
+        # A steered run's model is built as it started (a dropout rate of 0 builds no dropout layers).
+        built = built_dropout(config, resume.checkpoint.state.get("config_changes") or []) if resume else None
+        self.backend = self._create_backend(model, config if built is None else config.replace(dropout_rate=built))
+        if built is not None:
+            self.backend.set_dropout(config.dropout_rate)
         self._best_snapshot: Any = None
         if resume is not None:
             self._load_backend_state(resume)
@@ -88,13 +96,14 @@ class LocalRun(RunHandle):
         self._checkpoints: Optional[RunCheckpoints] = None   # while running with checkpoints
         self._epoch_started = 0.0
         self._paused_seconds = 0.0
+        self._steering = LoopSteering(self, recorded_changes(replay) if replay is not None else ())
 
-    def _create_backend(self, model: Any) -> Any:
+    def _create_backend(self, model: Any, config: TrainingConfig) -> Any:
         """The framework backend; with ``devices`` other than 1, trainer.distributed picks it."""
-        if self.config.devices != 1:
+        if config.devices != 1:
             from .distributed import create_backend as create_distributed_backend
-            return create_distributed_backend(self.config, self.data, self.seed, model)
-        return create_backend(self.config.backend, self.config, self.data, self.seed, model)
+            return create_distributed_backend(config, self.data, self.seed, model)
+        return create_backend(config.backend, config, self.data, self.seed, model)
 
     def _load_backend_state(self, plan: ResumePlan) -> None:
         try:
@@ -125,7 +134,10 @@ class LocalRun(RunHandle):
                 pass
 
     def _interrupted(self) -> bool:
-        return self._pause_requested or self._stop_requested
+        return self._pause_requested or self._stop_requested or self._steering.pending
+
+    def _update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._steering.update(changes)
 
     # ------------------------------------------------------------------ running
     def _claim(self) -> None:
@@ -180,7 +192,6 @@ class LocalRun(RunHandle):
     async def _drive(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        final, reason = TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs"
         self._set_state(TrainingState.RUNNING)
         self._checkpoints = await asyncio.to_thread(
             RunCheckpoints.open, self, self._resume.checkpoint if self._resume else None, self._overwrite)
@@ -191,8 +202,8 @@ class LocalRun(RunHandle):
             final, reason = self._resume.ending(self.run_state)
         else:
             outcome = await self._run_epochs()
-            if outcome is not None:
-                final, reason = outcome
+            final, reason = outcome or (TrainingState.COMPLETED, f"finished all {self.total_epochs} epochs")
+        self._steering.close("the run has trained its last epoch and is finishing")
         await self._checkpoint_at_end(final, reason)
         await self._finish(final, reason)
 
@@ -215,11 +226,16 @@ class LocalRun(RunHandle):
 
     async def _run_epochs(self) -> Optional[tuple[TrainingState, str]]:
         """Train the epochs left; return (final state, reason) when the run ends before them."""
-        while self.current_epoch < self.total_epochs:
+        ended_one = False
+        while True:
+            if ended_one:       # between two epochs: a change may add epochs or set the next one's batch size
+                self._steering.apply_due(self.current_epoch, self.num_batches)
+            if self.current_epoch >= self.total_epochs:
+                return None
             outcome = await self._run_epoch()
             if outcome is not None:
                 return outcome
-        return None
+            ended_one = True
 
     async def _run_epoch(self) -> Optional[tuple[TrainingState, str]]:
         """Train one epoch; return (final state, reason) when the run must end after it."""
@@ -230,7 +246,11 @@ class LocalRun(RunHandle):
         # The epoch's time includes gathering its shuffled batches, not just the batches.
         started = time.perf_counter()
         self._paused_seconds = 0.0
-        lr = st.schedule.lr(index)
+        # A run resumed mid-epoch continues at the rate and batch size that epoch had.
+        lr = st.schedule.lr(index) if st.epoch_learning_rate is None else st.epoch_learning_rate
+        st.epoch_learning_rate, st.epoch_batch_size = None, st.epoch_batch_size or self.config.batch_size
+        if st.epoch_batch_size != self.backend.batch_size:
+            self.backend.set_batch_size(st.epoch_batch_size)
         self.backend.set_learning_rate(lr)
         order = epoch_order(self.seed, index, len(self.data.train_index))
         num_batches = await self._compute(self.backend.begin_epoch, order)
@@ -238,6 +258,7 @@ class LocalRun(RunHandle):
         self._epoch_started = started - done_seconds
         self._emit("epoch_begin", {"epoch": epoch, "learning_rate": lr, "batch": batch, "num_batches": num_batches})
         while st.batch < st.num_batches:
+            self._steering.apply_due(epoch, st.batch)
             if self._stop_requested:
                 return TrainingState.STOPPED, f"stopped by the user during epoch {epoch}"
             if self._pause_requested:
@@ -248,15 +269,16 @@ class LocalRun(RunHandle):
             if not math.isfinite(loss):
                 raise TrainingFailure(
                     f"the training loss became {loss} in epoch {epoch} (batch {batch}); "
-                    f"lower learning_rate (now {lr:g}) or check the data for extreme values")
+                    f"lower learning_rate (now {st.learning_rate:g}) or check the data for extreme values")
             self._emit("batch_end", {"epoch": epoch, "batch": batch, "num_batches": num_batches, "loss": loss})
             await self._checkpoint_mid_epoch()
         metrics = self.backend.end_epoch()
         metrics.update(await self._compute(self.backend.evaluate))
         if not math.isfinite(metrics["val_loss"]):
             raise TrainingFailure(f"the validation loss became {metrics['val_loss']} in epoch {epoch}; "
-                                  f"lower learning_rate (now {lr:g}) or check the data")
-        entry = history_entry(epoch, metrics, lr, time.perf_counter() - self._epoch_started - self._paused_seconds)
+                                  f"lower learning_rate (now {st.learning_rate:g}) or check the data")
+        st.epoch_batch_size = None
+        entry = history_entry(epoch, metrics, st.learning_rate, time.perf_counter() - self._epoch_started - self._paused_seconds)
         improved, stop = st.early_stopping.update(epoch, metrics["val_loss"])
         if improved and self.config.restore_best_weights:
             self._best_snapshot = self.backend.snapshot()
@@ -300,7 +322,12 @@ class LocalRun(RunHandle):
         since = time.perf_counter()
         while self._pause_requested and not self._stop_requested:
             self._wake.clear()
-            await self._wake.wait()
+            self._steering.apply_due(epoch, self.batch)      # changes made while paused, at once
+            self._steering.parked = True
+            try:
+                await self._wake.wait()
+            finally:
+                self._steering.parked = False
         self._paused_seconds += time.perf_counter() - since
         if not self._stop_requested:
             self._set_state(TrainingState.RUNNING, "resumed")
@@ -320,6 +347,7 @@ class LocalRun(RunHandle):
             final, reason = TrainingState.FAILED, (f"{reason}; {msg}" if final == TrainingState.FAILED else msg)
             error = reason
         self._pause_requested = False
+        self._steering.close(f"the run has ended ({final.value})")
         end = {"state": final.value, "reason": reason, "error": error, "best_metrics": self.best_metrics,
                "artifacts_path": str(artifacts) if artifacts else None,
                "last_checkpoint": str(self._checkpoints.last_path) if self._checkpoints and self._checkpoints.last_path

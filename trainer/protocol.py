@@ -13,7 +13,10 @@ From the run's side
     ``config_error`` {"message", "errors"}, ``output_in_use`` {"message", "errors"},
     ``resume_error`` {"message"}, ``start_error`` {"message"}: the run could not be built (a bad
     config, another run's checkpoints in output_path, an unusable checkpoint, anything else).
-    ``reply``        {"seq", "ok", "state", "conflict", "message"}: the answer to a command.
+    ``reply``        {"seq", "ok", "state", "conflict", "message"}: the answer to a command. To
+                     ``update``: with ``"event"`` (the applied ``config_change`` data) when ok, else
+                     ``"refusal": "config"`` and ``"errors"`` (a bad change: HTTP 400) or
+                     ``"conflict": true`` (the run has ended or is finishing: HTTP 409).
     ``weights``      {"data": bytes}: the trained weights (rank pipe; a Ray actor asked for them).
     ``failed``       {"rank", "message"}: a rank's failure (rank pipe only).
     ``file``         {"path", "data": bytes}: a file the run wrote or rewrote under its output_path
@@ -23,7 +26,8 @@ From the run's side
 To the run
     ``start``        {"task_id", "config", "resume", ...}: what to train (worker only; first line).
                      A Ray actor gets it with the DataFrame and, for a resume, the checkpoint files.
-    ``command``      {"cmd": "pause" | "resume" | "stop", "seq"}.
+    ``command``      {"cmd": "pause" | "resume" | "stop", "seq"}, or {"cmd": "update", "seq",
+                     "changes": {field: value}}: steer the run (``trainer.steering``).
 """
 from __future__ import annotations
 
@@ -42,7 +46,8 @@ CONFIG_ERROR, RESUME_ERROR, START_ERROR = "config_error", "resume_error", "start
 OUTPUT_IN_USE = "output_in_use"
 START, COMMAND = "start", "command"
 REFUSALS = frozenset({CONFIG_ERROR, RESUME_ERROR, START_ERROR, OUTPUT_IN_USE})
-COMMANDS = ("pause", "resume", "stop")
+COMMANDS = ("pause", "resume", "stop", "update")
+CONFIG_REFUSAL = "config"       # a reply's "refusal": the change was invalid (nothing changed)
 
 Message = dict[str, Any]
 
@@ -61,8 +66,12 @@ def start(task_id: str, config: dict[str, Any], resume: bool = False, overwrite:
     return message
 
 
-def command(cmd: str, seq: int) -> Message:
-    return {"kind": COMMAND, "cmd": cmd, "seq": seq}
+def command(cmd: str, seq: int, changes: Optional[dict[str, Any]] = None) -> Message:
+    """A control command; ``changes`` (the fields to set) only for ``update``."""
+    message: Message = {"kind": COMMAND, "cmd": cmd, "seq": seq}
+    if changes is not None:
+        message["changes"] = changes
+    return message
 
 
 def reply(seq: Any, ok: bool, state: Optional[str] = None, *, conflict: bool = False,

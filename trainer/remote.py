@@ -120,7 +120,9 @@ class RunHost:
             return None
         run = self.run
         action = {"pause": run.pause, "resume": run.resume, "stop": run.stop}.get(cmd) if run else None
-        if action is None:
+        if cmd == "update" and run is not None:
+            reply = self._update(run, seq, message.get("changes"))
+        elif action is None:
             reply = protocol.reply(seq, False, message=f"unknown command {cmd!r}" if run else "no run to control")
         else:
             try:
@@ -132,6 +134,19 @@ class RunHost:
                 reply = {**protocol.reply(seq, True, state), "reached": state in TARGETS[cmd]}
         self._send(reply)
         return reply
+
+    def _update(self, run: RunHandle, seq: Any, changes: Any) -> protocol.Message:
+        """Steer the run; the reply carries the applied ``config_change`` event or the refusal."""
+        try:
+            if not isinstance(changes, dict):
+                raise ConfigError.single("<changes>", type(changes).__name__, "expected an object of fields to change")
+            event = run.update(**changes)
+        except ConfigError as exc:
+            return {**protocol.reply(seq, False, self._watch.state, message=str(exc)),
+                    "refusal": protocol.CONFIG_REFUSAL, "errors": exc.errors}
+        except StateError as exc:
+            return protocol.reply(seq, False, self._watch.state, conflict=True, message=str(exc))
+        return {**protocol.reply(seq, True, self._watch.state), "event": event}
 
     def abandon(self) -> None:
         """The driver went away: stop the run (its artifacts are still written)."""

@@ -38,6 +38,8 @@ class LRSchedule:
         self.step_size, self.gamma = config.step_size, config.gamma
         self.T_max, self.eta_min = config.T_max, config.eta_min
         self.patience, self.factor = config.patience, config.factor
+        # The 0-based epoch the schedule counts from: 0, or where a steered run rebased it.
+        self.origin = 0
         # plateau state
         self.plateau_lr = self.base_lr
         self.best = math.inf
@@ -46,9 +48,9 @@ class LRSchedule:
     def lr(self, epoch: int) -> float:
         """Rate for 0-based ``epoch`` (for plateau: given the losses observed so far)."""
         if self.kind == "step":
-            return step_lr(self.base_lr, epoch, self.step_size, self.gamma)
+            return step_lr(self.base_lr, epoch - self.origin, self.step_size, self.gamma)
         if self.kind == "cosine":
-            return cosine_lr(self.base_lr, epoch, self.T_max, self.eta_min)
+            return cosine_lr(self.base_lr, epoch - self.origin, self.T_max, self.eta_min)
         if self.kind == "plateau":
             return self.plateau_lr
         return self.base_lr
@@ -67,6 +69,18 @@ class LRSchedule:
                 self.plateau_lr = new_lr
             self.num_bad_epochs = 0
 
+    def rebase(self, config: TrainingConfig, base_lr: float, origin: int) -> None:
+        """Start again as ``config``'s schedule with ``base_lr`` as the rate of 0-based epoch
+        ``origin`` (a steered run: see ``trainer.steering``); plateau keeps its count of epochs
+        without improvement unless the kind changed."""
+        if config.learning_rate_scheduler != self.kind:
+            self.best, self.num_bad_epochs = math.inf, 0
+        self.kind = config.learning_rate_scheduler
+        self.step_size, self.gamma = config.step_size, config.gamma
+        self.T_max, self.eta_min = config.T_max, config.eta_min
+        self.patience, self.factor = config.patience, config.factor
+        self.base_lr, self.origin, self.plateau_lr = base_lr, origin, base_lr
+
     def preview(self, epochs: int) -> list[float]:
         """Rates for epochs 0..epochs-1 as far as known before training (plateau: flat)."""
         fresh = LRSchedule.__new__(LRSchedule)
@@ -75,9 +89,13 @@ class LRSchedule:
         return [fresh.lr(e) for e in range(epochs)]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"plateau_lr": self.plateau_lr, "best": self.best, "num_bad_epochs": self.num_bad_epochs}
+        return {"plateau_lr": self.plateau_lr, "best": self.best, "num_bad_epochs": self.num_bad_epochs,
+                "base_lr": self.base_lr, "origin": self.origin}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        # Checkpoints of runs never steered (or written before steering existed) lack base_lr/origin.
+        self.base_lr = state.get("base_lr", self.base_lr)
+        self.origin = int(state.get("origin", 0))
         self.plateau_lr = state["plateau_lr"]
         self.best = state["best"]
         self.num_bad_epochs = state["num_bad_epochs"]

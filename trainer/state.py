@@ -70,6 +70,7 @@ class Progress(TypedDict):
     reason: Optional[str]
     error: Optional[str]
     logger_errors: list[dict[str, str]]
+    config_changes: list[dict[str, Any]]
 
 
 @dataclass
@@ -95,6 +96,9 @@ class RunState:
     last_checkpoint: Optional[str] = None
     # Each tracking logger that failed ({"logger", "message"}): the run went on without it.
     logger_errors: list[dict[str, str]] = field(default_factory=list)
+    # Each change steering applied (``config_change`` event data, trainer.steering), in order.
+    config_changes: list[dict[str, Any]] = field(default_factory=list)
+    steps_done: int = 0                    # batches of the epochs completed (all epochs, resumes included)
     # The loop's own state, absent (None) in a follower: what early stopping, the schedule and a
     # partly trained epoch need to continue exactly.
     seed: Optional[int] = None
@@ -104,6 +108,9 @@ class RunState:
     # seconds so far, until the loop has put them back.
     epoch_totals: Optional[dict[str, Any]] = None
     epoch_elapsed: float = 0.0
+    # ... and the batch size and rate that epoch trained with (a steered run may have changed them since).
+    epoch_batch_size: Optional[int] = None
+    epoch_learning_rate: Optional[float] = None
     _running_since: Optional[float] = field(default=None, repr=False, compare=False)
 
     # ------------------------------------------------------------------ construction
@@ -139,7 +146,13 @@ class RunState:
                 "training_state": self.state.value, "latest_metrics": self.latest_metrics,
                 "best_metrics": self.best_metrics, "current_batch": self.batch,
                 "total_batches": self.num_batches, "reason": self.reason, "error": self.error,
-                "logger_errors": [dict(e) for e in self.logger_errors]}
+                "logger_errors": [dict(e) for e in self.logger_errors],
+                "config_changes": _copies(self.config_changes)}
+
+    @property
+    def step(self) -> int:
+        """Global batch step: batches done in all epochs so far."""
+        return self.steps_done + self.batch
 
     # ------------------------------------------------------------------ the one way it changes
     def check_transition(self, new: TrainingState) -> None:
@@ -185,6 +198,16 @@ class RunState:
         self.history.append(entry)  # type: ignore[arg-type]
         self.current_epoch = int(entry["epoch"])
         self.best_epoch = d.get("best_epoch", self.best_epoch)
+        self.steps_done += self.num_batches
+
+    def _on_config_change(self, d: Mapping[str, Any]) -> None:
+        """A steered change (``trainer.steering``); the loop updates its own schedule and early stopping."""
+        self.config_changes.append(_copies([d])[0])
+        changes = d["changes"]
+        if "epochs" in changes:
+            self.total_epochs = int(changes["epochs"]["new"])
+        if "learning_rate" in changes:
+            self.learning_rate = changes["learning_rate"]["new"]
 
     def _on_logger_error(self, d: Mapping[str, Any]) -> None:
         self.logger_errors.append({"logger": str(d.get("logger")), "message": str(d.get("message"))})
@@ -204,7 +227,8 @@ class RunState:
                 "history": [dict(e) for e in self.history], "best_epoch": self.best_epoch,
                 "elapsed": self.elapsed(), "started_at": self.started_at, "finished_at": self.finished_at,
                 "artifacts_path": self.artifacts_path, "last_checkpoint": self.last_checkpoint,
-                "logger_errors": [dict(e) for e in self.logger_errors]}
+                "logger_errors": [dict(e) for e in self.logger_errors],
+                "config_changes": _copies(self.config_changes), "steps_done": self.steps_done}
 
     @classmethod
     def from_snapshot(cls, snap: Mapping[str, Any]) -> "RunState":
@@ -217,7 +241,9 @@ class RunState:
                   best_epoch=snap.get("best_epoch"), active_seconds=float(snap.get("elapsed", 0.0)),
                   started_at=snap.get("started_at"), finished_at=snap.get("finished_at"),
                   artifacts_path=snap.get("artifacts_path"), last_checkpoint=snap.get("last_checkpoint"),
-                  logger_errors=[dict(e) for e in snap.get("logger_errors") or []])
+                  logger_errors=[dict(e) for e in snap.get("logger_errors") or []],
+                  config_changes=_copies(snap.get("config_changes") or []),
+                  steps_done=int(snap.get("steps_done") or 0))
         if state == TrainingState.RUNNING:
             out._running_since = time.monotonic()
         return out
@@ -238,6 +264,9 @@ class RunState:
                 "num_batches": self.num_batches if mid else 0,
                 "epoch_totals": epoch_totals if mid else None,
                 "elapsed": epoch_elapsed if mid else 0.0, "seed": self.seed,
+                "epoch_batch_size": self.epoch_batch_size if mid else None,
+                "epoch_learning_rate": self.learning_rate if mid else None,
+                "config_changes": _copies(self.config_changes), "steps_done": self.steps_done,
                 "history": [dict(e) for e in self.history], "early_stopping": self.early_stopping.state_dict(),
                 "schedule": self.schedule.state_dict()}
 
@@ -255,6 +284,10 @@ class RunState:
         state.best_epoch = state.early_stopping.best_epoch
         state.epoch_totals = d.get("epoch_totals")
         state.epoch_elapsed = float(d.get("elapsed") or 0.0)
+        state.epoch_batch_size = d.get("epoch_batch_size")
+        state.epoch_learning_rate = d.get("epoch_learning_rate")
+        state.config_changes = _copies(d.get("config_changes") or [])
+        state.steps_done = int(d.get("steps_done") or 0)
         state.active_seconds = sum(float(e.get("time_per_epoch", 0.0)) for e in state.history) + state.epoch_elapsed
         if not math.isfinite(state.active_seconds):
             state.active_seconds = 0.0
@@ -265,5 +298,10 @@ _APPLY: dict[str, Callable[[RunState, Mapping[str, Any]], None]] = {
     "state_change": RunState._on_state_change, "train_begin": RunState._on_train_begin,
     "epoch_begin": RunState._on_epoch_begin, "batch_end": RunState._on_batch_end,
     "epoch_end": RunState._on_epoch_end, "train_end": RunState._on_train_end,
-    "logger_error": RunState._on_logger_error,
+    "logger_error": RunState._on_logger_error, "config_change": RunState._on_config_change,
 }
+
+
+def _copies(changes: list[Any]) -> list[dict[str, Any]]:
+    """Copies of ``config_change`` data, nested dicts included (no copy shares a dict with the run's)."""
+    return [{**c, "changes": {k: dict(v) for k, v in c["changes"].items()}} for c in changes]

@@ -32,6 +32,18 @@ class Backend(ABC):
     @abstractmethod
     def set_learning_rate(self, lr: float) -> None: ...
 
+    def dropout_layers(self) -> int:
+        """How many dropout layers the model has (a steered run may change their rate)."""
+        return 0
+
+    def set_dropout(self, rate: float) -> None:
+        """Set every dropout layer's rate, from the next batch (between slices only)."""
+        raise NotImplementedError(f"the {self.name!r} backend cannot change dropout while training")
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """Batches of ``batch_size`` from the next :meth:`begin_epoch` on (a steered run)."""
+        self.batch_size = batch_size
+
     def interrupt(self) -> None:
         """Called from any thread right after a pause or stop request. A backend that runs several
         batches per call into the framework ends that call after the batch in progress."""

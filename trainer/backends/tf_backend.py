@@ -46,7 +46,7 @@ if keras.backend.backend() != "tensorflow":
         f"{keras.backend.backend()!r} (KERAS_BACKEND={os.environ.get('KERAS_BACKEND')!r}). Set "
         f"KERAS_BACKEND=tensorflow before anything imports keras (restart the kernel), or choose backend='torch'.")
 
-from .tf_models import MIXED_POLICY, build_model, seed_stream  # noqa: E402
+from .tf_models import MIXED_POLICY, build_model, dropout_layers, reseed_dropout  # noqa: E402
 from .tf_saving import (EVAL_CHUNK, arrays_to_bytes, assign_all, atomic_keras_save, bytes_to_arrays,  # noqa: E402
                         check_layout, json_bytes, load_predict_fn, predictor)
 
@@ -147,7 +147,7 @@ class TFBackend(Backend):
                 self.model = build_model(self.spec, seed, config.mixed_precision)
             else:
                 self.model = model
-                _reseed_dropout(model, seed)
+                reseed_dropout(model, seed)
             self._check_model_output()
             if config.mixed_precision and not _computes_in_float16(self.model):
                 raise ConfigError.single("mixed_precision", True,
@@ -162,11 +162,9 @@ class TFBackend(Backend):
         with tf.device("/CPU:0"):
             # Read by the loop condition on the host, so checking it never waits for a GPU.
             self._stop = tf.Variable(False, trainable=False)
-        self._train_fn = tf.function(self._train_loop, input_signature=[_IDS, _SCALAR_INT, _SCALAR_INT,
-                                                                        tf.TensorSpec([], tf.float64)])
+        self._compile()
         self._eval_fn = tf.function(self._eval_chunk, input_signature=[_IDS])
         self._predict_fn = predictor(self.model)
-        self._one_batch_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None    # see train_one_batch
         self._epoch_ids = self.train_ids
         self._n = 0
         self._seen = 0
@@ -219,6 +217,24 @@ class TFBackend(Backend):
     def set_learning_rate(self, lr: float) -> None:
         # Assigns the optimiser's learning-rate variable, which the compiled loop reads: no retracing.
         self.optimizer.learning_rate = lr
+
+    def _compile(self) -> None:
+        """The training loops, traced at their next call (they hold batch size and dropout rates as constants)."""
+        self._train_fn = tf.function(self._train_loop, input_signature=[_IDS, _SCALAR_INT, _SCALAR_INT,
+                                                                        tf.TensorSpec([], tf.float64)])
+        self._one_batch_fn: Optional[Callable[[tf.Tensor], tf.Tensor]] = None    # see train_one_batch
+
+    def dropout_layers(self) -> int:
+        return len(dropout_layers(self.model))
+
+    def set_dropout(self, rate: float) -> None:
+        for layer in dropout_layers(self.model):
+            layer.rate = rate
+        self._compile()
+
+    def set_batch_size(self, batch_size: int) -> None:
+        self.batch_size = batch_size
+        self._compile()
 
     def interrupt(self) -> None:
         """End a running slice after the batch in progress (any thread)."""
@@ -393,14 +409,6 @@ class TFBackend(Backend):
         arrays = bytes_to_arrays(data)
         check_layout(self.model.weights, arrays, "best weights")
         return arrays
-
-
-def _reseed_dropout(model: keras.Model, seed: int) -> None:
-    """Give each SeedGenerator of a user's model (its dropout layers') a state derived from the run seed."""
-    seeds = seed_stream(seed)
-    for layer in model._flatten_layers():
-        for generator in getattr(layer, "_seed_generators", ()):
-            generator.state.assign(np.array([seeds(), 0], dtype=generator.state.dtype))
 
 
 def check_checkpoint_state(members: dict[str, bytes]) -> None:

@@ -28,6 +28,19 @@ def seed_stream(seed: int) -> Callable[[], int]:
     return next_seed
 
 
+def reseed_dropout(model: keras.Model, seed: int) -> None:
+    """Give each SeedGenerator of a user's model (its dropout layers') a state derived from the run seed."""
+    seeds = seed_stream(seed)
+    for layer in model._flatten_layers():
+        for generator in getattr(layer, "_seed_generators", ()):
+            generator.state.assign(np.array([seeds(), 0], dtype=generator.state.dtype))
+
+
+def dropout_layers(model: keras.Model) -> list[keras.layers.Dropout]:
+    """Every dropout layer of ``model`` (a steered run changes their rate)."""
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.Dropout)]
+
+
 def build_model(spec: dict[str, Any], seed: int, mixed_precision: bool = False) -> keras.Model:
     """Build from a spec: model_type, n_features, n_outputs, hidden_units, dropout_rate,
     sequence_length (for cnn/lstm/gru). With ``mixed_precision`` the hidden layers use the

@@ -151,6 +151,17 @@ class TorchBackend(Backend):
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
+    def _dropouts(self) -> list[nn.Module]:
+        return [m for m in self.model.modules() if isinstance(m, nn.modules.dropout._DropoutNd)]
+
+    def dropout_layers(self) -> int:
+        return len(self._dropouts())
+
+    def set_dropout(self, rate: float) -> None:
+        # Read at every forward pass (a CUDA-graph step recompiles on the changed attribute).
+        for module in self._dropouts():
+            module.p = rate
+
     # ------------------------------------------------------------------ training
     def begin_epoch(self, order: np.ndarray) -> int:
         ids = self.train_ids[torch.from_numpy(order).to(self.device)]
