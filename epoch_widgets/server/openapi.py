@@ -225,8 +225,8 @@ def _stream_operation() -> dict[str, Any]:
     so a generated client reads it as text; ``x-event-schema`` is the JSON of each event."""
     op = _operation("Server-Sent Events of a task", "StreamEvent", (404,), (
         "A `text/event-stream`: `data: <json>` lines, each a StreamEvent: the current progress first, then "
-        "`progress` per epoch, `state` per state change, and finally `complete` (final state, best metrics) "
-        "or `error`; a `: keepalive` comment when idle. Non-finite numbers are null. Read it with an "
+        "`progress` per epoch, `state` per state change, `config_change` per change applied (POST update), "
+        "and finally `complete` (final state, best metrics) or `error`; a `: keepalive` comment when idle. Non-finite numbers are null. Read it with an "
         "EventSource or line by line, not as one JSON document."))
     op["responses"]["200"] = {"description": "the event stream; each event's data is a StreamEvent", "content": {
         "text/event-stream": {"schema": {"type": "string"}, "x-event-schema": _ref("StreamEvent")}}}
