@@ -29,6 +29,7 @@ from .checkpoints import (Checkpoint, CheckpointError, ResumeMismatch, checkpoin
 from .config import TrainingConfig
 from .data import PreparedData
 from .state import FINAL_VALUES, RunState, TrainingState
+from .steering import initial_config
 
 log = logging.getLogger("trainer")
 
@@ -144,6 +145,14 @@ def _effective_config(ckpt: Checkpoint, output_path: Union[str, Path], given: An
             given_dict["seed"] = seed
         fixed = [k for k in saved if k not in CHANGEABLE]
         diffs = describe_differences({**saved, "seed": seed}, given_dict, fixed, given_name="the given config")
+        steered = ckpt.state.get("config_changes") or []
+        if diffs and steered:
+            # A steered run (trainer.steering) may also be resumed with the config it started with;
+            # what steering changed keeps its steered value.
+            first = initial_config(saved, steered)
+            if not describe_differences({**first, "seed": seed}, given_dict, fixed, given_name="the given config"):
+                diffs = []
+                given_dict.update({k: saved[k] for e in steered for k in e["changes"] if k in saved})
         if diffs:
             raise ResumeMismatch("config", diffs, _HINT)
         wanted.update({k: given_dict[k] for k in CHANGEABLE if k in given_dict})

@@ -1,7 +1,9 @@
 """A training process for the kill tests: ``python checkpoint_child.py '<json spec>'``.
 
 The spec holds ``config`` (with ``output_path``), ``rows`` and ``data_seed`` for the demo data, and
-``resume`` (continue from the checkpoints in ``output_path`` instead of starting afresh). Every
+``resume`` (continue from the checkpoints in ``output_path`` instead of starting afresh), and
+optionally ``steer``: ``{"at": [epoch, batch], "changes": {...}}``, a ``run.update`` made after that
+batch unless the run (resumed) has made it already. Every
 batch is its own slice, so the process reports each batch as one JSON line on stdout
 (``{"event": "batch", "epoch", "batch", "num_batches"}``) and the test can SIGKILL it right after
 any batch it picks; ``{"event": "ready", ...}`` comes first and ``{"event": "end", ...}`` last.
@@ -31,7 +33,11 @@ def main() -> int:
     else:
         run = Trainer(config, df)
 
+    steer = spec.get("steer")
+
     def report(event: str, data: dict[str, Any]) -> None:
+        if event == "batch_end" and steer and [data["epoch"], data["batch"]] == steer["at"] and not run.config_changes:
+            run.update(**steer["changes"])        # on the loop's thread: applies before the next batch
         if event == "batch_end":
             say({"event": "batch", "epoch": data["epoch"], "batch": data["batch"], "num_batches": data["num_batches"]})
 

@@ -124,6 +124,9 @@ class BackgroundLogger(Callback):
     def abort(self) -> None:
         """Release what ``open`` took after a failure (best effort)."""
 
+    def log_config_change(self, change: dict[str, Any]) -> None:
+        """One change steering applied (``config_change`` data, ``trainer.steering``)."""
+
     # ------------------------------------------------------------------ hooks (the run's thread)
     def on_train_begin(self, run: Any, data: dict[str, Any]) -> None:
         if self._thread is None:
@@ -135,6 +138,11 @@ class BackgroundLogger(Callback):
 
     def on_epoch_end(self, run: Any, data: dict[str, Any]) -> None:
         self._submit(self._timed_epochs, [dict(data["metrics"])], "logging an epoch")
+        self._raise_pending()
+
+    def on_config_change(self, run: Any, data: dict[str, Any]) -> None:
+        change = {**data, "changes": {k: dict(v) for k, v in data["changes"].items()}}
+        self._submit(self.log_config_change, change, "logging a config change")
         self._raise_pending()
 
     def finish(self, run: Any, data: dict[str, Any]) -> None:

@@ -201,6 +201,15 @@ class MlflowLogger(BackgroundLogger):
     def log_epochs(self, entries: list[dict[str, Any]]) -> None:
         self._log_metrics(entries)        # one log_batch (per 1000 values)
 
+    def log_config_change(self, change: dict[str, Any]) -> None:
+        """Tags ``steered.epoch_<E>.batch_<b>.<field>`` = ``"old -> new"`` (params cannot change)."""
+        from mlflow.entities import RunTag
+
+        where = f"steered.epoch_{change['epoch']}.batch_{change['batch']}"
+        tags = [RunTag(f"{where}.{k}", f"{param_value(v['old'])} -> {param_value(v['new'])}")
+                for k, v in change["changes"].items()]
+        self._client.log_batch(self.run_id, tags=[*tags, RunTag("steered", "true")])
+
     def close(self, end: RunEnd) -> None:
         from mlflow.entities import Metric
 

@@ -124,6 +124,19 @@ class TensorBoardLogger(BackgroundLogger):
             self._write_epoch(entry)
         self._writer.flush()       # flushed per write, so TensorBoard shows each epoch while training
 
+    def log_config_change(self, change: dict[str, Any]) -> None:
+        """A text summary ``config_change`` at the change's epoch (TensorBoard's Text tab)."""
+        import numpy as np
+        from tensorboard.compat.proto import summary_pb2
+        from tensorboard.plugins.text import metadata
+        from tensorboard.util import tensor_util
+
+        summary = summary_pb2.Summary()      # what the text plugin's text_pb builds, without its TensorFlow import
+        summary.value.add(tag="config_change", metadata=metadata.create_summary_metadata(display_name=None, description=None),
+                          tensor=tensor_util.make_tensor_proto(describe_change(change), dtype=np.object_))
+        self._write(self._event_pb2.Event(wall_time=change["time"], step=int(change["epoch"]), summary=summary))
+        self._writer.flush()
+
     def close(self, end: RunEnd) -> None:
         from tensorboard.compat.proto import summary_pb2
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
@@ -173,6 +186,12 @@ class TensorBoardLogger(BackgroundLogger):
         session = hp.hparams_pb(values, trial_id=self._trial, start_time_secs=self._started_at)
         for summary in (experiment, session):
             self._write(self._event_pb2.Event(wall_time=time.time(), step=0, summary=summary))
+
+
+def describe_change(change: dict[str, Any]) -> str:
+    """A steered change in words: where it applied and each field's old and new value."""
+    fields = "; ".join(f"{k}: {v['old']!r} -> {v['new']!r}" for k, v in change["changes"].items())
+    return f"epoch {change['epoch']}, after batch {change['batch']} (step {change['step']}): {fields}"
 
 
 def _is_number(value: Any) -> bool:
