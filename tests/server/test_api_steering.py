@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 
 import pytest
 
@@ -86,6 +88,26 @@ async def test_a_running_task_takes_a_change_between_two_batches_and_refusals_ch
     assert after["config_changes"] == [change] and after["total_epochs"] == LONG
     status, task = await api.call("GET", "tasks", task_id)
     assert task["task"]["config"]["learning_rate"] == 0.005 and task["task"]["config"]["batch_size"] == 64
+    assert (await api.call("POST", "stop", task_id))[0] == 200
+    await api.wait_done(task_id)
+
+
+async def test_a_task_resumed_from_its_checkpoint_goes_back_to_the_settings_saved_there(api, make_config, extension):
+    task_id = await api.start(make_config(epochs=LONG, output_path="/models/steer-kill"))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+    assert (await api.call("POST", "pause", task_id))[0] == 200
+    status, body = await api.call("POST", "update", task_id, body={"learning_rate": 0.002})
+    assert status == 200, body
+    # Killed before any checkpoint holds the change: it is undone with the batches since.
+    os.kill(extension.registry.get(task_id).gen.pid, signal.SIGKILL)
+    await api.wait_done(task_id)
+    status, body = await api.call("POST", "resume", task_id)
+    assert status == 200 and "checkpoint" in body["message"], body
+    assert body["progress"]["config_changes"] == []
+    status, task = await api.call("GET", "tasks", task_id)
+    assert task["task"]["config"]["learning_rate"] == 0.005
+    status, body = await api.call("POST", "update", task_id, body={"learning_rate": 0.003})
+    assert status == 200 and body["change"]["changes"]["learning_rate"] == {"old": 0.005, "new": 0.003}, body
     assert (await api.call("POST", "stop", task_id))[0] == 200
     await api.wait_done(task_id)
 
