@@ -238,7 +238,7 @@ class RunsView(W.VBox):
     """The runs under a folder plus the runs of this session, compared: the panel's "Runs" tab.
 
     ``add_run(run)`` keeps an in-memory run (every Start of a panel); it is shown as it stands and
-    refreshed when it ends. ``refresh()`` re-reads the folder.
+    refreshed when a change is applied to it (steering) and when it ends. ``refresh()`` re-reads the folder.
     """
 
     def __init__(self, folder: Union[str, Path, None] = None, runs: Iterable[Any] = ()):
@@ -310,7 +310,9 @@ class RunsView(W.VBox):
             return
 
         def on_event(event: str, _data: dict[str, Any]) -> None:
-            if event == "train_end":
+            if event == "config_change":        # the steered column and markers follow at once
+                self.refresh()
+            elif event == "train_end":
                 stop = self._unsubscribe.pop(id(run), None)
                 if stop is not None:
                     stop()

@@ -50,6 +50,7 @@ def test_a_paused_run_is_changed_from_the_unlocked_controls_and_apply(clf_df: pd
         await until(lambda: panel.config_changes == [change], what="the change event")
         assert panel.total_epochs == done + 2 and button.disabled        # nothing left to apply
         assert "Applied: epoch" in panel.notices.view.value
+        assert "learning_rate 0.01 \u2192 0.002" in panel.runs.comparison.table_frame["steered"].iloc[0]
         panel.redraw.now()
         assert len(panel.curves.change_marks[0].points.x) == 1
         assert panel.curves.x_domain()[1] == done + 2
