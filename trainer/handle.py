@@ -126,6 +126,15 @@ class RunHandle(ABC):
         """Carry checked ``changes`` to where the batches run; the applied event's data."""
         raise StateError(f"a {type(self).__name__} cannot be steered while it trains")
 
+    def _on_own_loop(self) -> bool:
+        """Whether the caller runs on the event loop that drives this run (waiting there would stall it)."""
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        task = self._task
+        return (task is not None and task.get_loop() is current) or current is getattr(self, "_driving_loop", None)
+
     @property
     def config_changes(self) -> list[dict[str, Any]]:
         """Every change :meth:`update` (or a replay) applied to this run, in order (``config_change`` data)."""
@@ -143,6 +152,7 @@ class RunHandle(ABC):
         """The whole run, and the one way out of it: whatever escapes the drive ends the run as
         failed with that reason, a cancel ends it as stopped; either way the far end is stopped
         first and ``_done`` is set."""
+        self._driving_loop = asyncio.get_running_loop()
         try:
             await self._drive()
         except asyncio.CancelledError:

@@ -37,7 +37,7 @@ from .metrics import history_entry
 from .memory_fit import check_fits
 from .resume import ResumePlan
 from .state import FINAL_STATES, RunState, StateError, TrainingFailure, TrainingState
-from .steering import built_dropout
+from .steering import as_built
 from .steering_loop import LoopSteering, ReplaySource, recorded_changes
 
 log = logging.getLogger("trainer")
@@ -68,9 +68,9 @@ class LocalRun(RunHandle):
         self._prepare_data(data, resume)
         check_fits(config, self.data, model)     # before the model exists: refuse what cannot fit
         # A steered run's model is built as it started (a dropout rate of 0 builds no dropout layers).
-        built = built_dropout(config, resume.checkpoint.state.get("config_changes") or []) if resume else None
-        self.backend = self._create_backend(model, config if built is None else config.replace(dropout_rate=built))
-        if built is not None:
+        built = as_built(config, resume)
+        self.backend = self._create_backend(model, built)
+        if built.dropout_rate != config.dropout_rate:
             self.backend.set_dropout(config.dropout_rate)
         self._best_snapshot: Any = None
         if resume is not None:
@@ -313,6 +313,7 @@ class LocalRun(RunHandle):
         st = self.run_state
         deadline = time.perf_counter() + SLICE_SECONDS
         end = self._checkpoints.slice_end(st.batch, st.num_batches) if self._checkpoints else st.num_batches
+        end = self._steering.slice_end(st.current_epoch + 1, st.batch, end)
         batch = self.backend.train_batches(st.batch, end, deadline, self._interrupted)
         return batch, self.backend.running_loss()
 

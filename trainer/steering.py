@@ -118,6 +118,13 @@ def initial_config(config: Mapping[str, Any], changes: Sequence[Mapping[str, Any
     return {**config, **first}
 
 
+def as_built(config: TrainingConfig, resume: Any) -> TrainingConfig:
+    """``config`` as the model of a run resumed with ``resume`` (a ResumePlan, or None) was built:
+    steering may have changed its dropout rate since (a rate of 0 builds no dropout layers)."""
+    built = built_dropout(config, resume.checkpoint.state.get("config_changes") or []) if resume else None
+    return config if built is None else config.replace(dropout_rate=built)
+
+
 def built_dropout(config: TrainingConfig, changes: Sequence[Mapping[str, Any]]) -> Optional[float]:
     """The dropout rate the run's model was built with, when ``changes`` changed it since (None if not)."""
     for event in changes:

@@ -9,7 +9,6 @@ positions. See :mod:`trainer.steering` for what each field's change means.
 """
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import json
 import logging
@@ -56,7 +55,7 @@ class LoopSteering:
         it applies at once while paused, and otherwise returns ``{"changes", "pending": True}``."""
         run = self._run
         _check_dropout(run, changes)
-        if _on_loop(run._loop):
+        if run._on_own_loop():
             if self.parked:
                 return self.apply(changes, run.current_epoch + 1, run.batch)
             self._submit(changes)
@@ -99,6 +98,12 @@ class LoopSteering:
             future.set_exception(StateError(f"cannot update: {reason}"))
 
     # ------------------------------------------------------------------ on the loop's thread
+    def slice_end(self, epoch: int, batch: int, end: int) -> int:
+        """Where a slice from ``batch`` of ``epoch`` must end so a change to replay lands on its batch."""
+        if self._replay and int(self._replay[0]["epoch"]) == epoch and batch < int(self._replay[0]["batch"]) < end:
+            return int(self._replay[0]["batch"])
+        return end
+
     def apply_due(self, epoch: int, batch: int) -> None:
         """Apply what is due after ``batch`` batches of 1-based ``epoch``: the recorded changes to
         replay at this position, then the waiting ones in order."""
@@ -147,13 +152,6 @@ class LoopSteering:
             ckpt.every_seconds, ckpt.writer.keep = new.checkpoint_every_seconds, new.checkpoint_keep
         run._emit("config_change", event)
         return event
-
-
-def _on_loop(loop: Optional[asyncio.AbstractEventLoop]) -> bool:
-    try:
-        return loop is not None and asyncio.get_running_loop() is loop
-    except RuntimeError:
-        return False
 
 
 def _position(event: Mapping[str, Any]) -> tuple[int, int]:

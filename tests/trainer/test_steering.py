@@ -44,7 +44,7 @@ def wait_for_state(run, state, timeout=60.0):
 # ---------------------------------------------------------------------- applied and recorded
 
 def test_update_applies_at_the_next_batch_boundary_is_recorded_and_replays(backend, base_config, clf_df, tmp_path,
-                                                                          one_batch_slices):
+                                                                          one_batch_slices, monkeypatch):
     out = tmp_path / "steered"
     cfg = base_config(epochs=3, learning_rate_scheduler="step", step_size=1, gamma=0.5, output_path=str(out))
     run = Trainer(cfg, clf_df)
@@ -72,14 +72,16 @@ def test_update_applies_at_the_next_batch_boundary_is_recorded_and_replays(backe
     assert saved["config_changes"] == [event]
     assert json.loads((out / "config.json").read_text())["epochs"] == 4
 
-    # A new run replays the recorded changes at the same positions and reproduces the run exactly.
+    # A new run replays the recorded changes at the same positions and reproduces the run exactly
+    # (its slices of batches end where a change is due).
+    monkeypatch.setattr(trainer.loop, "SLICE_SECONDS", 10.0)
     again = Trainer({**cfg, "output_path": str(tmp_path / "replayed")}, clf_df, replay=out)
     again.fit()
     assert comparable(again.history) == comparable(run.history)
     assert [(c["epoch"], c["batch"], c["changes"]) for c in again.config_changes] == [(2, 5, event["changes"])]
 
 
-def test_update_while_paused_applies_at_once_without_resuming(base_config, clf_df, one_batch_slices):
+def test_update_while_paused_applies_at_once_without_resuming(base_config, clf_df, one_batch_slices, monkeypatch):
     cfg = base_config(epochs=3, dropout_rate=0.2, early_stopping=True, early_stopping_patience=5)
     run = Trainer(cfg, clf_df)
     begins = events_of(run, "epoch_begin")
@@ -98,6 +100,7 @@ def test_update_while_paused_applies_at_once_without_resuming(base_config, clf_d
     # The batch size changes from the next epoch; the epoch in progress keeps its batches.
     assert [b["num_batches"] for b in begins] == [30, 15, 15]
     assert run.run_state.early_stopping.patience == 2
+    monkeypatch.setattr(trainer.loop, "SLICE_SECONDS", 10.0)
     replayed = Trainer(cfg, clf_df, replay=run).fit()
     assert comparable(replayed.history) == comparable(run.history)
 
@@ -193,3 +196,18 @@ def test_a_new_rate_rebases_the_schedule_from_the_epoch_in_progress(base_config)
     restored = LRSchedule(config)
     restored.load_state_dict(state)
     assert [restored.lr(e) for e in range(3, 7)] == [1.0, 1.0, 0.5, 0.5]
+
+
+def test_update_on_the_loop_right_after_start_does_not_wait(base_config, clf_df):
+    import asyncio
+
+    async def main():
+        run = Trainer(base_config(epochs=4), clf_df)
+        task = run.start()
+        answer = run.update(epochs=2)     # on the loop that drives the run, before its first batch
+        assert answer == {"changes": {"epochs": {"old": 4, "new": 2}}, "pending": True}
+        await task
+        return run
+
+    run = asyncio.run(main())
+    assert len(run.history) == 2 and [(c["epoch"], c["batch"]) for c in run.config_changes] == [(1, 0)]

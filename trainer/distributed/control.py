@@ -12,6 +12,10 @@ against a separate per-batch all-reduce). Every rank reads the summed request af
 batch: on the CPU right after it, on a GPU one batch later (a non-blocking copy, so the GPU queue
 never drains for it). While paused there is no backward pass, so the ranks poll with a tiny
 all-reduce on a gloo group every ``POLL_SECONDS`` until the decision changes.
+
+Steering (``trainer.steering``) rides along the same way: rank 0 adds the number of changes the
+launcher has posted (the others add 0), so every rank reads the same count after the same batch
+(:attr:`ControlAgreement.steered`) and applies the changes up to it at the same step.
 """
 from __future__ import annotations
 
@@ -40,9 +44,11 @@ class ControlAgreement:
     """Per-rank half of the agreement; ``hook`` is registered on the DDP model."""
 
     def __init__(self, world_size: int, request: Callable[[], int], device: torch.device,
-                 cpu_group: Any = None):
+                 cpu_group: Any = None, steer: Callable[[], int] = lambda: 0):
         self.world_size = world_size
         self.request = request
+        self.steer = steer                  # changes posted so far (rank 0), 0 elsewhere
+        self.steered = 0                    # the agreed count of changes posted
         self.cpu_group = cpu_group          # a gloo group for polls (None: the default group)
         self._cuda = device.type == "cuda"
         self.extras: Optional[torch.Tensor] = None   # set by the backend before each backward
@@ -58,7 +64,8 @@ class ControlAgreement:
         world = self.world_size
         if bucket.index() != 0 or self.extras is None:
             return dist.all_reduce(buf, async_op=True).get_future().then(lambda f: f.value()[0].div_(world))
-        flag = torch.full((1,), encode(self.request(), world), dtype=torch.float64, device=buf.device)
+        flag = torch.tensor([float(self.steer()), encode(self.request(), world)], dtype=torch.float64,
+                            device=buf.device)
         extras = torch.cat([self.extras.to(torch.float64), flag])
         k = extras.numel()
         if buf.dtype in (torch.float32, torch.float64):
@@ -84,22 +91,25 @@ class ControlAgreement:
         """The agreed request after a batch, identical on every rank."""
         assert self.result is not None, "the comm hook did not run in this batch"
         if not self._cuda:
+            self.steered = int(self.result[-2])
             return decode(float(self.result[-1]), self.world_size)
-        host = torch.empty(1, dtype=torch.float64, pin_memory=True)
-        host.copy_(self.result[-1:], non_blocking=True)
+        host = torch.empty(2, dtype=torch.float64, pin_memory=True)
+        host.copy_(self.result[-2:], non_blocking=True)
         event = torch.cuda.Event()
         event.record()
         previous, self._pending = self._pending, (event, host)
         if previous is None:
             return RUN
         previous[0].synchronize()
-        return decode(float(previous[1][0]), self.world_size)
+        self.steered = int(previous[1][0])
+        return decode(float(previous[1][1]), self.world_size)
 
     # ------------------------------------------------------------------ between batches
     def poll(self) -> int:
         """Agree now (a blocking all-reduce): at the start and while paused."""
         # A decision still in flight belongs to the batches before; after a poll it is stale.
         self._pending = None
-        t = torch.tensor([self.request()], dtype=torch.int32)
+        t = torch.tensor([self.request(), self.steer()], dtype=torch.int32)
         dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.cpu_group)
+        self.steered = int(t[1])
         return int(t[0])

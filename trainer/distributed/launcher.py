@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import multiprocessing
 import os
@@ -34,7 +35,9 @@ from ..handle import RunHandle
 from ..loggers import loggers_for
 from ..memory_fit import check_fits
 from ..resume import ResumePlan
-from ..state import FINAL_STATES, FINAL_VALUES, RunState, TrainingState
+from ..state import FINAL_STATES, FINAL_VALUES, RunState, StateError, TrainingState
+from ..steering import as_built, new_values
+from ..steering_remote import RemoteSteering
 from .control import PAUSE, RUN, STOP
 from .plan import check_spawnable, plan_devices
 from .processes import EXITED, RankProcesses
@@ -77,7 +80,10 @@ class LaunchedRun(RunHandle):
 
     def __init__(self, config: Union[TrainingConfig, dict[str, Any]], data: pd.DataFrame, *,
                  model: Any = None, callbacks: Iterable[Observer] = (), resume: Optional[ResumePlan] = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, replay: Any = None):
+        if replay is not None:
+            raise ConfigError.single("replay", type(replay).__name__, "replaying a recorded run's changes needs a run "
+                                     "in one process: set devices=1 to replay it")
         config = self._accept_config(config, resume, overwrite)
         self.plan = plan_devices(config)
         check_main_module(config.devices)
@@ -87,7 +93,8 @@ class LaunchedRun(RunHandle):
         self._model_bytes = check_spawnable(model, self.plan.world_size)
         # The trained weights come back into this CPU copy of the model, which also checks the
         # model against the data before any process starts.
-        self.backend = TorchBackend(config.replace(device="cpu", devices=1), self.data, self.seed, model)
+        self.backend = TorchBackend(as_built(config, resume).replace(device="cpu", devices=1), self.data, self.seed,
+                                    model)
         self._resume = resume
         self.run_state = resume.run_state(self.data.task) if resume else RunState.fresh(config, self.data.task,
                                                                                         self.seed)
@@ -107,6 +114,8 @@ class LaunchedRun(RunHandle):
         self._deferred: list[dict[str, Any]] = []    # messages set aside while collecting a failure's cause
         self._task: Optional[asyncio.Task] = None
         self._done = threading.Event()
+        self._steering = RemoteSteering()
+        self._steer_answers = 0      # config_change / config_refused events heard: answers in posting order
 
     @property
     def device_name(self) -> str:
@@ -118,6 +127,23 @@ class LaunchedRun(RunHandle):
 
     def _sync_request(self) -> None:
         self._ranks.request.value = STOP if self._stop_requested else PAUSE if self._pause_requested else RUN
+
+    def _update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        world = self.plan.world_size
+        if changes.get("batch_size", world) % world:
+            raise ConfigError.single("batch_size", changes["batch_size"],
+                                     f"with {world} processes batch_size is the global batch, split evenly; "
+                                     f"{changes['batch_size']} does not divide by {world}")
+        # Posted to the rendezvous store; the ranks agree on the step where they all apply it (control.py).
+        def send() -> int:
+            store = self._store
+            if store is None:
+                raise StateError("cannot update: the worker processes are still starting; try again in a moment")
+            seq = self._ranks.steer.value + 1
+            store.set(f"steer/{seq}", json.dumps(changes))
+            self._ranks.steer.value = seq
+            return seq
+        return self._steering.post(self.config, changes, send, self._on_own_loop())
 
     # ------------------------------------------------------------------ running
     async def _run(self) -> None:
@@ -195,7 +221,16 @@ class LaunchedRun(RunHandle):
             # finish writing first (loggers) need that.
             self._final_change = data
             return False
+        if event in ("config_change", "config_refused"):
+            self._steer_answers += 1
+            if event == "config_change":
+                self.config = self.config.replace(**new_values(data))
+                self._follower.apply(event, data)
+            self._steering.answer(self._steer_answers, data if event == "config_change" else None,
+                                  message=data.get("message", ""), errors=data.get("errors"))
+            return False
         if event == "train_end":
+            self._steering.close("the run has ended")
             await asyncio.to_thread(self._ranks.reap, _END_GRACE_SECONDS)
             if self._failure is not None:
                 data = {**data, "reason": self._failure, "error": self._failure}
@@ -261,6 +296,7 @@ class LaunchedRun(RunHandle):
             self._ranks.reap(_FAIL_GRACE_SECONDS)
 
     async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
+        self._steering.close(f"the run has ended ({final.value})")
         await self._end_followed(self._follower, final, reason, wait)
 
 

@@ -31,12 +31,13 @@ class RankProcesses:
         self.world_size = world_size
         self._mp = multiprocessing.get_context("spawn")
         self.request = self._mp.RawValue("i", 0)      # the control request every rank reads
+        self.steer = self._mp.RawValue("i", 0)        # changes posted to the store (trainer.steering)
         self.procs: list[Any] = []
         self._job_file: Optional[str] = None
         self._done = threading.Event()
 
     def launch(self, target: Callable[..., None], job: Any, post: Callable[[dict[str, Any]], bool]) -> None:
-        """Start ``target(rank, job_file, request, pipe)`` in each rank and relay their messages to
+        """Start ``target(rank, job_file, request, steer, pipe)`` in each rank and relay their messages to
         ``post`` (which returns False once nobody listens any more)."""
         fd, self._job_file = tempfile.mkstemp(prefix="epoch-widgets-job-", suffix=".pkl")
         with os.fdopen(fd, "wb") as fh:
@@ -44,7 +45,7 @@ class RankProcesses:
         pipes = []
         for rank in range(self.world_size):
             receive, send = self._mp.Pipe(duplex=False)
-            proc = self._mp.Process(target=target, args=(rank, self._job_file, self.request, send),
+            proc = self._mp.Process(target=target, args=(rank, self._job_file, self.request, self.steer, send),
                                     name=f"epoch-widgets-rank-{rank}", daemon=True)
             proc.start()
             send.close()        # the rank holds the only writing end: its exit reads as end-of-file

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -30,6 +31,7 @@ from ..events import Observer
 from ..loop import LocalRun
 from ..resume import ResumePlan
 from ..state import FINAL_STATES, FINAL_VALUES, StateError, TrainingState
+from ..steering_loop import LoopSteering
 from .control import PAUSE, POLL_SECONDS, RUN, STOP
 from .plan import DevicePlan
 
@@ -45,6 +47,8 @@ class RankContext:
     device: str                                 # "cpu" or "cuda:N"
     request: Callable[[], int]                  # this process's external request (RUN, PAUSE, STOP)
     cpu_group: Any = None                       # a gloo group for control polls when NCCL is the default
+    steer: Callable[[], int] = lambda: 0        # changes the launcher has posted (read on rank 0)
+    store: Any = None                           # where the launcher posts them (``steer/<n>``)
 
 
 class RankRun(LocalRun):
@@ -61,18 +65,20 @@ class RankRun(LocalRun):
                          overwrite=overwrite or context.rank != 0)
         if context.rank != 0:
             self.config = self.config.replace(output_path=None)
+        self._steering = RankSteering(self, context.store)
 
-    def _create_backend(self, model: Any) -> Any:
-        if self.config.backend != "torch":
+    def _create_backend(self, model: Any, config: TrainingConfig) -> Any:
+        if config.backend != "torch":
             raise ConfigError.single("backend", self.config.backend,
                                      "tensorflow trains on several GPUs inside one process (MirroredStrategy): "
                                      "start it with Trainer(...) or epoch-train, not with torchrun")
         from .torch_ddp import DDPBackend
 
         ctx = self.context
-        config = self.config.replace(device=ctx.device, devices=1)
+        config = config.replace(device=ctx.device, devices=1)
         return DDPBackend(config, self.data, self.seed, model, rank=ctx.rank, world_size=ctx.world_size,
-                          request=self._request, cpu_group=ctx.cpu_group)
+                          request=self._request, cpu_group=ctx.cpu_group,
+                          steer=ctx.steer if ctx.rank == 0 else lambda: 0)
 
     # ------------------------------------------------------------------ control
     def _request(self) -> int:
@@ -85,7 +91,11 @@ class RankRun(LocalRun):
 
     def _interrupted(self) -> bool:
         self._apply(self.backend.agreed)
-        return self._pause_requested or self._stop_requested
+        return self._pause_requested or self._stop_requested or self._steering.pending
+
+    def _update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        raise StateError("cannot update one rank: every rank must change at the same step; call update() on "
+                         "the run you started (Trainer(...) in the launching process)")
 
     def agree_now(self) -> None:
         """Agree on the requests made before the first batch (all ranks call it together)."""
@@ -114,12 +124,38 @@ class RankRun(LocalRun):
         while True:
             decision = await asyncio.to_thread(self.backend.control.poll)
             self._apply(decision)
+            self._steering.apply_due(epoch, self.batch)      # changes agreed while paused
             if decision != PAUSE:
                 break
             await asyncio.sleep(POLL_SECONDS)
         self._paused_seconds += time.perf_counter() - since
         if not self._stop_requested:
             self._set_state(TrainingState.RUNNING, "resumed")
+
+
+class RankSteering(LoopSteering):
+    """A rank's steering: the changes the launcher posted to the rendezvous store, applied by every
+    rank up to the count the ranks agreed on (``control.py``), so all apply each at the same step."""
+
+    def __init__(self, run: RankRun, store: Any):
+        super().__init__(run)
+        self._store = store
+        self.applied = 0
+
+    @property
+    def pending(self) -> bool:
+        return self._run.backend.control.steered > self.applied
+
+    def apply_due(self, epoch: int, batch: int) -> None:
+        agreed = self._run.backend.control.steered
+        while self.applied < agreed:
+            self.applied += 1
+            changes = json.loads(self._store.get(f"steer/{self.applied}"))
+            try:
+                self.apply(changes, epoch, batch)
+            except (ConfigError, StateError) as exc:     # every rank refuses alike; rank 0 tells the launcher
+                self._run.events.emit("config_refused", {"message": str(exc), "errors": getattr(exc, "errors", None)})
+        super().apply_due(epoch, batch)
 
 
 # ---------------------------------------------------------------------- spawned by the launcher
@@ -213,9 +249,9 @@ def init_process_group(plan_backend: str, rank: int, world_size: int, device: st
     return dist.new_group(backend="gloo") if plan_backend != "gloo" else None
 
 
-def spawn_main(rank: int, job_file: str, request: Any, conn: Any) -> None:
+def spawn_main(rank: int, job_file: str, request: Any, steer: Any, conn: Any) -> None:
     """Entry point of a rank process started by the launcher; ``request`` is the shared control
-    value, ``conn`` this rank's pipe to the launcher."""
+    value, ``steer`` the shared count of changes posted, ``conn`` this rank's pipe to the launcher."""
     import signal
 
     import torch
@@ -236,7 +272,8 @@ def spawn_main(rank: int, job_file: str, request: Any, conn: Any) -> None:
             share_cores(plan.world_size)
         store = dist.TCPStore("127.0.0.1", job.store_port, is_master=False)
         cpu_group = init_process_group(plan.comm_backend, rank, plan.world_size, device, store)
-        context = RankContext(rank, plan.world_size, device, lambda: request.value, cpu_group)
+        context = RankContext(rank, plan.world_size, device, lambda: request.value, cpu_group,
+                              steer=lambda: steer.value, store=store)
         model = torch.load(io.BytesIO(job.model), weights_only=False) if job.model is not None else None
         callbacks = [RankReporter(conn)] if rank == 0 else []
         run = RankRun(context, job.config, job.data, model=model, callbacks=callbacks, resume=job.resume)

@@ -51,13 +51,14 @@ class DDPBackend(TorchBackend):
     """``TorchBackend`` for one rank; ``config.device`` is this rank's own device."""
 
     def __init__(self, config: TrainingConfig, data: PreparedData, seed: int, model: Optional[nn.Module] = None, *,
-                 rank: int, world_size: int, request: Callable[[], int], cpu_group: Any = None):
+                 rank: int, world_size: int, request: Callable[[], int], cpu_group: Any = None,
+                 steer: Callable[[], int] = lambda: 0):
         super().__init__(config, data, seed, model)
         self.rank, self.world_size = rank, world_size
         if rank:
             # Rank 0 keeps the single-process random stream; the others draw their own dropout masks.
             self._reseed(seed, 0)
-        self.control = ControlAgreement(world_size, request, self.device, cpu_group)
+        self.control = ControlAgreement(world_size, request, self.device, cpu_group, steer)
         self.agreed = RUN
         ids = [self.device.index] if self.device.type == "cuda" else None
         # Construction broadcasts rank 0's weights, so every replica starts identical.

@@ -32,6 +32,8 @@ from ..follower import RunFollower
 from ..handle import RunHandle
 from ..resume import ResumePlan, plan_resume
 from ..state import FINAL_STATES, FINAL_VALUES, RunState, StateError, TrainingState
+from ..steering import as_built, new_values
+from ..steering_remote import RemoteSteering
 from .cluster import connect, task_resources
 from .files import resume_files
 from .link import ActorLink
@@ -75,7 +77,7 @@ class RayRun(RunHandle):
                                      "train a model of your own with the local executor")
         config = self._accept_config(config, resume, overwrite)
         self._prepare_data(data, resume)
-        self.backend = driver_copy(config, self.data, self.seed)
+        self.backend = driver_copy(as_built(config, resume), self.data, self.seed)
         connect(address)
         output = str(Path(config.output_path).expanduser().resolve()) if config.output_path else None
         spec = protocol.start(config.name or "run", {**config.to_dict(), "seed": self.seed, "output_path": output},
@@ -96,6 +98,8 @@ class RayRun(RunHandle):
         self._device = "a Ray actor"
         self._pause_requested = self._stop_requested = self._claimed = False
         self._seq, self._seq_lock = 0, threading.Lock()
+        self._steering = RemoteSteering()
+        self._update_seqs: set[int] = set()       # commands that are updates, until answered
         self._final_change: Optional[dict[str, Any]] = None     # the actor's final state, until its train_end
         self._task: Optional[asyncio.Task] = None
         self._done = threading.Event()
@@ -124,6 +128,16 @@ class RayRun(RunHandle):
                          "serves the Ray run as well")
 
     # ------------------------------------------------------------------ control
+    def _update(self, changes: dict[str, Any]) -> dict[str, Any]:
+        def send() -> int:
+            with self._seq_lock:
+                self._seq += 1
+                self._update_seqs.add(self._seq)
+                if not self._link.command(protocol.command("update", self._seq, changes)):
+                    raise StateError("cannot update: the Ray actor training the run is gone")
+                return self._seq
+        return self._steering.post(self.config, changes, send, self._on_own_loop())
+
     def _request(self, action: str) -> None:
         # Numbered under a lock: requests may come from several threads, and the actor applies
         # them in number order.
@@ -165,6 +179,10 @@ class RayRun(RunHandle):
             return await self._follow(msg["event"], msg.get("data") or {})
         if kind == protocol.WEIGHTS and msg.get("data"):
             await asyncio.to_thread(lambda: self.backend.restore(self.backend.decode_weights(msg["data"])))
+        elif kind == protocol.REPLY and msg.get("seq") in self._update_seqs:
+            self._update_seqs.discard(msg["seq"])
+            self._steering.answer(msg["seq"], msg.get("event"), message=msg.get("message") or "",
+                                  errors=msg.get("errors"))
         elif kind == protocol.REPLY and not msg.get("ok"):
             log.info("the Ray actor did not apply a command: %s", msg.get("message"))
         elif kind == _EXITED and self.state not in FINAL_STATES:
@@ -184,7 +202,10 @@ class RayRun(RunHandle):
             # Shown together with train_end, after the observers' finish (as a local run does).
             self._final_change = data
             return False
+        if event == "config_change":
+            self.config = self.config.replace(**new_values(data))
         if event == "train_end":
+            self._steering.close("the run has ended")
             self._pause_requested = False
             await asyncio.to_thread(self.events.finish, data)
             if self._final_change is not None:
@@ -196,4 +217,5 @@ class RayRun(RunHandle):
         return False
 
     async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
+        self._steering.close(f"the run has ended ({final.value})")
         await self._end_followed(self._follower, final, reason, wait)
