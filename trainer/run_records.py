@@ -45,7 +45,7 @@ class RunRecord:
     path: Optional[Path] = None
     modified: float = 0.0        # when it was saved (or read), for newest-first order
     run: Any = None              # the in-memory Trainer it came from, if any
-    # Every change applied while it trained (``config_change`` events' data), in order.
+    # What steering changed while it trained (``config_change`` data, trainer.steering); [] if nothing.
     config_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property

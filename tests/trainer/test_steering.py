@@ -9,6 +9,7 @@ import pytest
 
 import trainer.loop
 from trainer import ConfigError, StateError, Trainer, TrainingConfig, TrainingState
+from trainer.run_records import read_run, record_of
 from trainer.schedules import LRSchedule
 from trainer.steering import CHANGEABLE, check_changes, initial_config
 
@@ -20,6 +21,14 @@ def comparable(history):
 @pytest.fixture
 def one_batch_slices(monkeypatch):
     monkeypatch.setattr(trainer.loop, "SLICE_SECONDS", 0.0)
+
+
+def torch_config(**overrides):
+    """The backend-matrix fixture's config, torch only: these tests check no framework's part."""
+    cfg = {"backend": "torch", "seed": 0, "epochs": 3, "batch_size": 32, "hidden_units": [32, 16],
+           "dropout_rate": 0.1, "learning_rate": 0.005, "learning_rate_scheduler": "none",
+           "early_stopping": False, "device": "cpu", "target_column": "label"}
+    return {**cfg, **overrides}
 
 
 def events_of(run, name):
@@ -71,6 +80,7 @@ def test_update_applies_at_the_next_batch_boundary_is_recorded_and_replays(backe
     saved = json.loads((out / "history.json").read_text())
     assert saved["config_changes"] == [event]
     assert json.loads((out / "config.json").read_text())["epochs"] == 4
+    assert read_run(out).config_changes == [event] and record_of(run).config_changes == [event]
 
     # A new run replays the recorded changes at the same positions and reproduces the run exactly
     # (its slices of batches end where a change is due).
@@ -105,8 +115,8 @@ def test_update_while_paused_applies_at_once_without_resuming(base_config, clf_d
     assert comparable(replayed.history) == comparable(run.history)
 
 
-def test_a_change_between_epochs_applies_to_the_next_epoch(base_config, clf_df):
-    cfg = base_config(epochs=2, learning_rate_scheduler="step", step_size=1, gamma=0.5)
+def test_a_change_between_epochs_applies_to_the_next_epoch(clf_df):
+    cfg = torch_config(epochs=2, learning_rate_scheduler="step", step_size=1, gamma=0.5)
     run = Trainer(cfg, clf_df)
     begins = events_of(run, "epoch_begin")
     # Epoch 2 is the last: a change made as it ends (before the run finishes) adds epochs.
@@ -122,8 +132,8 @@ def test_a_change_between_epochs_applies_to_the_next_epoch(base_config, clf_df):
 
 # ---------------------------------------------------------------------- refusals
 
-def test_refusals_name_the_field_and_change_nothing(base_config, clf_df):
-    run = Trainer(base_config(epochs=2), clf_df)
+def test_refusals_name_the_field_and_change_nothing(clf_df):
+    run = Trainer(torch_config(epochs=2), clf_df)
     with pytest.raises(StateError, match="has not started"):
         run.update(learning_rate=0.1)
     run.pause()                     # holds before the first batch
@@ -154,16 +164,16 @@ def test_refusals_name_the_field_and_change_nothing(base_config, clf_df):
         run.update(learning_rate=0.1)
 
 
-def test_epochs_cannot_shrink_below_the_epochs_done(base_config):
-    config = TrainingConfig(**base_config(epochs=10))
+def test_epochs_cannot_shrink_below_the_epochs_done():
+    config = TrainingConfig(**torch_config(epochs=10))
     with pytest.raises(ConfigError, match="must be at least 4") as info:
         check_changes(config, {"epochs": 3}, epochs_done=4)
     assert info.value.errors[0]["field"] == "epochs"
     assert check_changes(config, {"epochs": 4, "learning_rate": 0.005}, epochs_done=4) == {"epochs": 4}
 
 
-def test_dropout_cannot_change_in_a_model_without_dropout_layers(base_config, clf_df):
-    run = Trainer(base_config(epochs=1, dropout_rate=0.0), clf_df)
+def test_dropout_cannot_change_in_a_model_without_dropout_layers(clf_df):
+    run = Trainer(torch_config(epochs=1, dropout_rate=0.0), clf_df)
     run.pause()
     worker = fit_in_thread(run)
     try:
@@ -175,19 +185,19 @@ def test_dropout_cannot_change_in_a_model_without_dropout_layers(base_config, cl
         worker.join()
 
 
-def test_replay_refuses_a_config_the_recorded_run_did_not_start_from(base_config, clf_df):
+def test_replay_refuses_a_config_the_recorded_run_did_not_start_from(clf_df):
     recorded = [{"changes": {"learning_rate": {"old": 0.01, "new": 0.02}}, "epoch": 1, "batch": 3, "step": 3,
                  "time": 0.0}]
     with pytest.raises(ConfigError, match="learning_rate=0.01 before its change at epoch 1 batch 3"):
-        Trainer(base_config(epochs=1), clf_df, replay=recorded)
-    first = initial_config(TrainingConfig(**base_config(learning_rate=0.02)).to_dict(), recorded)
+        Trainer(torch_config(epochs=1), clf_df, replay=recorded)
+    first = initial_config(TrainingConfig(**torch_config(learning_rate=0.02)).to_dict(), recorded)
     assert first["learning_rate"] == 0.01
 
 
 # ---------------------------------------------------------------------- the schedule
 
-def test_a_new_rate_rebases_the_schedule_from_the_epoch_in_progress(base_config):
-    config = TrainingConfig(**base_config(learning_rate=0.1, learning_rate_scheduler="step", step_size=2, gamma=0.5))
+def test_a_new_rate_rebases_the_schedule_from_the_epoch_in_progress():
+    config = TrainingConfig(**torch_config(learning_rate=0.1, learning_rate_scheduler="step", step_size=2, gamma=0.5))
     schedule = LRSchedule(config)
     assert [schedule.lr(e) for e in range(4)] == [0.1, 0.1, 0.05, 0.05]
     schedule.rebase(config.replace(learning_rate=1.0), 1.0, origin=3)
@@ -198,11 +208,11 @@ def test_a_new_rate_rebases_the_schedule_from_the_epoch_in_progress(base_config)
     assert [restored.lr(e) for e in range(3, 7)] == [1.0, 1.0, 0.5, 0.5]
 
 
-def test_update_on_the_loop_right_after_start_does_not_wait(base_config, clf_df):
+def test_update_on_the_loop_right_after_start_does_not_wait(clf_df):
     import asyncio
 
     async def main():
-        run = Trainer(base_config(epochs=4), clf_df)
+        run = Trainer(torch_config(epochs=4), clf_df)
         task = run.start()
         answer = run.update(epochs=2)     # on the loop that drives the run, before its first batch
         assert answer == {"changes": {"epochs": {"old": 4, "new": 2}}, "pending": True}
