@@ -54,7 +54,7 @@ class LoopSteering:
         run's own event loop (a notebook cell beside ``start()``) waiting would stall the run: there
         it applies at once while paused, and otherwise returns ``{"changes", "pending": True}``."""
         run = self._run
-        _check_dropout(run, changes)
+        _check_model(run, changes)
         if run._on_own_loop():
             if self.parked:
                 return self.apply(changes, run.current_epoch + 1, run.batch)
@@ -158,7 +158,13 @@ def _position(event: Mapping[str, Any]) -> tuple[int, int]:
     return int(event["epoch"]), int(event["batch"])
 
 
-def _check_dropout(run: "LocalRun", changes: Mapping[str, Any]) -> None:
+def _check_model(run: "LocalRun", changes: Mapping[str, Any]) -> None:
+    """ConfigError for a change this run's model or devices cannot take."""
+    replicas = int(getattr(run.backend, "replicas", 1))     # a MirroredStrategy's devices
+    if changes.get("batch_size", replicas) % replicas:
+        raise ConfigError.single("batch_size", changes["batch_size"],
+                                 f"with {replicas} devices batch_size is the global batch, split evenly; "
+                                 f"{changes['batch_size']} does not divide by {replicas}")
     if "dropout_rate" in changes and run.backend.dropout_layers() == 0:
         raise ConfigError.single("dropout_rate", changes["dropout_rate"],
                                  "the model has no dropout layers to change (a built-in model started with "
@@ -179,7 +185,7 @@ def _check_replay(run: "LocalRun", events: Sequence[Mapping[str, Any]]) -> None:
                                          f"(trainer.steering.initial_config)")
         config = config.replace(**new_values(event))
     if any("dropout_rate" in e["changes"] for e in events):
-        _check_dropout(run, {"dropout_rate": None})
+        _check_model(run, {"dropout_rate": None})
 
 
 def recorded_changes(source: ReplaySource) -> list[dict[str, Any]]:

@@ -4,6 +4,10 @@ it as a local run does."""
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
+import textwrap
 import time
 
 import pytest
@@ -53,6 +57,45 @@ def test_every_rank_applies_a_change_at_the_same_step(clf_df):
     assert_same_training(multi.history, single.history)
     with pytest.raises(StateError, match="already ended"):
         multi.update(learning_rate=0.1)
+
+
+MIRRORED_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import trainer.loop
+    from trainer import ConfigError, Trainer, datasets
+    trainer.loop.SLICE_SECONDS = 0.0       # a batch_end after every batch
+    df = datasets.make_classification(1201, seed=1)
+    config = json.loads(sys.argv[1])
+    multi = Trainer({**config, "devices": 2}, df)     # before TensorFlow starts: 2 logical CPUs
+    refused = []
+
+    def steer(event, data):
+        if event == "batch_end" and (data["epoch"], data["batch"]) == (1, 5):
+            try:
+                multi.update(batch_size=15)
+            except ConfigError as exc:
+                refused.append(str(exc))
+            multi.update(learning_rate=0.02, batch_size=16)
+    multi.add_callback(steer)
+    multi.fit()
+    single = Trainer(config, df, replay=multi).fit()
+    print("RESULT", json.dumps({"multi": multi.history, "single": single.history, "refused": refused,
+                                "changes": multi.config_changes}))
+""")
+
+
+@pytest.mark.distributed
+@pytest.mark.tensorflow
+def test_mirrored_replicas_take_a_change_like_one_device():
+    config = settings(backend="tensorflow")     # no dropout: replicas draw other masks than one device
+    done = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, json.dumps(config)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.split("RESULT ", 1)[1])
+    assert "does not divide by 2" in result["refused"][0]
+    assert [(c["epoch"], c["batch"]) for c in result["changes"]] == [(1, 5)]
+    assert [h["learning_rate"] for h in result["multi"]] == [0.02] * 3
+    assert_same_training(result["multi"], result["single"])
 
 
 @pytest.mark.ray
