@@ -26,3 +26,4 @@ BEST_COLOR = "#22c55e"       # green
 LR_COLOR = "#a855f7"         # purple
 BATCH_OPACITY = 0.55         # the running loss within the epoch in progress: the train colour, lighter
 GHOST_OPACITY = 0.5          # the previous run: the same colours, dashed and half transparent
+CHANGE_COLOR = "#db2777"     # pink: where a change was made to the live run (steering)

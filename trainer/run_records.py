@@ -91,7 +91,7 @@ def read_run(path: Union[str, Path]) -> RunRecord:
                      state=str(saved.get("state") or metadata.get("state") or "unknown"),
                      best_metrics=dict(saved.get("best_metrics") or metadata.get("best_metrics") or {}),
                      reason=saved.get("reason"), path=path, modified=(path / "history.json").stat().st_mtime,
-                     config_changes=[dict(c) for c in saved.get("config_changes") or []])
+                     config_changes=_changes(saved.get("config_changes")))
 
 
 def record_of(run: Any) -> RunRecord:
@@ -103,7 +103,7 @@ def record_of(run: Any) -> RunRecord:
     return RunRecord(label=_label(config, path), config=config, history=[dict(e) for e in run.history],
                      state=str(getattr(state, "value", state)), best_metrics=dict(run.best_metrics),
                      reason=getattr(run, "reason", None), path=path, modified=float(finished), run=run,
-                     config_changes=list(getattr(run, "config_changes", [])))
+                     config_changes=_changes(getattr(run, "config_changes", None)))
 
 
 def find_runs(folder: Union[str, Path]) -> list[Path]:
@@ -183,12 +183,41 @@ def config_differences(records: list[RunRecord]) -> pd.DataFrame:
 
 def comparison_table(records: list[RunRecord]) -> pd.DataFrame:
     """Per run: state, ``epochs_done``, the best metrics (``best_loss``, ``best_accuracy`` or
-    ``best_mae``, ``best_epoch``) and the config fields that differ between the runs."""
+    ``best_mae``, ``best_epoch``), ``steered`` (the changes made while it trained, when any run
+    had some) and the config fields that differ between the runs."""
     summary = pd.DataFrame([{"state": r.state, "epochs_done": r.epochs_done,
-                             **{f"best_{k}": r.best_metrics.get(k) for k in BEST_KEYS}} for r in records],
+                             **{f"best_{k}": r.best_metrics.get(k) for k in BEST_KEYS},
+                             "steered": describe_changes(r.config_changes) or None} for r in records],
                            index=pd.Index([r.label for r in records], name="run"))
     summary = summary.dropna(axis=1, how="all")
     return summary.join(config_differences(records))
+
+
+def describe_change(change: dict[str, Any]) -> str:
+    """One applied change in words: ``epoch 3, batch 12: learning_rate 0.01 → 0.005``."""
+    fields = change.get("changes") or {}
+    what = ", ".join(f"{name} {_value(v.get('old'))} \u2192 {_value(v.get('new'))}" for name, v in fields.items()
+                     if isinstance(v, dict))
+    where = f"epoch {change.get('epoch', '?')}"
+    if change.get("batch"):
+        where += f", batch {change['batch']}"
+    return f"{where}: {what}"
+
+
+def describe_changes(changes: Iterable[dict[str, Any]]) -> str:
+    """Every applied change of a run, in order, separated by ``; `` ('' for a run never steered)."""
+    return "; ".join(describe_change(c) for c in changes)
+
+
+def _changes(value: Any) -> list[dict[str, Any]]:
+    # Files a run wrote are read as they are: anything but a list of change dicts counts as none.
+    return [dict(c) for c in value if isinstance(c, dict)] if isinstance(value, list) else []
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return _shown(value) if isinstance(value, (list, tuple)) else str(value)
 
 
 def _label(config: dict[str, Any], path: Optional[Path]) -> str:

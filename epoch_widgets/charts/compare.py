@@ -20,6 +20,7 @@ import pandas as pd
 
 from trainer.run_records import RunRecord, comparison_table, find_runs, load_runs, metrics_frame, read_run, record_of
 
+from .change_marks import ChangeMarks
 from .epoch_axis import epoch_axis, show_epochs
 from .legend import Item, legend_html
 from .run_labels import RunLabel, run_names
@@ -67,7 +68,7 @@ class RunComparison(W.VBox):
         self.names: dict[str, RunLabel] = {}
         self.figures: dict[str, bq.Figure] = {}
         self._scales: dict[str, tuple[bq.LinearScale, bq.LinearScale]] = {}
-        self._marks: dict[str, dict[tuple[str, str], bq.Lines]] = {}   # label -> (figure, split) -> mark
+        self._marks: dict[str, dict[tuple[str, str], bq.Mark]] = {}   # label -> (figure, split) -> mark
         self._rows: list[W.HBox] = []
         for name, (title, y_label, _keys) in FIGURES.items():
             fig, x, y = _figure(title, y_label)
@@ -87,7 +88,8 @@ class RunComparison(W.VBox):
         self.order.observe(lambda _c: self._render_table(), "value")
         # The table scrolls inside the panel's width rather than widening it.
         self.table = W.HTML(layout=W.Layout(width="100%", max_width="100%", overflow="auto"))
-        self.legend_note = W.HTML("<small>solid: train &middot; dashed: validation</small>")
+        self.legend_note = W.HTML("<small>solid: train &middot; dashed: validation &middot; dotted, with a "
+                                  "triangle: a change made while the run trained (hover it)</small>")
         self.legend = W.HTML(layout=W.Layout(width="100%"))
         self.figure_box = W.Box([], layout=W.Layout(display="flex", flex_flow="row wrap", width="100%"))
         wrap = W.Layout(display="flex", flex_flow="row wrap", max_width="100%")
@@ -166,8 +168,8 @@ class RunComparison(W.VBox):
         self._render_table()
 
     # ------------------------------------------------------------------ drawing
-    def _make_marks(self, record: RunRecord, color: str) -> dict[tuple[str, str], bq.Lines]:
-        marks: dict[tuple[str, str], bq.Lines] = {}
+    def _make_marks(self, record: RunRecord, color: str) -> dict[tuple[str, str], bq.Mark]:
+        marks: dict[tuple[str, str], bq.Mark] = {}
         epochs = np.array([float(e["epoch"]) for e in record.history])
         for name, (_title, _y, (train_key, val_key)) in FIGURES.items():
             x, y = self._scales[name]
@@ -179,6 +181,10 @@ class RunComparison(W.VBox):
                 marks[(name, split)] = bq.Lines(x=epochs, y=values, scales={"x": x, "y": y}, colors=[color],
                                                 line_style="dashed" if dashed else "solid", labels=[record.label],
                                                 display_legend=False, stroke_width=2)
+            if record.config_changes:       # a steered run: where it was changed, in its color
+                changes = ChangeMarks(x, color, label=f"{record.label}: change")
+                changes.show(record.config_changes)
+                marks[(name, "change line")], marks[(name, "change")] = changes.marks
         return marks
 
     def _update_marks(self) -> None:
@@ -186,7 +192,8 @@ class RunComparison(W.VBox):
         shown = [r for r in self.records if self.checkboxes[r.label].value]
         for name, fig in self.figures.items():
             marks = [mark for record in shown for (figure, split), mark in self._marks[record.label].items()
-                     if figure == name and (split in splits or name == "learning_rate")]
+                     if figure == name and (split in splits or name == "learning_rate"
+                                            or split.startswith("change"))]
             if list(fig.marks) != marks:
                 fig.marks = marks
         # One epoch range for every figure, from the longest run shown, on whole-epoch ticks.
@@ -231,7 +238,7 @@ class RunsView(W.VBox):
     """The runs under a folder plus the runs of this session, compared: the panel's "Runs" tab.
 
     ``add_run(run)`` keeps an in-memory run (every Start of a panel); it is shown as it stands and
-    refreshed when it ends. ``refresh()`` re-reads the folder.
+    refreshed when a change is applied to it (steering) and when it ends. ``refresh()`` re-reads the folder.
     """
 
     def __init__(self, folder: Union[str, Path, None] = None, runs: Iterable[Any] = ()):
@@ -303,7 +310,9 @@ class RunsView(W.VBox):
             return
 
         def on_event(event: str, _data: dict[str, Any]) -> None:
-            if event == "train_end":
+            if event == "config_change":        # the steered column and markers follow at once
+                self.refresh()
+            elif event == "train_end":
                 stop = self._unsubscribe.pop(id(run), None)
                 if stop is not None:
                     stop()

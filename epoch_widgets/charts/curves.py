@@ -21,11 +21,12 @@ import numpy as np
 
 import trainer
 
+from .change_marks import ChangeMarks, positions
 from .epoch_axis import epoch_axis, show_epochs
 from .legend import Item, fmt, legend_html
 from .run_labels import RunLabel
 from .series import MAX_POINTS, Series, downsample_indices, lr_preview
-from ..theme import BATCH_OPACITY, BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
+from ..theme import BATCH_OPACITY, BEST_COLOR, CHANGE_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 __all__ = ["Curves", "MAX_POINTS", "GHOST_OPACITY", "downsample_indices", "lr_preview"]
 
@@ -85,10 +86,16 @@ class Curves:
         self.planned_epochs = 1
         self._batch_x: list[float] = []
         self._batch_y: list[float] = []
+        self.changes: list[dict[str, Any]] = []      # the run's config_change data, in order
+        self._change_batches: dict[int, int] = {}   # an epoch's batch count, for a change within it
+        self._change_version = 0
         self._epoch_version = self._batch_version = self._title_version = 0
         self._pushed: dict[str, Any] = {}
 
         sx, self.loss_linear, self.loss_log = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale(), bq.LogScale()
+        mx, lx = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale(min=1.0, max=2.0)
+        # Where the live run's settings were changed, one set of markers per figure.
+        self.change_marks = [ChangeMarks(sx), ChangeMarks(mx), ChangeMarks(lx)]
         sy = self.loss_linear
         self.loss_ghost = _lines(sx, sy, [TRAIN_COLOR, VAL_COLOR], ["previous train", "previous val"],
                                  opacities=[GHOST_OPACITY, GHOST_OPACITY], line_style="dashed")
@@ -97,25 +104,27 @@ class Curves:
         self.batch_line = _lines(sx, sy, [TRAIN_COLOR], ["train (epoch in progress)"], stroke_width=1.5,
                                  opacities=[BATCH_OPACITY])
         self.loss_best = _best_marker(sx, sy)
-        self.loss_figure = _figure("Loss", "loss", [self.loss_ghost, self.batch_line, self.loss_lines,
-                                                    *self.loss_points, self.loss_best], sx, sy)
+        self.loss_figure = _figure("Loss", "loss", [*self.change_marks[0].marks, self.loss_ghost, self.batch_line,
+                                                    self.loss_lines, *self.loss_points, self.loss_best], sx, sy)
 
-        mx, my = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale()
+        my = bq.LinearScale()
         self.metric_ghost = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["previous train", "previous val"],
                                    opacities=[GHOST_OPACITY, GHOST_OPACITY], line_style="dashed")
         self.metric_lines = _lines(mx, my, [TRAIN_COLOR, VAL_COLOR], ["train", "val"], stroke_width=2)
         self.metric_points = (_points(mx, my, TRAIN_COLOR, "train"), _points(mx, my, VAL_COLOR, "val"))
         self.metric_best = _best_marker(mx, my)
-        self.metric_figure = _figure("Accuracy", "accuracy", [self.metric_ghost, self.metric_lines,
-                                                              *self.metric_points, self.metric_best], mx, my)
+        self.metric_figure = _figure("Accuracy", "accuracy", [*self.change_marks[1].marks, self.metric_ghost,
+                                                              self.metric_lines, *self.metric_points, self.metric_best],
+                                     mx, my)
 
-        lx, ly = bq.LinearScale(min=1.0, max=2.0), bq.LinearScale()
+        ly = bq.LinearScale()
         self.lr_ghost = _lines(lx, ly, [LR_COLOR], ["previous"], opacities=[GHOST_OPACITY], line_style="dotted")
         self.lr_preview = _lines(lx, ly, [LR_COLOR], ["schedule"], line_style="dashed", opacities=[0.7])
         self.lr_line = _lines(lx, ly, [LR_COLOR], ["used"], stroke_width=2)
         self.lr_points = _points(lx, ly, LR_COLOR, "learning rate")
         self.lr_figure = _figure("Learning rate", "learning rate",
-                                 [self.lr_ghost, self.lr_preview, self.lr_line, self.lr_points], lx, ly)
+                                 [*self.change_marks[2].marks, self.lr_ghost, self.lr_preview, self.lr_line,
+                                  self.lr_points], lx, ly)
 
         self.loss_legend, self.metric_legend, self.lr_legend = W.HTML(), W.HTML(), W.HTML()
         self.log_toggle = W.ToggleButton(description="Log scale", icon="signal", value=False,
@@ -160,6 +169,8 @@ class Curves:
         self.best_epoch = None
         self.ended_note = ""
         self._batch_x, self._batch_y = [], []
+        self.changes, self._change_batches = [], {}
+        self._change_version += 1
         self._epoch_version += 1
         self._batch_version += 1
         self._title_version += 1
@@ -174,6 +185,21 @@ class Curves:
         if improved:
             self.best_epoch = entry["epoch"]
         self._epoch_version += 1
+
+    def add_change(self, change: dict[str, Any], num_batches: Optional[int] = None) -> None:
+        """A change applied to the run (a ``config_change`` event's data), drawn as a marker;
+        ``num_batches``: the batches of the epoch it applied in, for its exact place."""
+        self.changes.append(dict(change))
+        if num_batches:
+            self._change_batches[int(change.get("epoch") or 1)] = num_batches
+        new_epochs = (change.get("changes") or {}).get("epochs")
+        if isinstance(new_epochs, dict) and isinstance(new_epochs.get("new"), int):
+            self.planned_epochs = new_epochs["new"]      # the axis follows an extended (or shortened) run
+        self._change_version += 1
+
+    def change_positions(self) -> tuple[float, ...]:
+        """Where the run's changes are drawn on the epoch axis."""
+        return tuple(positions(self.changes, self._change_batches))
 
     def begin_epoch(self) -> None:
         self._batch_x, self._batch_y = [], []
@@ -208,7 +234,8 @@ class Curves:
         """The loss on a logarithmic (True) or linear y scale."""
         scale = self.loss_log if log else self.loss_linear
         for mark in self.loss_figure.marks:
-            mark.scales = {**mark.scales, "y": scale}
+            if mark not in self.change_marks[0].marks:      # those keep their own 0..1 scale
+                mark.scales = {**mark.scales, "y": scale}
         self.loss_figure.axes[1].scale = scale
         if self.log_toggle.value != log:
             self.log_toggle.value = log
@@ -264,6 +291,10 @@ class Curves:
             x, y = np.asarray(self._batch_x, dtype=float), np.asarray(self._batch_y, dtype=float)
             idx = downsample_indices(len(x), [y], self.max_points)
             _set(self.batch_line, x=x[idx], y=y[idx])
+        if self._pushed.get("changes") != self._change_version:
+            self._pushed["changes"] = self._change_version
+            for marks in self.change_marks:
+                marks.show(self.changes, self._change_batches)
         if self._pushed.get("title") != self._title_version:
             self._pushed["title"] = self._title_version
             self._render_titles()
@@ -336,6 +367,11 @@ class Curves:
             for items in (loss, metric):
                 items.append(Item(f"best epoch {self.best_epoch}", BEST_COLOR, "diamond",
                                   title="the epoch with the lowest val_loss so far"))
+        if self.changes:
+            steered = Item(f"changed {len(self.changes)}\u00d7", CHANGE_COLOR, "dashed",
+                           title="dotted lines: where settings of the live run were changed (hover a triangle)")
+            for items in (loss, metric):
+                items.append(steered)
         used = s.last("lr")
         lr = [Item("schedule", LR_COLOR, "dashed", 0.7, title="the rates the schedule plans before training"),
               Item("used", LR_COLOR, "line", 1.0, fmt(used) if used is not None else "")]

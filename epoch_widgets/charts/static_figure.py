@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence
 import numpy as np
 
 from .series import Series
-from ..theme import BEST_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
+from ..theme import BEST_COLOR, CHANGE_COLOR, GHOST_OPACITY, LR_COLOR, TRAIN_COLOR, VAL_COLOR
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -49,6 +49,7 @@ class FigureData:
     preview_x: np.ndarray
     preview_y: np.ndarray
     title_note: str = ""
+    changes: tuple[float, ...] = ()      # where the live run's settings were changed (epoch axis)
 
     @property
     def classification(self) -> bool:
@@ -101,6 +102,8 @@ def draw(data: FigureData, dpi: int = 96) -> "Figure":
     ax_lr.set_title("Learning rate", fontsize=11)
     ax_lr.set_ylabel("learning rate")
     for ax in (ax_loss, ax_metric, ax_lr):
+        for x in data.changes:
+            entries.setdefault("settings changed", ax.axvline(x, color=CHANGE_COLOR, ls=":", lw=1.2))
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.grid(True, axis="y", alpha=0.3)

@@ -277,9 +277,10 @@ class ConfigControls:
             self._notes["feature_columns"] = (f"{target!r} is the target now, so it is no longer a feature",
                                               "warning")
 
-    def set_enabled(self, enabled: bool) -> None:
+    def set_enabled(self, enabled: bool, unlocked: frozenset[str] = frozenset()) -> None:
+        """All controls on or off; ``unlocked`` stay on either way (a live run's changeable ones)."""
         for name, widget in self.inputs.items():
-            disabled = not enabled or name in self._locked
+            disabled = (not enabled and name not in unlocked) or name in self._locked
             if name not in self._fixed and widget.disabled != disabled:
                 widget.disabled = disabled
 

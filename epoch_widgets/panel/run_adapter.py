@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from trainer import RunFollower, RunState, Trainer, TrainingState
+from trainer import ConfigError, RunFollower, RunState, Trainer, TrainingState
 
 from ..charts.run_labels import difference_labels
 from .metrics_table import final_html, table_html
@@ -70,6 +70,8 @@ class RunAdapter:
         state, panel = self.follower.state, self._panel
         for entry in state.history:
             panel.curves.add_epoch(entry, entry["epoch"] == state.best_epoch)
+        for change in state.config_changes:       # a resumed run's changes so far
+            panel.curves.add_change(change)
         with panel.hold_trait_notifications():
             panel.state = state.state.value
             panel.current_epoch = state.current_epoch        # > 0 for a run resumed from a checkpoint
@@ -78,6 +80,7 @@ class RunAdapter:
             panel.history = list(state.history)
             panel.latest_metrics, panel.best_metrics = state.latest_metrics, state.best_metrics
             panel.reason = panel.error = ""
+            panel.config_changes = list(state.config_changes)
 
     def unfollow(self) -> None:
         if self.follower is not None:
@@ -105,6 +108,8 @@ class RunAdapter:
                 panel.best_metrics = state.best_metrics
                 panel.current_epoch = state.current_epoch
             panel.refresh()
+        elif event == "config_change":
+            self._changed(data, state)
         elif event == "state_change":
             with panel.hold_trait_notifications():
                 panel.state = state.state.value
@@ -118,6 +123,22 @@ class RunAdapter:
                 panel.error = state.error or ""
                 panel.state = state.state.value
             self._ended(run)
+
+    def _changed(self, change: dict[str, Any], state: RunState) -> None:
+        """A change applied to the run (from the panel, code or a replay): its marker, the traits,
+        and the controls showing the run's settings as they are now."""
+        panel = self._panel
+        panel.curves.add_change(change, state.num_batches or None)
+        for name, values in change["changes"].items():
+            try:
+                panel.controls.set_value(name, values["new"])
+            except ConfigError:
+                pass        # a value the control cannot show; the run has it all the same
+        with panel.hold_trait_notifications():
+            panel.config_changes = list(state.config_changes)
+            panel.total_epochs = state.total_epochs
+        panel.sync_controls()
+        panel.refresh(urgent=True)
 
     def _ended(self, run: Trainer) -> None:
         """The run's last event: its end note, final metrics, observer errors, evaluation, snapshot."""

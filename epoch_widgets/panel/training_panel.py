@@ -40,6 +40,7 @@ from .progress import ProgressView
 from .redraw import Redraw
 from .run_adapter import RunAdapter
 from .run_buttons import RunButtons
+from .steer import Steering
 from ..charts.snapshot import Snapshot as StaticSnapshot
 from .sweep_tab import SweepTab
 from .views import PanelViews
@@ -77,6 +78,7 @@ class TrainingPanel(W.VBox):
     valid = Bool(False, help="Whether the controls hold a config that can start.")
     errors = Dict(help="Problems with the controls, by field (the detailed messages).")
     run = Instance(Trainer, allow_none=True, help="The current (or last) run.")
+    config_changes = List(help="Every change applied to the run while it trained (config_change data), in order.")
 
     def __init__(self, data: Optional[pd.DataFrame] = None, *, update_interval: float = UPDATE_INTERVAL,
                  max_points: int = MAX_POINTS, executor: str = "local", **config: Any):
@@ -105,6 +107,7 @@ class TrainingPanel(W.VBox):
 
         self.controls = ConfigControls(list(data.columns) if data is not None else [], self._controls_changed)
         self.buttons = RunButtons()
+        self.steer = Steering(self)
         self.start_button, self.find_lr_button, self.pause_button, self.stop_button, self.resume_button = \
             self.buttons.all
         self.notices = Notices()
@@ -128,7 +131,7 @@ class TrainingPanel(W.VBox):
         self.stop_button.on_click(lambda _b: ui(self.actions.stop_now))
         self.resume_button.on_click(lambda _b: ui(lambda: self.actions.resume_from_now(None, {})))
         row = W.Layout(width="100%", flex_flow="row wrap", align_items="center")
-        buttons = W.HBox([*self.buttons.all, W.Box([self.progress.status], layout=W.Layout(margin="0 0 0 12px"))],
+        buttons = W.HBox([*self.buttons.all, self.steer.button, W.Box([self.progress.status], layout=W.Layout(margin="0 0 0 12px"))],
                          layout=row)
         tools = W.HBox([*self.curves.tools, W.Box(layout=W.Layout(flex="1 1 auto")), *self.exports.widgets],
                        layout=row)
@@ -210,6 +213,17 @@ class TrainingPanel(W.VBox):
         """Continue a paused run where it paused."""
         self.actions.programmatic(self.actions.resume_now)
 
+    def apply_changes(self, **values: Any) -> Optional["asyncio.Task[Optional[dict[str, Any]]]"]:
+        """Put ``values`` into their controls (none: use the controls as they are) and apply every
+        unlocked control that differs from the live run's settings, like the Apply-changes button.
+        Returns the task whose result is the applied change (``config_change`` data); ConfigError
+        or StateError when nothing can be applied, and the panel shows why."""
+        def apply() -> Any:
+            for name, value in values.items():
+                self.controls.set_value(name, value)
+            return self.steer.apply_now()
+        return self.actions.programmatic(apply)
+
     def stop(self) -> None:
         """Stop the run after the batch in progress (finished epochs and artifacts are kept), or
         the learning-rate search."""
@@ -287,7 +301,8 @@ class TrainingPanel(W.VBox):
         """A copy of what the curves show, for drawing elsewhere."""
         c = self.curves
         return static_figure.FigureData(c.series, c.previous, c.previous_label.short, c.best_epoch,
-                                        c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note)
+                                        c.lr_preview.x.copy(), c.lr_preview.y.copy(), c.ended_note,
+                                        c.change_positions())
 
     def _export_path(self, suffix: str) -> Path:
         name = self.run.config.name if self.run is not None else self.controls["name"].value
@@ -350,7 +365,10 @@ class TrainingPanel(W.VBox):
         self.buttons.sync(running=running, searching=searching, preparing=self.actions.preparing,
                           paused=running and self.run is not None and self.run.pause_requested, valid=self.valid,
                           can_resume=has_checkpoints(self.controls["output_path"].value.strip()))
-        self.controls.set_enabled(not active)
+        live = running and not self.actions.preparing and self.run is not None
+        paused = live and self.run is not None and self.run.pause_requested
+        self.controls.set_enabled(not active, frozenset(self.steer.unlocked(paused)) if live else frozenset())
+        self.steer.sync(live, paused)
         self.exports.sync(bool(self.history))
         self.notices.set_problems({} if active else self._validation.errors, self.controls.hidden_fields())
 

@@ -99,6 +99,13 @@ class FollowsRun:
             self.publish({"type": "progress", "task_id": self.task_id, "progress": self.progress_snapshot(),
                           "improved": bool(data.get("improved"))})
             self.save(now=False)
+        elif event == "config_change":
+            # The task's config is the run's as it trains now: a resume from a checkpoint (which
+            # holds the changed config) sends it back unchanged.
+            self.config = {**self.config, **{k: v["new"] for k, v in data["changes"].items()}}
+            self.publish({"type": "config_change", "task_id": self.task_id, "change": dict(data),
+                          "progress": self.progress_snapshot()})
+            self.save()
         elif event == "state_change":
             self._run_state_changed(data["new"], data.get("reason"), data.get("error"))
         elif event == "train_end":

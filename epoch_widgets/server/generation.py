@@ -82,16 +82,17 @@ class WorkerGeneration:
             return False
 
     # ------------------------------------------------------------------ commands
-    def request(self, action: str) -> "asyncio.Future[dict[str, Any]]":
-        """Send pause/resume/stop now (without awaiting: the caller may hold the task's lock) and
-        return the future of the worker's reply, which fails with WorkerGone when the worker ends
-        first. Raises WorkerGone when the worker can no longer be written to."""
+    def request(self, action: str, **fields: Any) -> "asyncio.Future[dict[str, Any]]":
+        """Send pause/resume/stop/update (``fields``: the command's own, e.g. update's ``changes``)
+        now (without awaiting: the caller may hold the task's lock) and return the future of the
+        worker's reply, which fails with WorkerGone when the worker ends first. Raises WorkerGone
+        when the worker can no longer be written to."""
         self._seq += 1
         seq = self._seq
         reply: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._replies[seq] = reply
         reply.add_done_callback(lambda _: self._replies.pop(seq, None))
-        if not self.process.send(protocol.command(action, seq)):
+        if not self.process.send({**protocol.command(action, seq), **fields}):
             reply.cancel()
             raise WorkerGone()
         return reply

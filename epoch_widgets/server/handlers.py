@@ -20,6 +20,7 @@ from .openapi import openapi_document
 from .sweep_handlers import sweep_handlers
 from .registry import TaskRegistry
 from .sse import StreamHandler, TasksStreamHandler
+from .steering import update
 from .urls import API_PREFIX
 
 class StartHandler(TrainingHandler):
@@ -45,7 +46,8 @@ class HistoryHandler(TrainingHandler):
     @authorized
     def get(self, task_id: str) -> None:
         task = self.registry.get(task_id)
-        self.reply({"task_id": task_id, "history": task.history})
+        self.reply({"task_id": task_id, "history": task.history,
+                    "config_changes": task.progress["config_changes"]})
 
 
 class ControlHandler(TrainingHandler):
@@ -77,6 +79,20 @@ class ControlHandler(TrainingHandler):
             message = f"{self.action.capitalize()} requested; the run is {state}"
         self.reply({"task_id": task_id, "message": message, "training_state": task.state,
                     "progress": task.progress_snapshot()})
+
+
+class UpdateHandler(TrainingHandler):
+    """POST update/{id}: change settings of a running or paused task (the body: the fields)."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def post(self, task_id: str) -> None:
+        task = self.registry.get(task_id)
+        body = await self.json_body()
+        change = await update(task, body, self.registry.settings.command_timeout)
+        fields = ", ".join(change["changes"]) or "nothing (every value was already the run's)"
+        self.reply({"task_id": task_id, "message": f"Changed {fields} in epoch {change['epoch']}",
+                    "change": change, "training_state": task.state, "progress": task.progress_snapshot()})
 
 
 class TasksHandler(TrainingHandler):
@@ -128,6 +144,7 @@ def handlers(registry: TaskRegistry, sweeps: Any = None) -> list[tuple[str, type
         (f"/{API_PREFIX}/pause/{TASK_ID}", ControlHandler, {**kw, "action": "pause"}),
         (f"/{API_PREFIX}/resume/{TASK_ID}", ControlHandler, {**kw, "action": "resume"}),
         (f"/{API_PREFIX}/stop/{TASK_ID}", ControlHandler, {**kw, "action": "stop"}),
+        (f"/{API_PREFIX}/update/{TASK_ID}", UpdateHandler, kw),
         (f"/{API_PREFIX}/tasks", TasksHandler, kw),
         (f"/{API_PREFIX}/tasks/{TASK_ID}", TaskHandler, kw),
         (f"/{API_PREFIX}/evaluation/{TASK_ID}", EvaluationHandler, kw),

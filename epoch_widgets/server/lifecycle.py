@@ -96,8 +96,8 @@ class Lifecycle:
         return self.phase
 
     def refusal(self, action: str, task_id: str) -> Optional[str]:
-        """Why ``action`` (pause, resume, stop, relaunch, delete) is not possible now, with what to
-        do instead; None when it is."""
+        """Why ``action`` (pause, resume, stop, update, relaunch, delete) is not possible now, with
+        what to do instead; None when it is."""
         phase, state = self.phase, self.training_state
         ended = f"cannot {action}: the task has already ended ({state})"
         busy = {STARTING: "its worker is starting", RELAUNCHING: "it is resuming from its checkpoint",
@@ -117,6 +117,8 @@ class Lifecycle:
             if phase == RUNNING:
                 return f"cannot resume: the run is not paused ({state})"
             return None if phase == PAUSED else ended
+        if action == "update":    # a change to the live run's settings, running or paused
+            return None if phase in (RUNNING, PAUSED) else ended
         if action == "stop":      # stopping a task that resumes from its checkpoint cancels that resume
             return None if phase in (RUNNING, PAUSED, STOPPING, RELAUNCHING) else ended
         if action == "relaunch":

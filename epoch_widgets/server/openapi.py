@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import copy
 from functools import lru_cache
-from typing import Any
+from typing import Any, Optional
 
 from trainer import TrainingConfig, __version__
 from trainer.config_values import MAX_PATH
+from trainer.steering import CHANGEABLE
 
 from .feed import CHANGES, SPARK_POINTS
 from .jsonio import MAX_BODY_BYTES
@@ -78,6 +79,39 @@ def start_request_schema() -> dict[str, Any]:
     return schema
 
 
+def update_request_schema() -> dict[str, Any]:
+    """The update body: any of the fields a live run accepts (``trainer.steering.CHANGEABLE``),
+    each with its schema as at start."""
+    fields = config_schema()["properties"]
+    props = {}
+    for name, changeable in CHANGEABLE.items():
+        prop = {k: v for k, v in fields[name].items() if k != "default"}
+        when = changeable.takes_effect + ("" if changeable.while_running else "; only while the task is paused")
+        props[name] = {**prop, "description": f"{prop.get('description', '')} Takes effect {when}.".strip()}
+    return {"title": "UpdateRequest", "type": "object", "properties": props, "additionalProperties": False,
+            "minProperties": 1, "description": (
+                "The settings to change in the live run, checked with the same schema as at start; any other field "
+                "is refused with 400 naming it and the fields that can change.")}
+
+
+def _change_schemas() -> dict[str, Any]:
+    change = _obj({
+        "changes": {"type": "object", "additionalProperties": _ref("FieldChange"),
+                    "description": "each changed field's value before and after"},
+        "epoch": {"type": "integer", "minimum": 1, "description": "the 1-based epoch the change applies in"},
+        "batch": {**NON_NEGATIVE, "description": "batches of that epoch already trained when it applied"},
+        "step": {**NON_NEGATIVE, "description": "the run's global batch step when it applied"},
+        "time": {"type": "number", "description": "when it applied, Unix seconds"},
+    }, ("changes", "epoch", "batch", "step", "time"), description=(
+        "One change applied to a live run between two batches (the run's config_change event)."))
+    return {"FieldChange": _obj({"old": {}, "new": {}}, ("old", "new")), "ConfigChange": change,
+            "UpdateRequest": update_request_schema()}
+
+
+CONFIG_CHANGES: dict[str, Any] = {"type": "array", "items": _ref("ConfigChange"), "description": (
+    "every change applied to the live run (POST update), in order")}
+
+
 def _schemas() -> dict[str, Any]:
     metrics = {"type": "object", "properties": {"epoch": {"type": "integer"}},
                "additionalProperties": NUMBER_OR_NULL,
@@ -93,7 +127,7 @@ def _schemas() -> dict[str, Any]:
         "training_state": _ref("TrainingState"),
         "latest_metrics": _ref("Metrics"), "best_metrics": _ref("BestMetrics"), "current_batch": NON_NEGATIVE,
         "total_batches": NON_NEGATIVE, "reason": STRING_OR_NULL, "error": STRING_OR_NULL,
-        "logger_errors": LOGGER_ERRORS,
+        "logger_errors": LOGGER_ERRORS, "config_changes": CONFIG_CHANGES,
     }, ("current_epoch", "total_epochs", "training_state", "latest_metrics", "best_metrics"))
     summary = _obj({
         "task_id": {"type": "string"}, "name": STRING_OR_NULL, "training_state": _ref("TrainingState"),
@@ -133,6 +167,8 @@ def _schemas() -> dict[str, Any]:
                               ("type", "task_id", "training_state", "best_metrics")),
         "ErrorEvent": _obj({"type": {"const": "error"}, **common, "training_state": state, "message": STRING_OR_NULL},
                            ("type", "task_id", "training_state")),
+        "ConfigChangeEvent": _obj({"type": {"const": "config_change"}, **common, "change": _ref("ConfigChange")},
+                                  ("type", "task_id", "change", "progress")),
     }
     stream_event = {"description": "The JSON in one event's data line.", "oneOf": [_ref(name) for name in events]}
     live = copy.deepcopy(summary)
@@ -156,7 +192,7 @@ def _schemas() -> dict[str, Any]:
     tasks_stream_event = {"description": "The JSON in one event's data line of stream-tasks.",
                           "oneOf": [_ref(name) for name in tasks_events]}
     return {
-        "TrainingState": training_state, "BestMetrics": best, **events, "StreamEvent": stream_event,
+        "TrainingState": training_state, "BestMetrics": best, **events, **_change_schemas(), "StreamEvent": stream_event,
         "TaskLive": live, **tasks_events, "TasksStreamEvent": tasks_stream_event,
         "LoggerError": _obj({"logger": {"type": "string"}, "message": {"type": "string"}}, ("logger", "message")),
         "FieldError": _obj({"field": {"type": "string"}, "value": {}, "message": {"type": "string"}}, ("field", "message")),
@@ -169,8 +205,11 @@ def _schemas() -> dict[str, Any]:
                                                   "description": "the model's parameter count"}},
                                   ("task_id", "message", "config")),
         "ProgressResponse": _success({"task_id": {"type": "string"}, "progress": _ref("Progress")}, ("task_id", "progress")),
-        "HistoryResponse": _success({"task_id": {"type": "string"}, "history": {"type": "array", "items": _ref("Metrics")}},
-                                    ("task_id", "history")),
+        "HistoryResponse": _success({"task_id": {"type": "string"}, "history": {"type": "array", "items": _ref("Metrics")},
+                                     "config_changes": CONFIG_CHANGES}, ("task_id", "history")),
+        "UpdateResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
+                                    "change": _ref("ConfigChange"), "training_state": _ref("TrainingState"),
+                                    "progress": _ref("Progress")}, ("task_id", "message", "change", "progress")),
         "ControlResponse": _success({"task_id": {"type": "string"}, "message": {"type": "string"},
                                      "training_state": _ref("TrainingState"),
                                      "progress": _ref("Progress")}, ("task_id", "message", "training_state", "progress")),
@@ -199,13 +238,13 @@ ERRORS = {
 
 
 def _operation(summary: str, ok: str, codes: tuple[int, ...], description: str = "",
-               body: bool = False) -> dict[str, Any]:
+               body: Optional[str] = None) -> dict[str, Any]:
     responses: dict[str, Any] = {"200": {"description": "success", "content": {"application/json": {"schema": _ref(ok)}}}}
     for code in sorted((401, 403, *codes)):
         responses[str(code)] = {"description": ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
     op: dict[str, Any] = {"summary": summary, "description": description or summary, "responses": responses}
     if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref("StartRequest")}}}
+        op["requestBody"] = {"required": True, "content": {"application/json": {"schema": _ref(body)}}}
     return op
 
 
@@ -236,14 +275,14 @@ def _document(server_url: str) -> dict[str, Any]:
             "Validate a config against its data and start a task", "StartResponse", (400, 409, 413, 429, 500, 503, 504),
             "Answers once the worker has loaded the data and built the model. 409 when a running task writes "
             "to output_path, or when output_path holds another run's checkpoints and `overwrite` is not true "
-            "(the message names that task and the ways out).", body=True)},
+            "(the message names that task and the ways out).", body="StartRequest")},
         "/progress/{task_id}": task_path(get=_operation("A task's progress", "ProgressResponse", (404,))),
         "/history/{task_id}": task_path(get=_operation("A task's per-epoch history", "HistoryResponse", (404,))),
         "/stream-progress/{task_id}": task_path(get=_stream_operation(
             "Server-Sent Events of a task", "StreamEvent", (404,),
             "A `text/event-stream`: `data: <json>` lines, each a StreamEvent: the current progress first, then "
-            "`progress` per epoch, `state` per state change, and finally `complete` (final state, best metrics) "
-            "or `error`.")),
+            "`progress` per epoch, `state` per state change, `config_change` per change applied (POST update), "
+            "and finally `complete` (final state, best metrics) or `error`.")),
         "/stream-tasks": {"get": _stream_operation(
             "Server-Sent Events of every task's summary", "TasksStreamEvent", (), (
                 "A `text/event-stream` that stays open: `data: <json>` lines, each a TasksStreamEvent: first a "
@@ -261,6 +300,13 @@ def _document(server_url: str) -> dict[str, Any]:
             "Stop within one batch (artifacts are written)", "ControlResponse", CONTROL,
             "A worker that has not ended stop_timeout seconds after the request is killed. A task resuming "
             "from its checkpoint is stopped at once (its new worker is ended).")),
+        "/update/{task_id}": task_path(post=_operation(
+            "Change settings of a running or paused task", "UpdateResponse", (400, 404, 409, 413, 504),
+            "The body names the fields to change (UpdateRequest). The run applies them between two batches (at "
+            "once while paused) and answers with the applied change, which is also recorded in the task's "
+            "progress and history (`config_changes`), sent to stream clients as a `config_change` event and "
+            "saved in its checkpoints. 400 names a field that cannot change (listing those that can) or a bad "
+            "value, and changes nothing; 409 when the task is not running or paused.", body="UpdateRequest")),
         "/tasks": {"get": {**_operation("Every task of this server, oldest first", "TasksResponse", (400,)),
                            "parameters": [
                                {"name": "state", "in": "query", "required": False, "schema": {"type": "string"},

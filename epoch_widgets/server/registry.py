@@ -21,6 +21,7 @@ from .ids import TaskIdAllocator
 from .paths import PathRedactor, check_data_files, resolve_data_path, resolve_output_path, shown_output_dir
 from .store import TaskStore
 from .settings import Settings
+from .steering import settings_at_checkpoint
 from .tasks import Task
 
 log = logging.getLogger("epoch_widgets.server")
@@ -317,6 +318,7 @@ class TaskRegistry:
                 gen, reply = task.request("resume")
             else:
                 self._check_relaunch(task)
+                task.config = {**task.config, **settings_at_checkpoint(task)}
                 token = task.begin_relaunch()
         if in_worker:
             return task, await task.answer("resume", gen, reply), None

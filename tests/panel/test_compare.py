@@ -171,3 +171,23 @@ def test_the_widget_builds_from_saved_files_in_a_fresh_process(models):
     assert "'a'" in labels and "'b'" in labels and "'c'" in labels
     assert "'loss': " in marks and "'learning_rate': " in marks
     assert torch_loaded == "False"
+
+
+def test_a_run_steered_while_it_trained_shows_its_changes_from_its_saved_files(tmp_path, clf_df):
+    run = Trainer(config(tmp_path / "steered", epochs=3), clf_df)
+
+    def on_event(event, data):
+        if event == "epoch_end" and data["metrics"]["epoch"] == 2:
+            run.update(learning_rate=0.001)     # on the run's own loop: applied at the next batch boundary
+
+    run.add_callback(on_event)
+    run.fit()
+    widget = compare_runs(tmp_path / "steered")
+    try:
+        table = widget.table_frame
+        # Applied after epoch 2's last batch (its 30th), before epoch 3 began.
+        assert table.loc["steered", "steered"] == "epoch 2, batch 30: learning_rate 0.005 \u2192 0.001"
+        marks = [m for m in widget.figures["learning_rate"].marks if isinstance(m, bq.Scatter)]
+        assert len(marks) == 1 and 1.0 < marks[0].x[0] <= 2.0       # within epoch 2 on the epoch axis
+    finally:
+        widget.close()

@@ -272,9 +272,12 @@ def test_log_scale_and_zoom_toggle_and_reset() -> None:
     curves.render()
     curves.log_toggle.value = True
     assert isinstance(curves.loss_figure.axes[1].scale, bqplot.LogScale)
-    assert all(m.scales["y"] is curves.loss_log for m in curves.loss_figure.marks)
+    # The config-change markers keep their own 0..1 scale: they span the figure on any scale.
+    curves_marks = [m for m in curves.loss_figure.marks if m not in curves.change_marks[0].marks]
+    assert all(m.scales["y"] is curves.loss_log for m in curves_marks)
+    assert all(m.scales["y"] is curves.change_marks[0].scale for m in curves.change_marks[0].marks)
     curves.log_toggle.value = False
-    assert all(m.scales["y"] is curves.loss_linear for m in curves.loss_figure.marks)
+    assert all(m.scales["y"] is curves.loss_linear for m in curves_marks)
     curves.zoom_toggle.value = True
     assert all(isinstance(f.interaction, bqplot.interacts.PanZoom) for f in curves.figures)
     assert all(not f.display_toolbar for f in curves.figures)     # no hover toolbar over the title

@@ -113,7 +113,8 @@ def test_pause_resume_and_stop_through_the_buttons(clf_df: pd.DataFrame) -> None
         await asyncio.sleep(0.3)
         assert (panel.current_epoch, panel.run.batch, batches[0], len(panel.curves.loss_lines.x)) == frozen
         assert not panel.run._task.done()
-        assert "paused" in panel.progress.status.value and panel.controls["epochs"].disabled
+        assert "paused" in panel.progress.status.value and panel.controls["model_type"].disabled
+        assert not panel.controls["epochs"].disabled        # a live run's epochs can change (Apply changes)
 
         panel.pause_button.click()                          # Resume
         assert panel.pause_button.description == "Pause"

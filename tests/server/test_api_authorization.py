@@ -50,8 +50,9 @@ async def test_a_read_only_user_can_watch_tasks_but_not_start_or_control_them(ap
     assert set(authorizer.asked) == {("read", "epoch_training")}
     # ... every change is refused with 403, saying who refused ...
     for method, parts in (("POST", ("start",)), ("POST", ("pause", task_id)), ("POST", ("resume", task_id)),
-                          ("POST", ("stop", task_id)), ("DELETE", ("tasks", task_id))):
-        status, body = await api.call(method, *parts, body=make_config() if parts == ("start",) else None)
+                          ("POST", ("stop", task_id)), ("POST", ("update", task_id)), ("DELETE", ("tasks", task_id))):
+        body = make_config() if parts == ("start",) else {"learning_rate": 0.5} if parts[0] == "update" else None
+        status, body = await api.call(method, *parts, body=body)
         assert status == 403, (method, parts, body)
         assert body["success"] is False and "Authorizer" in body["message"] and "write" in body["message"], body
         assert "token" not in body["message"], body        # the token was fine: no hint to send one
@@ -60,6 +61,7 @@ async def test_a_read_only_user_can_watch_tasks_but_not_start_or_control_them(ap
     assert [t["task_id"] for t in body["tasks"]] == [task_id]
     progress = await api.progress(task_id)
     assert progress["training_state"] == "paused" and progress["current_epoch"] == paused["current_epoch"]
+    assert progress["config_changes"] == []
 
     authorizer.read_only = False     # let the test end the run
     status, body = await api.call("POST", "stop", task_id)

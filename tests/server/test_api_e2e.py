@@ -78,7 +78,7 @@ def test_a_client_flow_with_pause_resume_and_a_server_restart(workdir):
 
         url = f"{base_url}/api/v1/epoch-training/stream-progress/{task_id}"
         client = sseclient.SSEClient(requests.get(url, stream=True, headers=headers))
-        seen, states, paused = [], [], False
+        seen, states, paused, changes = [], [], False, []
         for event in client.events():
             data = json.loads(event.data)
             if data["type"] == "progress":
@@ -95,19 +95,29 @@ def test_a_client_flow_with_pause_resume_and_a_server_restart(workdir):
                     again = requests.get(f"{base_url}/api/v1/epoch-training/progress/{task_id}", headers=headers).json()
                     assert held["progress"]["training_state"] == again["progress"]["training_state"] == "paused"
                     assert again["progress"]["current_epoch"] == held["progress"]["current_epoch"]
+                    # Steer it while paused: a lower rate and two more epochs (docs/api.md's example).
+                    r = requests.post(f"{base_url}/api/v1/epoch-training/update/{task_id}", headers=headers,
+                                      json={"learning_rate": 0.0005, "epochs": 10})
+                    assert r.status_code == 200 and r.json()["training_state"] == "paused", r.text
+                    assert r.json()["change"]["changes"]["epochs"] == {"old": 8, "new": 10}
                     r = requests.post(f"{base_url}/api/v1/epoch-training/resume/{task_id}", headers=headers)
                     assert r.status_code == 200 and r.json()["training_state"] == "running", r.text
             elif data["type"] == "state":
                 states.append(data["new"])
+            elif data["type"] == "config_change":
+                changes.append(data["change"])
             elif data["type"] == "complete":
                 print("Training complete:", data["best_metrics"])
                 break
         assert data["type"] == "complete" and data["training_state"] == "completed"
-        assert seen == list(range(seen[0], 9))
+        assert seen == list(range(seen[0], 11))
         assert "paused" in states and states[-1] == "completed"
 
-        history = requests.get(f"{base_url}/api/v1/epoch-training/history/{task_id}", headers=headers).json()["history"]
-        assert [h["epoch"] for h in history] == list(range(1, 9))
+        answer = requests.get(f"{base_url}/api/v1/epoch-training/history/{task_id}", headers=headers).json()
+        history = answer["history"]
+        assert [h["epoch"] for h in history] == list(range(1, 11))
+        assert answer["config_changes"] == changes and len(changes) == 1
+        assert history[-1]["learning_rate"] < 0.001
         assert (workdir["root"] / "models" / "deep_learning_model" / "metadata.json").exists()
 
         # A long task, then the server dies (SIGKILL): its worker notices and ends too.
@@ -133,9 +143,9 @@ def test_a_client_flow_with_pause_resume_and_a_server_restart(workdir):
     try:
         headers = {"Authorization": f"token {server.token}"}
         done = requests.get(f"{server.url}/api/v1/epoch-training/progress/{task_id}", headers=headers).json()
-        assert done["progress"]["training_state"] == "completed" and done["progress"]["current_epoch"] == 8
+        assert done["progress"]["training_state"] == "completed" and done["progress"]["current_epoch"] == 10
         again = requests.get(f"{server.url}/api/v1/epoch-training/history/{task_id}", headers=headers).json()
-        assert again["history"] == history
+        assert again["history"] == history and again["config_changes"] == changes
         lost = requests.get(f"{server.url}/api/v1/epoch-training/progress/{long_id}", headers=headers).json()
         assert lost["progress"]["training_state"] == "interrupted" and "start it again" in lost["progress"]["error"]
         events = [json.loads(e.data) for e in sseclient.SSEClient(requests.get(

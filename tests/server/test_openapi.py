@@ -50,7 +50,7 @@ def test_the_event_stream_is_described_as_text_with_its_event_schema_beside():
     assert media["schema"] == {"type": "string"}          # a client reads text, not one JSON document
     assert media["x-event-schema"] == {"$ref": "#/components/schemas/StreamEvent"}
     assert {m["$ref"].rsplit("/", 1)[1] for m in doc["components"]["schemas"]["StreamEvent"]["oneOf"]} == {
-        "ProgressEvent", "StateEvent", "CompleteEvent", "ErrorEvent"}
+        "ProgressEvent", "StateEvent", "CompleteEvent", "ErrorEvent", "ConfigChangeEvent"}
     # Every $ref points at a component that exists.
     import json
     refs = {r.split('"')[0] for r in json.dumps(doc).split('"$ref": "#/components/schemas/')[1:]}
