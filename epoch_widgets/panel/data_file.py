@@ -10,7 +10,7 @@ run streams the file itself.
 from __future__ import annotations
 
 from html import escape
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import ipywidgets as W
 import pandas as pd
@@ -90,6 +90,12 @@ class DataFile:
     def run_data(self) -> Union[pd.DataFrame, str, None]:
         """What a run is built from: the DataFrame, or the path for a run that streams it."""
         return self.data if self.data is not None else (self.path if self.info is not None else None)
+
+    def load_from(self, controls: Any) -> bool:
+        """:meth:`load` with the controls' data_path, streaming and memory_budget_mb."""
+        budget = controls["memory_budget_mb"].value
+        return self.load(controls["data_path"].value, controls["streaming"].value,
+                         budget if isinstance(budget, int) and budget > 0 else 1024)
 
     def load(self, text: str, streaming: object = "auto", budget_mb: int = 1024) -> bool:
         """Describe the table at ``text`` (once per path) and read it whole when the run will hold

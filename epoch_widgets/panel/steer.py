@@ -93,6 +93,12 @@ class Steering:
                 and values[n] != getattr(run.config, n)}
 
     # ------------------------------------------------------------------ applying (loop thread)
+    def apply_values(self, values: dict[str, Any]) -> "asyncio.Task[Optional[dict[str, Any]]]":
+        """Put ``values`` into their controls, then :meth:`apply_now`."""
+        for name, value in values.items():
+            self.panel.controls.set_value(name, value)
+        return self.apply_now()
+
     def apply_now(self) -> "asyncio.Task[Optional[dict[str, Any]]]":
         """Send the pending changes to the run; the task returns the applied change (the
         ``config_change`` data), or raises why it was refused (shown in the panel too)."""

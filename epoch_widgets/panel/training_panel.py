@@ -1,12 +1,8 @@
 """``TrainingPanel``: config controls, Start/Pause/Stop, progress, live curves and the numbers to
-read, in one widget.
-
-The panel composes parts with one job each: ``controls`` (the config form), ``actions`` (what
-the buttons do, on which thread), ``lr_search`` (Find LR), ``overwrite`` (the choice offered when
-output_path holds another run), ``adapter`` (a run's events into panel updates), ``progress``,
-``curves``, ``table``, ``notices``, ``exports``, ``tabs`` (the views below the curves: Epochs,
-Model summary, Evaluation, LR finder, Runs), ``snapshot`` (the static copy kept in the notebook)
-and ``redraw`` (what a refresh shows, throttled by time).
+read, in one widget, composed of parts with one job each: ``controls``, ``actions`` (what the buttons
+do, on which thread), ``steer`` (Apply changes to a live run), ``lr_search``, ``overwrite``, ``adapter``
+(a run's events into panel updates), ``progress``, ``curves``, ``table``, ``notices``, ``exports``,
+``tabs`` (Epochs, Model summary, Evaluation, LR finder, Runs, Sweep), ``snapshot`` and ``redraw``.
 """
 from __future__ import annotations
 
@@ -214,15 +210,9 @@ class TrainingPanel(W.VBox):
         self.actions.programmatic(self.actions.resume_now)
 
     def apply_changes(self, **values: Any) -> Optional["asyncio.Task[Optional[dict[str, Any]]]"]:
-        """Put ``values`` into their controls (none: use the controls as they are) and apply every
-        unlocked control that differs from the live run's settings, like the Apply-changes button.
-        Returns the task whose result is the applied change (``config_change`` data); ConfigError
-        or StateError when nothing can be applied, and the panel shows why."""
-        def apply() -> Any:
-            for name, value in values.items():
-                self.controls.set_value(name, value)
-            return self.steer.apply_now()
-        return self.actions.programmatic(apply)
+        """Set ``values`` in their controls, then apply every unlocked control that differs from the live
+        run's settings, like Apply changes; the task returns the applied ``config_change`` data."""
+        return self.actions.programmatic(lambda: self.steer.apply_values(values))
 
     def stop(self) -> None:
         """Stop the run after the batch in progress (finished epochs and artifacts are kept), or
@@ -231,12 +221,9 @@ class TrainingPanel(W.VBox):
 
     def resume_from(self, output_path: Optional[str] = None, **changes: Any) -> Optional["asyncio.Task[None]"]:
         """Continue the run checkpointed in ``output_path`` (default: the output_path control), like
-        the Resume-from-checkpoint button; the controls then show that run's config.
-
-        Uses the panel's data, or the run's data_path when the panel has none. ``changes`` may set
-        what cannot change the results (``epochs``, ...: see ``Trainer.from_checkpoint``). Returns
-        the task as ``start()`` does; CheckpointError, ResumeMismatch or StateError make the task
-        raise (or this, when known at once), and the panel shows why.
+        the Resume-from-checkpoint button, with the panel's data (else the run's data_path) and
+        ``changes`` as ``Trainer.from_checkpoint`` allows; returns the task as ``start()`` does (it
+        raises CheckpointError, ResumeMismatch or StateError, which the panel shows).
         """
         return self.actions.programmatic(lambda: self.actions.resume_from_now(output_path, changes))
 
@@ -414,15 +401,11 @@ class TrainingPanel(W.VBox):
         return validation
 
     def load_data_path(self) -> None:
-        """Without a DataFrame, describe the table at data_path (once per path), read it unless a run
-        will stream it, and offer its columns."""
-        budget = self.controls["memory_budget_mb"].value
-        if self.data_given or not self._data_file.load(self.controls["data_path"].value, self.controls[
-                "streaming"].value, budget if isinstance(budget, int) and budget > 0 else 1024):
+        """Without a DataFrame, describe the table at data_path and offer its columns (read unless streamed)."""
+        if self.data_given or not self._data_file.load_from(self.controls):
             return
         self.data = self._data_file.data
-        frame = self.checked_data
-        self.controls.set_columns(list(frame.columns) if frame is not None else [])
+        self.controls.set_columns(list(self.checked_data.columns) if self.checked_data is not None else [])
 
     @property
     def checked_data(self) -> Optional[pd.DataFrame]:
