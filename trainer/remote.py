@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import warnings
 from typing import Any, Callable, Optional
 
@@ -24,6 +25,8 @@ from .handle import RunHandle
 from .run import Trainer
 from .state import FINAL_STATES, FINAL_VALUES, StateError, TrainingState
 from .summary import parameter_count
+
+START_WAIT = 10.0   # seconds an update received before the run started waits for it to start
 
 # How long a command waits for the run to reach the state it asked for (a batch takes milliseconds;
 # stopping includes writing the artifacts).
@@ -140,13 +143,26 @@ class RunHost:
         try:
             if not isinstance(changes, dict):
                 raise ConfigError.single("<changes>", type(changes).__name__, "expected an object of fields to change")
-            event = run.update(**changes)
+            event = self._update_once_training(run, changes)
         except ConfigError as exc:
             return {**protocol.reply(seq, False, self._watch.state, message=str(exc)),
                     "refusal": protocol.CONFIG_REFUSAL, "errors": exc.errors}
         except StateError as exc:
             return protocol.reply(seq, False, self._watch.state, conflict=True, message=str(exc))
         return {**protocol.reply(seq, True, self._watch.state), "event": event}
+
+    @staticmethod
+    def _update_once_training(run: RunHandle, changes: dict[str, Any]) -> dict[str, Any]:
+        # The driver may send an update between "ready" and train()'s fit(): such a change waits
+        # for the run to start rather than being refused as "not started".
+        deadline = time.monotonic() + START_WAIT
+        while True:
+            try:
+                return run.update(**changes)
+            except StateError:
+                if run.state != TrainingState.PENDING or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     def abandon(self) -> None:
         """The driver went away: stop the run (its artifacts are still written)."""

@@ -118,9 +118,9 @@ def test_the_live_panel_hides_its_snapshot_and_a_run_refreshes_it(clf_df: pd.Dat
 def test_extra_views_are_added_as_tabs(clf_df: pd.DataFrame) -> None:
     import ipywidgets as W
     panel = TrainingPanel(data=clf_df, target_column="label")
-    assert panel.views.titles == ("Epochs", "Model summary", "Evaluation", "LR finder", "Runs")
+    assert panel.views.titles == ("Epochs", "Model summary", "Evaluation", "LR finder", "Runs", "Sweep")
     mine = W.HTML("my view")
     panel.add_view("Mine", mine, select=True)
     assert panel.views.titles[-1] == "Mine"
-    assert panel.tabs.pages.pages[-1] is mine and panel.views.selected_index == 5
+    assert panel.tabs.pages.pages[-1] is mine and panel.views.selected_index == 6
     assert panel.views.children[-1].children == (mine,)          # the selected tab holds its page

@@ -110,7 +110,8 @@ async def test_the_openapi_document_is_served_and_describes_every_endpoint(api, 
     assert doc["servers"] == [{"url": url_path_join(jp_base_url, "api/v1/epoch-training")}]
     # Every route the server serves is described, and nothing else.
     served = {pattern.split("api/v1/epoch-training", 1)[1].replace("(?P<task_id>[^/]+)", "{task_id}")
-              for pattern, *_ in handlers(extension.registry)}
+              .replace("(?P<sweep_id>[^/]+)", "{sweep_id}")
+              for pattern, *_ in handlers(extension.registry, extension.sweeps)}
     assert {"/start", "/progress/{task_id}", "/stream-progress/{task_id}", "/tasks", "/evaluation/{task_id}"} <= served
     assert set(doc["paths"]) == served
     config = doc["components"]["schemas"]["TrainingConfig"]
