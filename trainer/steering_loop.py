@@ -128,7 +128,9 @@ class LoopSteering:
         st = run.run_state
         between = batch >= st.num_batches > 0       # after the epoch's last batch, before the next epoch
         changes = check_changes(run.config, changes, epochs_done=epoch)
-        event = change_event(run.config, changes, epoch, batch, st.step)
+        # Once the epoch has ended its batches are in steps_done already: not counted twice.
+        step = st.steps_done if between and st.current_epoch >= epoch else st.step
+        event = change_event(run.config, changes, epoch, batch, step)
         if not changes:
             return event
         old, new = run.config, run.config.replace(**changes)

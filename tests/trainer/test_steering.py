@@ -124,7 +124,7 @@ def test_a_change_between_epochs_applies_to_the_next_epoch(clf_df):
                      if e == "epoch_end" and d["metrics"]["epoch"] == 2 else None)
     run.fit()
     [event] = run.config_changes
-    assert (event["epoch"], event["batch"]) == (2, 30)       # after epoch 2's last batch
+    assert (event["epoch"], event["batch"], event["step"]) == (2, 30, 60)   # after epoch 2's last batch
     assert [b["num_batches"] for b in begins] == [30, 30, 20]
     assert [h["learning_rate"] for h in run.history] == [0.005, 0.0025, 0.1]
     assert run.state == TrainingState.COMPLETED and run.reason == "finished all 3 epochs"
