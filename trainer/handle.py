@@ -22,7 +22,7 @@ from .config import TrainingConfig, as_config, draw_seed
 from .data.inputs import prepare_input
 from .events import EventBus, Observer
 from .metrics import CLASSIFICATION
-from .state import FINAL_STATES, Progress, RunState, StateError, TrainingFailure, TrainingState
+from .state import FINAL_STATES, FINAL_VALUES, Progress, RunState, StateError, TrainingFailure, TrainingState
 from .steering import change_event, check_changes
 
 if TYPE_CHECKING:
@@ -146,6 +146,7 @@ class RunHandle(ABC):
     # (stop whatever computes the batches: the compute thread's slice, ranks, an actor).
     _task: Optional[asyncio.Task[None]]
     _done: threading.Event
+    _final_change: Optional[dict[str, Any]] = None   # a followed run's final state, until its train_end
     _claimed: bool
 
     async def _run(self) -> None:
@@ -258,6 +259,24 @@ class RunHandle(ABC):
         self._follow_state_change(follower, final, reason, error)
         follower.apply("train_end", end)
         self._done.set()
+
+    async def _apply_followed(self, follower: "RunFollower", event: str, data: dict[str, Any]) -> bool:
+        """Apply one event of a run followed from another process; True once it was its train_end.
+        The final state change waits for train_end, so followers hear it after the observers'
+        finish, as with a local run."""
+        if event == "state_change" and data.get("new") in FINAL_VALUES:
+            self._final_change = data
+            return False
+        if event == "train_end":
+            self._pause_requested = False
+            await asyncio.to_thread(self.events.finish, data)
+            if self._final_change is not None:
+                follower.apply("state_change", self._final_change)
+            follower.apply(event, data)
+            self._done.set()
+            return True
+        follower.apply(event, data)
+        return False
 
     def _follow_state_change(self, follower: "RunFollower", new: TrainingState, reason: Optional[str],
                              error: Optional[str] = None) -> None:

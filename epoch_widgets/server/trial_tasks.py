@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Optional
 from trainer import RunFollower, RunState, TrainingConfig
 from trainer.events import EventBus, Observer
 from trainer.handle import RunHandle
-from trainer.state import FINAL_VALUES, TrainingState
+from trainer.state import TrainingState
 
 from .errors import ApiProblem, TooManyTasks
 
@@ -66,7 +66,6 @@ class TaskRun(RunHandle):
         self._pause_requested = self._stop_requested = self._claimed = False
         self._task: Optional[asyncio.Task[None]] = None
         self._done = threading.Event()
-        self._final_change: Optional[dict[str, Any]] = None
         self.last_request: Optional[concurrent.futures.Future[Any]] = None
 
     def _follow(self, state: RunState) -> None:
@@ -134,24 +133,8 @@ class TaskRun(RunHandle):
             if item[0] == "ended":
                 await self._ended(inbox, task)
                 return
-            if await self._apply(item[1], item[2]):
+            if await self._apply_followed(self._follower, item[1], item[2]):
                 return
-
-    async def _apply(self, event: str, data: dict[str, Any]) -> bool:
-        """Apply one of the task run's events; True once it was its train_end."""
-        if event == "state_change" and data.get("new") in FINAL_VALUES:
-            self._final_change = data          # shown with train_end, after the observers' finish
-            return False
-        if event == "train_end":
-            self._pause_requested = False
-            await asyncio.to_thread(self.events.finish, data)
-            if self._final_change is not None:
-                self._follower.apply("state_change", self._final_change)
-            self._follower.apply(event, data)
-            self._done.set()
-            return True
-        self._follower.apply(event, data)
-        return False
 
     async def _ended(self, inbox: "asyncio.Queue[tuple[Any, ...]]", task: "Task") -> None:
         """The task ended: its run's train_end follows when the run said its end; otherwise (its
@@ -160,7 +143,7 @@ class TaskRun(RunHandle):
             try:
                 while True:
                     item = await asyncio.wait_for(inbox.get(), TRAIN_END_WAIT)
-                    if item[0] == "event" and await self._apply(item[1], item[2]):
+                    if item[0] == "event" and await self._apply_followed(self._follower, item[1], item[2]):
                         return
             except asyncio.TimeoutError:
                 pass

@@ -31,7 +31,7 @@ from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
 from ..resume import ResumePlan, plan_resume
-from ..state import FINAL_STATES, FINAL_VALUES, RunState, StateError, TrainingState
+from ..state import FINAL_STATES, RunState, StateError, TrainingState
 from ..steering import as_built, new_values
 from ..steering_remote import RemoteSteering
 from .cluster import connect, task_resources
@@ -100,7 +100,6 @@ class RayRun(RunHandle):
         self._seq, self._seq_lock = 0, threading.Lock()
         self._steering = RemoteSteering()
         self._update_seqs: set[int] = set()       # commands that are updates, until answered
-        self._final_change: Optional[dict[str, Any]] = None     # the actor's final state, until its train_end
         self._task: Optional[asyncio.Task] = None
         self._done = threading.Event()
 
@@ -198,23 +197,11 @@ class RayRun(RunHandle):
     async def _follow(self, event: str, data: dict[str, Any]) -> bool:
         if event == "train_begin" and data.get("device"):
             self._device = f"{data['device']} on a Ray actor"
-        if event == "state_change" and data["new"] in FINAL_VALUES:
-            # Shown together with train_end, after the observers' finish (as a local run does).
-            self._final_change = data
-            return False
         if event == "config_change":
             self.config = self.config.replace(**new_values(data))
         if event == "train_end":
             self._steering.close("the run has ended")
-            self._pause_requested = False
-            await asyncio.to_thread(self.events.finish, data)
-            if self._final_change is not None:
-                self._follower.apply("state_change", self._final_change)
-            self._follower.apply(event, data)
-            self._done.set()
-            return True
-        self._follower.apply(event, data)
-        return False
+        return await self._apply_followed(self._follower, event, data)
 
     async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
         self._steering.close(f"the run has ended ({final.value})")

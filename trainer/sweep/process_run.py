@@ -34,7 +34,7 @@ from ..events import EventBus, Observer
 from ..follower import RunFollower
 from ..handle import RunHandle
 from ..resume import plan_resume
-from ..state import FINAL_STATES, FINAL_VALUES, RunState, TrainingState
+from ..state import FINAL_STATES, RunState, TrainingState
 from .worker import TRAIN
 
 log = logging.getLogger("trainer")
@@ -77,7 +77,6 @@ class ProcessRun(RunHandle):
         self._follower.listen(self.events.emit)
         self._pause_requested = self._stop_requested = self._claimed = False
         self._seq, self._send_lock = 0, threading.Lock()
-        self._final_change: Optional[dict[str, Any]] = None
         self._task: Optional[asyncio.Task] = None
         self._done = threading.Event()
 
@@ -191,7 +190,7 @@ class ProcessRun(RunHandle):
         """Apply one message from the worker; True once the run has ended."""
         kind = msg.get("kind")
         if kind == protocol.EVENT:
-            return await self._follow(msg["event"], msg.get("data") or {})
+            return await self._apply_followed(self._follower, msg["event"], msg.get("data") or {})
         if kind == protocol.WEIGHTS and msg.get("data"):
             raw = base64.b64decode(msg["data"])
             await asyncio.to_thread(lambda: self.backend.restore(self.backend.decode_weights(raw)))
@@ -201,21 +200,6 @@ class ProcessRun(RunHandle):
             reason = f"the trial's worker process ended before the run did ({protocol.describe_exit(msg['code'])})"
             await self._end_run(TrainingState.FAILED, reason)
             return True
-        return False
-
-    async def _follow(self, event: str, data: dict[str, Any]) -> bool:
-        if event == "state_change" and data["new"] in FINAL_VALUES:
-            self._final_change = data       # shown with train_end, after the observers' finish
-            return False
-        if event == "train_end":
-            self._pause_requested = False
-            await asyncio.to_thread(self.events.finish, data)
-            if self._final_change is not None:
-                self._follower.apply("state_change", self._final_change)
-            self._follower.apply(event, data)
-            self._done.set()
-            return True
-        self._follower.apply(event, data)
         return False
 
     async def _end_here(self, final: TrainingState, reason: str, wait: bool) -> None:
