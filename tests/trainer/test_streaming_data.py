@@ -136,6 +136,9 @@ def test_bad_values_in_a_later_block_are_refused_naming_column_and_row(frame, tm
         prepare_input(config(), str(tmp_path / "nolabel.parquet"), 0)
     with pytest.raises(ConfigError, match="'f9' is not in the data"):
         prepare_input(config(feature_columns=["f1", "f9"]), str(tmp_path / "nolabel.parquet"), 0)
+    frame.assign(tags=[[1, 2]] * len(frame)).to_parquet(tmp_path / "lists.parquet")
+    with pytest.raises(ConfigError, match=r"feature_columns: column 'tags' holds list<.*>, neither numbers nor text"):
+        prepare_input(config(), str(tmp_path / "lists.parquet"), 0)
 
 
 def test_auto_streams_only_what_would_not_fit_the_budget(frame, tables):

@@ -20,7 +20,7 @@ from .first_pass import Progress, fit_stream
 from .prepare import PreparedData, prepare_data
 from .sources import FrameSource, Source, open_source
 from .streamed import StreamedData
-from .table_info import TableInfo, describe_table
+from .table_info import TableInfo, check_columns, describe_table
 from .table_files import read_info
 
 MIB = 1 << 20
@@ -87,6 +87,11 @@ def prepare_input(config: TrainingConfig, data: Union[pd.DataFrame, str, Path], 
         info = data if isinstance(data, TableInfo) else describe_table(data)
         if not should_stream(config, data, info):
             return prepare_data(config, read_info(info), seed=seed)
+        target = config.target_column
+        features = config.feature_columns or [c for c in info.schema if c != target]
+        # Before the first pass, which cannot hash a list or struct value: a clear error instead
+        # (a missing column is named by the first pass itself).
+        check_columns(info, [c for c in [*features, target] if c in info.schema], {target: "target_column"})
         source = open_source(info)
     elif isinstance(data, pd.DataFrame) and config.streaming is True:
         source = FrameSource(data)
