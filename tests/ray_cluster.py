@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,3 +46,14 @@ def ray_instance(ray_workers_tmp: Path) -> Iterator[Any]:
 def actor_names(ray: Any, task: str) -> list[str]:
     """The names of the live actors whose name contains ``task`` (a task id, or "run")."""
     return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True) if task in a["name"]]
+
+
+def actors_gone(ray: Any, task: str, timeout: float = 30.0) -> list[str]:
+    """Wait until no live actor's name contains ``task``; the names still live at the deadline.
+
+    ``ray.kill`` only asks the cluster to end an actor, so its name stays listed for a moment after
+    the run has released it."""
+    deadline = time.monotonic() + timeout
+    while (names := actor_names(ray, task)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return names

@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.ray_cluster import actor_names
+from tests.ray_cluster import actors_gone
 from trainer import ConfigError, OutputPathInUse, StateError, TrainedModel, Trainer, TrainingState, load_model
 from trainer.executors import run_factory
 
@@ -35,7 +35,7 @@ def test_fit_trains_on_an_actor_to_a_local_runs_history_and_predicts_here(
     here = TrainedModel.from_run(run).predict_proba(clf_df)
     assert here == pytest.approx(saved.predict_proba(clf_df), abs=1e-6)
     assert saved.history == run.history
-    assert actor_names(ray_instance, run.actor_name) == []          # released at the end
+    assert actors_gone(ray_instance, run.actor_name) == []          # released at the end
 
 
 def test_a_table_path_streams_on_the_actor_to_a_local_streamed_runs_history(
@@ -114,10 +114,7 @@ def test_a_failure_on_the_driver_mid_run_fails_the_run_with_its_reason_and_ends_
     assert run.error == run.reason == "RuntimeError: the driver broke at epoch 2"
     with pytest.raises(StateError, match="already ended"):
         run.stop()
-    deadline = time.monotonic() + 30
-    while actor_names(ray_instance, run.actor_name) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert actor_names(ray_instance, run.actor_name) == []          # the actor no longer trains
+    assert actors_gone(ray_instance, run.actor_name) == []          # the actor no longer trains
 
 
 def test_a_run_killed_while_saving_is_finished_on_an_actor(clf_df: pd.DataFrame, tmp_path: Path,
