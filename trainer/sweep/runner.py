@@ -107,6 +107,12 @@ class SweepRunner:
         except Exception as exc:      # e.g. the study's storage failed
             log.exception("the sweep failed")
             state, reason = "failed", f"{type(exc).__name__}: {exc}"
+        close = getattr(self.launcher, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                log.exception("the sweep's launcher did not close")
         self.sweep._finish(state, reason)
 
     def _work(self) -> None:
@@ -157,6 +163,14 @@ class SweepRunner:
         sweep._emit("trial_start", {"number": trial.number, "params": trial.params, "path": str(trial.path),
                                     "resumed": resume})
         run = self.launcher.launch(config, self.data, [watch], resume and has_checkpoints(trial.path))
+        try:
+            self._train(trial, otrial, run, watch)
+        finally:
+            release = getattr(self.launcher, "release", None)
+            if release is not None:
+                release(run)
+
+    def _train(self, trial: Trial, otrial: Any, run: Any, watch: _TrialWatch) -> None:
         with self._cond:
             trial.run = run
             stopping, paused = self.stopping, self.paused
