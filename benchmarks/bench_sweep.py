@@ -1,7 +1,7 @@
 """Sweeps, measured: the best result against an exhaustive grid, the epochs pruning saves, and the
 wall time of two trials at once against one.
 
-    python benchmarks/bench_sweep.py            # about 5 minutes on an idle 2-core machine
+    python benchmarks/bench_sweep.py            # about 6 minutes on an idle 2-core machine
     python benchmarks/bench_sweep.py --quick    # one length of trial, one round: a smoke run
 
 Data: scikit-learn's ``load_digits`` (1,797 8x8 images, 10 classes; it ships with scikit-learn).
@@ -16,10 +16,11 @@ Search, at each trial length of ``--pruning-epochs`` (default 6, 10 and 20 epoch
   grid-asha         the same, asynchronous successive halving
   tpe-median        TPE with median pruning, half as many trials as the grid
 
-Wall time, at ``--epochs`` (10) and ``--long-epochs`` (40) epochs per trial: the grid with two
-trials at once (one in the sweep's process, one in a worker process) against one at a time. These
-sides alternate over ``--rounds`` (odd rounds reversed); the ratio is the median of the per-round
-ratios.
+Wall time, at ``--epochs`` (10) and ``--long-epochs`` (40) epochs per trial: the grid one trial at
+a time, two at once in worker processes (``parallel=2``, the default launcher), and two at once with
+one of them in the sweep's process (``ProcessLauncher(2, in_process=True)``). These sides alternate
+over ``--rounds`` (the order rotates each round); each ratio to one at a time is the median of the
+per-round ratios.
 
 Targets, at every trial length: median pruning saves >= 40 % of the grid's epochs with a best
 ``val_loss`` within 2 % of the grid's; TPE's best is within 5 % of the grid's. Exit 1 when a
@@ -48,7 +49,9 @@ SIDES = {
     "grid-asha": {"sampler": "grid", "pruner": "asha", "parallel": 1},
     "tpe-median": {"sampler": "tpe", "pruner": "median", "parallel": 1, "fraction": 0.5},
     "grid-parallel-2": {"sampler": "grid", "pruner": None, "parallel": 2},
+    "grid-parallel-2-here": {"sampler": "grid", "pruner": None, "parallel": 2, "in_process": True},
 }
+WALL = ("grid", "grid-parallel-2", "grid-parallel-2-here")
 SEARCH = ("grid", "grid-median", "grid-asha", "tpe-median")
 PRUNING_SAVES = 0.40       # at least this share of the grid's epochs
 EQUAL_BEST = 0.02          # "equal best result": a best val_loss within 2 % of the grid's
@@ -60,6 +63,7 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     from sklearn.datasets import load_digits
 
     from trainer import choice, sweep
+    from trainer.sweep import ProcessLauncher
 
     df = load_digits(as_frame=True).frame
     grid = 1
@@ -68,10 +72,11 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
     side = SIDES[spec["side"]]
     trials = max(1, int(grid * side.get("fraction", 1.0)))
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as folder:
+        launcher = ProcessLauncher(side["parallel"], in_process=True) if side.get("in_process") else None
         started = time.perf_counter()
         s = sweep({**CONFIG, "epochs": spec["epochs"]}, df, {k: choice(v) for k, v in SPACE.items()},
                   trials=trials, parallel=side["parallel"], sampler=side["sampler"], pruner=side["pruner"],
-                  output_path=Path(folder) / "sweep", seed=0).wait()
+                  output_path=Path(folder) / "sweep", seed=0, launcher=launcher).wait()
         wall = time.perf_counter() - started
         best = s.best_trial
         return {"side": spec["side"], "epochs_per_trial": spec["epochs"], "state": s.state, "trials": len(s.trials),
@@ -79,7 +84,8 @@ def run_side(spec: dict[str, Any]) -> dict[str, Any]:
                 "pruned": sum(t.state == "pruned" for t in s.trials),
                 "failed": sum(t.state == "failed" for t in s.trials),
                 "best": best.best_metric if best else None, "best_params": best.params if best else None,
-                "best_accuracy": max((e.get("val_accuracy", 0.0) for e in best.history), default=None) if best else None}
+                "best_accuracy": (max((e.get("val_accuracy", 0.0) for e in best.history), default=None)
+                                  if best else None)}
 
 
 def spawn(side: str, epochs: int, timeout: float = 3600) -> dict[str, Any]:
@@ -104,33 +110,34 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--side", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="6 epochs per trial only, 1 round")
-    parser.add_argument("--pruning-epochs", default=None, help="trial lengths of the search sides (default 6,10,20)")
+    parser.add_argument("--pruning-epochs", default=None,
+                        help="trial lengths of the search sides (default 6,10,20; none: no search sides)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial of the short wall-time pair (10)")
     parser.add_argument("--long-epochs", type=int, default=40, help="epochs per trial of the long wall-time pair (40)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds of the wall-time pairs (default 2)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds of the wall-time sides (default 3)")
     parser.add_argument("--no-check", action="store_true", help="report without checking the targets")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     if args.side:
         print(RESULT_PREFIX + json.dumps(run_side(json.loads(args.side))), flush=True)
         return 0
-    lengths = [int(e) for e in (args.pruning_epochs or ("6" if args.quick else "6,10,20")).split(",")]
+    lengths = [int(e) for e in (args.pruning_epochs or ("6" if args.quick else "6,10,20")).split(",") if e != "none"]
     epochs = args.epochs or (6 if args.quick else 10)
     pairs = [epochs] if args.quick else [epochs, args.long_epochs]
-    rounds = args.rounds or (1 if args.quick else 2)
+    rounds = args.rounds or (1 if args.quick else 3)
     search = {n: {side: spawn(side, n) for side in SEARCH} for n in lengths}
-    walls: dict[int, dict[int, list[float]]] = {n: {1: [], 2: []} for n in pairs}
+    walls: dict[int, dict[str, list[float]]] = {n: {side: [] for side in WALL} for n in pairs}
     for r in range(rounds):
-        print(f"round {r + 1}/{rounds} of the wall-time pairs", file=sys.stderr, flush=True)
+        print(f"round {r + 1}/{rounds} of the wall-time sides", file=sys.stderr, flush=True)
         for n in pairs:
-            for parallel in ((1, 2) if r % 2 == 0 else (2, 1)):
-                walls[n][parallel].append(spawn("grid" if parallel == 1 else "grid-parallel-2", n)["wall"])
+            for side in WALL[r % len(WALL):] + WALL[:r % len(WALL)]:
+                walls[n][side].append(spawn(side, n)["wall"])
     if args.json:
         args.json.write_text(json.dumps({"search": search, "walls": walls}, indent=1))
     return report(search, walls, rounds, args)
 
 
-def report(search: dict[int, dict[str, dict[str, Any]]], walls: dict[int, dict[int, list[float]]], rounds: int,
+def report(search: dict[int, dict[str, dict[str, Any]]], walls: dict[int, dict[str, list[float]]], rounds: int,
            args: argparse.Namespace) -> int:
     lines = ["Sweeps on scikit-learn's digits (1,797 rows, 10 classes), a space of 12 combinations; best = lowest "
              "val_loss (its val_accuracy)", "",
@@ -148,12 +155,12 @@ def report(search: dict[int, dict[str, dict[str, Any]]], walls: dict[int, dict[i
                 missed.append(f"median pruning at {n} epochs (saved {saved:.0%}, best {gap:+.1%})")
             if name == "tpe-median" and gap > TPE_BEST:
                 missed.append(f"TPE at {n} epochs (best {gap:+.1%})")
-    lines += ["", "| epochs per trial | parallel=1 wall (s, median) | parallel=2 wall (s, median) | parallel=2 as fast as 1 |",
-              "|---:|---:|---:|---:|"]
+    lines += ["", "| epochs per trial | sweep | wall (s, median) | as fast as one at a time |", "|---:|---|---:|---:|"]
     for n, by in walls.items():
-        ratios = [a / b for a, b in zip(by[1], by[2])]
-        lines.append(f"| {n} | {statistics.median(by[1]):.1f} | {statistics.median(by[2]):.1f} | "
-                     f"{statistics.median(ratios):.2f}x (rounds: {', '.join(f'{x:.2f}' for x in ratios)}) |")
+        for side in WALL:
+            ratios = [a / b for a, b in zip(by["grid"], by[side])]
+            lines.append(f"| {n} | {side} | {statistics.median(by[side]):.1f} | {statistics.median(ratios):.2f}x "
+                         f"(rounds: {', '.join(f'{x:.2f}' for x in ratios)}) |")
     print("\n".join(lines))
     if missed and not args.no_check:
         print(f"targets missed: {'; '.join(missed)}", file=sys.stderr)

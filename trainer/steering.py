@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence
 
 from .config import SCHEDULER_PARAMS, ConfigError, TrainingConfig
+from .schedules import LRSchedule
 
 
 @dataclass(frozen=True)
@@ -131,3 +132,54 @@ def built_dropout(config: TrainingConfig, changes: Sequence[Mapping[str, Any]]) 
         if "dropout_rate" in event["changes"]:
             return float(event["changes"]["dropout_rate"]["old"])
     return None
+
+
+def steered_epochs(config: TrainingConfig, changes: Sequence[Mapping[str, Any]]) -> int:
+    """The epochs of a run steered by ``changes``: the last ``epochs`` they set, else ``config``'s."""
+    total = config.epochs
+    for event in changes:
+        if "epochs" in event["changes"]:
+            total = int(event["changes"]["epochs"]["new"])
+    return total
+
+
+def steered_preview(config: TrainingConfig, changes: Sequence[Mapping[str, Any]],
+                    num_batches: Optional[Mapping[int, int]] = None,
+                    epochs: Optional[Sequence[int]] = None) -> list[float]:
+    """The rate of each 0-based epoch in ``epochs`` (ascending; default: every epoch of the run as
+    steered) of a run steered by ``changes`` (its ``config_changes``; ``config`` is its config now
+    or at its start), as far as known before training (plateau: flat from each base rate): every
+    change rebases the schedule where the epoch loop did (``steering_loop``). ``num_batches`` maps a
+    1-based epoch to its batch count where known: a change at that count was made between that
+    epoch and the next; any other change counts as made inside its epoch."""
+    first: dict[str, Any] = {}
+    for event in changes:
+        for name, change in event["changes"].items():
+            first.setdefault(name, change["old"])
+    current = config.replace(**first)
+    schedule = LRSchedule(current)
+    counts = num_batches or {}
+
+    def rate(e: int) -> float:      # an epoch in progress when a new schedule was set keeps its rate
+        return schedule.lr(e) if e >= schedule.origin else schedule.base_lr
+
+    pending = list(changes)
+    rates = []
+    for e in epochs if epochs is not None else range(steered_epochs(config, changes)):
+        while pending:
+            event = pending[0]
+            epoch = int(event["epoch"])
+            between = epoch in counts and int(event["batch"]) >= counts[epoch] > 0
+            if (epoch if between else epoch - 1) > e:
+                break
+            pending.pop(0)
+            fields = event["changes"]
+            new = current.replace(**{k: v["new"] for k, v in fields.items()})
+            if REBASING & set(fields):
+                if "learning_rate" in fields:
+                    schedule.rebase(new, new.learning_rate, epoch if between else epoch - 1)
+                else:
+                    schedule.rebase(new, rate(epoch - 1), epoch)
+            current = new
+        rates.append(rate(e))
+    return rates

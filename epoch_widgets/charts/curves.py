@@ -20,6 +20,7 @@ import ipywidgets as W
 import numpy as np
 
 import trainer
+from trainer.steering import steered_epochs
 
 from .change_marks import ChangeMarks, positions
 from .epoch_axis import epoch_axis, show_epochs
@@ -88,6 +89,7 @@ class Curves:
         self._batch_y: list[float] = []
         self.changes: list[dict[str, Any]] = []      # the run's config_change data, in order
         self._change_batches: dict[int, int] = {}   # an epoch's batch count, for a change within it
+        self._preview_config: Optional[trainer.TrainingConfig] = None    # the schedule's run, as set_preview got it
         self._change_version = 0
         self._epoch_version = self._batch_version = self._title_version = 0
         self._pushed: dict[str, Any] = {}
@@ -195,6 +197,8 @@ class Curves:
         new_epochs = (change.get("changes") or {}).get("epochs")
         if isinstance(new_epochs, dict) and isinstance(new_epochs.get("new"), int):
             self.planned_epochs = new_epochs["new"]      # the axis follows an extended (or shortened) run
+        if self._preview_config is not None:
+            self.set_preview(self._preview_config)
         self._change_version += 1
 
     def change_positions(self) -> tuple[float, ...]:
@@ -224,9 +228,11 @@ class Curves:
         self._title_version += 1
 
     def set_preview(self, config: trainer.TrainingConfig) -> None:
-        """Draw the learning-rate schedule ``config`` will follow (before and during a run)."""
-        self.planned_epochs = config.epochs
-        x, y = lr_preview(config, self.max_points)
+        """Draw the learning-rate schedule ``config`` will follow (before and during a run); the
+        run's changes (``add_change``) redraw it as they rebase it."""
+        self.planned_epochs = steered_epochs(config, self.changes)
+        self._preview_config = config
+        x, y = lr_preview(config, self.max_points, self.changes, self._change_batches)
         _set(self.lr_preview, x=x, y=y)
 
     # ------------------------------------------------------------------ tools

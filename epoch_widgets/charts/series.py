@@ -9,6 +9,7 @@ import numpy as np
 
 import trainer
 from trainer.schedules import LRSchedule
+from trainer.steering import steered_epochs, steered_preview
 
 MAX_POINTS = 500
 _PREVIEW_EXACT_LIMIT = 20_000   # schedules up to this many epochs are previewed epoch by epoch
@@ -36,17 +37,27 @@ def downsample_indices(n: int, series: Sequence[np.ndarray], max_points: int = M
     return idx[idx < n]
 
 
-def lr_preview(config: trainer.TrainingConfig, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
-    """(epoch numbers, rates) of the schedule as known before training, downsampled."""
-    epochs = config.epochs
+def lr_preview(config: trainer.TrainingConfig, max_points: int = MAX_POINTS,
+               changes: Sequence[dict[str, Any]] = (), num_batches: Optional[dict[int, int]] = None,
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(epoch numbers, rates) of the schedule as known before training, downsampled; with
+    ``changes`` (a steered run's ``config_change`` data) the schedule as they rebased it
+    (``num_batches``: an epoch's batch count, where known)."""
+    epochs = steered_epochs(config, changes)
+    schedule = LRSchedule(config)
+
+    def rates_at(idx: np.ndarray) -> np.ndarray:
+        if changes:
+            return np.asarray(steered_preview(config, changes, num_batches, idx.tolist()), dtype=float)
+        return np.array([schedule.lr(int(e)) for e in idx], dtype=float)
+
     if epochs <= _PREVIEW_EXACT_LIMIT:
-        rates = np.asarray(trainer.preview_schedule(config), dtype=float)
+        rates = rates_at(np.arange(epochs))
         idx = downsample_indices(epochs, [rates], max_points)
         return idx + 1.0, rates[idx]
     # Too long to walk epoch by epoch on every keystroke: sample the closed-form schedule.
-    schedule = LRSchedule(config)
     idx = np.unique(np.linspace(0, epochs - 1, max_points).round().astype(int))
-    return idx + 1.0, np.array([schedule.lr(int(e)) for e in idx])
+    return idx + 1.0, rates_at(idx)
 
 
 _NICE_STEPS = (1, 2, 5)

@@ -1,8 +1,8 @@
 """The panel's Sweep tab: search the settings over many trials (``trainer.sweep``) and watch them.
 
 Pick the fields to vary (``sweep_space``), how many trials, how many at once, the metric and the
-pruner, and press Start sweep: the sweep trains its trials in the background (this kernel and
-worker processes for ``parallel`` > 1) and tells this tab about each trial's start, epochs and end through its
+pruner, and press Start sweep: the sweep trains its trials in the background (worker processes
+for ``parallel`` > 1) and tells this tab about each trial's start, epochs and end through its
 callbacks, which arrive on the sweep's threads and are handed to the loop's thread, so the kernel
 stays free. Drawn from those events, throttled like the panel's own curves: every trial's
 validation curve, a sortable table and each varied parameter against the metric. "Use best
@@ -60,7 +60,7 @@ class SweepTab:
         self.trials = W.BoundedIntText(value=10, min=1, max=10_000, description="trials",
                                        layout=W.Layout(width="170px"))
         self.parallel = W.BoundedIntText(value=1, min=1, max=64, description="parallel",
-                                         tooltip="trials trained at once: one in this kernel, the others in worker processes",
+                                         tooltip="trials trained at once, each in a worker process",
                                          layout=W.Layout(width="170px"))
         self.metric = W.Dropdown(options=list(METRICS), value="val_loss", description="metric",
                                  layout=W.Layout(width="220px"))

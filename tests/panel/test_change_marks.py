@@ -11,6 +11,7 @@ from epoch_widgets.charts import static_figure
 from epoch_widgets.charts.change_marks import change_position
 from epoch_widgets.charts.compare import RunComparison, color_of
 from epoch_widgets.charts.curves import Curves
+from trainer import TrainingConfig
 from trainer.run_records import RunRecord, comparison_table
 
 LR_CHANGE = {"changes": {"learning_rate": {"old": 0.01, "new": 0.005}}, "epoch": 3, "batch": 5, "step": 25,
@@ -90,3 +91,17 @@ def test_the_comparison_says_which_run_was_steered_and_marks_its_changes_in_its_
     finally:
         widget.close()
 
+
+
+def test_the_schedule_preview_is_redrawn_as_each_change_rebases_it() -> None:
+    curves = Curves()
+    curves.begin_run(classification=True)
+    curves.set_preview(TrainingConfig(epochs=6, learning_rate=0.01, learning_rate_scheduler="step", step_size=2,
+                                      gamma=0.5))
+    assert list(curves.lr_preview.y) == [0.01, 0.01, 0.005, 0.005, 0.0025, 0.0025]
+    raised = {**LR_CHANGE, "changes": {"learning_rate": {"old": 0.01, "new": 0.1}}}
+    curves.add_change(raised, num_batches=10)         # inside epoch 3: the step schedule starts again there
+    assert list(curves.lr_preview.y) == [0.01, 0.01, 0.1, 0.1, 0.05, 0.05]
+    curves.add_change(EPOCHS_CHANGE)                  # 12 epochs now: the preview runs on to the new end
+    assert list(curves.lr_preview.x) == [float(e) for e in range(1, 13)] and curves.planned_epochs == 12
+    assert curves.lr_preview.y[-1] == 0.1 * 0.5 ** 4

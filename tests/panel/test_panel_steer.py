@@ -48,6 +48,9 @@ def test_a_paused_run_is_changed_from_the_unlocked_controls_and_apply(clf_df: pd
         assert change["epoch"] == done + 1
         assert panel.run.config.learning_rate == 0.002 and panel.state == "paused"   # applied without resuming
         await until(lambda: panel.config_changes == [change], what="the change event")
+        # The schedule's preview follows the change: the old rate up to it, the new one after.
+        preview = panel.curves.lr_preview
+        assert preview.x[-1] == done + 2 and preview.y[0] == 0.01 and preview.y[-1] == 0.002
         assert panel.total_epochs == done + 2 and button.disabled        # nothing left to apply
         assert "Applied: epoch" in panel.notices.view.value
         assert "learning_rate 0.01 \u2192 0.002" in panel.runs.comparison.table_frame["steered"].iloc[0]

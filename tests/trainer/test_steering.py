@@ -11,7 +11,7 @@ import trainer.loop
 from trainer import ConfigError, StateError, Trainer, TrainingConfig, TrainingState
 from trainer.run_records import read_run, record_of
 from trainer.schedules import LRSchedule
-from trainer.steering import CHANGEABLE, check_changes, initial_config
+from trainer.steering import CHANGEABLE, check_changes, initial_config, steered_preview
 
 
 def comparable(history):
@@ -221,3 +221,34 @@ def test_update_on_the_loop_right_after_start_does_not_wait(clf_df):
 
     run = asyncio.run(main())
     assert len(run.history) == 2 and [(c["epoch"], c["batch"]) for c in run.config_changes] == [(1, 0)]
+
+
+@pytest.mark.parametrize("changes_at", [
+    # (1-based epoch, batches done, changes): inside an epoch and between two, rate and schedule.
+    [(2, 5, {"learning_rate": 0.1})],
+    [(2, 30, {"learning_rate": 0.1})],
+    [(2, 5, {"learning_rate_scheduler": "cosine", "T_max": 3})],
+    [(1, 30, {"step_size": 1, "gamma": 0.1}), (3, 7, {"learning_rate": 0.2, "epochs": 7})],
+    [(2, 30, {"batch_size": 48, "learning_rate": 0.1}), (4, 3, {"learning_rate_scheduler": "none"})],
+])
+def test_the_steered_preview_is_the_rate_each_epoch_trained_at(clf_df, changes_at, one_batch_slices):
+    cfg = torch_config(epochs=6, learning_rate_scheduler="step", step_size=2, gamma=0.5)
+    run = Trainer(cfg, clf_df)
+    todo = list(changes_at)
+    counts = {}
+
+    def steer(event, data):
+        if event == "epoch_begin":
+            counts[data["epoch"]] = data["num_batches"]
+        position = ((data["epoch"], data["batch"]) if event == "batch_end" else
+                    (data["metrics"]["epoch"], counts[data["metrics"]["epoch"]]) if event == "epoch_end" else None)
+        if todo and position == todo[0][:2]:
+            run.update(**todo.pop(0)[2])
+
+    run.add_callback(steer)
+    run.fit()
+    assert not todo and len(run.config_changes) == len(changes_at)
+    rates = [h["learning_rate"] for h in run.history]
+    assert steered_preview(run.config, run.config_changes, counts) == pytest.approx(rates)
+    # From the config the run started with too, as the panel's curves have it.
+    assert steered_preview(TrainingConfig(**cfg), run.config_changes, counts) == pytest.approx(rates)

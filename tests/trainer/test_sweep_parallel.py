@@ -42,17 +42,17 @@ def _running(s: Any, count: int) -> list[Any]:
     raise AssertionError(f"{count} trials never trained at once: {s.table}")
 
 
-def test_parallel_trials_train_at_once_here_and_in_a_worker_process(clf_df: pd.DataFrame, tmp_path: Path) -> None:
+def test_parallel_trials_train_at_once_in_worker_processes(clf_df: pd.DataFrame, tmp_path: Path) -> None:
     events: list[tuple[str, Any]] = []
     s = sweep({**CONFIG, "epochs": 300}, clf_df, {"batch_size": choice([32, 64])}, trials=2, parallel=2,
               sampler="grid", pruner=None, output_path=tmp_path / "sw", callbacks=[_recorder(events)])
-    # Two trials run side by side, each a real run: one in this process, one in a worker process.
+    # Two trials run side by side, each a real run in a worker process of its own.
     running = _running(s, 2)
-    here = [t for t in running if not isinstance(t.run, ProcessRun)]
-    away = [t for t in running if isinstance(t.run, ProcessRun)]
-    assert len(here) == len(away) == 1 and away[0].run.pid != os.getpid()
+    assert all(isinstance(t.run, ProcessRun) for t in running)
+    pids = {t.run.pid for t in running}
+    assert len(pids) == 2 and os.getpid() not in pids
     # A trial in a worker obeys pause and stop like a local run; stopping the sweep stops the other.
-    first, second = away[0], here[0]
+    first, second = running
     s.pause_trial(first.number)
     assert first.state == "paused"
     s.resume_trial(first.number)
@@ -62,17 +62,29 @@ def test_parallel_trials_train_at_once_here_and_in_a_worker_process(clf_df: pd.D
     assert first.state == second.state == "stopped" and "resume=True" in second.reason
     assert first.reason.startswith("stopped by the user")
     # The weights came back from the worker into this process's copy of the model.
-    here_proba = TrainedModel.from_run(first.run).predict_proba(clf_df.head(20))
-    assert here_proba == pytest.approx(load_model(first.path).predict_proba(clf_df.head(20)), abs=1e-6)
+    here = TrainedModel.from_run(first.run).predict_proba(clf_df.head(20))
+    assert here == pytest.approx(load_model(first.path).predict_proba(clf_df.head(20)), abs=1e-6)
     starts = [n for e, n in events if e == "trial_start"]
     assert sorted(starts) == [0, 1] and events[-1] == ("sweep_end", None)
-    # The sweep closed its worker process when it ended.
-    first.run._worker.proc.wait(30)
+    # The sweep closed its worker processes when it ended.
+    assert [t.run._worker.proc.wait(30) for t in running] == [0, 0]
+
+
+def test_in_process_true_trains_one_trial_here_beside_the_workers(clf_df: pd.DataFrame, tmp_path: Path) -> None:
+    s = sweep({**CONFIG, "epochs": 300}, clf_df, {"batch_size": choice([32, 64])}, trials=2, parallel=2,
+              sampler="grid", pruner=None, output_path=tmp_path / "sw",
+              launcher=ProcessLauncher(2, in_process=True))
+    running = _running(s, 2)
+    away = [t for t in running if isinstance(t.run, ProcessRun)]
+    assert len(away) == 1 and away[0].run.pid != os.getpid()
+    s.stop()
+    assert s.wait(120).state == "stopped" and {t.state for t in s.trials} == {"stopped"}
+    assert away[0].run._worker.proc.wait(30) == 0
 
 
 def test_a_worker_process_trains_trial_after_trial_with_the_results_of_this_process(
         clf_df: pd.DataFrame, tmp_path: Path) -> None:
-    launcher = ProcessLauncher(1, in_process=False)
+    launcher = ProcessLauncher(1)
     s = sweep(CONFIG, clf_df, {"batch_size": choice([16, 32, 64])}, trials=3, parallel=1, sampler="grid",
               pruner=None, output_path=tmp_path / "sw", launcher=launcher).wait(240)
     assert s.state == "completed" and s.table["state"].tolist() == ["completed"] * 3, s.table
@@ -90,7 +102,7 @@ def test_a_killed_worker_fails_its_trial_and_the_next_trial_gets_a_new_worker(cl
                                                                             tmp_path: Path) -> None:
     s = sweep({**CONFIG, "epochs": 300}, clf_df, {"batch_size": choice([32, 64])}, trials=2, parallel=1,
               sampler="grid", pruner=None, output_path=tmp_path / "sw",
-              launcher=ProcessLauncher(1, in_process=False))
+              launcher=ProcessLauncher(1))
     [first] = _running(s, 1)
     killed = first.run.pid
     os.kill(killed, signal.SIGKILL)

@@ -40,16 +40,17 @@ class InProcessLauncher:
 
 
 class ProcessLauncher:
-    """``parallel`` trials at once: one in this process (``Trainer``, as with ``parallel=1``) and the
-    others in worker processes (``trainer.sweep.process_run.ProcessRun``), so they use several cores.
+    """``parallel`` trials at once, each in a worker process (``trainer.sweep.process_run.ProcessRun``),
+    so they use several cores and a trial that crashes its process cannot take this one with it.
 
     Each worker process trains one trial after another: the interpreter's start and the framework's
     warm-up (seconds, against a fraction of a second for a small trial) are paid once per worker,
     not per trial. Each worker trains with an equal share of the cores (``OMP_NUM_THREADS``), unless
-    the user set a count. ``in_process=False`` trains every trial in a worker (a trial that crashes
-    its process then never takes this one with it)."""
+    the user set a count. ``in_process=True`` trains one of the ``parallel`` trials in this process
+    instead (a ``Trainer``, as with ``parallel=1``): it starts at once, where a worker takes seconds
+    to, which pays for sweeps of short trials."""
 
-    def __init__(self, parallel: int = 2, *, in_process: bool = True):
+    def __init__(self, parallel: int = 2, *, in_process: bool = False):
         from .worker_pool import WorkerPool, worker_threads
 
         self.in_process = in_process
@@ -136,8 +137,8 @@ class RayLauncher:
 
 
 def default_launcher(executor: str, parallel: int) -> Launcher:
-    """Ray actors for ``executor="ray"``; otherwise this process for one trial at a time, and this
-    process with ``parallel - 1`` worker processes for several."""
+    """Ray actors for ``executor="ray"``; otherwise this process for one trial at a time, and
+    ``parallel`` worker processes for several."""
     if executor == "ray":
         return RayLauncher()
     return InProcessLauncher() if parallel == 1 else ProcessLauncher(parallel)
