@@ -138,6 +138,28 @@ async def test_pause_resume_stop_are_actor_calls_that_take_effect(api, make_conf
     assert load_model(models_dir / "ctl").history[-1]["epoch"] == final["current_epoch"]   # artifacts at stop
 
 
+async def test_a_task_on_an_actor_is_steered_through_the_api_and_the_change_is_recorded(api, make_config, models_dir):
+    task_id = await api.start(make_config(epochs=LONG, learning_rate_scheduler="none", output_path="/models/steer"))
+    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+    status, body = await api.call("POST", "pause", task_id)
+    assert status == 200 and body["training_state"] == "paused", body
+    done = body["progress"]["current_epoch"]
+    status, body = await api.call("POST", "update", task_id, body={"learning_rate": 0.002, "epochs": done + 2})
+    assert status == 200, body
+    change = body["change"]
+    assert change["changes"]["epochs"] == {"old": LONG, "new": done + 2} and change["epoch"] == done + 1
+    assert body["progress"]["config_changes"] == [change] and body["progress"]["total_epochs"] == done + 2
+    status, body = await api.call("POST", "update", task_id, body={"model_type": "cnn"})
+    assert status == 400 and "model_type" in body["message"]
+    assert (await api.call("POST", "resume", task_id))[0] == 200
+    final = await api.wait_done(task_id)
+    assert final["training_state"] == "completed" and final["current_epoch"] == done + 2
+    status, body = await api.call("GET", "history", task_id)
+    assert body["config_changes"] == [change]
+    assert [h["learning_rate"] for h in body["history"]][done:] == [0.002, 0.002]
+    assert load_model(models_dir / "steer").history == body["history"]     # the actor's artifacts came back
+
+
 async def test_a_killed_actor_fails_the_task_and_resume_continues_to_the_uninterrupted_history(
         api, make_config, models_dir, ray_instance):  # noqa: F811
     config = make_config(epochs=8, output_path="/models/killed", checkpoint_every_epochs=1)
