@@ -49,6 +49,14 @@ def _tensorflow_report() -> dict[str, Any]:
     return {"installed": True, "version": tf.__version__, "gpus": gpus, "mixed_precision": mp, "notes": notes}
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def device_report() -> dict[str, dict[str, Any]]:
     """Per backend ("torch", "tensorflow"): installed, version, gpus (names), mixed_precision
     (what ``mixed_precision=True`` does there), notes; or how to install a missing framework."""

@@ -27,6 +27,7 @@ import pandas as pd
 
 from .. import protocol
 from ..config import ConfigError, TrainingConfig
+from ..devices import usable_cores
 from ..events import Observer
 from ..loop import LocalRun
 from ..resume import ResumePlan
@@ -228,11 +229,7 @@ def exit_rank(code: int) -> NoReturn:
 def share_cores(world_size_here: int) -> None:
     import torch
 
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // world_size_here))
+    torch.set_num_threads(max(1, usable_cores() // world_size_here))
 
 
 def init_process_group(plan_backend: str, rank: int, world_size: int, device: str, store: Any = None) -> Any:

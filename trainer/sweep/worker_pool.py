@@ -23,6 +23,7 @@ from typing import Any, Optional
 import pandas as pd
 
 from .. import protocol
+from ..devices import usable_cores
 from .worker import JOB
 
 EXITED = "worker_exited"     # put in the queue when the worker's stdout closes: {"code": its exit status}
@@ -35,7 +36,7 @@ def worker_threads(workers: int) -> Optional[int]:
     cores without oversubscribing them; None when the user set a count (the workers inherit it)."""
     if any(os.environ.get(name, "").strip() for name in THREAD_ENV):
         return None
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, usable_cores() // max(1, workers))
 
 
 class WorkerProcess:
