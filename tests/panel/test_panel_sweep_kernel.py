@@ -3,6 +3,7 @@ frontend sends them: Start sweep, Pause/Resume sweep, Stop one trial, Use best s
 trials' curves, table and parameter plots; cells run while the sweep trains."""
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -35,14 +36,13 @@ trials = tab.trial_dicts()
 print(json.dumps({
     "sweep": tab.state, "trials": [[t["number"], t["state"], len(t["history"])] for t in trials],
     "paused_runs": [t.number for t in (sw.trials if sw else []) if t.run is not None and t.run.state.value == "paused"],
-    "buttons": {n: getattr(tab, n).model_id for n in ("start_button", "pause_button", "trial_stop", "use_best_button")},
+    "buttons": {n: getattr(tab, n).model_id for n in ("start_button", "pause_button", "stop_button", "trial_stop",
+                                                      "use_best_button")},
     "pause_text": tab.pause_button.description, "message": tab.message.value}))
 """
 
 
 def status(kernel: Kernel) -> dict:
-    import json
-
     return json.loads(kernel.execute(STATUS))
 
 
@@ -107,3 +107,22 @@ print(list(tab.table.table_frame["trial"])[0] == tab.sweep.best_trial.number)
     copied = kernel.execute("print(panel.controls['learning_rate'].value == tab.sweep.best_config.learning_rate, "
                             "panel.config.learning_rate == tab.sweep.best_config.learning_rate)")
     assert copied.strip() == "True True"
+
+
+def test_a_parallel_sweep_from_the_tab_trains_its_trials_in_worker_processes(kernel: Kernel) -> None:
+    kernel.execute(SETUP + "tab.trials.value = 2\ntab.parallel.value = 2\n")
+    ids = status(kernel)["buttons"]
+    kernel.click(ids["start_button"])
+    until(kernel, lambda s: len(s["trials"]) == 2 and all(t[1] == "running" and t[2] >= 1 for t in s["trials"]),
+          "two trials training at once")
+    info = json.loads(kernel.execute("import json, os\n"
+                                     "print(json.dumps({'pids': [t.run.pid for t in tab.sweep.trials], "
+                                     "'kernel': os.getpid()}))"))
+    assert len(set(info["pids"])) == 2 and info["kernel"] not in info["pids"]     # two processes, not the kernel
+    started = time.monotonic()
+    assert kernel.execute("print(6 * 7)").strip() == "42"
+    assert time.monotonic() - started < 3.0
+    kernel.click(ids["stop_button"])
+    done = until(kernel, lambda s: s["sweep"] == "stopped", "the sweep to stop")
+    assert {state for _number, state, _epochs in done["trials"]} == {"stopped"}, done
+    assert kernel.execute("print([t.run._worker.proc.wait(30) for t in tab.sweep.trials])").strip() == "[0, 0]"

@@ -160,6 +160,24 @@ async def test_a_task_on_an_actor_is_steered_through_the_api_and_the_change_is_r
     assert load_model(models_dir / "steer").history == body["history"]     # the actor's artifacts came back
 
 
+async def test_a_sweeps_trials_train_as_tasks_on_actors(api, make_config):
+    space = {"learning_rate": {"distribution": "choice", "values": [0.001, 0.01]}}
+    body = {"config": make_config(epochs=2), "space": space, "trials": 2, "parallel": 2, "sampler": "grid",
+            "pruner": None, "seed": 1}
+    status, started = await api.call("POST", "sweep", body=body)
+    assert status == 200, started
+    sweep_id = started["sweep_id"]
+    events, _ = await asyncio.wait_for(api.stream(sweep_id, endpoint="stream-sweep"), 300)
+    assert events[-1]["type"] == "sweep_end" and events[-1]["sweep"]["state"] == "completed", events[-1]
+    status, body = await api.call("GET", "sweep", sweep_id)
+    trials = body["sweep"]["trials"]
+    assert sorted(t["params"]["learning_rate"] for t in trials) == [0.001, 0.01]
+    assert all(t["state"] == "completed" and t["epochs"] == 2 for t in trials), trials
+    for trial in trials:                       # each trial's actor sent its run back to the server's folder
+        status, history = await api.call("GET", "history", trial["task_id"])
+        assert status == 200 and [h["epoch"] for h in history["history"]] == [1, 2]
+
+
 async def test_a_killed_actor_fails_the_task_and_resume_continues_to_the_uninterrupted_history(
         api, make_config, models_dir, ray_instance):  # noqa: F811
     config = make_config(epochs=8, output_path="/models/killed", checkpoint_every_epochs=1)
