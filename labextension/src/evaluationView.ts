@@ -3,6 +3,7 @@
  * matrix and per-class report of a classification, the residuals of a regression. Labels come
  * from the user's data, so they are only ever set as text.
  */
+import { el } from './dom';
 import { formatNumber } from './pageData';
 
 export interface IEvaluation {
@@ -57,17 +58,6 @@ function span(values: number[]): [number, number] {
   const hi = Math.max(...values);
   const pad = hi > lo ? (hi - lo) * 0.05 : Math.abs(lo) * 0.1 || 1;
   return [lo - pad, hi + pad];
-}
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, cls?: string): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  if (cls) {
-    node.className = cls;
-  }
-  return node;
 }
 
 function metricsLine(evaluation: IEvaluation): HTMLElement {

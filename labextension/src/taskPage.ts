@@ -9,6 +9,7 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { ApiError } from './api';
+import { el } from './dom';
 import { renderEvaluation, IEvaluation } from './evaluationView';
 import { ILoggers, IStreamEvent, ITaskDetails, PageApi } from './pageApi';
 import {
@@ -23,17 +24,6 @@ import { ITrainingTasks } from './tokens';
 const MESSAGE_MS = 5000;
 type Action = 'pause' | 'resume' | 'stop' | 'delete';
 const ACTIONS: Action[] = ['pause', 'resume', 'stop', 'delete'];
-
-function el<K extends keyof HTMLElementTagNameMap>(tag: K, text?: string, cls?: string): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  if (cls) {
-    node.className = cls;
-  }
-  return node;
-}
 
 export class TaskPage extends Widget {
   private task: ITaskDetails | null = null;
