@@ -110,6 +110,13 @@ class Api:
             assert time.monotonic() < deadline, f"timed out waiting; last progress {progress}"
             await asyncio.sleep(0.05)
 
+    async def pause_after_an_epoch(self, task_id: str) -> dict[str, Any]:
+        """Wait for the task's first epoch, then pause it; the pause's answer (the task paused)."""
+        await self.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
+        status, body = await self.call("POST", "pause", task_id)
+        assert status == 200 and body["training_state"] == "paused", body
+        return body
+
     async def wait_done(self, task_id: str, timeout: float = 120) -> dict[str, Any]:
         return await self.wait_for(task_id, lambda p: p["training_state"] not in ("pending", "running", "paused"),
                                    timeout)

@@ -140,10 +140,7 @@ async def test_pause_resume_stop_are_actor_calls_that_take_effect(api, make_conf
 
 async def test_a_task_on_an_actor_is_steered_through_the_api_and_the_change_is_recorded(api, make_config, models_dir):
     task_id = await api.start(make_config(epochs=LONG, learning_rate_scheduler="none", output_path="/models/steer"))
-    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
-    status, body = await api.call("POST", "pause", task_id)
-    assert status == 200 and body["training_state"] == "paused", body
-    done = body["progress"]["current_epoch"]
+    done = (await api.pause_after_an_epoch(task_id))["progress"]["current_epoch"]
     status, body = await api.call("POST", "update", task_id, body={"learning_rate": 0.002, "epochs": done + 2})
     assert status == 200, body
     change = body["change"]

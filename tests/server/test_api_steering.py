@@ -21,10 +21,7 @@ LONG = 100_000   # epochs for a run that only ends when told to
 async def test_a_paused_task_is_steered_and_the_change_is_recorded_everywhere(api, make_config, tasks_dir, extension):
     task_id = await api.start(make_config(epochs=LONG, learning_rate_scheduler="none", output_path="/models/steer"))
     reader = asyncio.ensure_future(api.stream(task_id))
-    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
-    status, body = await api.call("POST", "pause", task_id)
-    assert status == 200 and body["training_state"] == "paused", body
-    done = body["progress"]["current_epoch"]
+    done = (await api.pause_after_an_epoch(task_id))["progress"]["current_epoch"]
 
     status, body = await api.call("POST", "update", task_id, body={"learning_rate": 0.002, "epochs": done + 2})
     assert status == 200, body
@@ -94,8 +91,7 @@ async def test_a_running_task_takes_a_change_between_two_batches_and_refusals_ch
 
 async def test_a_task_resumed_from_its_checkpoint_goes_back_to_the_settings_saved_there(api, make_config, extension):
     task_id = await api.start(make_config(epochs=LONG, output_path="/models/steer-kill"))
-    await api.wait_for(task_id, lambda p: p["current_epoch"] >= 1)
-    assert (await api.call("POST", "pause", task_id))[0] == 200
+    await api.pause_after_an_epoch(task_id)
     status, body = await api.call("POST", "update", task_id, body={"learning_rate": 0.002})
     assert status == 200, body
     # Killed before any checkpoint holds the change: it is undone with the batches since.
