@@ -588,6 +588,21 @@ def _kill_at(spec: dict, target: int, rng: random.Random, timeout: float = 240) 
     return killed_at
 
 
+def _killed_and_resumed(spec: dict, targets: list[int], rng: random.Random) -> tuple[list[dict], list]:
+    """SIGKILL a child training ``spec`` at each global batch of ``targets`` (resuming it from the
+    second on), then let a last resumed child finish; its saved history, and where the kills landed."""
+    out = Path(spec["config"]["output_path"])
+    where = []
+    for i, target in enumerate(targets):
+        where.append(_kill_at({**spec, "resume": i > 0}, target, rng))
+        assert list_checkpoints(checkpoint_dir(out)), f"no checkpoint survived the kill at {where}"
+    proc = _spawn({**spec, "resume": True})
+    end = [m for m in _lines(proc, 240) if m["event"] == "end"]
+    proc.wait(30)
+    assert proc.returncode == 0 and end, f"resumed child failed: {proc.stderr.read()[-3000:]} (kills at {where})"
+    return json.loads((out / "history.json").read_text())["history"], where
+
+
 def _kill_and_resume(backend: str, kills: int, seed: int, tmp_path: Path) -> None:
     rows, data_seed = 1200, 5
     config = {"backend": backend, "seed": 7, "epochs": 5, "batch_size": 24, "hidden_units": [16, 8],
@@ -603,17 +618,7 @@ def _kill_and_resume(backend: str, kills: int, seed: int, tmp_path: Path) -> Non
     out = tmp_path / "killed"
     spec = {"rows": rows, "data_seed": data_seed, "config": {**config, "output_path": str(out)}}
     # The first kill comes after the first checkpoint (batch 5); the last leaves work to resume.
-    targets = sorted(rng.sample(range(6, total - 5), kills))
-    where = []
-    for i, target in enumerate(targets):
-        where.append(_kill_at({**spec, "resume": i > 0}, target, rng))
-        assert list_checkpoints(checkpoint_dir(out)), f"no checkpoint survived the kill at {where}"
-    proc = _spawn({**spec, "resume": True})
-    end = [m for m in _lines(proc, 240) if m["event"] == "end"]
-    proc.wait(30)
-    assert proc.returncode == 0 and end, f"resumed child failed: {proc.stderr.read()[-3000:]} (kills at {where})"
-
-    history = json.loads((out / "history.json").read_text())["history"]
+    history, where = _killed_and_resumed(spec, sorted(rng.sample(range(6, total - 5), kills)), rng)
     assert comparable(history) == comparable(reference.history), f"kills at {where} (seed {seed})"
     final = load_latest(checkpoint_dir(out))
     assert final.state["final_state"] == "completed"

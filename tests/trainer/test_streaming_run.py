@@ -16,10 +16,9 @@ import pytest
 from trainer import ConfigError, ResumeMismatch, Trainer, load_model
 from trainer.config import TrainingConfig
 from trainer.data import prepare_data
-from trainer.checkpoints import checkpoint_dir, list_checkpoints
 from trainer.datasets import make_classification, make_time_series
 
-from .test_checkpoints import _kill_at, _lines, _spawn, comparable
+from .test_checkpoints import _killed_and_resumed, comparable
 
 pytest.importorskip("pyarrow")
 torch = pytest.importorskip("torch")
@@ -76,15 +75,7 @@ def test_sigkill_mid_epoch_then_resume_equals_the_uninterrupted_streamed_run(tmp
     rng = random.Random(int(os.environ.get("KILL_TEST_SEED", 4)))
     out = tmp_path / "killed"
     spec = {"data_path": str(parts), "config": {**config, "output_path": str(out)}}
-    where = []
-    for i, target in enumerate(sorted(rng.sample(range(6, total - 5), 2))):
-        where.append(_kill_at({**spec, "resume": i > 0}, target, rng))
-        assert list_checkpoints(checkpoint_dir(out)), f"no checkpoint survived the kill at {where}"
-    proc = _spawn({**spec, "resume": True})
-    end = [m for m in _lines(proc, 240) if m["event"] == "end"]
-    proc.wait(30)
-    assert proc.returncode == 0 and end, f"resumed child failed: {proc.stderr.read()[-3000:]} (kills at {where})"
-    history = json.loads((out / "history.json").read_text())["history"]
+    history, where = _killed_and_resumed(spec, sorted(rng.sample(range(6, total - 5), 2)), rng)
     assert comparable(history) == comparable(reference.history), f"kills at {where}"
     np.testing.assert_array_equal(load_model(out).decision_function(df),
                                   load_model(tmp_path / "reference").decision_function(df))
