@@ -134,6 +134,16 @@ def built_dropout(config: TrainingConfig, changes: Sequence[Mapping[str, Any]]) 
     return None
 
 
+def rebase_at(new: TrainingConfig, changed: Any, epoch: int, between: bool, rate_in_use: float) -> tuple[float, int]:
+    """(base rate, 0-based epoch it counts from) the schedule restarts on after a change of the
+    fields ``changed`` to ``new``, made after a batch of 1-based ``epoch`` (``between``: after its
+    last batch, before the next epoch). A new rate applies from the next batch, so the epoch that
+    batch belongs to counts from it; a new schedule starts at the next epoch, on the rate in use."""
+    if "learning_rate" in changed:
+        return new.learning_rate, epoch if between else epoch - 1
+    return rate_in_use, epoch
+
+
 def steered_epochs(config: TrainingConfig, changes: Sequence[Mapping[str, Any]]) -> int:
     """The epochs of a run steered by ``changes``: the last ``epochs`` they set, else ``config``'s."""
     total = config.epochs
@@ -176,10 +186,7 @@ def steered_preview(config: TrainingConfig, changes: Sequence[Mapping[str, Any]]
             fields = event["changes"]
             new = current.replace(**{k: v["new"] for k, v in fields.items()})
             if REBASING & set(fields):
-                if "learning_rate" in fields:
-                    schedule.rebase(new, new.learning_rate, epoch if between else epoch - 1)
-                else:
-                    schedule.rebase(new, rate(epoch - 1), epoch)
+                schedule.rebase(new, *rebase_at(new, fields, epoch, between, rate(epoch - 1)))
             current = new
         rates.append(rate(e))
     return rates

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 from .config import ConfigError
 from .state import StateError
-from .steering import REBASING, change_event, check_changes, new_values
+from .steering import REBASING, change_event, check_changes, new_values, rebase_at
 
 if TYPE_CHECKING:
     from .loop import LocalRun
@@ -139,11 +139,9 @@ class LoopSteering:
         run.config = new
         if REBASING & set(changes):
             assert st.schedule is not None
-            if "learning_rate" in changes:       # the epoch the next batch belongs to counts from it
-                base, origin = new.learning_rate, epoch if between else epoch - 1
+            base, origin = rebase_at(new, changes, epoch, between, st.learning_rate or old.learning_rate)
+            if "learning_rate" in changes:       # from the next batch
                 run.backend.set_learning_rate(base)
-            else:                                 # from the next epoch, on the rate in use
-                base, origin = st.learning_rate or old.learning_rate, epoch
             st.schedule.rebase(new, base, origin)
         es = st.early_stopping
         if es is not None:

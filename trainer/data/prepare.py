@@ -59,8 +59,6 @@ class PreparedData:
         return self.preprocessor.sequence_length
 
 
-# ---------------------------------------------------------------------- scaling
-
 # ---------------------------------------------------------------------- checks
 
 def _column_error(field: str, name: str, df: pd.DataFrame) -> dict[str, Any]:
