@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .loop import LocalRun
 
 RULES = ("valley", "steepest")
+# The search's history: one row per batch.
+HISTORY_COLUMNS = {"iteration": "int64", "learning_rate": "float64", "loss": "float64", "smoothed_loss": "float64"}
 # The loss average of fastai and Lightning: an EMA with beta 0.98, bias-corrected as in Adam so
 # the first points are not pulled towards zero.
 SMOOTHING = 0.98
@@ -222,7 +224,8 @@ class LRFinder:
             yield order[k * size:(k + 1) * size]
 
     def _result(self, reason: str, diverged: bool, stopped: bool) -> LRFindResult:
-        history = pd.DataFrame(self.points, columns=["iteration", "learning_rate", "loss", "smoothed_loss"])
+        # Typed columns: a search stopped before its first batch has none to infer them from.
+        history = pd.DataFrame(self.points, columns=list(HISTORY_COLUMNS)).astype(HISTORY_COLUMNS)
         suggestions, notes = suggest(history["learning_rate"].to_numpy(), history["smoothed_loss"].to_numpy(),
                                      self.num_iter)
         return LRFindResult(history=history, suggestion=suggestions[self.rule], rule=self.rule,
@@ -236,6 +239,7 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray, num_iter: int) -> tuple[dict[
     As fastai does, the first ``num_iter // 10`` points (start-up noise) and the last 5 (where
     the loss takes off) are left out, and so is everything from the first non-finite loss on.
     """
+    lrs, smoothed = np.asarray(lrs, dtype=np.float64), np.asarray(smoothed, dtype=np.float64)
     finite = np.isfinite(smoothed)
     end = int(np.argmin(finite)) if not finite.all() else len(smoothed)
     lo, hi = num_iter // 10, end - 5
@@ -243,7 +247,7 @@ def suggest(lrs: np.ndarray, smoothed: np.ndarray, num_iter: int) -> tuple[dict[
         note = (f"too few batches before the loss diverged or the search stopped ({end}) to suggest a rate; "
                 f"lower start_lr, raise end_lr less steeply or use more batches (num_iter)")
         return {rule: None for rule in RULES}, [note]
-    lrs, losses = np.asarray(lrs[lo:hi], dtype=np.float64), np.asarray(smoothed[lo:hi], dtype=np.float64)
+    lrs, losses = lrs[lo:hi], smoothed[lo:hi]
     return {"valley": float(lrs[_valley(losses)]), "steepest": float(lrs[_steepest(lrs, losses)])}, []
 
 

@@ -149,6 +149,16 @@ def test_should_stop_ends_the_search_and_restores_the_state(backend, base_config
 
 
 @pytest.mark.parametrize("backend", ["torch"])     # backend-independent logic: one backend is enough
+def test_a_search_stopped_before_its_first_batch_returns_an_empty_curve_and_no_rate(backend, base_config, clf_df):
+    # The panel's Stop can land between Find LR's start and its first batch.
+    result = Trainer(base_config(), clf_df).lr_find(num_iter=100, should_stop=lambda: True)
+    assert result.stopped and "stopped after 0 of 100" in result.reason and result.history.empty
+    assert result.history.dtypes.to_dict() == {"iteration": "int64", "learning_rate": "float64", "loss": "float64",
+                                               "smoothed_loss": "float64"}
+    assert result.suggestion is None and "too few" in result.notes[0]
+
+
+@pytest.mark.parametrize("backend", ["torch"])     # backend-independent logic: one backend is enough
 def test_the_async_search_stops_from_the_event_loop(backend, base_config, clf_df):
     run = Trainer(base_config(), clf_df)
     before = full_state(run)
